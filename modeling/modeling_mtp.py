@@ -1,0 +1,70 @@
+# Copyright 2026 The hf-eagle31 authors. Apache-2.0.
+"""
+DeepSeek-V3-style MTP drafter head (remote code: `AutoModel.from_pretrained(dir, trust_remote_code=True)`).
+
+    u_t = eh_proj(concat(enorm(embed(tok)), hnorm(h_t)))       h_t: target's last hidden state (B, T, H)
+    a_t = decoder_block(u_t)                                    full pre-norm block, H-wide attention
+    logits = lm_head(norm(a_t))                                 draft vocabulary (B, T, D)
+    next chain step gets a_t (MTP) or norm(a_t) (`norm_output`, the same drift fix as EAGLE-3.1)
+"""
+
+import torch
+from torch import nn
+
+from .candidate_generator import EagleCandidateGenerator, install_generate_hook
+from .configuration_mtp import MtpConfig
+from .drafter_common import DrafterAttention, DrafterMLP, DrafterPreTrainedModel, DrafterRMSNorm
+
+
+class MtpDecoderLayer(nn.Module):
+    def __init__(self, config, layer_idx=0):
+        super().__init__()
+        self.enorm = DrafterRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.hnorm = DrafterRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.eh_proj = nn.Linear(2 * config.hidden_size, config.hidden_size, bias=False)
+        self.self_attn = DrafterAttention(config, input_size=config.hidden_size, layer_idx=layer_idx)
+        self.mlp = DrafterMLP(config)
+        self.input_layernorm = DrafterRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.post_attention_layernorm = DrafterRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+
+    def forward(self, embeds, hidden, cos, sin, past_key_values=None, ttt_kv=None, output_attentions=False):
+        u = self.eh_proj(torch.cat([self.enorm(embeds), self.hnorm(hidden)], dim=-1))  # (B, T, H)
+        attn, weights = self.self_attn(self.input_layernorm(u), cos, sin, past_key_values, ttt_kv, output_attentions)
+        hidden = u + attn
+        hidden = hidden + self.mlp(self.post_attention_layernorm(hidden))
+        return hidden, weights  # a_t, pre-norm
+
+
+class MtpDrafter(DrafterPreTrainedModel):
+    config_class = MtpConfig
+    _no_split_modules = ["MtpDecoderLayer"]
+
+    def __init__(self, config: MtpConfig):
+        super().__init__(config)
+        self._build_common(config)
+        self.layers = nn.ModuleList([MtpDecoderLayer(config, 0)])
+        self.post_init()
+
+    def project_target_hidden_states(self, target_hidden_states):
+        """The MTP head reads the target state as is: (B, T, H) or a one-element list."""
+        if isinstance(target_hidden_states, (list, tuple)):
+            if len(target_hidden_states) != 1:
+                raise ValueError(f"an MTP drafter reads one target hidden state, got {len(target_hidden_states)}.")
+            target_hidden_states = target_hidden_states[0]
+        if target_hidden_states.shape[-1] != self.config.hidden_size:
+            raise ValueError(
+                f"target hidden state width {target_hidden_states.shape[-1]} != hidden_size={self.config.hidden_size}: "
+                "pass the target's last hidden state (`hidden_states[config.target_layer_ids[0]]`)."
+            )
+        return target_hidden_states.to(self.lm_head.weight.dtype)
+
+    def get_candidate_generator(self, **kwargs):
+        """Factory used by `target.generate(..., assistant_model=drafter)` (see `candidate_generator.py`)."""
+        return EagleCandidateGenerator(drafter=self, **kwargs)
+
+
+MtpConfig.register_for_auto_class()
+MtpDrafter.register_for_auto_class("AutoModel")
+install_generate_hook()
+
+__all__ = ["MtpDrafter", "MtpDecoderLayer"]
