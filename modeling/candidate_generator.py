@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 
 import torch
+from transformers import GenerationConfig
 from transformers.cache_utils import DynamicCache
 from transformers.generation.candidate_generator import CandidateGenerator
 
@@ -105,10 +106,13 @@ class EagleCandidateGenerator(CandidateGenerator):
         self.do_sample = bool(generation_config.do_sample)
         self.logits_processor = logits_processor if logits_processor is not None and len(logits_processor) else None
 
-        own = drafter.generation_config
-        k = generation_config.num_assistant_tokens or own.num_assistant_tokens or DEFAULT_NUM_DRAFT_TOKENS
-        self.num_assistant_tokens = int(k)
-        self.schedule = generation_config.num_assistant_tokens_schedule or own.num_assistant_tokens_schedule or "constant"
+        # A value passed to `generate` wins; transformers fills unset fields with its global defaults (K = 20,
+        # "constant"), which are taken to mean "unset" so that the drafter's own generation config applies.
+        own, unset = drafter.generation_config, GenerationConfig._get_default_generation_params()
+        k = _explicit(generation_config.num_assistant_tokens, unset.get("num_assistant_tokens"))
+        self.num_assistant_tokens = int(k or own.num_assistant_tokens or DEFAULT_NUM_DRAFT_TOKENS)
+        schedule = _explicit(generation_config.num_assistant_tokens_schedule, unset.get("num_assistant_tokens_schedule"))
+        self.schedule = schedule or own.num_assistant_tokens_schedule or "constant"
         if self.schedule not in ("constant", "heuristic", "heuristic_transient"):
             raise ValueError(
                 f"num_assistant_tokens_schedule={self.schedule!r} is not supported by EAGLE drafting: use 'constant', "
@@ -217,6 +221,10 @@ class EagleCandidateGenerator(CandidateGenerator):
             token = torch.multinomial(full.softmax(-1), num_samples=1)
             return token, full
         return full.argmax(-1, keepdim=True), None
+
+
+def _explicit(value, global_default):
+    return None if value == global_default else value
 
 
 # ---------------------------------------------------------------------- dispatch

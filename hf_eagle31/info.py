@@ -1,0 +1,89 @@
+"""`hf-eagle31 info`: describe a drafter built for (or loaded for) a target, and check it against the target.
+
+It loads the target, builds the drafter config with `from_target` (or loads `--drafter`), prints sizes, parameter
+counts, captured layers and switches, then runs one greedy `generate(assistant_model=drafter)` on a chat prompt and
+checks the tokens equal plain greedy decoding (an untrained drafter is lossless too, it is just not accepted often).
+"""
+
+import time
+
+import torch
+
+from .modeling import Eagle3Config, Eagle3Drafter, MtpConfig, MtpDrafter
+
+
+def build_drafter(target, variant="eagle3.1", draft_vocab_size=None):
+    """A freshly initialised drafter of `variant` for `target`, with the target's embeddings loaded."""
+    if variant.startswith("mtp"):
+        drafter = MtpDrafter(MtpConfig.from_target(target.config, variant=variant, draft_vocab_size=draft_vocab_size))
+    else:
+        config = Eagle3Config.from_target(target.config, variant=variant, draft_vocab_size=draft_vocab_size)
+        drafter = Eagle3Drafter(config)
+    return drafter.load_target_embeddings(target).to(target.dtype).eval()
+
+
+def describe(drafter):
+    cfg = drafter.config
+    counts = {}
+    for name, param in drafter.named_parameters():
+        counts[name.split(".")[0]] = counts.get(name.split(".")[0], 0) + param.numel()
+    lines = [
+        f"drafter: {type(drafter).__name__} ({cfg.model_type})",
+        f"  hidden {cfg.hidden_size}, heads {cfg.num_attention_heads}/{cfg.num_key_value_heads} (q/kv), "
+        f"head_dim {cfg.head_dim}, mlp {cfg.intermediate_size}",
+        f"  vocab {cfg.vocab_size} (target), draft vocab {cfg.draft_vocab_size}",
+        f"  target_layer_ids {cfg.target_layer_ids}: indices into the target's hidden_states "
+        f"(hidden_states[i] = input of decoder layer i)",
+        "  switches: " + ", ".join(
+            f"{k}={getattr(cfg, k)}" for k in ("fc_norm", "norm_output", "norm_before_fc") if hasattr(cfg, k)
+        ),
+        "  parameters: " + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in counts.items())
+        + f" (trainable, embeddings excluded: {sum(v for k, v in counts.items() if k != 'embed_tokens') / 1e6:.2f}M)",
+    ]
+    return "\n".join(lines)
+
+
+def add_cli_arguments(parser):
+    parser.add_argument("--target", default=None, help="target Hub id / path (default: embedded SmolLM2-135M-Instruct)")
+    parser.add_argument("--drafter", default=None, help="a drafter directory or Hub id to describe instead")
+    parser.add_argument("--variant", default="eagle3.1", choices=["eagle3", "eagle3.1", "mtp", "mtp-postnorm"])
+    parser.add_argument("--draft-vocab-size", type=int, default=None)
+    parser.add_argument("--prompt", default="Name three primary colors.")
+    parser.add_argument("--max-new-tokens", type=int, default=24)
+
+
+def run_cli(args):
+    from transformers import AutoModel
+
+    from .targets import load_target
+
+    torch.manual_seed(0)
+    target, tokenizer = load_target(args.target)
+    cfg = target.config
+    print(f"target: {type(target).__name__}, {cfg.num_hidden_layers} layers, hidden {cfg.hidden_size}, "
+          f"vocab {cfg.vocab_size}, {sum(p.numel() for p in target.parameters()) / 1e6:.1f}M parameters")
+    if args.drafter:
+        drafter = AutoModel.from_pretrained(args.drafter, trust_remote_code=True).eval()
+        drafter.check_target(target.config)
+    else:
+        drafter = build_drafter(target, args.variant, args.draft_vocab_size)
+        print("(untrained: a freshly initialised drafter, to show the shapes and the generate() path)")
+    print(describe(drafter))
+
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": args.prompt}], tokenize=False, add_generation_prompt=True
+    )
+    ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids
+    start = time.perf_counter()
+    plain = target.generate(ids, max_new_tokens=args.max_new_tokens, do_sample=False)
+    plain_s = time.perf_counter() - start
+    start = time.perf_counter()
+    assisted = target.generate(ids, max_new_tokens=args.max_new_tokens, do_sample=False, assistant_model=drafter)
+    assisted_s = time.perf_counter() - start
+    stats = drafter.last_speculation_stats
+    print(f"prompt: {args.prompt!r}")
+    print(f"answer: {tokenizer.decode(assisted[0, ids.shape[1]:], skip_special_tokens=True)!r}")
+    print(f"identical to plain greedy: {torch.equal(plain, assisted)}; tau {stats.tau:.2f}, "
+          f"{stats.target_forwards} target forwards for {assisted.shape[1] - ids.shape[1]} tokens; "
+          f"plain {plain_s:.2f}s, with drafter {assisted_s:.2f}s")
+    return 0 if torch.equal(plain, assisted) else 1

@@ -1,0 +1,261 @@
+"""`target.generate(**inputs, assistant_model=drafter)`: losslessness, bookkeeping, sampling, errors."""
+
+import itertools
+import random
+
+import pytest
+import torch
+from conftest import VARIANTS, make_drafter, tiny_target
+from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers.generation.streamers import BaseStreamer
+from transformers.generation.utils import GenerationMixin
+
+from hf_eagle31 import Eagle3Drafter, MtpDrafter
+from hf_eagle31.modeling.candidate_generator import EagleCandidateGenerator
+
+
+def _oracle(base_cls):
+    class Oracle(base_cls):
+        """A real drafter (its cache and features are used as usual) whose logits are replaced by the reference
+        continuation: the query at rotary position q proposes token index q + 2, right where `agree(q)` is true."""
+
+        reference = None
+        agree = staticmethod(lambda q: True)
+        real_calls = None
+
+        def forward(self, input_ids, position_ids=None, **kwargs):
+            out = super().forward(input_ids, position_ids=position_ids, **kwargs)
+            if self.real_calls is not None and kwargs.get("target_hidden_states") is not None:
+                feats = torch.cat(list(kwargs["target_hidden_states"]), dim=-1)
+                self.real_calls.append((position_ids[0].tolist(), out.logits.clone(), feats.clone()))
+            logits = torch.full_like(out.logits, -10.0)
+            for col, q in enumerate(position_ids[0].tolist()):
+                token = int(self.reference[q + 2]) if q + 2 < len(self.reference) else 0
+                if not self.agree(q):
+                    token = (token + 1) % self.config.vocab_size
+                logits[0, col, token] = 10.0
+            out.logits = logits
+            return out
+
+    return Oracle
+
+
+OracleEagle3, OracleMtp = _oracle(Eagle3Drafter), _oracle(MtpDrafter)
+
+
+def make_oracle(target, variant, reference, agree):
+    drafter = make_drafter(target, variant)
+    oracle = (OracleMtp if variant.startswith("mtp") else OracleEagle3)(drafter.config)
+    oracle.load_state_dict(drafter.state_dict())
+    oracle.embeddings_ready = True
+    oracle.reference, oracle.agree = reference[0].tolist(), agree
+    return oracle.eval()
+
+
+def test_generate_hook_is_installed_and_dispatches(target):
+    assert getattr(GenerationMixin._get_candidate_generator, "_hf_eagle31_hook", False), (
+        "the generate() hook is not installed: transformers changed GenerationMixin._get_candidate_generator"
+    )
+    drafter = make_drafter(target)
+    drafter.last_speculation_stats = None
+    target.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=5, do_sample=False, assistant_model=drafter)
+    assert drafter.last_speculation_stats is not None and drafter.last_speculation_stats.target_forwards == 5
+
+
+def test_greedy_equals_plain_generate_fuzzed():
+    """>= 200 random cases: variants, draft vocabularies, K, schedules, prompt lengths, EOS, short budgets."""
+    rng = random.Random(1234)
+    targets = [tiny_target(seed=s) for s in range(3)]
+    checked = 0
+    for case in range(216):
+        target = targets[case % 3]
+        variant = VARIANTS[case % 4]
+        prompt = torch.tensor([[rng.randrange(64) for _ in range(rng.randint(1, 20))]])
+        max_new = rng.choice([1, 2, 3, 5, 9, 17, 30])
+        reference = target.generate(prompt, max_new_tokens=max_new, do_sample=False)
+        eos = None
+        if rng.random() < 0.3 and reference.shape[1] > prompt.shape[1] + 1:
+            eos = int(reference[0, rng.randrange(prompt.shape[1], reference.shape[1])])
+            reference = target.generate(prompt, max_new_tokens=max_new, do_sample=False, eos_token_id=eos)
+        if case % 2:
+            pattern = rng.choice([lambda q: True, lambda q: q % 3 != 0, lambda q: (q * 7) % 5 < 2, lambda q: False])
+            drafter = make_oracle(target, variant, reference, pattern)
+        else:
+            drafter = make_drafter(target, variant, draft_vocab_size=rng.choice([None, 40]), seed=case)
+        out = target.generate(
+            prompt, max_new_tokens=max_new, do_sample=False, eos_token_id=eos, assistant_model=drafter,
+            num_assistant_tokens=rng.randint(1, 8),
+            num_assistant_tokens_schedule=rng.choice(["constant", "heuristic_transient"]),
+        )
+        assert torch.equal(out, reference), f"case {case}: {variant} diverged from plain greedy"
+        checked += 1
+    assert checked >= 200
+
+
+@pytest.mark.parametrize("variant", ["eagle3", "mtp-postnorm"])
+def test_drafter_cache_matches_full_recompute(target, variant):
+    """The features fed after each verification are the target's hidden_states[target_layer_ids] at exactly the
+    verified positions, and the drafter's incrementally cached outputs equal a from-scratch prefill: cropping of
+    draft-step entries and the feeding of new positions are right."""
+    prompt = torch.tensor([[5, 9, 2, 33, 7]])
+    reference = target.generate(prompt, max_new_tokens=25, do_sample=False)
+    oracle = make_oracle(target, variant, reference, lambda q: q % 4 != 1)
+    oracle.real_calls = []
+    out = target.generate(prompt, max_new_tokens=25, do_sample=False, assistant_model=oracle, num_assistant_tokens=4)
+    assert torch.equal(out, reference)
+    stats = oracle.last_speculation_stats
+    assert 0 < sum(stats.accepted) < sum(stats.draft_lengths)  # partial acceptance happened
+    positions = [p for call in oracle.real_calls for p in call[0]]
+    assert positions == list(range(len(positions)))  # every position fed once, in order
+    features = torch.cat([c[2] for c in oracle.real_calls], dim=1)
+    logits = torch.cat([c[1] for c in oracle.real_calls], dim=1)
+    n = len(positions)
+    with torch.no_grad():
+        hidden = target(out[:, :n], output_hidden_states=True).hidden_states
+        full_features = torch.cat([hidden[i] for i in oracle.config.target_layer_ids], dim=-1)
+        torch.testing.assert_close(features, full_features, atol=1e-5, rtol=1e-4)
+        full = Eagle3Drafter.forward if variant.startswith("eagle") else MtpDrafter.forward
+        recomputed = full(oracle, out[:, 1 : n + 1], target_hidden_states=full_features).logits
+    torch.testing.assert_close(logits, recomputed, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("variant", ["eagle3.1", "mtp"])
+def test_bookkeeping_always_and_never_agree(target, variant):
+    prompt, k, m = torch.tensor([[3, 1, 4, 1, 5]]), 3, 4
+    max_new = 1 + m * (k + 1)
+    reference = target.generate(prompt, max_new_tokens=max_new, do_sample=False)
+    always = make_oracle(target, variant, reference, lambda q: True)
+    out = target.generate(prompt, max_new_tokens=max_new, do_sample=False, assistant_model=always, num_assistant_tokens=k)
+    stats = always.last_speculation_stats
+    assert torch.equal(out, reference)
+    assert stats.tau == k + 1 and stats.accepted == [k] * m and stats.target_forwards == 1 + m
+    assert stats.acceptance_per_depth == [1.0] * k
+
+    never = make_oracle(target, variant, reference, lambda q: False)
+    out = target.generate(prompt, max_new_tokens=6, do_sample=False, assistant_model=never, num_assistant_tokens=k)
+    stats = never.last_speculation_stats
+    assert torch.equal(out, reference[:, : prompt.shape[1] + 6])
+    # prefill + one token per forward; the last forward has no room for candidates
+    assert stats.tau == 1.0 and stats.target_forwards == 6 and stats.draft_lengths == [3, 3, 2, 1]
+    assert stats.acceptance_per_depth == [0.0, 0.0, 0.0]
+
+
+def test_heuristic_schedule_grows_and_shrinks(target):
+    prompt = torch.tensor([[3, 1, 4]])
+    reference = target.generate(prompt, max_new_tokens=40, do_sample=False)
+    oracle = make_oracle(target, "eagle3.1", reference, lambda q: q < 20)
+    oracle.generation_config.num_assistant_tokens_schedule = "heuristic"
+    oracle.generation_config.num_assistant_tokens = 2
+    out = target.generate(prompt, max_new_tokens=40, do_sample=False, assistant_model=oracle)
+    lengths = oracle.last_speculation_stats.draft_lengths
+    assert torch.equal(out, reference)
+    assert lengths[:3] == [2, 4, 6] and min(lengths[3:]) < max(lengths)
+    assert oracle.generation_config.num_assistant_tokens != 2  # "heuristic" persists across calls
+
+
+def test_eos_stopping_criteria_and_streamer(target):
+    prompt = torch.tensor([[7, 8, 9]])
+    reference = target.generate(prompt, max_new_tokens=30, do_sample=False)
+    eos = int(reference[0, 12])
+    expected = target.generate(prompt, max_new_tokens=30, do_sample=False, eos_token_id=eos)
+    oracle = make_oracle(target, "eagle3.1", reference, lambda q: True)
+
+    class Collect(BaseStreamer):
+        def __init__(self):
+            self.tokens = []
+
+        def put(self, value):
+            self.tokens.extend(value.flatten().tolist())
+
+        def end(self):
+            pass
+
+    streamer = Collect()
+    out = target.generate(
+        prompt, max_new_tokens=30, do_sample=False, eos_token_id=eos, assistant_model=oracle,
+        num_assistant_tokens=5, streamer=streamer,
+    )
+    assert torch.equal(out, expected) and out[0, -1] == eos
+    assert streamer.tokens == out[0].tolist()  # prompt first, then every accepted token exactly once
+
+    class StopAtLength(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full((input_ids.shape[0],), input_ids.shape[1] >= 10, dtype=torch.bool)
+
+    out = target.generate(
+        prompt, max_new_tokens=30, do_sample=False, assistant_model=oracle, num_assistant_tokens=2,
+        stopping_criteria=StoppingCriteriaList([StopAtLength()]),
+    )
+    assert out.shape[1] in range(10, 13) and torch.equal(out, reference[:, : out.shape[1]])
+
+
+def test_bad_input_errors(target):
+    drafter = make_drafter(target)
+    with pytest.raises(ValueError, match="batch size 1 only; got batch size 2.*once per prompt"):
+        target.generate(torch.tensor([[1, 2], [3, 4]]), max_new_tokens=3, assistant_model=drafter)
+    for kwargs, what in [({"hidden_size": 48}, "hidden size of 32 but the target has 48"),
+                         ({"num_hidden_layers": 10}, "layer count of 8 but the target has 10")]:
+        other = tiny_target(**kwargs)
+        with pytest.raises(ValueError, match=what):
+            other.generate(torch.tensor([[1, 2]]), max_new_tokens=3, assistant_model=drafter)
+    wide_vocab = tiny_target(vocab_size=80)
+    with pytest.raises(ValueError, match="vocab size of 64 but the target has 80"):
+        drafter.check_target(wide_vocab.config)
+
+
+def _exact_joint(target, prompt, new_tokens, temperature):
+    """Exact target distribution over all `new_tokens`-token continuations (tiny vocabulary)."""
+    vocab = target.config.vocab_size
+    seqs = torch.tensor(list(itertools.product(range(vocab), repeat=new_tokens)))
+    full = torch.cat([prompt.expand(len(seqs), -1), seqs], dim=1)
+    n = prompt.shape[1]
+    with torch.no_grad():
+        logp = (target(full).logits[:, n - 1 : n - 1 + new_tokens] / temperature).log_softmax(-1)
+    return logp.gather(-1, seqs[..., None]).squeeze(-1).sum(-1).exp().view(*([vocab] * new_tokens))
+
+
+def _max_pair_chi2(samples, joint):
+    """Largest chi-square statistic over adjacent token pairs (25 cells, df = 24) against the exact joint."""
+    vocab, depth = joint.shape[0], joint.dim()
+    worst = 0.0
+    for a in range(depth - 1):
+        expected = joint.sum(dim=tuple(i for i in range(depth) if i not in (a, a + 1))).flatten() * len(samples)
+        counts = torch.zeros(vocab * vocab)
+        for s in samples:
+            counts[s[a] * vocab + s[a + 1]] += 1
+        worst = max(worst, float(((counts - expected) ** 2 / expected).sum()))
+    return worst
+
+
+def test_sampling_keeps_target_distribution(monkeypatch):
+    """With do_sample the output distribution is the target's (chi-square, df=24, alpha=0.001 -> 51.2); the same
+    test rejects a generator whose reported draft distribution q is not the one it sampled from."""
+    target = tiny_target(vocab_size=5, hidden_size=16)
+    drafter = make_drafter(target, "eagle3.1")
+    with torch.no_grad():
+        target.lm_head.weight.mul_(8)  # peaked target ...
+        drafter.lm_head.weight.mul_(30)  # ... and a drafter that disagrees with it often
+    prompt, temperature = torch.tensor([[1, 3, 2]]), 0.8
+    joint = _exact_joint(target, prompt, 4, temperature)
+
+    def sample(n):
+        torch.manual_seed(0)
+        return [
+            target.generate(
+                prompt, max_new_tokens=4, do_sample=True, temperature=temperature, top_k=0, assistant_model=drafter,
+                num_assistant_tokens=3,
+            )[0, 3:].tolist()
+            for _ in range(n)
+        ]
+
+    assert _max_pair_chi2(sample(1000), joint) < 51.2
+    assert sum(drafter.last_speculation_stats.draft_lengths) > 0
+
+    honest_pick = EagleCandidateGenerator._pick
+
+    def misreported_q(self, ids, logits):
+        token, full = honest_pick(self, ids, logits)
+        return token, None if full is None else full / 3
+
+    monkeypatch.setattr(EagleCandidateGenerator, "_pick", misreported_q)
+    assert _max_pair_chi2(sample(300), joint) > 51.2

@@ -1,0 +1,217 @@
+"""Drafter models: configs derived from targets, the EAGLE-3.1 switches, TTT == inference, checkpoints."""
+
+import json
+
+import pytest
+import torch
+from conftest import VARIANTS, make_drafter, tiny_target
+from safetensors.torch import load_file, save_file
+from transformers import DynamicCache, Qwen2Config
+
+from hf_eagle31 import Eagle3Config, Eagle3Drafter, MtpConfig, MtpDrafter
+
+
+# ---------------------------------------------------------------------------------------------- configs
+
+
+def test_from_target_llama_sizes_and_layer_ids(target):
+    cfg = Eagle3Config.from_target(target.config, variant="eagle3.1", draft_vocab_size=48)
+    assert (cfg.hidden_size, cfg.target_hidden_size, cfg.vocab_size, cfg.draft_vocab_size) == (32, 32, 64, 48)
+    assert (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim) == (4, 2, 8)
+    assert cfg.intermediate_size == 64 and cfg.target_num_hidden_layers == 8
+    assert cfg.target_layer_ids == [2, 4, 5]  # (2, L//2, L-3)
+    assert cfg.fc_norm and cfg.norm_output and not cfg.norm_before_fc
+    base = Eagle3Config.from_target(target.config, variant="eagle3")
+    assert not base.fc_norm and not base.norm_output and base.draft_vocab_size == 64
+
+
+def test_from_target_qwen2_and_mtp():
+    qwen = Qwen2Config(
+        vocab_size=100, hidden_size=48, intermediate_size=96, num_hidden_layers=12, num_attention_heads=6,
+        num_key_value_heads=2, rope_parameters={"rope_type": "default", "rope_theta": 50000.0},
+    )
+    cfg = Eagle3Config.from_target(qwen, variant="eagle3.1")
+    assert cfg.target_layer_ids == [2, 6, 9] and cfg.head_dim == 8 and cfg.num_key_value_heads == 2
+    assert cfg.rope_parameters["rope_theta"] == 50000.0 and cfg.target_model_type == "qwen2"
+    mtp = MtpConfig.from_target(qwen, variant="mtp-postnorm")
+    assert mtp.target_layer_ids == [12] and mtp.norm_output and mtp.hidden_size == 48
+
+
+def test_from_target_invalid_inputs(target):
+    with pytest.raises(ValueError, match=r"out of range.*\[0, 8\]"):
+        Eagle3Config.from_target(target.config, target_layer_ids=[2, 4, 9])
+    with pytest.raises(ValueError, match="mutually exclusive"):
+        Eagle3Config.from_target(target.config, variant="eagle3.1", norm_before_fc=True)
+    with pytest.raises(ValueError, match="exactly 3"):
+        Eagle3Config.from_target(target.config, target_layer_ids=[2, 4])
+    with pytest.raises(ValueError, match="has no `hidden_size`"):
+        Eagle3Config.from_target({"model_type": "llama", "num_hidden_layers": 4, "vocab_size": 10})
+    with pytest.raises(ValueError, match="unknown variant"):
+        Eagle3Config.from_target(target.config, variant="eagle4")
+    with pytest.raises(ValueError, match="draft_vocab_size"):
+        Eagle3Config.from_target(target.config, draft_vocab_size=65)
+
+
+def test_target_layer_ids_index_inputs_of_decoder_layers(target):
+    """`hidden_states[i]` as requested by the drafter is the *input* of decoder layer i (EAGLE/vLLM convention)."""
+    captured = {}
+    hooks = [
+        layer.register_forward_pre_hook(lambda m, args, kw, i=i: captured.__setitem__(i, (args[0] if args else kw["hidden_states"]).clone()), with_kwargs=True)
+        for i, layer in enumerate(target.model.layers)
+    ]
+    ids = torch.randint(0, 64, (1, 7))
+    ids_list = Eagle3Config.from_target(target.config).target_layer_ids
+    out = target(ids, output_hidden_states=ids_list)
+    for h in hooks:
+        h.remove()
+    for i in ids_list:
+        torch.testing.assert_close(out.hidden_states[i], captured[i])
+
+
+# ---------------------------------------------------------------------------------------------- switches
+
+
+def _chain(drafter, ids, feats, steps=2):
+    """Prefill on the features, then `steps` teacher-forced chain steps; returns per-step (logits, fed hidden)."""
+    cache = DynamicCache()
+    out = drafter(ids[:, 1:], target_hidden_states=feats[:, :-1], past_key_values=cache)
+    results = [(out.logits[:, -1], None)]
+    hidden = out.hidden_states[:, -1:]
+    for j in range(steps):
+        fed = hidden
+        out = drafter(ids[:, -1:] * 0 + j + 1, hidden_states=fed, past_key_values=cache)
+        hidden = out.hidden_states
+        results.append((out.logits[:, -1], fed))
+    return results
+
+
+def test_fc_norm_switch_changes_modules_and_output(target):
+    on = make_drafter(target, "eagle3.1")
+    off = make_drafter(target, "eagle3")
+    assert len(on.fc_norm) == 3 and not hasattr(off, "fc_norm")
+    assert len({id(n.weight) for n in on.fc_norm}) == 3  # one separate RMSNorm (own weight) per captured state
+    off.load_state_dict(on.state_dict(), strict=False)
+    ids, feats = torch.randint(0, 64, (1, 6)), torch.randn(1, 6, 96)
+    # fc_norm makes the drafter invariant to the scale of each captured state; EAGLE-3 is not.
+    scaled = feats * torch.tensor([10.0] * 32 + [0.1] * 32 + [3.0] * 32)
+    assert torch.allclose(_chain(on, ids, feats)[2][0], _chain(on, ids, scaled)[2][0], atol=1e-4)
+    assert not torch.allclose(_chain(off, ids, feats)[2][0], _chain(off, ids, scaled)[2][0], atol=1e-2)
+
+
+@pytest.mark.parametrize("family", ["eagle", "mtp"])
+def test_norm_output_feeds_post_norm_state_to_next_step(target, family):
+    on = make_drafter(target, "eagle3.1" if family == "eagle" else "mtp-postnorm")
+    off = make_drafter(target, "eagle3.1" if family == "eagle" else "mtp", norm_output=False)
+    off.load_state_dict(on.state_dict())
+    with torch.no_grad():
+        on.norm.weight.uniform_(0.5, 1.5)
+        off.norm.weight.copy_(on.norm.weight)
+    width = 96 if family == "eagle" else 32
+    ids, feats = torch.randint(0, 64, (1, 6)), torch.randn(1, 6, width) * 5
+    res_on, res_off = _chain(on, ids, feats), _chain(off, ids, feats)
+    torch.testing.assert_close(res_on[0][0], res_off[0][0])  # prefill logits identical: only the chain differs
+    out = on(ids[:, 1:], target_hidden_states=feats[:, :-1])
+    torch.testing.assert_close(res_on[1][1], on.norm(out.last_hidden_state)[:, -1:])
+    torch.testing.assert_close(res_off[1][1], out.last_hidden_state[:, -1:])
+    assert not torch.allclose(res_on[2][0], res_off[2][0], atol=1e-3)  # second chain step differs
+
+
+# ---------------------------------------------------------------------------------------------- TTT == inference
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_ttt_logits_equal_step_by_step_inference(target, variant):
+    drafter = make_drafter(target, variant, draft_vocab_size=40)
+    n, steps = 12, 4
+    width = 96 if variant.startswith("eagle") else 32
+    torch.manual_seed(3)
+    ids, feats = torch.randint(0, 64, (2, n)), torch.randn(2, n, width)
+    with torch.no_grad():
+        ttt = drafter.ttt_forward(ids, feats, ttt_steps=steps)
+        for t in (0, 3, 7):
+            cache = DynamicCache()
+            out = drafter(ids[:, 1 : t + 2], target_hidden_states=feats[:, : t + 1], past_key_values=cache)
+            torch.testing.assert_close(out.logits, ttt[0][:, : t + 1], atol=1e-5, rtol=1e-4)
+            hidden = out.hidden_states[:, -1:]
+            for j in range(1, steps):
+                out = drafter(ids[:, t + 1 + j : t + 2 + j], hidden_states=hidden, past_key_values=cache)
+                hidden = out.hidden_states
+                torch.testing.assert_close(out.logits[:, -1], ttt[j][:, t], atol=1e-5, rtol=1e-4)
+                assert cache.get_seq_length() == t + 1 + j
+
+
+def test_ttt_step_uses_shifted_tokens_and_positions(target):
+    """Changing token x_{t+1+j} changes TTT step-j logits at position t but not at positions < t - an off-by-one
+    in the shift would move the effect."""
+    drafter = make_drafter(target, "eagle3.1")
+    ids, feats = torch.randint(0, 64, (1, 10)), torch.randn(1, 10, 96)
+    base = drafter.ttt_forward(ids, feats, 3)
+    t, j = 4, 2
+    changed = ids.clone()
+    changed[0, t + 1 + j] = (changed[0, t + 1 + j] + 1) % 64
+    new = drafter.ttt_forward(changed, feats, 3)
+    assert not torch.allclose(base[j][:, t], new[j][:, t])
+    torch.testing.assert_close(base[j][:, : t], new[j][:, : t])
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+
+
+def _outputs(drafter, width=96):
+    torch.manual_seed(5)
+    ids, feats = torch.randint(0, 64, (1, 8)), torch.randn(1, 8, width)
+    with torch.no_grad():
+        return torch.stack([r[0] for r in _chain(drafter, ids, feats, steps=3)])
+
+
+def test_switches_off_checkpoint_loads_and_reproduces(target, tmp_path):
+    drafter = make_drafter(target, "eagle3", draft_vocab_size=48)
+    drafter.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["fc_norm"] is False and config["norm_output"] is False
+    assert config["auto_map"]["AutoModel"] == "modeling_eagle3.Eagle3Drafter"
+    torch.testing.assert_close(_outputs(Eagle3Drafter.from_pretrained(tmp_path)), _outputs(drafter))
+    # An older config without the switch keys means "off".
+    for key in ("fc_norm", "norm_output", "norm_before_fc", "norm_before_residual"):
+        config.pop(key)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    old = Eagle3Drafter.from_pretrained(tmp_path)
+    assert not old.config.fc_norm and not old.config.norm_output
+    torch.testing.assert_close(_outputs(old), _outputs(drafter))
+    assert torch.equal(old.d2t, drafter.d2t) and torch.equal(old.t2d, drafter.t2d)
+
+
+def test_random_embeddings_are_never_saved(target, tmp_path):
+    drafter = Eagle3Drafter(Eagle3Config.from_target(target.config))
+    with pytest.raises(ValueError, match="load_target_embeddings"):
+        drafter.save_pretrained(tmp_path / "a")
+    with pytest.raises(ValueError, match="load_target_embeddings"):
+        drafter(torch.zeros(1, 2, dtype=torch.long), target_hidden_states=torch.zeros(1, 2, 96))
+    drafter.save_pretrained(tmp_path / "b", include_embeddings=False)
+    assert "embed_tokens.weight" not in load_file(tmp_path / "b" / "model.safetensors")
+    loaded = Eagle3Drafter.from_pretrained(tmp_path / "b")
+    assert not loaded.embeddings_ready and not loaded.config.embeddings_in_checkpoint
+    loaded.load_target_embeddings(target)
+    assert torch.equal(loaded.embed_tokens.weight, target.get_input_embeddings().weight)
+    with pytest.raises(ValueError, match=r"shape \(64, 32\).*\(64, 16\)|expects"):
+        MtpDrafter(MtpConfig.from_target(tiny_target(hidden_size=16).config)).load_target_embeddings(target)
+
+
+def test_corrupted_checkpoint_is_refused(target, tmp_path):
+    make_drafter(target, "eagle3.1", draft_vocab_size=48).save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    del weights["d2t"]
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match="no `d2t`"):
+        Eagle3Drafter.from_pretrained(tmp_path)
+
+
+def test_set_draft_vocab_maps_ids(target):
+    drafter = make_drafter(target, "eagle3", draft_vocab_size=4)
+    drafter.set_draft_vocab([9, 3, 40, 7])
+    assert drafter.draft_to_target_ids.tolist() == [3, 7, 9, 40]
+    assert drafter.t2d.nonzero().flatten().tolist() == [3, 7, 9, 40]
+    full = drafter.to_target_logits(torch.tensor([[1.0, 2.0, 3.0, 4.0]]))
+    assert full[0, 40] == 4.0 and torch.isinf(full[0, 0]) and full.shape == (1, 64)
+    with pytest.raises(ValueError, match="exactly draft_vocab_size"):
+        drafter.set_draft_vocab([1, 2, 3])
