@@ -1,17 +1,10 @@
 # Copyright 2026 The hf-eagle31 authors. Apache-2.0.
 """Configuration of the EAGLE-3 / EAGLE-3.1 drafter."""
 
-from transformers import PretrainedConfig
-
-from .configuration_common import (
-    check_variant,
-    default_target_layer_ids,
-    read_target_config,
-    validate_target_layer_ids,
-)
+from .configuration_common import DrafterConfig, check_variant, default_target_layer_ids
 
 
-class Eagle3Config(PretrainedConfig):
+class Eagle3Config(DrafterConfig):
     r"""
     Configuration of [`Eagle3Drafter`]: one decoder layer fed with three captured hidden states of the target.
 
@@ -49,73 +42,19 @@ class Eagle3Config(PretrainedConfig):
     """
 
     model_type = "eagle3_drafter"
-    keys_to_ignore_at_inference = ["past_key_values"]
     num_target_hidden_states = 3
+    default_layer_ids = staticmethod(default_target_layer_ids)
 
-    def __init__(
-        self,
-        vocab_size=32000,
-        draft_vocab_size=None,
-        hidden_size=4096,
-        intermediate_size=14336,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        head_dim=None,
-        hidden_act="silu",
-        rms_norm_eps=1e-5,
-        max_position_embeddings=8192,
-        rope_parameters=None,
-        attention_bias=False,
-        target_hidden_size=None,
-        target_layer_ids=None,
-        target_num_hidden_layers=None,
-        fc_norm=False,
-        norm_output=False,
-        norm_before_fc=False,
-        norm_before_residual=False,
-        embeddings_in_checkpoint=True,
-        initializer_range=0.02,
-        tie_word_embeddings=False,
-        **kwargs,
-    ):
+    def __init__(self, fc_norm=False, norm_before_fc=False, norm_before_residual=False, **kwargs):
         if fc_norm and norm_before_fc:
             raise ValueError(
                 "`fc_norm` (one RMSNorm per captured state, EAGLE-3.1) and `norm_before_fc` (one RMSNorm over the "
                 "concatenation) are mutually exclusive: set only one of them."
             )
-        self.vocab_size = vocab_size
-        self.draft_vocab_size = draft_vocab_size if draft_vocab_size is not None else vocab_size
-        if self.draft_vocab_size > vocab_size:
-            raise ValueError(
-                f"draft_vocab_size={self.draft_vocab_size} exceeds vocab_size={vocab_size}: the draft vocabulary is a "
-                "subset of the target's, so choose draft_vocab_size <= vocab_size."
-            )
-        self.hidden_size = hidden_size
-        self.intermediate_size = intermediate_size
-        self.num_attention_heads = num_attention_heads
-        self.num_key_value_heads = num_key_value_heads if num_key_value_heads is not None else num_attention_heads
-        self.head_dim = head_dim if head_dim is not None else hidden_size // num_attention_heads
-        self.hidden_act = hidden_act
-        self.rms_norm_eps = rms_norm_eps
-        self.max_position_embeddings = max_position_embeddings
-        self.rope_parameters = rope_parameters
-        self.attention_bias = attention_bias
-        self.target_hidden_size = target_hidden_size if target_hidden_size is not None else hidden_size
-        self.target_num_hidden_layers = target_num_hidden_layers
-        if target_layer_ids is None and target_num_hidden_layers is not None:
-            target_layer_ids = default_target_layer_ids(target_num_hidden_layers)
-        if target_layer_ids is not None:
-            target_layer_ids = validate_target_layer_ids(
-                target_layer_ids, target_num_hidden_layers, self.num_target_hidden_states
-            )
-        self.target_layer_ids = target_layer_ids
         self.fc_norm = bool(fc_norm)
-        self.norm_output = bool(norm_output)
         self.norm_before_fc = bool(norm_before_fc)
         self.norm_before_residual = bool(norm_before_residual)
-        self.embeddings_in_checkpoint = bool(embeddings_in_checkpoint)
-        self.initializer_range = initializer_range
-        super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
+        super().__init__(**kwargs)
 
     @classmethod
     def from_target(cls, target_config, variant="eagle3.1", draft_vocab_size=None, **overrides):
@@ -124,27 +63,7 @@ class Eagle3Config(PretrainedConfig):
         family decoder). `variant="eagle3"` is the pre-norm baseline, `"eagle3.1"` turns on `fc_norm` and
         `norm_output`. Any field can be overridden by keyword.
         """
-        target = read_target_config(target_config)
-        kwargs = dict(
-            vocab_size=target["vocab_size"],
-            draft_vocab_size=draft_vocab_size,
-            hidden_size=target["hidden_size"],
-            intermediate_size=target["intermediate_size"],
-            num_attention_heads=target["num_attention_heads"],
-            num_key_value_heads=target["num_key_value_heads"],
-            head_dim=target["head_dim"],
-            hidden_act=target["hidden_act"],
-            rms_norm_eps=target["rms_norm_eps"],
-            max_position_embeddings=target["max_position_embeddings"],
-            rope_parameters={"rope_type": "default", "rope_theta": target["rope_theta"]},
-            target_hidden_size=target["hidden_size"],
-            target_num_hidden_layers=target["num_hidden_layers"],
-            target_layer_ids=default_target_layer_ids(target["num_hidden_layers"]),
-            bos_token_id=target["bos_token_id"],
-            eos_token_id=target["eos_token_id"],
-            pad_token_id=target["pad_token_id"],
-            target_model_type=target["model_type"],
-        )
+        kwargs = cls.target_kwargs(target_config, draft_vocab_size)
         kwargs.update(check_variant(variant))
         kwargs.update(overrides)
         return cls(**kwargs)
