@@ -9,6 +9,8 @@ from .modeling import (
     SpeculationStats,
 )
 
+from . import hub  # noqa: F401  (installs the model-card writer used by save_pretrained / push_to_hub)
+
 __version__ = "0.1.0"
 
 __all__ = [

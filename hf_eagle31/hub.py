@@ -1,0 +1,204 @@
+"""
+Model cards and Hub uploads for drafters.
+
+`render_model_card(drafter, eval_results=...)` fills `hub_cards/drafter_card.md` from the drafter's config and a
+measured eval JSON (`{"results": [{"drafter", "suite", "tau", "tokens_per_s", "acceptance_per_depth"}, ...]}`, what
+`hf-eagle31 eval` writes) under YAML metadata the Hub indexes (library_name, base_model = the target, tags, license).
+
+Importing this module installs the renderer as the drafters' `model_card_writer`, so `drafter.save_pretrained(dir)`
+and `drafter.push_to_hub(repo)` write README.md next to the code and weights (`model_card={...}` passes the options
+below; `model_card=False` skips it). The modeling files cannot import hf_eagle31 (they travel as remote code), hence
+the hook.
+"""
+
+import json
+import math
+from importlib import resources
+from pathlib import Path
+from string import Template
+
+import yaml
+
+from .modeling.drafter_common import DrafterPreTrainedModel
+
+
+CARD_TEMPLATE = Path(str(resources.files("hf_eagle31.hub_cards") / "drafter_card.md"))  # repo: hub_cards/
+DEFAULT_LICENSE = "apache-2.0"
+RESULT_FIELDS = {"drafter": str, "suite": str, "tau": (int, float), "tokens_per_s": (int, float),
+                 "acceptance_per_depth": list}
+
+
+def load_eval_results(source) -> list[dict]:
+    """
+    Reads and validates eval results: a path to the eval JSON, its parsed dict, or the list under "results".
+    Raises a ValueError naming the first malformed entry, so a card never shows half-read numbers.
+    """
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise ValueError(f"eval results file {path} does not exist: pass the JSON written by `hf-eagle31 eval`.")
+        source = json.loads(path.read_text())
+    results = source.get("results") if isinstance(source, dict) else source
+    if not isinstance(results, list) or not results:
+        raise ValueError('eval results must be {"results": [...]} with at least one entry, as `hf-eagle31 eval` writes.')
+    for i, row in enumerate(results):
+        for name, kind in RESULT_FIELDS.items():
+            value = row.get(name) if isinstance(row, dict) else None
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise ValueError(
+                    f"eval result #{i} has {name}={value!r}; every entry needs drafter (str), suite (str), tau and "
+                    "tokens_per_s (numbers) and acceptance_per_depth (list of rates)."
+                )
+        if not all(r is None or (isinstance(r, (int, float)) and 0 <= r <= 1) for r in row["acceptance_per_depth"]):
+            raise ValueError(f"eval result #{i} has acceptance rates outside [0, 1]: {row['acceptance_per_depth']}.")
+        if not (math.isfinite(row["tau"]) and row["tau"] >= 1):
+            raise ValueError(f"eval result #{i} has tau={row['tau']}: tau counts tokens per target forward, so >= 1.")
+    return results
+
+
+def _variant(config) -> tuple[str, list[str]]:
+    if config.model_type == "mtp_drafter":
+        return ("MTP (post-norm)" if config.norm_output else "MTP"), ["mtp"]
+    if config.fc_norm and config.norm_output:
+        return "EAGLE-3.1", ["eagle3", "eagle3.1"]
+    return "EAGLE-3", ["eagle3"]
+
+
+def card_metadata(config, base_model=None, license=DEFAULT_LICENSE, tags=()) -> dict:
+    """The YAML front matter: what the Hub uses to list the drafter under its target and under speculative decoding."""
+    _, variant_tags = _variant(config)
+    metadata = {"library_name": "transformers", "license": license}
+    if base_model:
+        metadata["base_model"] = base_model
+    metadata["pipeline_tag"] = "text-generation"
+    metadata["tags"] = list(dict.fromkeys(["speculative-decoding", *variant_tags, "hf-eagle31", *tags]))
+    return metadata
+
+
+def _fmt(value, digits=2):
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def results_table(results, highlight=None) -> str:
+    """Markdown table of measured results; the drafter named `highlight` is set in bold."""
+    depth = max(len(r["acceptance_per_depth"]) for r in results)
+    depth_cols = " | ".join(f"acc@{d}" for d in range(1, depth + 1))
+    lines = [f"| drafter | suite | τ (tokens / target forward) | tokens/s | {depth_cols} |",
+             "|" + "---|" * (4 + depth)]
+    for r in results:
+        name = f"**{r['drafter']}**" if highlight and r["drafter"] == highlight else r["drafter"]
+        rates = list(r["acceptance_per_depth"]) + [None] * (depth - len(r["acceptance_per_depth"]))
+        cells = [name, r["suite"], _fmt(r["tau"]), _fmt(r["tokens_per_s"], 1), *(_fmt(x) for x in rates)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render_model_card(model_or_config, eval_results=None, base_model=None, repo_id=None, license=DEFAULT_LICENSE,
+                      tags=(), num_assistant_tokens=None, drafter_name=None, template=None) -> str:
+    """
+    Renders README.md for a drafter (model or config).
+
+    eval_results: eval JSON path / dict / list (see `load_eval_results`), or None to say that none were measured.
+    base_model: the target's Hub id (default: `config.target_name_or_path` when recorded).
+    repo_id: the drafter's Hub id, used in the snippets. drafter_name: which results rows to highlight.
+    """
+    config = getattr(model_or_config, "config", model_or_config)
+    base_model = base_model or getattr(config, "target_name_or_path", None)
+    variant, _ = _variant(config)
+    if num_assistant_tokens is None:
+        generation_config = getattr(model_or_config, "generation_config", None)
+        num_assistant_tokens = getattr(generation_config, "num_assistant_tokens", None) or 6
+    results = load_eval_results(eval_results) if eval_results is not None else None
+    if results:
+        results_text = results_table(results, highlight=drafter_name) + (
+            "\n\nτ = mean tokens produced per target forward (accepted drafts + the target's bonus token); acc@d = "
+            "share of speculation steps whose d-th drafted token was accepted. Measured with `hf-eagle31 eval`."
+        )
+    else:
+        results_text = "No evaluation results were attached to this upload; measure them with `hf-eagle31 eval`."
+    is_eagle = config.model_type != "mtp_drafter"
+    switch_names = ("fc_norm", "norm_output", "norm_before_fc", "norm_before_residual")
+    switch_names = switch_names if is_eagle else ("norm_output",)
+    switches = ", ".join(f"`{n}={bool(getattr(config, n, False))}`" for n in switch_names)
+    architecture = (
+        "one decoder layer over the token embedding and `fc` of three captured target states"
+        if is_eagle else "DeepSeek-V3-style MTP block over the token embedding and the target's last hidden state"
+    )
+    embeddings = ("stored in this checkpoint (the target's own)" if config.embeddings_in_checkpoint
+                  else "not stored: taken from the target at load time")
+    sglang_note = (
+        "SGLang reads `eagle_config.eagle_aux_hidden_state_layer_ids` as *outputs* of layer *i* (one less than the "
+        "ids above) and always keeps the un-normalised residual, so use it only with the default target layers and "
+        "`norm_before_residual=False`."
+    )
+    if not is_eagle:
+        sglang_note = "MTP heads are served from the target's own checkpoint by vLLM and SGLang; use transformers."
+    base_text = base_model or "TARGET_MODEL"
+    values = dict(
+        title=f"{repo_id or 'Drafter'}: {variant} drafter" + (f" for {base_model}" if base_model else ""),
+        variant=variant,
+        base_model_text=base_text,
+        base_model_link=f"https://huggingface.co/{base_model}" if base_model else "#",
+        repo_id=repo_id or "PATH_TO_THIS_DRAFTER",
+        architecture=architecture,
+        target_layer_ids=list(config.target_layer_ids or []),
+        hidden_size=config.hidden_size,
+        draft_vocab_size=config.draft_vocab_size,
+        vocab_size=config.vocab_size,
+        switches=switches,
+        embeddings=embeddings,
+        results=results_text,
+        num_assistant_tokens=num_assistant_tokens,
+        num_draft_tokens_sglang=num_assistant_tokens + 1,
+        sglang_note=sglang_note,
+        fc_norm_keys=", `fc_norm.{0,1,2}.weight`" if getattr(config, "fc_norm", False) else "",
+    )
+    path = Path(template) if template is not None else CARD_TEMPLATE
+    if not path.is_file():
+        raise ValueError(f"model card template {path} is missing: reinstall hf-eagle31 or pass template=PATH.")
+    body = Template(path.read_text(encoding="utf-8")).substitute(values)
+    front = yaml.safe_dump(card_metadata(config, base_model, license, tags), sort_keys=False, allow_unicode=True)
+    return f"---\n{front}---\n\n{body}"
+
+
+def parse_card_metadata(card: str) -> dict:
+    """The YAML front matter of a rendered card, parsed with `yaml.safe_load` (raises ValueError when malformed)."""
+    if not card.startswith("---\n"):
+        raise ValueError("the model card does not start with a YAML front matter block ('---').")
+    end = card.index("\n---\n", 4)
+    metadata = yaml.safe_load(card[4:end])
+    if not isinstance(metadata, dict):
+        raise ValueError("the model card's front matter is not a YAML mapping.")
+    return metadata
+
+
+def _writer(model, **options):
+    if "eval_results" not in options and getattr(model, "eval_results", None) is not None:
+        options["eval_results"] = model.eval_results
+    return render_model_card(model, **options)
+
+
+def install_model_card_writer():
+    """Makes every drafter's `save_pretrained` / `push_to_hub` write README.md with `render_model_card`."""
+    DrafterPreTrainedModel.model_card_writer = _writer
+
+
+def push_drafter(drafter, repo_id, eval_results=None, base_model=None, private=None, token=None, **card_options):
+    """Uploads a drafter (code + weights + config + model card with `eval_results`) to `repo_id` in one commit."""
+    install_model_card_writer()
+    options = dict(card_options, eval_results=eval_results, base_model=base_model)
+    return drafter.push_to_hub(repo_id, private=private, token=token, model_card=options)
+
+
+install_model_card_writer()
+
+__all__ = [
+    "CARD_TEMPLATE",
+    "card_metadata",
+    "install_model_card_writer",
+    "load_eval_results",
+    "parse_card_metadata",
+    "push_drafter",
+    "render_model_card",
+    "results_table",
+]

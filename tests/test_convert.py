@@ -1,0 +1,360 @@
+"""
+Checkpoint conversion: synthetic checkpoints laid out exactly as SafeAILab EAGLE-3, SpecForge and
+vllm-project/speculators publish them (configs and key names from their public checkpoints / speculators 0.9.0's
+`save_pretrained`), converted in and out. Weights must survive bit-identically and converted drafters must draft
+exactly like the original inside `generate`.
+"""
+
+import json
+from unittest import mock
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from conftest import make_drafter as _make_drafter
+from conftest import tiny_target
+from hf_eagle31 import Eagle3Drafter
+from hf_eagle31.cli import main as cli_main
+from hf_eagle31.convert import convert_checkpoint, detect_format, read_checkpoint
+from hf_eagle31.modeling.candidate_generator import EagleCandidateGenerator
+
+
+PROMPT = torch.tensor([[3, 17, 42, 8, 25, 11]])
+
+
+def make_drafter(target, variant, **kwargs):
+    """A random drafter whose RMSNorm weights are random too (all-ones norms would hide swapped or dropped norms)."""
+    drafter = _make_drafter(target, variant, **kwargs)
+    generator = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for name, param in drafter.named_parameters():
+            if "norm" in name:
+                param.copy_(1 + 0.5 * torch.randn(param.shape, generator=generator))
+    return drafter
+
+
+@pytest.fixture(scope="module")
+def target():
+    return tiny_target()
+
+
+def drafting_trace(target, drafter, max_new_tokens=16):
+    """Greedy output, each cycle's drafted tokens and accepted counts of `target.generate(assistant_model=...)`."""
+    proposals = []
+    original = EagleCandidateGenerator._draft
+
+    def spy(self, input_ids, k):
+        ids, logits = original(self, input_ids, k)
+        proposals.append(ids[0, input_ids.shape[1]:].tolist())
+        return ids, logits
+
+    with mock.patch.object(EagleCandidateGenerator, "_draft", spy):
+        out = target.generate(PROMPT, assistant_model=drafter, max_new_tokens=max_new_tokens, do_sample=False,
+                              num_assistant_tokens=4)
+    return out.tolist(), proposals, list(drafter.last_speculation_stats.accepted)
+
+
+def tensors(path):
+    return load_file(path / "model.safetensors")
+
+
+def assert_same_tensors(a, b):
+    assert sorted(a) == sorted(b)
+    for key in a:
+        assert a[key].dtype == b[key].dtype, key
+        assert torch.equal(a[key], b[key]), key
+
+
+# --------------------------------------------------------------------------- foreign checkpoints, as published
+
+
+def llama_eagle_config(drafter, **extra):
+    """config.json of yuhuili/EAGLE3-LLaMA3.1-Instruct-8B (mirrored by SpecForge configs/llama3-8B-eagle3.json)."""
+    cfg = drafter.config
+    config = {
+        "architectures": ["LlamaForCausalLMEagle3"],
+        "bos_token_id": 128000,
+        "eos_token_id": 128001,
+        "hidden_act": "silu",
+        "hidden_size": cfg.hidden_size,
+        "initializer_range": 0.02,
+        "intermediate_size": cfg.intermediate_size,
+        "max_position_embeddings": 2048,
+        "model_type": "llama",
+        "num_attention_heads": cfg.num_attention_heads,
+        "num_key_value_heads": cfg.num_key_value_heads,
+        "num_hidden_layers": 1,
+        "pad_token_id": 0,
+        "rms_norm_eps": cfg.rms_norm_eps,
+        "tie_word_embeddings": False,
+        "torch_dtype": "float32",
+        "transformers_version": "4.28.1",
+        "use_cache": True,
+        "vocab_size": cfg.vocab_size,
+        "draft_vocab_size": cfg.draft_vocab_size,
+    }
+    config.update(extra)
+    return config
+
+
+def eagle_weights(drafter, embeddings):
+    weights = {}
+    for key, value in drafter.state_dict().items():
+        if key == "embed_tokens.weight" and not embeddings:
+            continue
+        weights[key.replace("layers.0.", "midlayer.")] = value.clone()
+    return weights
+
+
+def write_safeailab(drafter, path):
+    """SafeAILab EAGLE-3: pytorch_model.bin with midlayer.* keys, d2t/t2d, no embeddings (loaded from the base)."""
+    path.mkdir()
+    (path / "config.json").write_text(json.dumps(llama_eagle_config(drafter), indent=2))
+    torch.save(eagle_weights(drafter, embeddings=False), path / "pytorch_model.bin")
+    return path
+
+
+def write_specforge_31(drafter, path):
+    """SpecForge EAGLE-3.1 export: model.safetensors with embeddings, fc_norm.* and top-level fc_norm/norm_output."""
+    path.mkdir()
+    config = llama_eagle_config(drafter, fc_norm=True, norm_output=True)
+    (path / "config.json").write_text(json.dumps(config, indent=2))
+    save_file(eagle_weights(drafter, embeddings=True), path / "model.safetensors")
+    return path
+
+
+def write_speculators(drafter, path, verifier="org/tiny-target"):
+    """speculators 0.9.0 `Eagle3DraftModel.save_pretrained` output (config captured from the library itself)."""
+    cfg = drafter.config
+    path.mkdir()
+    full_vocab = cfg.draft_vocab_size == cfg.vocab_size
+    config = {
+        "architectures": ["Eagle3DraftModel"],
+        "auto_map": {"": "config.Eagle3SpeculatorConfig"},
+        "draft_vocab_size": cfg.draft_vocab_size,
+        "dtype": "float32",
+        "eagle_aux_hidden_state_layer_ids": list(cfg.target_layer_ids),
+        "embed_requires_grad": False,
+        "fc_norm": cfg.fc_norm,
+        "norm_before_fc": cfg.norm_before_fc,
+        "norm_before_residual": cfg.norm_before_residual,
+        "norm_output": cfg.norm_output,
+        "speculators_config": {
+            "algorithm": "eagle3",
+            "default_proposal_method": "greedy",
+            "proposal_methods": [{"accept_tolerance": 0.0, "proposal_type": "greedy", "speculative_tokens": 3,
+                                  "verifier_accept_k": 1}],
+            "verifier": {"architectures": ["LlamaForCausalLM"], "name_or_path": verifier},
+        },
+        "speculators_model_type": "eagle3",
+        "speculators_version": "0.9.0",
+        "target_hidden_size": None,
+        "tie_word_embeddings": False,
+        "transformer_layer_config": {
+            "attention_bias": False, "attention_dropout": 0.0, "bos_token_id": 1, "eos_token_id": 2,
+            "head_dim": cfg.head_dim, "hidden_act": "silu", "hidden_size": cfg.hidden_size, "initializer_range": 0.02,
+            "intermediate_size": cfg.intermediate_size, "max_position_embeddings": 2048, "mlp_bias": False,
+            "model_type": "llama", "num_attention_heads": cfg.num_attention_heads, "num_hidden_layers": 1,
+            "num_key_value_heads": cfg.num_key_value_heads, "pad_token_id": None, "pretraining_tp": 1,
+            "rms_norm_eps": cfg.rms_norm_eps, "rope_parameters": {"rope_theta": 10000.0, "rope_type": "default"},
+            "tie_word_embeddings": False, "transformers_version": "5.23.0", "use_cache": True,
+            "vocab_size": cfg.vocab_size,
+        },
+        "transformers_version": "5.23.0",
+    }
+    (path / "config.json").write_text(json.dumps(config, indent=2))
+    weights = {k: v.clone() for k, v in drafter.state_dict().items()}
+    if full_vocab:  # speculators registers d2t/t2d only for a reduced draft vocabulary
+        del weights["d2t"], weights["t2d"]
+    save_file(weights, path / "model.safetensors")
+    return path
+
+
+# --------------------------------------------------------------------------- import: foreign -> hf-eagle31
+
+
+def test_detects_every_format(tmp_path, target):
+    drafter = make_drafter(target, "eagle3.1", draft_vocab_size=48)
+    assert detect_format(write_safeailab(drafter, tmp_path / "eagle")) == "eagle"
+    assert detect_format(write_specforge_31(drafter, tmp_path / "specforge")) == "eagle"
+    assert detect_format(write_speculators(drafter, tmp_path / "spec")) == "speculators"
+    drafter.save_pretrained(tmp_path / "ours", model_card=False)
+    assert detect_format(tmp_path / "ours") == "hf-eagle31"
+    convert_checkpoint(tmp_path / "ours", tmp_path / "vllm", "vllm")
+    assert detect_format(tmp_path / "vllm") == "vllm"
+
+
+def test_safeailab_eagle3_imports_and_drafts_like_the_original(tmp_path, target):
+    drafter = make_drafter(target, "eagle3", draft_vocab_size=40)
+    src = write_safeailab(drafter, tmp_path / "eagle")
+    with pytest.raises(ValueError, match="--target"):  # layer count is implied by the target, which EAGLE omits
+        convert_checkpoint(src, tmp_path / "nolayers", "hf-eagle31")
+    ckpt = convert_checkpoint(src, tmp_path / "ours", "hf-eagle31", target=target)
+    assert ckpt.config.target_layer_ids == [2, 4, 5] and ckpt.has_embeddings  # embeddings taken from the target
+    converted = Eagle3Drafter.from_pretrained(tmp_path / "ours")
+    assert converted.config.max_position_embeddings == 2048 and not converted.config.fc_norm
+    assert drafting_trace(target, converted) == drafting_trace(target, drafter)
+
+
+def test_specforge_eagle31_imports_with_switches_and_embeddings(tmp_path, target):
+    drafter = make_drafter(target, "eagle3.1", draft_vocab_size=48)
+    src = write_specforge_31(drafter, tmp_path / "specforge")
+    convert_checkpoint(src, tmp_path / "ours", "hf-eagle31", target_layer_ids=[2, 4, 5])
+    converted = Eagle3Drafter.from_pretrained(tmp_path / "ours")
+    assert converted.config.fc_norm and converted.config.norm_output and converted.embeddings_ready
+    assert drafting_trace(target, converted) == drafting_trace(target, drafter)
+    # and back out again: the SpecForge file comes back bit for bit
+    convert_checkpoint(tmp_path / "ours", tmp_path / "again", "eagle")
+    assert_same_tensors(tensors(tmp_path / "again"), load_file(src / "model.safetensors"))
+
+
+@pytest.mark.parametrize("draft_vocab_size", [None, 48])
+def test_speculators_imports_layer_ids_unchanged_and_round_trips(tmp_path, target, draft_vocab_size):
+    # A non-default layout: speculators ids index HF hidden_states (input of layer i), the same as ours.
+    drafter = make_drafter(target, "eagle3.1", draft_vocab_size=draft_vocab_size, target_layer_ids=[1, 3, 6])
+    src = write_speculators(drafter, tmp_path / "spec")
+    ckpt = convert_checkpoint(src, tmp_path / "ours", "hf-eagle31")
+    assert ckpt.config.target_layer_ids == [1, 3, 6]
+    converted = Eagle3Drafter.from_pretrained(tmp_path / "ours")
+    assert converted.config.target_name_or_path == "org/tiny-target"
+    assert drafting_trace(target, converted) == drafting_trace(target, drafter)
+    convert_checkpoint(tmp_path / "ours", tmp_path / "again", "speculators")
+    assert_same_tensors(tensors(tmp_path / "again"), load_file(src / "model.safetensors"))
+    published = json.loads((src / "config.json").read_text())
+    exported = json.loads((tmp_path / "again" / "config.json").read_text())
+    for key in ("speculators_model_type", "draft_vocab_size", "eagle_aux_hidden_state_layer_ids", "fc_norm",
+                "norm_output", "norm_before_fc", "norm_before_residual", "target_hidden_size", "embed_requires_grad"):
+        assert exported[key] == published[key], key
+    assert exported["speculators_config"]["verifier"]["name_or_path"] == "org/tiny-target"
+    layer = exported["transformer_layer_config"]
+    assert {k: layer[k] for k in ("model_type", "hidden_size", "num_hidden_layers", "head_dim", "vocab_size")} == {
+        k: published["transformer_layer_config"][k]
+        for k in ("model_type", "hidden_size", "num_hidden_layers", "head_dim", "vocab_size")
+    }
+
+
+# --------------------------------------------------------------------------- export: hf-eagle31 -> foreign -> back
+
+
+@pytest.mark.parametrize("fmt", ["eagle", "speculators", "vllm"])
+def test_round_trip_is_bit_identical_and_drafts_identically(tmp_path, target, fmt):
+    drafter = make_drafter(target, "eagle3.1", draft_vocab_size=48).to(torch.bfloat16)
+    drafter.save_pretrained(tmp_path / "ours", model_card=False)
+    convert_checkpoint(tmp_path / "ours", tmp_path / fmt, fmt)
+    convert_checkpoint(tmp_path / fmt, tmp_path / "back", "hf-eagle31")
+    assert_same_tensors(tensors(tmp_path / "back"), tensors(tmp_path / "ours"))
+    before, after = read_checkpoint(tmp_path / "ours").config, read_checkpoint(tmp_path / "back").config
+    for name in ("vocab_size", "draft_vocab_size", "hidden_size", "intermediate_size", "num_attention_heads",
+                 "num_key_value_heads", "head_dim", "rms_norm_eps", "rope_parameters", "target_hidden_size",
+                 "target_layer_ids", "target_num_hidden_layers", "fc_norm", "norm_output", "norm_before_fc",
+                 "norm_before_residual", "embeddings_in_checkpoint"):
+        assert getattr(after, name) == getattr(before, name), name
+    converted = Eagle3Drafter.from_pretrained(tmp_path / "back").float()
+    assert drafting_trace(target, converted) == drafting_trace(target, drafter.float())
+
+
+def test_exports_use_each_formats_names(tmp_path, target):
+    drafter = make_drafter(target, "eagle3.1", draft_vocab_size=48, norm_before_residual=True)
+    drafter.save_pretrained(tmp_path / "ours", model_card=False)
+    for fmt in ("eagle", "vllm", "speculators"):
+        convert_checkpoint(tmp_path / "ours", tmp_path / fmt, fmt)
+    eagle_keys, vllm_keys = set(tensors(tmp_path / "eagle")), set(tensors(tmp_path / "vllm"))
+    assert "midlayer.self_attn.q_proj.weight" in eagle_keys and not any(k.startswith("layers.") for k in eagle_keys)
+    assert vllm_keys == set(tensors(tmp_path / "speculators")) == set(drafter.state_dict())
+    vllm = json.loads((tmp_path / "vllm" / "config.json").read_text())
+    # vLLM's Eagle3 loader reads these at the top level; aux ids in its "input of layer i" convention.
+    assert vllm["architectures"] == ["LlamaForCausalLMEagle3"] and vllm["model_type"] == "llama"
+    assert (vllm["fc_norm"], vllm["norm_output"], vllm["norm_before_fc"], vllm["norm_before_residual"]) == (
+        True, True, False, True)
+    assert vllm["eagle_aux_hidden_state_layer_ids"] == [2, 4, 5] and "eagle_config" not in vllm
+    eagle = json.loads((tmp_path / "eagle" / "config.json").read_text())
+    assert eagle["fc_norm"] is True and eagle["norm_output"] is True and "eagle_aux_hidden_state_layer_ids" not in eagle
+
+
+def test_unsorted_layers_are_exported_in_vllm_capture_order(tmp_path, target):
+    """vLLM concatenates captured states in ascending layer order: fc's blocks must be permuted to match."""
+    drafter = make_drafter(target, "eagle3.1", draft_vocab_size=48, target_layer_ids=[5, 2, 4])
+    drafter.save_pretrained(tmp_path / "ours", model_card=False)
+    convert_checkpoint(tmp_path / "ours", tmp_path / "vllm", "vllm")
+    assert json.loads((tmp_path / "vllm" / "config.json").read_text())["eagle_aux_hidden_state_layer_ids"] == [2, 4, 5]
+    convert_checkpoint(tmp_path / "vllm", tmp_path / "back", "hf-eagle31")
+    converted = Eagle3Drafter.from_pretrained(tmp_path / "back")
+    assert converted.config.target_layer_ids == [2, 4, 5]
+    assert drafting_trace(target, converted) == drafting_trace(target, drafter)
+
+
+def test_eagle_export_refuses_layers_it_cannot_store(tmp_path, target):
+    drafter = make_drafter(target, "eagle3", target_layer_ids=[1, 3, 6])
+    drafter.save_pretrained(tmp_path / "ours", model_card=False)
+    with pytest.raises(ValueError, match="--to vllm"):
+        convert_checkpoint(tmp_path / "ours", tmp_path / "eagle", "eagle")
+
+
+def test_ambiguous_eagle_config_layer_ids_are_not_guessed(tmp_path, target):
+    drafter = make_drafter(target, "eagle3")
+    src = tmp_path / "sglang"
+    src.mkdir()
+    config = llama_eagle_config(drafter, eagle_config={"eagle_aux_hidden_state_layer_ids": [1, 3, 4]})
+    (src / "config.json").write_text(json.dumps(config))
+    save_file(eagle_weights(drafter, embeddings=True), src / "model.safetensors")
+    with pytest.raises(ValueError, match="SGLang"):
+        read_checkpoint(src)
+    # SGLang's ids are outputs of layer i: ours are one more.
+    assert read_checkpoint(src, target_layer_ids=[2, 4, 5]).config.target_layer_ids == [2, 4, 5]
+
+
+# --------------------------------------------------------------------------- embedding safety
+
+
+def test_random_embeddings_are_refused_when_the_target_can_tell(tmp_path, target):
+    drafter = make_drafter(target, "eagle3.1", draft_vocab_size=48)
+    with torch.no_grad():
+        drafter.embed_tokens.weight.normal_(std=0.02)  # what an exporter that forgot load_target_embeddings writes
+    src = write_specforge_31(drafter, tmp_path / "specforge")
+    with pytest.raises(ValueError, match="random or from another model"):
+        convert_checkpoint(src, tmp_path / "out", "vllm", target=target)
+    convert_checkpoint(src, tmp_path / "fixed", "vllm", target=target, embeddings="target")
+    fixed = tensors(tmp_path / "fixed")["embed_tokens.weight"]
+    assert torch.equal(fixed, target.get_input_embeddings().weight)
+
+
+def test_absent_embeddings_are_never_made_up(tmp_path, target):
+    drafter = make_drafter(target, "eagle3", draft_vocab_size=40)
+    src = write_safeailab(drafter, tmp_path / "eagle")
+    # No target: every destination but speculators-without-verifier records "take them from the target".
+    ckpt = convert_checkpoint(src, tmp_path / "ours", "hf-eagle31", target_layer_ids=[2, 4, 5])
+    assert not ckpt.has_embeddings and "embed_tokens.weight" not in tensors(tmp_path / "ours")
+    converted = Eagle3Drafter.from_pretrained(tmp_path / "ours")
+    assert not converted.config.embeddings_in_checkpoint and not converted.embeddings_ready
+    assert drafting_trace(target, converted) == drafting_trace(target, drafter)  # generate loads the target's
+    convert_checkpoint(tmp_path / "ours", tmp_path / "vllm", "vllm")
+    assert "embed_tokens.weight" not in tensors(tmp_path / "vllm")
+    with pytest.raises(ValueError, match="verifier"):
+        convert_checkpoint(tmp_path / "ours", tmp_path / "spec", "speculators")
+
+
+def test_checkpoint_that_lost_its_declared_embeddings_needs_the_target(tmp_path, target):
+    drafter = make_drafter(target, "eagle3.1")
+    drafter.save_pretrained(tmp_path / "ours", model_card=False)
+    weights = tensors(tmp_path / "ours")
+    del weights["embed_tokens.weight"]
+    save_file(weights, tmp_path / "ours" / "model.safetensors")
+    with pytest.raises(ValueError, match="embeddings_in_checkpoint=True"):
+        convert_checkpoint(tmp_path / "ours", tmp_path / "out", "vllm")
+    target.save_pretrained(tmp_path / "target")  # a target directory: only its embedding matrix is read
+    convert_checkpoint(tmp_path / "ours", tmp_path / "out", "vllm", target=str(tmp_path / "target"))
+    assert torch.equal(tensors(tmp_path / "out")["embed_tokens.weight"], drafter.embed_tokens.weight)
+
+
+def test_cli_convert(tmp_path, target, capsys):
+    drafter = make_drafter(target, "eagle3.1", draft_vocab_size=48)
+    drafter.save_pretrained(tmp_path / "ours", model_card=False)
+    assert cli_main(["convert", str(tmp_path / "ours"), str(tmp_path / "spec"), "--to", "speculators",
+                     "--target-layer-ids", "2", "4", "5", "--num-speculative-tokens", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "(hf-eagle31) ->" in out and "[2, 4, 5]" in out
+    config = json.loads((tmp_path / "spec" / "config.json").read_text())
+    assert config["speculators_config"]["proposal_methods"][0]["speculative_tokens"] == 5
+    with pytest.raises(ValueError, match="not empty"):
+        cli_main(["convert", str(tmp_path / "ours"), str(tmp_path / "spec"), "--to", "vllm"])

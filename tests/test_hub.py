@@ -1,0 +1,105 @@
+"""Model cards (YAML metadata + measured numbers) and the drafter's one-commit Hub upload (network mocked)."""
+
+import json
+from types import SimpleNamespace
+from unittest import mock
+
+import pytest
+import yaml
+from huggingface_hub import ModelCard
+
+from conftest import make_drafter, tiny_target
+from hf_eagle31.hub import load_eval_results, parse_card_metadata, push_drafter, render_model_card
+
+
+EVAL = {
+    "results": [
+        {"drafter": "eagle3.1", "suite": "mt-bench", "tau": 3.4172, "tokens_per_s": 41.28,
+         "acceptance_per_depth": [0.8123, 0.6542, 0.5011]},
+        {"drafter": "eagle3", "suite": "mt-bench", "tau": 2.9051, "tokens_per_s": 35.77,
+         "acceptance_per_depth": [0.7764, 0.5408, 0.3919, 0.2513]},
+    ]
+}
+
+
+@pytest.fixture
+def drafter():
+    return make_drafter(tiny_target(), "eagle3.1", draft_vocab_size=48)
+
+
+@pytest.fixture
+def eval_json(tmp_path):
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps(EVAL))
+    return path
+
+
+def test_card_has_valid_metadata_and_the_measured_numbers(drafter, eval_json):
+    card = render_model_card(drafter, eval_results=eval_json, base_model="HuggingFaceTB/SmolLM2-135M-Instruct",
+                             repo_id="me/smollm2-eagle31", drafter_name="eagle3.1")
+    metadata = parse_card_metadata(card)
+    assert metadata == yaml.safe_load(card.split("---\n")[1])
+    assert metadata["library_name"] == "transformers" and metadata["license"] == "apache-2.0"
+    assert metadata["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert {"speculative-decoding", "eagle3", "eagle3.1"} <= set(metadata["tags"])
+    assert ModelCard(card).data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the Hub parses
+    # the numbers, rounded as displayed, in a table row per result; missing depths shown as a dash
+    assert "| **eagle3.1** | mt-bench | 3.42 | 41.3 | 0.81 | 0.65 | 0.50 | – |" in card
+    assert "| eagle3 | mt-bench | 2.91 | 35.8 | 0.78 | 0.54 | 0.39 | 0.25 |" in card
+    assert "assistant_model=drafter" in card and '"method": "eagle3"' in card and "EAGLE3" in card
+    assert "me/smollm2-eagle31" in card and "[2, 4, 5]" in card and "${" not in card
+
+
+def test_card_without_results_says_so_and_eagle3_is_tagged_as_such(tmp_path):
+    drafter = make_drafter(tiny_target(), "eagle3")
+    card = render_model_card(drafter)
+    assert "eagle3.1" not in parse_card_metadata(card)["tags"] and "base_model" not in parse_card_metadata(card)
+    assert "No evaluation results" in card and "| drafter |" not in card
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"results": []}, "at least one"),
+        ({"results": [{**EVAL["results"][0], "tau": "fast"}]}, "tau"),
+        ({"results": [{**EVAL["results"][0], "acceptance_per_depth": [1.5]}]}, r"\[0, 1\]"),
+        ({"results": [{**EVAL["results"][0], "tau": 0.5}]}, ">= 1"),
+    ],
+)
+def test_malformed_eval_results_are_refused(bad, message):
+    with pytest.raises(ValueError, match=message):
+        load_eval_results(bad)
+
+
+def test_save_pretrained_writes_the_card(tmp_path, drafter, eval_json):
+    drafter.save_pretrained(tmp_path / "d", model_card={"eval_results": eval_json, "base_model": "org/target"})
+    card = (tmp_path / "d" / "README.md").read_text()
+    assert parse_card_metadata(card)["base_model"] == "org/target" and "3.42" in card
+    drafter.save_pretrained(tmp_path / "plain")  # default: a card, without numbers
+    assert "No evaluation results" in (tmp_path / "plain" / "README.md").read_text()
+    drafter.save_pretrained(tmp_path / "none", model_card=False)
+    assert not (tmp_path / "none" / "README.md").exists()
+
+
+def test_push_to_hub_uploads_code_weights_and_card_in_one_commit(drafter, eval_json):
+    commits = []
+
+    class FakeApi:
+        def create_repo(self, repo_id, **kwargs):
+            return SimpleNamespace(repo_id=repo_id)
+
+        def create_commit(self, repo_id, operations, **kwargs):
+            files = {op.path_in_repo: op.path_or_fileobj for op in operations}
+            readme = open(files["README.md"], encoding="utf-8").read() if "README.md" in files else ""
+            commits.append((repo_id, sorted(files), readme))
+            return "commit-url"
+
+    with mock.patch("transformers.utils.hub.hf_api", return_value=FakeApi()):
+        assert push_drafter(drafter, "me/tiny-eagle31", eval_results=eval_json, base_model="org/target") == "commit-url"
+    assert len(commits) == 1
+    repo_id, files, readme = commits[0]
+    assert repo_id == "me/tiny-eagle31"
+    assert {"config.json", "model.safetensors", "README.md", "modeling_eagle3.py", "configuration_eagle3.py",
+            "drafter_common.py", "candidate_generator.py"} <= set(files)
+    assert "3.42" in readme and parse_card_metadata(readme)["base_model"] == "org/target"
+    assert "me/tiny-eagle31" in readme  # the snippets name the repo the card lives in
