@@ -1,0 +1,572 @@
+# Copyright 2026 The hf-eagle31 authors. Apache-2.0.
+"""
+Acceptance evaluation of drafters on prompt suites: tau and acceptance per chain depth, tokens/s.
+
+Every prompt is answered with `target.generate(..., assistant_model=drafter)`; the generator leaves a
+`SpeculationStats` on the drafter, and a suite's numbers pool those of all its prompts:
+
+    tau                    = sum over cycles of (accepted + 1) / number of verifying target forwards
+    acceptance_per_depth   [d-1] = cycles whose d-th draft was accepted / cycles that drafted >= d tokens
+    conditional_acceptance [d-1] = cycles that accepted >= d / cycles that drafted >= d and accepted >= d-1
+    tokens_per_s           = generated tokens / wall time (target + drafter + glue)
+
+With several drafters they run side by side on each prompt (interleaved, so machine noise hits all of them alike)
+and the table gives ratios against the first. Multi-turn prompts (MT-Bench) condition turn 2 on the target's own
+answer to turn 1; that answer is generated once (by the first drafter's run, which is lossless) and shared by all
+drafters so that each sees the same context.
+
+This module also holds what `bench` and `drift` share: loading targets/drafters/prompts for the CLI and timing the
+target's forwards with hooks.
+"""
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def load_target_for_cli(args):
+    """`(model, tokenizer)` for `--target` (None = the embedded SmolLM2-135M-Instruct) in `--dtype`."""
+    from .targets import load_target
+
+    dtype = getattr(torch, args.dtype)
+    device = getattr(args, "device", None) or ("cuda" if torch.cuda.is_available() else "cpu")
+    return load_target(args.target, dtype=dtype, device=device)
+
+
+def load_drafter(name_or_path, target):
+    """
+    A drafter checkpoint (local folder or Hub id) as remote code, in the target's dtype/device, checked against the
+    target (`check_target` raises a one-line ValueError on a mismatch) and with the target's embeddings when the
+    checkpoint did not carry them.
+    """
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    # transformers' load report would flag `embed_tokens.weight` as missing for checkpoints saved without
+    # embeddings, which is by design (they are the target's); report other missing weights ourselves.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        drafter, info = AutoModel.from_pretrained(
+            name_or_path, trust_remote_code=True, dtype=target.dtype, output_loading_info=True
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    missing = [k for k in info.get("missing_keys", ()) if not k.endswith("embed_tokens.weight")]
+    if missing:
+        raise ValueError(
+            f"{name_or_path} lacks weights {sorted(missing)[:5]}: the checkpoint is incomplete; re-export or convert it "
+            "(`hf-eagle31 convert`)."
+        )
+    if not hasattr(drafter, "check_target"):
+        raise ValueError(f"{name_or_path} is a {type(drafter).__name__}, not an hf-eagle31 drafter checkpoint.")
+    try:
+        drafter.check_target(target.config)
+    except ValueError as error:
+        raise ValueError(f"{name_or_path}: {error}") from None
+    drafter.to(target.device).eval()
+    if not drafter.embeddings_ready:
+        drafter.load_target_embeddings(target)
+    return drafter
+
+
+def load_drafters(names, target):
+    """`{name as given: drafter}`; the same checkpoint given twice is loaded twice under distinct labels."""
+    drafters = {}
+    for name in names:
+        label = name if name not in drafters else f"{name}#{len(drafters)}"
+        drafters[label] = load_drafter(name, target)
+    return drafters
+
+
+def read_prompt_file(path, num_prompts=None):
+    """
+    Prompts from a JSON-lines file, one object per line with "prompt" (a string), "turns" (a list of user turns,
+    MT-Bench's format) or "messages" (role/content turns; the user turns are asked in order, each later turn
+    conditioned on the target's own answers, and a leading "system" message becomes the system prompt).
+    Optional keys: "id" (or "question_id"), "system", "suite" (default: the file name), "template" (a chat template).
+    """
+    from .suites import EvalPrompt
+
+    if not os.path.isfile(path):
+        raise ValueError(f"prompt file {path} does not exist: pass a .jsonl file with one {{'prompt': ...}} per line.")
+    default_suite = os.path.splitext(os.path.basename(path))[0]
+    prompts = []
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{number} is not valid JSON ({error.msg}): write one JSON object per line.")
+            system = record.get("system")
+            if "prompt" in record:
+                turns = [record["prompt"]]
+            elif "turns" in record:
+                turns = list(record["turns"])
+            elif "messages" in record:
+                messages = record["messages"]
+                if messages and messages[0].get("role") == "system":
+                    system = system or messages[0]["content"]
+                turns = [m["content"] for m in messages if m.get("role") == "user"]
+            else:
+                turns = []
+            if not turns or not all(isinstance(t, str) and t for t in turns):
+                raise ValueError(
+                    f"{path}:{number} needs a non-empty 'prompt' string, 'turns' list or 'messages' list with user turns."
+                )
+            prompts.append(EvalPrompt(
+                id=str(record.get("id", record.get("question_id", number))), suite=record.get("suite", default_suite),
+                source=path, turns=turns, system=system, template=record.get("template") or "chat",
+            ))
+            if num_prompts is not None and len(prompts) >= num_prompts:
+                break
+    if not prompts:
+        raise ValueError(f"{path} holds no prompts: write one JSON object per line.")
+    return prompts
+
+
+def read_chat_template(chat_template):
+    """`--chat-template` value: a path to a .jinja file (read here), a Jinja string, or a `suites.TEXT_FORMATS` name."""
+    if chat_template is not None and os.path.isfile(chat_template):
+        with open(chat_template) as f:
+            return f.read()
+    return chat_template
+
+
+def suite_prompts(name, tokenizer, num_prompts=None, long_lengths=None, chat_template=None, source_names=None):
+    """
+    Prompts of a named suite from `hf_eagle31.suites`: `standard`, `perturbed`, `long` or `all` (the three).
+    `num_prompts` is per source (standard/perturbed) or per source and length (long); None keeps the suites' defaults.
+    `source_names` restricts the suites to those sources (e.g. ["mtbench", "gsm8k"]).
+    """
+    from . import suites
+
+    per_source = {} if num_prompts is None else {"num_per_source": num_prompts}
+    if source_names:
+        known = set(suites.STANDARD_SOURCES) | set(suites.LONG_SOURCES)
+        unknown = [s for s in source_names if s not in known]
+        if unknown:
+            raise ValueError(f"unknown source(s) {unknown}: choose from {', '.join(sorted(known))}.")
+        standard = tuple(s for s in source_names if s in suites.STANDARD_SOURCES)
+        long = tuple(s for s in source_names if s in suites.LONG_SOURCES)
+        if name in ("standard", "perturbed") and not standard:
+            raise ValueError(f"none of {source_names} is a {name}-suite source: use {', '.join(suites.STANDARD_SOURCES)}.")
+        per_source["source_names"] = standard
+    if name == "standard":
+        return suites.standard_suite(**per_source)
+    if name == "perturbed":
+        return suites.perturbed_suite(**per_source)
+    if name == "long":
+        kwargs = {} if num_prompts is None else {"num_per_length": num_prompts}
+        if source_names:
+            if not long:
+                raise ValueError(f"none of {source_names} is a long-suite source: use {', '.join(suites.LONG_SOURCES)}.")
+            kwargs["source_names"] = long
+        if long_lengths:
+            kwargs["lengths"] = tuple(long_lengths)
+        return suites.long_suite(tokenizer, chat_template=read_chat_template(chat_template), **kwargs)
+    if name == "all":
+        parts = ["standard", "perturbed", "long"]
+        if source_names:  # only the suites that have one of the requested sources
+            parts = (["standard", "perturbed"] if standard else []) + (["long"] if long else [])
+        return [p for part in parts
+                for p in suite_prompts(part, tokenizer, num_prompts, long_lengths, chat_template, source_names)]
+    raise ValueError(f"unknown suite {name!r}: use standard, perturbed, long or all (or --prompts FILE.jsonl).")
+
+
+def prompts_from_args(args, tokenizer, default_suite="standard"):
+    if getattr(args, "prompts", None):
+        return read_prompt_file(args.prompts, args.num_prompts)
+    return suite_prompts(getattr(args, "suite", None) or default_suite, tokenizer, args.num_prompts,
+                         getattr(args, "long_lengths", None), args.chat_template, getattr(args, "sources", None))
+
+
+def render_prompt(tokenizer, prompt, answers=(), system_prompt=None, chat_template=None):
+    """
+    Token ids of turn `len(answers)` of `prompt` (`suites.render`): the previous user turns with the target's
+    `answers` (strings) as history, then the next user turn and the generation prompt. `chat_template` is a path to a
+    .jinja file, a template string or a `suites.TEXT_FORMATS` name; `system_prompt` overrides the prompt's own.
+    """
+    from .suites import render
+
+    return render(tokenizer, prompt, history=tuple(answers), system_prompt=system_prompt,
+                  chat_template=read_chat_template(chat_template))
+
+
+def add_common_arguments(parser, multiple_drafters=False):
+    parser.add_argument("--target", default=None, help="target model: Hub id, folder or .gguf (default: embedded SmolLM2-135M-Instruct)")
+    if multiple_drafters:
+        parser.add_argument("--drafter", action="append", required=True,
+                            help="drafter checkpoint (folder or Hub id); repeat to compare drafters side by side")
+    else:
+        parser.add_argument("--drafter", required=True, help="drafter checkpoint (folder or Hub id)")
+    parser.add_argument("--prompts", default=None, help="JSON-lines prompts: 'prompt', 'turns' or 'messages' per line")
+    parser.add_argument("--suite", default="standard", choices=["standard", "perturbed", "long", "all"],
+                        help="prompt suite used when no --prompts file is given (default standard)")
+    parser.add_argument("--sources", nargs="+", default=None,
+                        help="restrict the suites to these sources (e.g. mtbench gsm8k; long: pg-essays hotpotqa)")
+    parser.add_argument("--long-lengths", type=int, nargs="+", default=None,
+                        help="prompt lengths in tokens for the long suite (default 2048 4096 7168)")
+
+    parser.add_argument("--num-prompts", type=int, default=None,
+                        help="first N prompts of --prompts; with a suite, N per source (per source and length for long)")
+    parser.add_argument("--chat-template", default=None,
+                        help="a .jinja file (or 'plain' / 'alpaca' text format) replacing the tokenizer's chat template")
+    parser.add_argument("--system-prompt", default=None, help="system prompt for every prompt")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="target/drafter dtype")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+
+
+# ---------------------------------------------------------------------------------------------- timing
+
+
+class TargetForwardTimer:
+    """
+    Times every forward of the target with forward pre/post hooks and records each call's query length, which
+    tells how many candidates the call verified (`candidates_per_forward`). Use as a context manager.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.cuda = model.device.type == "cuda"
+        self.handles = []
+        self.reset()
+
+    def reset(self):
+        self.time_s = 0.0
+        self.query_lengths = []
+        self._start = None
+
+    def _sync(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+
+    def _pre(self, module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is None:
+            ids = kwargs["inputs_embeds"]
+        self.query_lengths.append(ids.shape[1])
+        self._sync()
+        self._start = time.perf_counter()
+
+    def _post(self, module, args, output):
+        self._sync()
+        self.time_s += time.perf_counter() - self._start
+
+    def __enter__(self):
+        self.handles = [
+            self.model.register_forward_pre_hook(self._pre, with_kwargs=True),
+            self.model.register_forward_hook(self._post),
+        ]
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+
+    @property
+    def forwards(self):
+        return len(self.query_lengths)
+
+    def candidates_per_forward(self, prompt_length):
+        """Candidates verified by each recorded forward of one `generate` call: the first forward also carries the
+        prompt, every later one the single not-yet-cached token before its candidates."""
+        return [q - (prompt_length if i == 0 else 1) for i, q in enumerate(self.query_lengths)]
+
+
+def tau_from_forwards(candidates_per_forward, new_tokens):
+    """
+    Mean tokens per verifying target forward (the bonus counted), from a generate call's forward log. Forwards that
+    verified no candidate produced one token each; the others produced the rest. Equals `SpeculationStats.tau` for
+    the drafter, and gives the same statistic for HF prompt lookup, which keeps no stats of its own.
+    """
+    cycles = sum(1 for c in candidates_per_forward if c > 0)
+    if cycles == 0:
+        return None
+    plain = len(candidates_per_forward) - cycles
+    return (new_tokens - plain) / cycles
+
+
+@dataclass
+class GenerationRun:
+    """One timed `generate` call."""
+
+    new_tokens: list
+    wall_s: float
+    target_forwards: int
+    target_time_s: float
+    drafter_time_s: float = 0.0
+    tau: float | None = None
+    stats: object = None  # SpeculationStats of a drafter run
+    candidates_per_forward: list = field(default_factory=list)
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+@torch.no_grad()
+def timed_generate(target, input_ids, timer, drafter=None, prompt_lookup_tokens=None, max_new_tokens=128,
+                   num_assistant_tokens=None, do_sample=False, temperature=None, seed=None):
+    """
+    One `generate` call, plain (no drafter, no prompt lookup), with HF prompt lookup (`prompt_lookup_tokens`), or
+    with `drafter` as the assistant. `timer` is an active `TargetForwardTimer` on `target`.
+    """
+    ids = torch.as_tensor(input_ids, device=target.device).reshape(1, -1)
+    kwargs = {"attention_mask": torch.ones_like(ids), "max_new_tokens": max_new_tokens, "do_sample": do_sample}
+    if do_sample:
+        kwargs.update(temperature=temperature if temperature is not None else 1.0, top_k=None, top_p=None)
+    else:
+        kwargs.update(temperature=None, top_k=None, top_p=None)
+    config = target.generation_config
+    if config.pad_token_id is None:
+        eos = config.eos_token_id
+        kwargs["pad_token_id"] = (eos[0] if isinstance(eos, (list, tuple)) else eos) if eos is not None else 0
+    if drafter is not None:
+        kwargs["assistant_model"] = drafter
+        if num_assistant_tokens is not None:
+            kwargs["num_assistant_tokens"] = num_assistant_tokens
+    elif prompt_lookup_tokens:
+        kwargs["prompt_lookup_num_tokens"] = prompt_lookup_tokens
+    if seed is not None:
+        torch.manual_seed(seed)
+    timer.reset()
+    _sync(target.device)
+    start = time.perf_counter()
+    out = target.generate(ids, **kwargs)
+    _sync(target.device)
+    wall = time.perf_counter() - start
+    new = out[0, ids.shape[1]:].tolist()
+    candidates = timer.candidates_per_forward(ids.shape[1])
+    run = GenerationRun(new_tokens=new, wall_s=wall, target_forwards=timer.forwards, target_time_s=timer.time_s,
+                        candidates_per_forward=candidates)
+    if drafter is not None:
+        run.stats = drafter.last_speculation_stats
+        run.drafter_time_s = run.stats.drafter_time_s
+        run.tau = run.stats.tau
+    elif prompt_lookup_tokens:
+        run.tau = tau_from_forwards(candidates, len(new))
+    return run
+
+
+# ---------------------------------------------------------------------------------------------- pooled statistics
+
+
+def pool_speculation_stats(stats_list):
+    """Pools the SpeculationStats of several generate calls into one suite-level summary."""
+    lengths = [k for s in stats_list for k in s.draft_lengths]
+    accepted = [a for s in stats_list for a in s.accepted]
+    cycles = len(accepted)
+    depth = max(lengths, default=0)
+    per_depth, conditional = [], []
+    for d in range(1, depth + 1):
+        drafted = [(k, a) for k, a in zip(lengths, accepted) if k >= d]
+        per_depth.append(sum(1 for _, a in drafted if a >= d) / len(drafted) if drafted else None)
+        reached = [a for _, a in drafted if a >= d - 1]
+        conditional.append(sum(1 for a in reached if a >= d) / len(reached) if reached else None)
+    return {
+        "tau": sum(a + 1 for a in accepted) / cycles if cycles else None,
+        "cycles": cycles,
+        "accepted_tokens": sum(accepted),
+        "acceptance_per_depth": per_depth,
+        "conditional_acceptance_per_depth": conditional,
+        "target_forwards": sum(s.target_forwards for s in stats_list),
+        "drafter_forwards": sum(s.drafter_forwards for s in stats_list),
+        "drafter_time_s": sum(s.drafter_time_s for s in stats_list),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+
+
+def check_context(target, prompt_ids, max_new_tokens, what):
+    limit = getattr(target.config.get_text_config(), "max_position_embeddings", None)
+    if limit is not None and len(prompt_ids) + max_new_tokens > limit:
+        raise ValueError(
+            f"{what} has {len(prompt_ids)} tokens + {max_new_tokens} new tokens > the target's context of {limit}: "
+            "use shorter prompts (e.g. smaller --long-lengths) or a smaller --max-new-tokens."
+        )
+
+
+def evaluate(target, tokenizer, drafters, prompts, max_new_tokens=128, num_assistant_tokens=None, do_sample=False,
+             temperature=None, system_prompt=None, chat_template=None, seed=0, progress=True):
+    """
+    Runs every prompt (every turn) with every drafter, interleaved, and pools the statistics per suite.
+
+    drafters: {label: drafter}. prompts: `EvalPrompt`s; results are grouped by `prompt.suite`.
+    num_assistant_tokens: the draft length K, or a list of them to measure tau / speed as a function of K
+        (None: each drafter's own `generation_config.num_assistant_tokens`).
+    Returns `(results, runs)`: one result dict per (K, drafter, suite), and the raw per-turn records.
+    """
+    from tqdm.auto import tqdm
+
+    if not drafters:
+        raise ValueError("pass at least one drafter.")
+    if not prompts:
+        raise ValueError("no prompts to evaluate: check --prompts / --suite / --num-prompts.")
+    ks = list(num_assistant_tokens) if isinstance(num_assistant_tokens, (list, tuple)) else [num_assistant_tokens]
+    if any(k is not None and k < 1 for k in ks):
+        raise ValueError(f"num_assistant_tokens must be >= 1, got {ks}.")
+    for label, drafter in drafters.items():
+        try:
+            drafter.check_target(target.config)
+        except ValueError as error:
+            raise ValueError(f"{label}: {error}") from None
+    labels = list(drafters)
+    settings = [(k, label) for k in ks for label in labels]
+    runs = []
+    total_turns = sum(len(p.turns) for p in prompts)
+    with TargetForwardTimer(target) as timer, tqdm(total=total_turns, desc="eval", unit="turn", disable=not progress) as bar:
+        # Warm-up (not counted): first-call overheads (allocator, kernels, lazy init) would bias the first drafter.
+        warm = render_prompt(tokenizer, prompts[0], (), system_prompt, chat_template)
+        for drafter in drafters.values():
+            timed_generate(target, warm, timer, drafter=drafter, max_new_tokens=min(8, max_new_tokens),
+                           num_assistant_tokens=ks[0])
+        for index, prompt in enumerate(prompts):
+            answers = []
+            for turn in range(len(prompt.turns)):
+                ids = render_prompt(tokenizer, prompt, answers, system_prompt, chat_template)
+                check_context(target, ids, max_new_tokens, f"prompt {prompt.id} (turn {turn + 1})")
+                first_answer = None
+                shift = index % len(settings)
+                for k, label in settings[shift:] + settings[:shift]:  # rotate who goes first
+                    run = timed_generate(
+                        target, ids, timer, drafter=drafters[label], max_new_tokens=max_new_tokens,
+                        num_assistant_tokens=k, do_sample=do_sample, temperature=temperature, seed=seed + index,
+                    )
+                    runs.append({"drafter": label, "num_assistant_tokens": k, "suite": prompt.suite,
+                                 "source": prompt.source,
+                                 "perturbation": (getattr(prompt, "meta", None) or {}).get("perturbation"),
+                                 "prompt": prompt.id, "turn": turn + 1, "prompt_tokens": len(ids), "input_ids": ids,
+                                 "run": run})
+                    if (k, label) == settings[0]:
+                        first_answer = run.new_tokens
+                bar.update(1)
+                # the target's own answer (first drafter's run) becomes the history of the next turn
+                answers.append(tokenizer.decode(_strip_eos(first_answer, target), skip_special_tokens=True))
+    results = []
+    suites = list(dict.fromkeys(p.suite for p in prompts))
+    for k, label in settings:
+        for suite in suites:
+            mine = [r for r in runs if r["drafter"] == label and r["num_assistant_tokens"] == k and r["suite"] == suite]
+            results.append({
+                "drafter": label, "suite": suite, "num_assistant_tokens": k, **_summarize(mine),
+                "by_source": {src: _summarize([r for r in mine if r["source"] == src])
+                              for src in dict.fromkeys(r["source"] for r in mine)},
+                "per_prompt": [{"prompt": r["prompt"], "turn": r["turn"], "prompt_tokens": r["prompt_tokens"],
+                                **r["run"].stats.to_dict()} for r in mine],
+            })
+            perturbations = [p for p in dict.fromkeys(r["perturbation"] for r in mine) if p is not None]
+            if perturbations:
+                results[-1]["by_perturbation"] = {
+                    name: _summarize([r for r in mine if r["perturbation"] == name]) for name in perturbations
+                }
+    for result in results:
+        base = next(r for r in results if r["drafter"] == labels[0] and r["suite"] == result["suite"]
+                    and r["num_assistant_tokens"] == result["num_assistant_tokens"])
+        result["tau_ratio"] = result["tau"] / base["tau"] if result["tau"] and base["tau"] else None
+        result["speed_ratio"] = (result["tokens_per_s"] / base["tokens_per_s"]
+                                 if result["tokens_per_s"] and base["tokens_per_s"] else None)
+    return results, runs
+
+
+def _summarize(runs):
+    """Pooled speculation statistics, speed and counts of a group of per-turn run records."""
+    new_tokens = sum(len(r["run"].new_tokens) for r in runs)
+    wall = sum(r["run"].wall_s for r in runs)
+    return {
+        **pool_speculation_stats([r["run"].stats for r in runs]),
+        "tokens_per_s": new_tokens / wall if wall else None,
+        "new_tokens": new_tokens, "wall_s": wall, "num_prompts": len({r["prompt"] for r in runs}),
+        "num_turns": len(runs), "target_time_s": sum(r["run"].target_time_s for r in runs),
+    }
+
+
+def _strip_eos(tokens, target):
+    eos = target.generation_config.eos_token_id
+    eos = set(eos if isinstance(eos, (list, tuple)) else [eos]) if eos is not None else set()
+    for i, t in enumerate(tokens):
+        if t in eos:
+            return tokens[:i]
+    return tokens
+
+
+def _fmt(value, spec=".2f"):
+    return "—" if value is None else format(value, spec)
+
+
+def format_table(results, max_depth=6):
+    """
+    Markdown: one row per (suite, drafter), followed by per-source rows ("standard/mtbench") when a suite mixes
+    sources; `tau ×` and `speed ×` are ratios against the first drafter on the same rows.
+    """
+    rows = []  # (group label, drafter, summary)
+    several_k = len({r.get("num_assistant_tokens") for r in results}) > 1
+    for r in results:
+        k = f" K={r['num_assistant_tokens']}" if several_k else ""
+        rows.append((r["suite"] + k, r["drafter"], r))
+        if len(r.get("by_source", {})) > 1:
+            rows.extend((f"{r['suite']}/{src}{k}", r["drafter"], sub) for src, sub in r["by_source"].items())
+    if not rows:
+        return ""
+    first = rows[0][1]
+    base = {group: summary for group, drafter, summary in rows if drafter == first}
+    depth = min(max_depth, max(len(s["acceptance_per_depth"]) for _, _, s in rows))
+    head = "| suite | drafter | tau | tau × | tok/s | speed × | " + " | ".join(f"acc@{d}" for d in range(1, depth + 1)) + " |"
+    lines = [head, "|---|---|---|---|---|---|" + "---|" * depth]
+    for group in dict.fromkeys(g for g, _, _ in rows):
+        for _, drafter, s in (row for row in rows if row[0] == group):
+            b = base.get(group, {})
+            tau_x = s["tau"] / b["tau"] if s["tau"] and b.get("tau") else None
+            speed_x = s["tokens_per_s"] / b["tokens_per_s"] if s["tokens_per_s"] and b.get("tokens_per_s") else None
+            acc = [s["acceptance_per_depth"][d] if d < len(s["acceptance_per_depth"]) else None for d in range(depth)]
+            lines.append(
+                f"| {group} | {drafter} | {_fmt(s['tau'])} | {_fmt(tau_x)} | {_fmt(s['tokens_per_s'], '.1f')} | "
+                f"{_fmt(speed_x)} | " + " | ".join(_fmt(a) for a in acc) + " |"
+            )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def add_cli_arguments(parser):
+    add_common_arguments(parser, multiple_drafters=True)
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--num-assistant-tokens", type=int, nargs="+", default=None,
+                        help="draft length K, or several to measure tau/speed per K (default: the drafter's own)")
+    parser.add_argument("--do-sample", action="store_true", help="sample (speculative sampling) instead of greedy")
+    parser.add_argument("--temperature", type=float, default=None, help="sampling temperature (implies --do-sample)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None, help="write the results as JSON here")
+
+
+def run_cli(args):
+    do_sample = args.do_sample or args.temperature is not None
+    target, tokenizer = load_target_for_cli(args)
+    drafters = load_drafters(args.drafter, target)
+    prompts = prompts_from_args(args, tokenizer)
+    results, _ = evaluate(
+        target, tokenizer, drafters, prompts, max_new_tokens=args.max_new_tokens,
+        num_assistant_tokens=args.num_assistant_tokens, do_sample=do_sample, temperature=args.temperature,
+        system_prompt=args.system_prompt, chat_template=args.chat_template, seed=args.seed,
+    )
+    print(format_table(results))
+    if args.json:
+        settings = {k: v for k, v in vars(args).items() if k != "json"}
+        settings.update(do_sample=do_sample, target=args.target or "smollm2-135m-instruct")
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump({"settings": settings, "results": results}, f, indent=1)
+        print(f"wrote {args.json}")
+    return 0
