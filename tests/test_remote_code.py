@@ -60,7 +60,7 @@ def child_results(tmp_path_factory):
         drafter.save_pretrained(path, include_embeddings=with_embeddings)
         drafters[(variant, with_embeddings)] = (drafter, path)
     (root / "child.py").write_text(CHILD)
-    env = dict(os.environ, HF_MODULES_CACHE=str(root / "modules"), HF_HUB_OFFLINE="1")
+    env = dict(os.environ, HF_MODULES_CACHE=str(root / "modules"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     paths = [str(p) for _, p in drafters.values()]
     result = subprocess.run(
         [sys.executable, str(root / "child.py"), str(root / "target"), str(root / "out.pt"), *paths],
