@@ -317,10 +317,13 @@ class DrafterPreTrainedModel(PreTrainedModel):
         past_key_values=None,
         use_cache=True,
         output_attentions=False,
+        ttt_steps=None,
         **kwargs,
     ):
         r"""
-        Runs the drafter on a block of positions.
+        Runs the drafter on a block of positions, or, with `ttt_steps`, the train-time-test unroll
+        (`ttt_forward`; returns its list of per-step logits). Training goes through `forward` so that DDP / FSDP /
+        DeepSpeed wrappers see the call.
 
         input_ids (`(B, T)`): the *token input* of each position — for position t, the token x_{t+1} that follows
             the target position whose features are given (or the previously drafted token in a chain step).
@@ -329,6 +332,8 @@ class DrafterPreTrainedModel(PreTrainedModel):
         hidden_states (`(B, T, H)`): the drafter's own `DrafterOutput.hidden_states` from the previous chain step.
         position_ids (`(B, T)`): rotary positions; default continues after the cache.
         """
+        if ttt_steps is not None:
+            return self.ttt_forward(input_ids, target_hidden_states, ttt_steps)
         self._require_embeddings()
         if (hidden_states is None) == (target_hidden_states is None):
             raise ValueError("pass exactly one of `hidden_states` (chain step) or `target_hidden_states` (prefill).")

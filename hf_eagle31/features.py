@@ -1,0 +1,330 @@
+# Copyright 2026 The hf-eagle31 authors. Apache-2.0.
+"""
+Target features for drafter training: what the frozen target contributes to every training step.
+
+* `capture_target_features`: one target forward returning the drafter's captured hidden states
+  (`hidden_states[i] for i in target_layer_ids`, the EAGLE/vLLM convention: index i = input of decoder layer i) and
+  the target's final hidden state, from which teacher logits are computed *only for the draft vocabulary*
+  (`draft_teacher_logits`): the full (B, T, V) logits are never formed. The one quantity that needs all V columns,
+  the target's argmax (the loss is masked where it falls outside the draft vocabulary), is computed in chunks of
+  positions (`chunked_argmax`).
+* Offline mode: `precompute_features` stores exactly those tensors (captured states, final hidden state, argmax)
+  in safetensors shards, plus the target's embeddings and output head, so training can run without the target in
+  memory and gives the same loss as online training (`FeatureDataset`). Shards are written atomically and listed
+  in `manifest.json` with their sha256: a killed run resumes where it stopped, and a damaged shard is reported on
+  load with the command that repairs it.
+"""
+
+import hashlib
+import json
+import os
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+
+FORMAT = "hf-eagle31-features/1"
+MANIFEST = "manifest.json"
+HEAD_FILE = "target_head.safetensors"
+
+
+def target_text_config(target):
+    config = target.config
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+def stored_layer_ids(target_layer_ids, num_hidden_layers):
+    """The hidden-state indices a training step needs: the drafter's taps plus the final one (teacher logits)."""
+    return sorted({*map(int, target_layer_ids), int(num_hidden_layers)})
+
+
+@torch.no_grad()
+def capture_target_features(target, input_ids, attention_mask, target_layer_ids):
+    """
+    Runs the target's decoder (not its LM head) and returns `(features, final_hidden)`: `features` a list of the
+    (B, T, H') states `hidden_states[i]` for `i in target_layer_ids`, `final_hidden` (B, T, H) the normalized last
+    state that the LM head reads. Right padding only (positions are 0..T-1 in every row).
+    """
+    num_layers = target_text_config(target).num_hidden_layers
+    wanted = stored_layer_ids(target_layer_ids, num_layers)
+    out = target.base_model(
+        input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=wanted, use_cache=False
+    )
+    hidden = out.hidden_states
+    return [hidden[i] for i in target_layer_ids], hidden[num_layers]
+
+
+def output_head(target):
+    """The target's LM head weight (V, H) and bias (or None)."""
+    head = target.get_output_embeddings()
+    if head is None:
+        raise ValueError(f"{type(target).__name__} has no output embeddings: pass a *ForCausalLM target.")
+    return head.weight, getattr(head, "bias", None)
+
+
+def draft_teacher_logits(final_hidden, head_weight, draft_ids, head_bias=None):
+    """Teacher logits restricted to the draft vocabulary: (B, T, H) x rows `draft_ids` of the head -> (B, T, D), fp32."""
+    rows = head_weight[draft_ids].float()
+    logits = final_hidden.float() @ rows.T
+    if head_bias is not None:
+        logits = logits + head_bias[draft_ids].float()
+    return logits
+
+
+@torch.no_grad()
+def chunked_argmax(final_hidden, head_weight, head_bias=None, chunk_size=1024):
+    """Argmax over the full vocabulary (B, T), computing at most `chunk_size` positions' V logits at a time."""
+    flat = final_hidden.reshape(-1, final_hidden.shape[-1])
+    out = torch.empty(flat.shape[0], dtype=torch.long, device=flat.device)
+    weight = head_weight.float()
+    for start in range(0, flat.shape[0], chunk_size):
+        logits = flat[start : start + chunk_size].float() @ weight.T  # (chunk, V)
+        if head_bias is not None:
+            logits = logits + head_bias.float()
+        out[start : start + chunk_size] = logits.argmax(-1)
+    return out.view(final_hidden.shape[:-1])
+
+
+# ---------------------------------------------------------------------------------------------- offline shards
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def dataset_fingerprint(dataset):
+    """sha256 over every row's ids and mask: shards of one dataset are never mixed with another's."""
+    digest = hashlib.sha256()
+    for row in dataset:
+        digest.update(torch.as_tensor(row["input_ids"], dtype=torch.int32).numpy().tobytes())
+        digest.update(torch.as_tensor(row["loss_mask"], dtype=torch.int8).numpy().tobytes())
+        digest.update(b"|")
+    return digest.hexdigest()
+
+
+def _write_json_atomic(path, data):
+    with open(path + ".tmp", "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+@torch.no_grad()
+def precompute_features(
+    target,
+    dataset,
+    target_layer_ids,
+    out_dir,
+    shard_size=64,
+    batch_size=4,
+    dtype=None,
+    argmax_chunk_size=1024,
+    show_progress=True,
+):
+    """
+    Writes the features of every row of `dataset` (`input_ids`, `loss_mask`) to `out_dir`: shards of `shard_size`
+    rows (`shard_00000.safetensors`, ...) with per-row tensors `{i}.input_ids`, `{i}.loss_mask`, `{i}.hidden_{l}`
+    for every needed layer l, `{i}.teacher_argmax`; `target_head.safetensors` (embeddings, LM head); and
+    `manifest.json`. `dtype` is the storage dtype of hidden states (default: the target's). Resumable: shards already
+    listed in the manifest whose file has the recorded size are kept. Returns the manifest.
+    """
+    device = next(target.parameters()).device
+    text = target_text_config(target)
+    num_layers = text.num_hidden_layers
+    layers = stored_layer_ids(target_layer_ids, num_layers)
+    dtype = dtype or next(target.parameters()).dtype
+    os.makedirs(out_dir, exist_ok=True)
+    settings = {
+        "format": FORMAT,
+        "target": getattr(text, "_name_or_path", None) or type(target).__name__,
+        "target_config": target.config.to_dict(),
+        "target_layer_ids": [int(i) for i in target_layer_ids],
+        "stored_layer_ids": layers,
+        "final_layer_id": num_layers,
+        "num_samples": len(dataset),
+        "shard_size": shard_size,
+        "dtype": str(dtype).replace("torch.", ""),
+        "data_fingerprint": dataset_fingerprint(dataset),
+    }
+    manifest_path = os.path.join(out_dir, MANIFEST)
+    shards = {}
+    if os.path.exists(manifest_path):
+        with open(manifest_path) as f:
+            previous = json.load(f)
+        changed = sorted(k for k in settings if k != "target_config" and previous.get(k) != settings[k])
+        if changed:
+            raise ValueError(
+                f"{out_dir} holds features made with different settings ({', '.join(changed)}): use another "
+                "directory or delete this one."
+            )
+        shards = previous.get("shards", {})
+
+    head_path = os.path.join(out_dir, HEAD_FILE)
+    if not os.path.exists(head_path):
+        weight, bias = output_head(target)
+        embed = target.get_input_embeddings().weight
+        tensors = {"embed_tokens": embed.detach().cpu().contiguous()}
+        if weight.data_ptr() != embed.data_ptr():
+            tensors["lm_head"] = weight.detach().cpu().contiguous()
+        if bias is not None:
+            tensors["lm_head_bias"] = bias.detach().cpu().contiguous()
+        save_file(tensors, head_path + ".tmp")
+        os.replace(head_path + ".tmp", head_path)
+    weight, bias = output_head(target)
+
+    num_shards = (len(dataset) + shard_size - 1) // shard_size
+    for k in tqdm(range(num_shards), desc="features", disable=not show_progress):
+        name = f"shard_{k:05d}.safetensors"
+        path = os.path.join(out_dir, name)
+        entry = shards.get(name)
+        if entry is not None and os.path.exists(path) and os.path.getsize(path) == entry["bytes"]:
+            continue  # done in an earlier run
+        start, stop = k * shard_size, min((k + 1) * shard_size, len(dataset))
+        tensors = {}
+        for b in range(start, stop, batch_size):
+            rows = [dataset[i] for i in range(b, min(b + batch_size, stop))]
+            lengths = [len(r["input_ids"]) for r in rows]
+            ids = torch.zeros(len(rows), max(lengths), dtype=torch.long)
+            attention = torch.zeros_like(ids)
+            for r, row in enumerate(rows):
+                ids[r, : lengths[r]] = torch.as_tensor(row["input_ids"], dtype=torch.long)
+                attention[r, : lengths[r]] = 1
+            ids, attention = ids.to(device), attention.to(device)
+            out = target.base_model(
+                input_ids=ids, attention_mask=attention, output_hidden_states=layers, use_cache=False
+            )
+            argmax = chunked_argmax(out.hidden_states[num_layers], weight, bias, argmax_chunk_size)
+            for r, row in enumerate(rows):
+                i, n = b + r, lengths[r]
+                tensors[f"{i}.input_ids"] = torch.as_tensor(row["input_ids"], dtype=torch.int32)
+                tensors[f"{i}.loss_mask"] = torch.as_tensor(row["loss_mask"], dtype=torch.int8)
+                tensors[f"{i}.teacher_argmax"] = argmax[r, :n].to(torch.int32).cpu()
+                for layer in layers:
+                    tensors[f"{i}.hidden_{layer}"] = out.hidden_states[layer][r, :n].to(dtype).cpu().contiguous()
+        save_file(tensors, path + ".tmp", metadata={"format": FORMAT})
+        os.replace(path + ".tmp", path)
+        shards[name] = {"start": start, "stop": stop, "bytes": os.path.getsize(path), "sha256": _sha256(path)}
+        _write_json_atomic(manifest_path, {**settings, "shards": shards, "complete": False})
+    manifest = {**settings, "shards": shards, "complete": len(shards) == num_shards}
+    _write_json_atomic(manifest_path, manifest)
+    return manifest
+
+
+class FeatureDataset(torch.utils.data.Dataset):
+    """
+    Reads the shards of `precompute_features`. Every shard is checked when the dataset opens (`verify="sha256"`:
+    content hash; `"size"`: file size and safetensors header only, for very large sets): a missing or damaged shard
+    raises a ValueError naming it and the command that regenerates it. Items hold `input_ids`, `loss_mask`,
+    `target_hidden_states` (n, k*H' in `target_layer_ids` order), `target_final_hidden` (n, H), `teacher_argmax` (n,).
+    """
+
+    def __init__(self, feature_dir, target_layer_ids=None, verify="sha256"):
+        manifest_path = os.path.join(feature_dir, MANIFEST)
+        if not os.path.exists(manifest_path):
+            raise ValueError(
+                f"{feature_dir} has no {MANIFEST}: create the features with `precompute_features` "
+                "(or `hf-eagle31 train --offline-features DIR`)."
+            )
+        with open(manifest_path) as f:
+            self.manifest = json.load(f)
+        if self.manifest.get("format") != FORMAT:
+            raise ValueError(f"{feature_dir} is not an hf-eagle31 feature directory (format {self.manifest.get('format')!r}).")
+        if not self.manifest.get("complete"):
+            raise ValueError(
+                f"features in {feature_dir} are incomplete ({len(self.manifest['shards'])} shards written): rerun "
+                "`precompute_features` with the same data to finish them (it resumes)."
+            )
+        self.feature_dir = feature_dir
+        self.target_layer_ids = list(target_layer_ids or self.manifest["target_layer_ids"])
+        missing = sorted(set(self.target_layer_ids) - set(self.manifest["stored_layer_ids"]))
+        if missing:
+            raise ValueError(
+                f"features in {feature_dir} store hidden states {self.manifest['stored_layer_ids']} but the drafter "
+                f"reads {self.target_layer_ids}: precompute features for this drafter's target_layer_ids."
+            )
+        self.final_layer_id = self.manifest["final_layer_id"]
+        self.shard_size = self.manifest["shard_size"]
+        self.shard_names = sorted(self.manifest["shards"])
+        for name in self.shard_names:
+            self._check_shard(name, verify)
+        head = os.path.join(feature_dir, HEAD_FILE)
+        if not os.path.exists(head):
+            raise ValueError(f"{head} is missing: rerun `precompute_features` into {feature_dir} to rewrite it.")
+
+    def _check_shard(self, name, verify):
+        path = os.path.join(self.feature_dir, name)
+        entry = self.manifest["shards"][name]
+        fix = (
+            f"delete it and rerun `precompute_features` (or `hf-eagle31 train --offline-features "
+            f"{self.feature_dir}`) with the same data: only missing shards are recomputed"
+        )
+        if not os.path.exists(path):
+            raise ValueError(f"feature shard {path} is missing: {fix}.")
+        if os.path.getsize(path) != entry["bytes"]:
+            raise ValueError(f"feature shard {path} is corrupted (size {os.path.getsize(path)} != {entry['bytes']}): {fix}.")
+        if verify == "sha256" and _sha256(path) != entry["sha256"]:
+            raise ValueError(f"feature shard {path} is corrupted (sha256 mismatch): {fix}.")
+        try:
+            with safe_open(path, framework="pt") as f:
+                keys = set(f.keys())
+        except Exception as error:  # safetensors raises its own error types on bad headers
+            raise ValueError(f"feature shard {path} is corrupted ({error}): {fix}.") from None
+        if f"{entry['start']}.input_ids" not in keys:
+            raise ValueError(f"feature shard {path} does not hold row {entry['start']}: {fix}.")
+
+    def __len__(self):
+        return self.manifest["num_samples"]
+
+    def __getitem__(self, i):
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        path = os.path.join(self.feature_dir, f"shard_{i // self.shard_size:05d}.safetensors")
+        with safe_open(path, framework="pt") as f:
+            hidden = {layer: f.get_tensor(f"{i}.hidden_{layer}") for layer in {*self.target_layer_ids, self.final_layer_id}}
+            return {
+                "input_ids": f.get_tensor(f"{i}.input_ids").long(),
+                "loss_mask": f.get_tensor(f"{i}.loss_mask").long(),
+                "teacher_argmax": f.get_tensor(f"{i}.teacher_argmax").long(),
+                "target_hidden_states": torch.cat([hidden[l] for l in self.target_layer_ids], dim=-1),
+                "target_final_hidden": hidden[self.final_layer_id],
+            }
+
+    def rows(self):
+        """Iterates `{"input_ids", "loss_mask"}` only (for the draft vocabulary), without reading hidden states."""
+        for i in range(len(self)):
+            path = os.path.join(self.feature_dir, f"shard_{i // self.shard_size:05d}.safetensors")
+            with safe_open(path, framework="pt") as f:
+                yield {"input_ids": f.get_tensor(f"{i}.input_ids"), "loss_mask": f.get_tensor(f"{i}.loss_mask")}
+
+    def load_head(self):
+        """(embed_tokens (V, H), lm_head weight (V, H), lm_head bias or None) of the target the features came from."""
+        with safe_open(os.path.join(self.feature_dir, HEAD_FILE), framework="pt") as f:
+            keys = set(f.keys())
+            embed = f.get_tensor("embed_tokens")
+            head = f.get_tensor("lm_head") if "lm_head" in keys else embed
+            bias = f.get_tensor("lm_head_bias") if "lm_head_bias" in keys else None
+        return embed, head, bias
+
+    def target_config(self):
+        """The target's config as saved with the features (a transformers config object)."""
+        from transformers import AutoConfig
+
+        data = dict(self.manifest["target_config"])
+        return AutoConfig.for_model(data.pop("model_type"), **data)
+
+
+__all__ = [
+    "capture_target_features",
+    "output_head",
+    "draft_teacher_logits",
+    "chunked_argmax",
+    "precompute_features",
+    "FeatureDataset",
+    "dataset_fingerprint",
+    "stored_layer_ids",
+]

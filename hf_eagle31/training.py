@@ -1,0 +1,565 @@
+# Copyright 2026 The hf-eagle31 authors. Apache-2.0.
+"""
+Training drafters with the HF `Trainer` (train-time test, EAGLE-3 style; see ARCHITECTURE.md).
+
+`EagleTrainer` is a `Trainer` whose model is the drafter. The frozen target supplies features and teacher logits on
+the fly (online), or `FeatureDataset` supplies them from precomputed shards (offline, no target in memory); both
+give the same loss. Everything `TrainingArguments` offers works as usual (logging, eval, checkpoints and resume,
+callbacks, `report_to`, gradient accumulation, `accelerate launch` / DDP / FSDP / DeepSpeed), and
+`trainer.save_model()` writes a drafter directory that loads with `AutoModel.from_pretrained(dir,
+trust_remote_code=True)`.
+
+Loss, for TTT step j (0-based) at position t, with n tokens x_0..x_{n-1} (see `ttt_loss`):
+
+    drafter logits_j[t] predict x_{t+2+j}; teacher = softmax(z_{t+1+j}) over the draft vocabulary, where z are the
+    target's logits (only the D draft rows of its LM head are ever applied);
+    valid_j[t] = t + 2 + j < n  and  loss_mask[x_{t+2+j}]  and  argmax(z_{t+1+j}) is in the draft vocabulary;
+    loss = sum_j 0.8^j * sum_t valid_j[t] * CE(teacher, drafter) / N
+
+N is the number of assistant positions that step 0 could predict (`loss_mask[t+2]`) in the *whole optimizer step*
+(every gradient-accumulation micro-batch on every process), so accumulating k micro-batches yields the same gradient
+as one k-times larger batch. Per-step loss and accuracy are logged as `ttt_loss_{j}` / `ttt_acc_{j}` (means over
+that step's valid positions).
+"""
+
+import dataclasses
+import json
+import os
+
+import torch
+import torch.nn.functional as F
+from transformers import Trainer, TrainingArguments
+
+from .features import FeatureDataset, capture_target_features, chunked_argmax, draft_teacher_logits, output_head
+
+
+DEFAULT_TTT_STEPS = 7  # EAGLE-3
+DEFAULT_TTT_DECAY = 0.8
+VARIANTS = ("eagle3", "eagle3.1", "mtp", "mtp-postnorm")
+
+
+# ---------------------------------------------------------------------------------------------- loss
+
+
+def ttt_loss(step_logits, teacher_logits, teacher_argmax, t2d, loss_mask, attention_mask=None, decay=DEFAULT_TTT_DECAY):
+    """
+    Train-time-test loss of one batch, *not* normalized (the caller divides by the token count it chooses).
+
+    step_logits: list of (B, n, D) drafter logits, one per TTT step (`drafter.ttt_forward`).
+    teacher_logits: (B, n, D) the target's logits at every position restricted to the draft vocabulary.
+    teacher_argmax: (B, n) the target's argmax over its *full* vocabulary (negative = unknown, masked).
+    t2d: (V,) bool, target ids inside the draft vocabulary. loss_mask / attention_mask: (B, n).
+
+    Returns `(weighted_sum, stats)`: `stats` is a (3, steps) tensor of per-step CE sums, correct counts (drafter
+    argmax == teacher argmax) and valid-position counts.
+    """
+    bsz, n = loss_mask.shape
+    steps = len(step_logits)
+    present = loss_mask.bool()
+    if attention_mask is not None:
+        present = present & attention_mask.bool()
+    in_draft = (teacher_argmax >= 0) & t2d[teacher_argmax.clamp(min=0)]  # (B, n): target's pick is draftable
+    total = step_logits[0].new_zeros((), dtype=torch.float32)
+    stats = torch.zeros(3, steps, device=loss_mask.device)
+    for j, logits in enumerate(step_logits):
+        k = n - 2 - j  # positions t = 0..k-1 have a token x_{t+2+j} to predict
+        if k <= 0:
+            continue
+        valid = present[:, 2 + j : 2 + j + k] & in_draft[:, 1 + j : 1 + j + k]  # (B, k)
+        if not valid.any():
+            continue
+        student = logits[:, :k][valid].float()  # (M, D): only the positions that count
+        teacher = teacher_logits[:, 1 + j : 1 + j + k][valid].float()  # (M, D)
+        ce = F.cross_entropy(student, teacher.softmax(-1), reduction="none")  # soft targets
+        total = total + (decay**j) * ce.sum()
+        stats[0, j] = ce.detach().sum()
+        stats[1, j] = (student.detach().argmax(-1) == teacher.argmax(-1)).sum()
+        stats[2, j] = valid.sum()
+    return total, stats
+
+
+def loss_token_count(loss_mask, attention_mask=None):
+    """N of the normalization: assistant positions step 0 predicts (`loss_mask` of x_{t+2}, t = 0..n-3)."""
+    mask = loss_mask[:, 2:].bool()
+    if attention_mask is not None:
+        mask = mask & attention_mask[:, 2:].bool()
+    return mask.sum()
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+class DrafterDataCollator:
+    """
+    Right-pads rows of `input_ids`, `loss_mask` (and, offline, `target_hidden_states`, `target_final_hidden`,
+    `teacher_argmax`) and adds `attention_mask`. Right padding keeps rotary positions 0..n-1 in every row, as the
+    target saw them; padded positions are masked out of the loss.
+    """
+
+    def __init__(self, pad_token_id=0, max_length=None):
+        self.pad_token_id = pad_token_id
+        self.max_length = max_length
+
+    def __call__(self, rows):
+        lengths = [min(len(r["input_ids"]), self.max_length or len(r["input_ids"])) for r in rows]
+        if min(lengths) == 0:
+            raise ValueError("a training row has no tokens: drop empty rows when preparing data (prepare-data does).")
+        width = max(lengths)
+        batch = {}
+        pads = {"input_ids": self.pad_token_id, "loss_mask": 0, "teacher_argmax": -1}
+        for key in rows[0]:
+            if key not in pads and key not in ("target_hidden_states", "target_final_hidden"):
+                continue  # e.g. the `messages` text column
+            values = [torch.as_tensor(r[key])[: lengths[i]] for i, r in enumerate(rows)]
+            shape = (len(rows), width, *values[0].shape[1:])
+            dtype = values[0].dtype if values[0].is_floating_point() else torch.long
+            out = torch.full(shape, pads.get(key, 0), dtype=dtype)
+            for i, v in enumerate(values):
+                out[i, : lengths[i]] = v
+            batch[key] = out
+        attention = torch.zeros(len(rows), width, dtype=torch.long)
+        for i, n in enumerate(lengths):
+            attention[i, :n] = 1
+        batch["attention_mask"] = attention
+        return batch
+
+
+# ---------------------------------------------------------------------------------------------- trainer
+
+
+def unwrap_drafter(model):
+    """The `DrafterPreTrainedModel` inside DDP / FSDP / DeepSpeed / PEFT wrappers."""
+    from .modeling.drafter_common import DrafterPreTrainedModel
+
+    seen = model
+    for _ in range(8):
+        if isinstance(seen, DrafterPreTrainedModel):
+            return seen
+        if hasattr(seen, "get_base_model"):
+            seen = seen.get_base_model()
+        elif hasattr(seen, "module"):
+            seen = seen.module
+        else:
+            break
+    raise ValueError(f"{type(model).__name__} does not wrap an hf-eagle31 drafter: pass an Eagle3Drafter / MtpDrafter.")
+
+
+class EagleTrainer(Trainer):
+    """
+    `Trainer` for drafters. `model` is the drafter (or a PEFT model around one).
+
+    Online: pass `target` (frozen, kept on `args.device`, never wrapped or saved); the dataset rows hold `input_ids`
+    and `loss_mask`. Offline: pass a `FeatureDataset` as `train_dataset` and its `teacher_head` (the target's LM head
+    weight, `FeatureDataset.load_head()[1]`) instead of a target.
+
+    ttt_steps: TTT unroll length (EAGLE-3: 7). ttt_decay: per-step loss weight base (0.8^j).
+    argmax_chunk_size: positions per chunk when the target's full-vocabulary argmax is computed online.
+    """
+
+    def __init__(
+        self,
+        model=None,
+        args=None,
+        target=None,
+        teacher_head=None,
+        teacher_head_bias=None,
+        ttt_steps=DEFAULT_TTT_STEPS,
+        ttt_decay=DEFAULT_TTT_DECAY,
+        argmax_chunk_size=1024,
+        data_collator=None,
+        **kwargs,
+    ):
+        drafter = unwrap_drafter(model)
+        if target is None and teacher_head is None:
+            raise ValueError(
+                "EagleTrainer needs the frozen `target` (online training) or `teacher_head=` the target's LM head "
+                "weight with a FeatureDataset (offline training)."
+            )
+        if ttt_steps < 1:
+            raise ValueError(f"ttt_steps={ttt_steps}: the TTT unroll needs at least one step.")
+        if data_collator is None:
+            pad = drafter.config.pad_token_id if drafter.config.pad_token_id is not None else 0
+            data_collator = DrafterDataCollator(pad_token_id=pad)
+        super().__init__(model=model, args=args, data_collator=data_collator, **kwargs)
+        # compute_loss divides by the token count of the whole optimizer step (see the module docstring).
+        self.loss_is_scaled_for_ga = True
+        self.ttt_steps = int(ttt_steps)
+        self.ttt_decay = float(ttt_decay)
+        self.argmax_chunk_size = argmax_chunk_size
+        self.target = target
+        if target is not None:
+            drafter.check_target(target.config)
+            target.requires_grad_(False).eval().to(self.args.device)
+            teacher_head, teacher_head_bias = output_head(target)
+        self.teacher_head = teacher_head.to(self.args.device)
+        self.teacher_head_bias = teacher_head_bias.to(self.args.device) if teacher_head_bias is not None else None
+        self._ttt_stats = {"train": None, "eval": None}
+
+    # The columns a row must keep (the drafter's forward signature is the inference chain step, not ours).
+    def _set_signature_columns_if_needed(self):
+        if self._signature_columns is None:
+            self._signature_columns = [
+                "input_ids", "loss_mask", "target_hidden_states", "target_final_hidden", "teacher_argmax",
+            ]
+
+    def _get_num_items_in_batch(self, batch_samples, device):
+        count = sum(loss_token_count(b["loss_mask"], b.get("attention_mask")) for b in batch_samples)
+        count = torch.as_tensor(count, device=device)
+        if self.args.average_tokens_across_devices and self.args.world_size > 1:
+            count = self.accelerator.gather(count).sum()
+        return count
+
+    def _teacher(self, inputs, drafter):
+        """(features, teacher_logits (B, n, D), teacher_argmax (B, n)) from the target or from the batch."""
+        ids, attention = inputs["input_ids"], inputs["attention_mask"]
+        draft_ids = drafter.draft_to_target_ids.to(self.teacher_head.device)
+        if self.target is not None:
+            features, final = capture_target_features(self.target, ids, attention, drafter.config.target_layer_ids)
+            argmax = chunked_argmax(final, self.teacher_head, self.teacher_head_bias, self.argmax_chunk_size)
+        else:
+            if "target_hidden_states" not in inputs:
+                raise ValueError(
+                    "offline training needs rows with precomputed features: pass a FeatureDataset as the dataset "
+                    "(or pass `target=` for online training)."
+                )
+            features, final, argmax = inputs["target_hidden_states"], inputs["target_final_hidden"], inputs["teacher_argmax"]
+        with torch.no_grad():
+            teacher_logits = draft_teacher_logits(final, self.teacher_head, draft_ids, self.teacher_head_bias)
+        return features, teacher_logits, argmax
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        drafter = unwrap_drafter(model)
+        features, teacher_logits, argmax = self._teacher(inputs, drafter)
+        step_logits = model(input_ids=inputs["input_ids"], target_hidden_states=features, ttt_steps=self.ttt_steps)
+        total, stats = ttt_loss(
+            step_logits, teacher_logits, argmax, drafter.t2d, inputs["loss_mask"], inputs["attention_mask"],
+            self.ttt_decay,
+        )
+        mode = "train" if model.training else "eval"
+        self._ttt_stats[mode] = stats if self._ttt_stats[mode] is None else self._ttt_stats[mode] + stats
+        if num_items_in_batch is None:  # evaluation, or a caller outside the training loop: this batch alone
+            loss = total / loss_token_count(inputs["loss_mask"], inputs["attention_mask"]).clamp(min=1)
+        else:
+            loss = total / torch.as_tensor(num_items_in_batch).clamp(min=1)
+            if self.args.average_tokens_across_devices and self.args.world_size > 1:
+                loss = loss * self.args.world_size  # DDP averages gradients over processes; the count is global
+        return (loss, step_logits) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
+
+    def _ttt_metrics(self, mode, prefix=""):
+        stats = self._ttt_stats[mode]
+        self._ttt_stats[mode] = None
+        if stats is None:
+            return {}
+        if self.args.world_size > 1:
+            stats = self.accelerator.reduce(stats.to(self.args.device), reduction="sum")
+        metrics = {}
+        for j in range(stats.shape[1]):
+            count = float(stats[2, j])
+            if count:
+                metrics[f"{prefix}ttt_loss_{j}"] = round(float(stats[0, j]) / count, 4)
+                metrics[f"{prefix}ttt_acc_{j}"] = round(float(stats[1, j]) / count, 4)
+        return metrics
+
+    def log(self, logs, start_time=None):
+        if "loss" in logs:  # a training log: add the per-step numbers accumulated since the previous one
+            logs.update(self._ttt_metrics("train"))
+        super().log(logs, start_time)
+
+    def evaluation_loop(self, *args, metric_key_prefix="eval", **kwargs):
+        self._ttt_stats["eval"] = None
+        output = super().evaluation_loop(*args, metric_key_prefix=metric_key_prefix, **kwargs)
+        output.metrics.update(self._ttt_metrics("eval", prefix=f"{metric_key_prefix}_"))
+        return output
+
+
+# ---------------------------------------------------------------------------------------------- building blocks
+
+
+def build_drafter(target_config, variant="eagle3.1", draft_vocab_size=None, **overrides):
+    """A fresh drafter for `target_config`: variant in eagle3, eagle3.1 (EAGLE), mtp, mtp-postnorm (MTP head)."""
+    from .modeling import Eagle3Drafter, MtpDrafter
+
+    config = build_drafter_config(target_config, variant, draft_vocab_size, **overrides)
+    return (MtpDrafter if variant.startswith("mtp") else Eagle3Drafter)(config)
+
+
+def build_drafter_config(target_config, variant="eagle3.1", draft_vocab_size=None, **overrides):
+    """The drafter config of `build_drafter`."""
+    from .modeling import Eagle3Config, MtpConfig
+
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}: use one of {', '.join(VARIANTS)}.")
+    cls = MtpConfig if variant.startswith("mtp") else Eagle3Config
+    return cls.from_target(target_config, variant=variant, draft_vocab_size=draft_vocab_size, **overrides)
+
+
+def apply_lora(drafter, r=8, alpha=16, dropout=0.0, target_modules=None):
+    """
+    Wraps a (trained) drafter with LoRA adapters (peft), e.g. to adapt it to a new chat template or system prompt
+    without touching the base weights. Default targets: attention and MLP projections and `fc` / `eh_proj`.
+    Train the result with `EagleTrainer` as usual; `trainer.save_model()` then writes the adapter only.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    if target_modules is None:
+        names = {name.rsplit(".", 1)[-1] for name, _ in drafter.named_modules()}
+        target_modules = sorted(
+            names & {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "fc", "eh_proj"}
+        )
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, bias="none")
+    return get_peft_model(drafter, config)
+
+
+def load_lora(drafter, adapter_dir, is_trainable=False):
+    """Attaches a saved LoRA adapter to `drafter` (a PeftModel)."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(drafter, adapter_dir, is_trainable=is_trainable)
+
+
+def merge_lora(peft_model):
+    """Folds the adapter into the base weights and returns a plain drafter that saves and loads like any other."""
+    merged = peft_model.merge_and_unload()
+    unwrap_drafter(merged)  # type check
+    return merged
+
+
+def estimate_step_memory(target_config, drafter_config, batch_size, seq_len, ttt_steps, target_bytes=2, drafter_bytes=4,
+                         online=True):
+    """
+    Rough per-step memory (bytes) of drafter training, by term. The drafter logits of every TTT step are kept for
+    backward (ttt_steps x B x n x D, plus their softmax for the loss); teacher logits exist once over the draft
+    vocabulary (B x n x D); the target's full-vocabulary logits are never formed (argmax in chunks of 1024
+    positions). Online adds the target's weights and one forward's activations (no grad, freed layer by layer).
+    """
+    text = target_config.get_text_config() if hasattr(target_config, "get_text_config") else target_config
+    h, v, layers = text.hidden_size, text.vocab_size, text.num_hidden_layers
+    d, hd = drafter_config.draft_vocab_size, drafter_config.hidden_size
+    tokens = batch_size * seq_len
+    drafter_params = sum(
+        p.numel() for p in build_drafter_like(drafter_config).parameters() if p.requires_grad
+    )
+    taps = len(drafter_config.target_layer_ids)
+    terms = {
+        "drafter weights + grads + Adam (fp32)": drafter_params * 16,
+        "drafter logits kept for backward (all TTT steps, fp32, x2 for softmax)": ttt_steps * tokens * d * 4 * 2,
+        "drafter activations (per TTT step, ~12 H-wide tensors)": ttt_steps * tokens * hd * 12 * drafter_bytes,
+        "teacher logits over the draft vocabulary (fp32)": tokens * d * 4,
+        "target features (taps + final state)": tokens * (taps + 1) * h * target_bytes,
+        "full-vocabulary argmax chunk (fp32)": min(tokens, 1024) * v * 4,
+    }
+    if online:
+        target_params = layers * (4 * h * h + 3 * h * text.intermediate_size) + 2 * v * h
+        terms["target weights"] = target_params * target_bytes
+        terms["target forward activations (one layer at a time, no grad)"] = tokens * (h * 4 + text.intermediate_size * 2) * target_bytes
+    terms["total"] = sum(terms.values())
+    return terms
+
+
+def build_drafter_like(drafter_config):
+    """An empty-weight copy of a drafter (for parameter counts) without allocating memory."""
+    from .modeling import Eagle3Drafter, MtpDrafter
+
+    cls = MtpDrafter if drafter_config.model_type == "mtp_drafter" else Eagle3Drafter
+    with torch.device("meta"):
+        return cls(drafter_config)
+
+
+def train_drafter(
+    dataset,
+    output_dir,
+    target=None,
+    feature_dir=None,
+    variant="eagle3.1",
+    draft_vocab_size=None,
+    ttt_steps=DEFAULT_TTT_STEPS,
+    training_args=None,
+    drafter=None,
+    eval_dataset=None,
+    lora=None,
+    callbacks=None,
+):
+    """
+    The `hf-eagle31 train` pipeline as a function. Online: pass `target`. Offline: pass `feature_dir` (features
+    made by `precompute_features`; with `target` too, missing features are computed first and the target is
+    released before training). `drafter`: continue from a trained drafter (otherwise a fresh one is built and its
+    draft vocabulary chosen from `dataset`). `lora`: dict of `apply_lora` kwargs to train an adapter instead.
+    Returns the trainer (its model trained; the drafter or adapter saved to `output_dir`).
+    """
+    from .draft_vocab import draft_vocab_from_dataset
+    from .features import precompute_features
+
+    if target is None and feature_dir is None:
+        raise ValueError("pass the target (online training) or a feature directory (offline training).")
+    if target is not None:
+        target_config = target.config
+    else:
+        target_config = FeatureDataset(feature_dir, verify="size").target_config()
+    text = target_config.get_text_config() if hasattr(target_config, "get_text_config") else target_config
+    if drafter is None:
+        d = min(draft_vocab_size or 32000, text.vocab_size)
+        drafter = build_drafter(text, variant, draft_vocab_size=d)
+        if d < text.vocab_size:
+            draft_vocab_from_dataset(dataset, text.vocab_size, d).apply(drafter)
+    teacher_head = teacher_bias = None
+    train_data = dataset
+    if feature_dir is not None:
+        if target is not None:
+            precompute_features(target, dataset, drafter.config.target_layer_ids, feature_dir)
+            if eval_dataset is not None:
+                precompute_features(target, eval_dataset, drafter.config.target_layer_ids, feature_dir + "-eval")
+            if not drafter.embeddings_ready:
+                drafter.load_target_embeddings(target)
+            target = None  # offline: the trainer never holds it
+        train_data = FeatureDataset(feature_dir, drafter.config.target_layer_ids)
+        if eval_dataset is not None:
+            eval_dataset = FeatureDataset(feature_dir + "-eval", drafter.config.target_layer_ids)
+        embed, teacher_head, teacher_bias = train_data.load_head()
+        if not drafter.embeddings_ready:
+            drafter.load_target_embeddings(embed)
+    elif not drafter.embeddings_ready:
+        drafter.load_target_embeddings(target)
+    model = apply_lora(drafter, **lora) if lora else drafter
+    args = training_args or TrainingArguments(output_dir=output_dir, report_to="none")
+    trainer = EagleTrainer(
+        model=model, args=args, target=target, teacher_head=teacher_head, teacher_head_bias=teacher_bias,
+        ttt_steps=ttt_steps, train_dataset=train_data, eval_dataset=eval_dataset, callbacks=callbacks,
+    )
+    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    trainer.save_model(output_dir)
+    return trainer
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def add_cli_arguments(parser):
+    from transformers import HfArgumentParser
+
+    ours = parser.add_argument_group("hf-eagle31")
+    ours.add_argument("--target", default=None, help="target model id/path (default: embedded SmolLM2-135M-Instruct)")
+    ours.add_argument("--data", required=True, help="dataset directory written by `hf-eagle31 prepare-data`")
+    ours.add_argument("--variant", default="eagle3.1", choices=VARIANTS)
+    ours.add_argument("--out", required=True, help="where the trained drafter (or LoRA adapter) is saved")
+    ours.add_argument("--ttt-steps", type=int, default=DEFAULT_TTT_STEPS, help="train-time-test unroll length")
+    ours.add_argument("--draft-vocab-size", type=int, default=32000, help="D (capped at the target's vocab size)")
+    ours.add_argument("--eval-fraction", type=float, default=0.0, help="hold out this share of rows for evaluation")
+    ours.add_argument("--offline-features", default=None, metavar="DIR",
+                      help="precompute target features into DIR (resumable), free the target, train from them")
+    ours.add_argument("--features-only", action="store_true",
+                      help="with --offline-features: compute the features (one process) and exit")
+    ours.add_argument("--init-from", default=None, metavar="DRAFTER", help="start from a trained drafter directory")
+    ours.add_argument("--lora-r", type=int, default=0, help="> 0: train a LoRA adapter of this rank on --init-from")
+    ours.add_argument("--lora-alpha", type=int, default=16)
+    ours.add_argument("--merge-lora", action="store_true", help="also save the merged drafter to OUT/merged")
+    ours.add_argument("--target-dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    ours.add_argument("--estimate-memory", action="store_true", help="print the per-step memory estimate and exit")
+    # Every TrainingArguments flag (--learning_rate, --per_device_train_batch_size, --report_to, ...).
+    hf = HfArgumentParser(TrainingArguments, add_help=False)
+    parser._add_container_actions(hf)  # what argparse's `parents=` does; the parser is built by cli.py
+    parser.set_defaults(output_dir=None, report_to="none")
+
+
+def _training_args_from(args):
+    values = {}
+    for f in dataclasses.fields(TrainingArguments):
+        if f.init and hasattr(args, f.name):
+            values[f.name] = getattr(args, f.name)
+    values["output_dir"] = values.get("output_dir") or args.out
+    return TrainingArguments(**values)
+
+
+def _features_complete(feature_dir):
+    path = os.path.join(feature_dir, "manifest.json") if feature_dir else None
+    if path is None or not os.path.exists(path):
+        return False
+    with open(path) as f:
+        return bool(json.load(f).get("complete"))
+
+
+def run_cli(args):
+    from .data import load_prepared
+
+    dataset = load_prepared(args.data)
+    eval_dataset = None
+    if args.eval_fraction > 0:
+        split = dataset.train_test_split(test_size=args.eval_fraction, seed=0)
+        dataset, eval_dataset = split["train"], split["test"]
+    training_args = _training_args_from(args)
+    target = None
+    if args.offline_features and not _features_complete(args.offline_features) and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        raise ValueError(
+            f"features in {args.offline_features} are not complete: compute them in a single process first "
+            "(`hf-eagle31 train --data ... --offline-features DIR --features-only`), then launch the training."
+        )
+    if not _features_complete(args.offline_features):  # offline with finished features: no target needed at all
+        from .targets import load_target
+
+        target, _ = load_target(args.target, dtype=getattr(torch, args.target_dtype))
+    if args.features_only:
+        from .features import precompute_features
+
+        if args.offline_features is None:
+            raise ValueError("--features-only needs --offline-features DIR.")
+        if target is not None:
+            text = target.config.get_text_config()
+            layer_ids = build_drafter_config(text, args.variant, min(args.draft_vocab_size, text.vocab_size)).target_layer_ids
+            precompute_features(target, dataset, layer_ids, args.offline_features)
+            if eval_dataset is not None:
+                precompute_features(target, eval_dataset, layer_ids, args.offline_features + "-eval")
+        print(f"features complete in {args.offline_features}")
+        return 0
+    drafter = None
+    if args.init_from:
+        from transformers import AutoModel
+
+        drafter = AutoModel.from_pretrained(args.init_from, trust_remote_code=True)
+    if args.estimate_memory:
+        config = target.config if target is not None else FeatureDataset(args.offline_features, verify="size").target_config()
+        text = config.get_text_config() if hasattr(config, "get_text_config") else config
+        drafter_config = drafter.config if drafter is not None else build_drafter_config(
+            text, args.variant, min(args.draft_vocab_size, text.vocab_size)
+        )
+        terms = estimate_step_memory(
+            text, drafter_config, training_args.per_device_train_batch_size, max(len(r) for r in dataset["input_ids"]),
+            args.ttt_steps, target_bytes=torch.finfo(getattr(torch, args.target_dtype)).bits // 8,
+            online=args.offline_features is None,
+        )
+        for name, value in terms.items():
+            print(f"{value / 2**30:9.3f} GiB  {name}")
+        return 0
+    lora = {"r": args.lora_r, "alpha": args.lora_alpha} if args.lora_r > 0 else None
+    if lora and drafter is None:
+        raise ValueError("--lora-r trains an adapter on a trained drafter: pass --init-from DRAFTER_DIR.")
+    trainer = train_drafter(
+        dataset, args.out, target=target, feature_dir=args.offline_features, variant=args.variant,
+        draft_vocab_size=args.draft_vocab_size, ttt_steps=args.ttt_steps, training_args=training_args,
+        drafter=drafter, eval_dataset=eval_dataset, lora=lora,
+    )
+    if lora and args.merge_lora and trainer.args.should_save:
+        merge_lora(trainer.model).save_pretrained(os.path.join(args.out, "merged"))
+    if trainer.args.should_save:
+        print(f"saved to {args.out}")
+    return 0
+
+
+__all__ = [
+    "EagleTrainer",
+    "DrafterDataCollator",
+    "ttt_loss",
+    "loss_token_count",
+    "build_drafter",
+    "build_drafter_config",
+    "apply_lora",
+    "load_lora",
+    "merge_lora",
+    "estimate_step_memory",
+    "train_drafter",
+    "unwrap_drafter",
+]

@@ -1,0 +1,203 @@
+"""Data preparation: chat-template tokenization, assistant-only loss masks, bad input, self-distillation, draft vocab."""
+
+import json
+import os
+
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+from hf_eagle31.data import (
+    REPORT_NAME,
+    load_prepared,
+    prepare_dataset,
+    regenerate_conversations,
+    tokenize_conversation,
+    tokenize_conversations,
+)
+from hf_eagle31.draft_vocab import build_draft_vocab, count_token_frequencies, draft_vocab_from_dataset
+
+from conftest import tiny_target
+
+
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+SPECIALS = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>"]
+WORDS = ["system", "user", "assistant", "hello", "hi", "there", "how", "are", "you", "fine", "thanks", "what", "is",
+         "two", "plus", "four", "be", "brief", "ok", "bye", "."]
+
+
+def chat_tokenizer(template=CHATML):
+    """A 64-token word-level tokenizer with a ChatML template (matches the 64-token tiny target)."""
+    vocab = {t: i for i, t in enumerate(SPECIALS + WORDS)}
+    for i in range(len(vocab), 64):
+        vocab[f"w{i}"] = i
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>",
+                                  eos_token="<|im_end|>", additional_special_tokens=["<|im_start|>"])
+    tok.chat_template = template
+    return tok
+
+
+def conv(*pairs, system=None):
+    messages = [{"role": "system", "content": system}] if system else []
+    for user, assistant in pairs:
+        messages.append({"role": "user", "content": user})
+        if assistant is not None:
+            messages.append({"role": "assistant", "content": assistant})
+    return messages
+
+
+# ------------------------------------------------------------------------------------------------ tokenization
+
+
+def test_loss_mask_covers_assistant_turns_only():
+    tok = chat_tokenizer()
+    messages = conv(("hello there", "hi . how are you"), ("what is two plus two", "four"), system="be brief")
+    ids, mask, info = tokenize_conversation(tok, messages)
+    assert not info["truncated"] and not info["template_fallback"]
+    assert len(ids) == len(mask)
+    masked = tok.convert_ids_to_tokens([i for i, m in zip(ids, mask) if m])
+    # Each reply plus its end-of-turn marker; never a role name, user text or the system prompt.
+    assert masked == "hi . how are you <|im_end|> four <|im_end|>".split()
+    unmasked = tok.convert_ids_to_tokens([i for i, m in zip(ids, mask) if not m])
+    assert "assistant" in unmasked and "hello" in unmasked and "brief" in unmasked
+
+
+def test_template_that_rewrites_history_falls_back_to_search_and_is_reported():
+    # This template drops every assistant reply except the last: not prefix-consistent.
+    template = (
+        "{% for m in messages %}{% if m['role'] != 'assistant' or loop.last %}<|im_start|>{{ m['role'] }}\n"
+        "{{ m['content'] }}<|im_end|>\n{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    tok = chat_tokenizer(template)
+    records, report = tokenize_conversations(tok, [conv(("hello", "hi"), ("how are you", "fine thanks"))],
+                                             show_progress=False)
+    assert report.template_fallbacks == 1
+    r = records[0]
+    # The first reply is not in the rendered text (nothing to mask); the last one is found with its end marker.
+    masked = tok.convert_ids_to_tokens([i for i, m in zip(r["input_ids"], r["loss_mask"]) if m])
+    assert masked == ["fine", "thanks", "<|im_end|>"]
+
+
+def test_bad_input_is_counted_never_silently_dropped():
+    tok = chat_tokenizer()
+    long_reply = " ".join(["ok"] * 40)
+    conversations = [
+        conv(("hello", "hi there")),  # kept
+        conv(("hello", None)),  # no assistant turn
+        [],  # empty
+        conv(("", "")),  # only empty text
+        "not a conversation",  # bad format
+        conv(("hello", long_reply)),  # truncated, still has assistant tokens
+        conv((" ".join(["hello"] * 40), "hi")),  # assistant text entirely past max_length
+        {"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]},  # ShareGPT shape
+    ]
+    records, report = tokenize_conversations(tok, conversations, max_length=24, show_progress=False)
+    assert report.conversations_in == 8
+    assert report.kept == len(records) == 3
+    assert report.truncated == 1
+    assert report.dropped_no_assistant_turn == 1
+    assert report.dropped_empty == 2
+    assert report.dropped_bad_format == 1
+    assert report.dropped_no_assistant_tokens_within_max_length == 1
+    assert report.examples["dropped_bad_format"] == 4
+    dropped = sum(v for k, v in vars(report).items() if k.startswith("dropped_"))
+    assert report.kept + dropped == report.conversations_in  # every input accounted for
+    assert all(len(r["input_ids"]) <= 24 for r in records)
+    assert "truncated" in report.summary() and "no_assistant_turn=1" in report.summary()
+
+
+def test_tokenizer_without_chat_template_is_a_clear_error():
+    tok = chat_tokenizer(template=None)
+    with pytest.raises(ValueError, match="no chat template.*--chat-template"):
+        tokenize_conversations(tok, [conv(("hello", "hi"))])
+
+
+def test_prepare_dataset_saves_and_loads(tmp_path):
+    tok = chat_tokenizer()
+    data, report = prepare_dataset(tok, [conv(("hello", "hi")), conv(("hi", None))], out_dir=str(tmp_path / "d"),
+                                   max_length=64, show_progress=False)
+    loaded = load_prepared(str(tmp_path / "d"))
+    assert len(loaded) == 1 and loaded[0]["input_ids"] == data[0]["input_ids"]
+    assert json.load(open(tmp_path / "d" / REPORT_NAME))["dropped_no_assistant_turn"] == 1
+    with pytest.raises(ValueError, match="prepare-data"):
+        load_prepared(str(tmp_path / "missing"))
+
+
+# ------------------------------------------------------------------------------------------------ self-distillation
+
+
+def test_regeneration_keeps_prompts_is_batched_resumable_and_seeded(tmp_path):
+    tok = chat_tokenizer()
+    target = tiny_target()
+    conversations = [
+        conv(("hello", "ORIGINAL"), ("how are you", "ORIGINAL"), system="be brief"),
+        conv(("what is two plus two", "ORIGINAL")),
+        conv(("hi", None)),  # no reply yet: regeneration answers it
+        [{"role": "system", "content": "be brief"}],  # no user turn: nothing to answer, reported downstream
+        conv(("bye", "ORIGINAL")),
+    ]
+    kw = dict(batch_size=2, max_new_tokens=5, temperature=1.0, seed=3, show_progress=False)
+    out = regenerate_conversations(target, tok, conversations, str(tmp_path / "a"), **kw)
+    first = out[0]
+    assert [m["content"] for m in first if m["role"] != "assistant"] == ["be brief", "hello", "how are you"]
+    assert [m["role"] for m in first] == ["system", "user", "assistant", "user", "assistant"]
+    assert all("ORIGINAL" not in m["content"] for c in out if c for m in c)
+    assert out[2][-1]["role"] == "assistant" and out[3] is None
+    assert len(os.listdir(tmp_path / "a")) == 3 + 1  # 3 batches of <= 2 + meta.json
+    # Resume: delete one shard, rerun: the same data (the seed is per batch, not per run).
+    os.remove(tmp_path / "a" / "shard_00001.jsonl")
+    assert regenerate_conversations(target, tok, conversations, str(tmp_path / "a"), **kw) == out
+    # Same seed elsewhere -> same samples; another seed -> different samples.
+    assert regenerate_conversations(target, tok, conversations, str(tmp_path / "b"), **kw) == out
+    other = regenerate_conversations(target, tok, conversations, str(tmp_path / "c"), **{**kw, "seed": 4})
+    assert other != out
+    with pytest.raises(ValueError, match="different settings"):
+        regenerate_conversations(target, tok, conversations, str(tmp_path / "a"), **{**kw, "seed": 4})
+
+
+def test_prepare_with_regeneration_reports_everything(tmp_path):
+    tok = chat_tokenizer()
+    conversations = [conv(("hello", "x")), conv(("hi", None)), [{"role": "system", "content": "be brief"}]]
+    data, report = prepare_dataset(tok, conversations, out_dir=str(tmp_path / "d"), target=tiny_target(),
+                                   regenerate=True, batch_size=2, max_new_tokens=4, max_length=64,
+                                   show_progress=False)
+    assert report.regenerated == 2 and report.regenerated_turns == 2
+    assert report.kept == len(data) == 2 and report.dropped_no_assistant_turn == 1
+    assert len(load_prepared(str(tmp_path / "d"))) == 2
+
+
+# ------------------------------------------------------------------------------------------------ draft vocabulary
+
+
+def test_draft_vocab_top_d_coverage_and_convention():
+    rows = [
+        {"input_ids": [5, 7, 7, 9, 9, 9, 3], "loss_mask": [0, 1, 1, 1, 1, 1, 1]},
+        {"input_ids": [9, 1, 1, 1, 1], "loss_mask": [1, 0, 0, 0, 1]},
+    ]
+    counts = count_token_frequencies(rows, vocab_size=12)
+    assert counts[9] == 4 and counts[7] == 2 and counts[1] == 1 and counts[5] == 0  # prompt tokens not counted
+    vocab = build_draft_vocab(counts, draft_vocab_size=3)
+    # 9 (4), 7 (2), then a tie between 1 and 3 (1 each): the lower id wins.
+    assert vocab.target_ids.tolist() == [1, 7, 9]
+    assert vocab.coverage == pytest.approx(7 / 8)
+    assert (torch.arange(3) + vocab.d2t).tolist() == [1, 7, 9]  # target id = draft id + d2t
+    assert vocab.t2d.nonzero().flatten().tolist() == [1, 7, 9]
+    from hf_eagle31.training import build_drafter
+
+    drafter = build_drafter(tiny_target(vocab_size=12).config, "eagle3.1", draft_vocab_size=3)
+    vocab.apply(drafter)
+    assert drafter.draft_to_target_ids.tolist() == [1, 7, 9] and torch.equal(drafter.t2d, vocab.t2d)
+
+
+def test_draft_vocab_rejects_foreign_token_ids(capsys):
+    with pytest.raises(ValueError, match="another tokenizer"):
+        count_token_frequencies([{"input_ids": [70], "loss_mask": [1]}], vocab_size=64)
+    draft_vocab_from_dataset([{"input_ids": [1, 2, 2], "loss_mask": [1, 1, 1]}], 64, 1)
+    assert "cover 66.67%" in capsys.readouterr().out

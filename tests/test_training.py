@@ -1,0 +1,425 @@
+"""Drafter training with the HF Trainer: TTT loss alignment, online == offline, resume, accumulation, LoRA, DDP."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import datasets
+import pytest
+import torch
+from transformers import AutoModel, LlamaConfig, LlamaForCausalLM, TrainingArguments
+
+from hf_eagle31.features import FeatureDataset, precompute_features
+from hf_eagle31.training import (
+    EagleTrainer,
+    apply_lora,
+    build_drafter,
+    estimate_step_memory,
+    load_lora,
+    merge_lora,
+    train_drafter,
+    ttt_loss,
+)
+
+from conftest import tiny_target
+
+
+VOCAB = 64
+
+
+def random_rows(n=12, seed=0, min_len=6, max_len=14):
+    """Rows of varied length whose first 3 tokens are a "prompt" (loss_mask 0)."""
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for _ in range(n):
+        length = int(torch.randint(min_len, max_len + 1, (1,), generator=g))
+        ids = torch.randint(0, VOCAB, (length,), generator=g).tolist()
+        rows.append({"input_ids": ids, "loss_mask": [0, 0, 0] + [1] * (length - 3)})
+    return datasets.Dataset.from_list(rows)
+
+
+def drafter_for(target, variant="eagle3.1", draft_vocab_size=48, seed=1):
+    torch.manual_seed(seed)
+    drafter = build_drafter(target.config, variant, draft_vocab_size=draft_vocab_size)
+    if draft_vocab_size < VOCAB:
+        drafter.set_draft_vocab(torch.arange(draft_vocab_size) * VOCAB // draft_vocab_size)
+    return drafter.load_target_embeddings(target)
+
+
+def args_for(tmp_path, **kw):
+    base = dict(
+        output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=3, logging_steps=1, report_to="none",
+        save_strategy="no", use_cpu=True, disable_tqdm=True, seed=0, learning_rate=1e-3,
+    )
+    base.update(kw)
+    return TrainingArguments(**base)
+
+
+def losses(trainer):
+    return [h["loss"] for h in trainer.state.log_history if "loss" in h]
+
+
+# ------------------------------------------------------------------------------------------------ alignment
+
+
+def test_ttt_loss_alignment_oracle_drafter():
+    """
+    Teacher at position p puts its mass on x_{p+1}; an oracle drafter whose step-j logits at t peak at x_{t+2+j}
+    must score accuracy 1 and ~0 loss at every step, and every valid position must be counted. Any off-by-one in
+    the ids, the teacher slice or the mask shift drops the accuracy to chance.
+    """
+    torch.manual_seed(0)
+    b, n, d, steps = 2, 12, VOCAB, 4
+    ids = torch.randint(0, d, (b, n))
+    big = 30.0
+    teacher = torch.zeros(b, n, d)
+    teacher[:, :-1].scatter_(-1, ids[:, 1:, None], big)  # z_p -> x_{p+1}
+    argmax = teacher.argmax(-1)
+    argmax[:, -1] = -1  # no next token after the end
+    logits = []
+    for j in range(steps):
+        lg = torch.randn(b, n, d)
+        k = n - 2 - j
+        lg[:, :k].scatter_(-1, ids[:, 2 + j :, None], big)  # oracle: x_{t+2+j}
+        logits.append(lg)
+    loss_mask = torch.ones(b, n, dtype=torch.long)
+    loss_mask[0, 5] = 0  # position 5's token is a prompt token: never a target
+    t2d = torch.ones(d, dtype=torch.bool)
+    total, stats = ttt_loss(logits, teacher, argmax, t2d, loss_mask, decay=0.8)
+    for j in range(steps):
+        expected = b * (n - 2 - j) - 1  # the masked token is predicted once per step (by t = 3 - j)
+        assert stats[2, j] == expected, f"step {j}: {stats[2, j]} valid positions, expected {expected}"
+        assert stats[1, j] == stats[2, j], f"step {j}: oracle accuracy {stats[1, j] / stats[2, j]}"
+    assert total < 1e-3
+    # A drafter that is one position late (predicts x_{t+1+j}) must fail.
+    late = [torch.roll(lg, shifts=1, dims=1) for lg in logits]
+    _, stats_late = ttt_loss(late, teacher, argmax, t2d, loss_mask)
+    assert (stats_late[1] < 0.2 * stats_late[2]).all()
+
+
+def test_ttt_loss_masks_tokens_outside_draft_vocab():
+    torch.manual_seed(0)
+    b, n, d = 1, 8, 16
+    teacher = torch.randn(b, n, d)
+    argmax = torch.randint(0, d, (b, n))
+    t2d = torch.zeros(d, dtype=torch.bool)
+    t2d[argmax[0, 1]] = True  # only the teacher's pick at p = 1 is draftable -> only (j=0, t=0) counts
+    _, stats = ttt_loss([torch.randn(b, n, d), torch.randn(b, n, d)], teacher, argmax, t2d, torch.ones(b, n))
+    assert stats[2].tolist() == [1.0, 0.0]
+
+
+# ------------------------------------------------------------------------------------------------ trainer
+
+
+@pytest.mark.parametrize("variant", ["eagle3", "eagle3.1", "mtp", "mtp-postnorm"])
+def test_trainer_learns_and_logs_every_variant(tmp_path, variant):
+    target = tiny_target()
+    drafter = drafter_for(target, variant)
+    trainer = EagleTrainer(
+        model=drafter, args=args_for(tmp_path, max_steps=6, learning_rate=1e-2), target=target, ttt_steps=3,
+        train_dataset=random_rows(4),
+    )
+    trainer.train()
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    assert all(f"ttt_loss_{j}" in history[0] and f"ttt_acc_{j}" in history[0] for j in range(3))
+    assert history[-1]["loss"] < history[0]["loss"]  # the same 4 rows every step: the loss must go down
+
+
+def test_gradient_accumulation_matches_big_batch(tmp_path):
+    """Batch 4 == 2 micro-batches of 2 (rows of different lengths): identical SGD update."""
+    target = tiny_target()
+    data = random_rows(4, min_len=5, max_len=14)
+    params = []
+    for batch, accumulation in ((4, 1), (2, 2)):
+        drafter = drafter_for(target)
+        args = args_for(
+            tmp_path / f"b{batch}", per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation,
+            max_steps=1, optim="sgd", learning_rate=1.0, lr_scheduler_type="constant",
+        )
+        EagleTrainer(model=drafter, args=args, target=target, ttt_steps=3, train_dataset=data).train()
+        params.append(torch.cat([p.detach().flatten() for p in drafter.parameters() if p.requires_grad]))
+    moved = (params[0] - torch.cat([p.detach().flatten() for p in drafter_for(target).parameters() if p.requires_grad])).abs().max()
+    assert moved > 1e-3  # the step did something
+    torch.testing.assert_close(params[0], params[1], atol=1e-5, rtol=1e-4)
+
+
+def test_online_and_offline_give_the_same_losses(tmp_path):
+    target = tiny_target()
+    data = random_rows(8)
+    online = EagleTrainer(
+        model=drafter_for(target), args=args_for(tmp_path / "on"), target=target, ttt_steps=3, train_dataset=data,
+    )
+    online.train()
+    layer_ids = online.model.config.target_layer_ids
+    precompute_features(target, data, layer_ids, str(tmp_path / "feat"), shard_size=3, batch_size=4,
+                        show_progress=False)
+    features = FeatureDataset(str(tmp_path / "feat"), layer_ids)
+    embed, head, bias = features.load_head()
+    offline_drafter = drafter_for(target)
+    offline_drafter.embeddings_ready = False
+    offline_drafter.load_target_embeddings(embed)
+    offline = EagleTrainer(
+        model=offline_drafter, args=args_for(tmp_path / "off"), teacher_head=head, teacher_head_bias=bias,
+        ttt_steps=3, train_dataset=features,
+    )
+    offline.train()
+    on_logs = [h for h in online.state.log_history if "loss" in h]
+    off_logs = [h for h in offline.state.log_history if "loss" in h]
+    for a, b in zip(on_logs, off_logs):
+        for key in ("loss", "ttt_loss_0", "ttt_acc_2"):
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
+    assert len(on_logs) == len(off_logs) == 3
+
+
+def test_resume_from_checkpoint_continues_with_same_losses(tmp_path):
+    target = tiny_target()
+    data = random_rows(16)
+    kw = dict(max_steps=6, save_strategy="steps", save_steps=3)
+    full = EagleTrainer(model=drafter_for(target), args=args_for(tmp_path / "a", **kw), target=target, ttt_steps=2,
+                        train_dataset=data)
+    full.train()
+    checkpoint = tmp_path / "a" / "checkpoint-3"
+    assert (checkpoint / "model.safetensors").exists()
+    resumed = EagleTrainer(model=drafter_for(target, seed=7), args=args_for(tmp_path / "b", **kw), target=target,
+                           ttt_steps=2, train_dataset=data)
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    # log_history holds the 3 restored entries, then the 3 computed after resuming.
+    assert len(losses(resumed)) == 6
+    assert losses(resumed)[3:] == pytest.approx(losses(full)[3:], rel=1e-5)
+
+
+def test_save_model_loads_with_remote_code_and_generates(tmp_path):
+    target = tiny_target()
+    trainer = EagleTrainer(model=drafter_for(target), args=args_for(tmp_path, eval_strategy="steps", eval_steps=2),
+                           target=target, ttt_steps=2, train_dataset=random_rows(8), eval_dataset=random_rows(4, seed=3))
+    trainer.train()
+    metrics = trainer.evaluate()
+    assert "eval_loss" in metrics and "eval_ttt_acc_1" in metrics
+    trainer.save_model(str(tmp_path / "final"))
+    loaded = AutoModel.from_pretrained(str(tmp_path / "final"), trust_remote_code=True)
+    assert loaded.embeddings_ready
+    torch.testing.assert_close(loaded.d2t, trainer.model.d2t)
+    prompt = torch.tensor([[1, 5, 9, 2]])
+    plain = target.generate(prompt, max_new_tokens=10, do_sample=False)
+    spec = target.generate(prompt, assistant_model=loaded, max_new_tokens=10, num_assistant_tokens=3, do_sample=False)
+    assert torch.equal(plain, spec)  # lossless greedy
+
+
+def test_offline_feature_shards_are_checked_and_resumable(tmp_path):
+    target = tiny_target()
+    data = random_rows(7)
+    out = str(tmp_path / "feat")
+    layer_ids = [2, 4, 5]
+    manifest = precompute_features(target, data, layer_ids, out, shard_size=3, show_progress=False)
+    assert manifest["complete"] and len(manifest["shards"]) == 3
+    reference = FeatureDataset(out)[4]
+    # Resume: a deleted shard is recomputed identically, the others are kept.
+    shard = os.path.join(out, "shard_00001.safetensors")
+    untouched = os.path.getmtime(os.path.join(out, "shard_00000.safetensors"))
+    os.remove(shard)
+    with pytest.raises(ValueError, match="missing"):
+        FeatureDataset(out)
+    precompute_features(target, data, layer_ids, out, shard_size=3, show_progress=False)
+    assert os.path.getmtime(os.path.join(out, "shard_00000.safetensors")) == untouched
+    torch.testing.assert_close(FeatureDataset(out)[4]["target_hidden_states"], reference["target_hidden_states"])
+    # Corruption: flipped bytes (same size) and truncation are both named.
+    raw = bytearray(open(shard, "rb").read())
+    raw[-10] ^= 0xFF
+    open(shard, "wb").write(bytes(raw))
+    with pytest.raises(ValueError, match="corrupted.*sha256"):
+        FeatureDataset(out)
+    open(shard, "wb").write(bytes(raw[:100]))
+    with pytest.raises(ValueError, match="corrupted"):
+        FeatureDataset(out)
+    # Different data in the same directory is refused.
+    with pytest.raises(ValueError, match="different settings"):
+        precompute_features(target, random_rows(7, seed=9), layer_ids, out, shard_size=3, show_progress=False)
+
+
+def test_lora_adapter_save_load_merge(tmp_path):
+    target = tiny_target()
+    base = drafter_for(target)
+    peft_model = apply_lora(base, r=4, alpha=8)
+    trainer = EagleTrainer(model=peft_model, args=args_for(tmp_path, learning_rate=5e-2), target=target, ttt_steps=2,
+                           train_dataset=random_rows(8))
+    trainer.train()
+    trainer.save_model(str(tmp_path / "adapter"))
+    assert os.path.exists(tmp_path / "adapter" / "adapter_model.safetensors")
+    ids = torch.randint(0, VOCAB, (1, 9))
+    feats = torch.randn(1, 9, 3 * 32)
+    with torch.no_grad():
+        adapted = peft_model.eval().ttt_forward(ids, feats, 2)[1]
+        reloaded = load_lora(drafter_for(target), str(tmp_path / "adapter"))
+        torch.testing.assert_close(reloaded.ttt_forward(ids, feats, 2)[1], adapted)
+        merged = merge_lora(reloaded)
+        torch.testing.assert_close(merged.ttt_forward(ids, feats, 2)[1], adapted, atol=1e-5, rtol=1e-4)
+        fresh = drafter_for(target).ttt_forward(ids, feats, 2)[1]
+        assert not torch.allclose(fresh, adapted, atol=1e-4)  # the adapter changed the drafter
+    merged.save_pretrained(str(tmp_path / "merged"))
+    loaded = AutoModel.from_pretrained(str(tmp_path / "merged"), trust_remote_code=True)
+    assert not any("lora" in k for k in loaded.state_dict())
+    prompt = torch.tensor([[3, 1, 4, 1, 5]])
+    assert torch.equal(
+        target.generate(prompt, assistant_model=loaded, max_new_tokens=6, num_assistant_tokens=2, do_sample=False),
+        target.generate(prompt, max_new_tokens=6, do_sample=False),
+    )
+
+
+def test_memory_estimate_scales_with_ttt_and_length():
+    config = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                         num_attention_heads=9, num_key_value_heads=3)
+    drafter_config = build_drafter(LlamaConfig(**{**config.to_dict(), "vocab_size": 64, "num_hidden_layers": 30}),
+                                   "eagle3.1").config
+    drafter_config.draft_vocab_size = 32000
+    one = estimate_step_memory(config, drafter_config, 1, 2048, 1)
+    seven = estimate_step_memory(config, drafter_config, 1, 2048, 7)
+    logits = "drafter logits kept for backward (all TTT steps, fp32, x2 for softmax)"
+    assert seven[logits] == 7 * one[logits] == 7 * 2048 * 32000 * 4 * 2
+    assert seven["total"] > one["total"]
+
+
+# ------------------------------------------------------------------------------------------------ learning
+
+
+SYNTH_VOCAB, SYNTH_MOD, SYNTH_OFFSET = 64, 60, 4
+
+
+def synthetic_sequences(n, length, generator):
+    """A structured language: token 0 of a row is a stride d in {1,2,3}, then x_{t+1} = x_t + d (mod 60)."""
+    stride = torch.randint(1, 4, (n, 1), generator=generator)
+    start = torch.randint(0, SYNTH_MOD, (n, 1), generator=generator)
+    return torch.cat([stride, (start + stride * torch.arange(length - 1)) % SYNTH_MOD + SYNTH_OFFSET], dim=1)
+
+
+def mean_tau(target, drafter, prompts):
+    taus = []
+    for prompt in prompts:
+        target.generate(prompt[None], assistant_model=drafter, max_new_tokens=12, num_assistant_tokens=4,
+                        do_sample=False)
+        taus.append(drafter.last_speculation_stats.tau)
+    return sum(taus) / len(taus)
+
+
+def test_training_raises_tau_through_generate(tmp_path):
+    """Train a tiny target on the synthetic language, self-distil it, train a drafter: tau must rise clearly."""
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    target = LlamaForCausalLM(LlamaConfig(
+        vocab_size=SYNTH_VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
+        num_key_value_heads=2, eos_token_id=None, bos_token_id=None, pad_token_id=None, max_position_embeddings=64,
+    ))
+    optimizer = torch.optim.AdamW(target.parameters(), lr=3e-3)
+    for _ in range(150):
+        x = synthetic_sequences(32, 16, g)
+        target(x, labels=x).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    target.eval()
+    with torch.no_grad():  # self-distillation: the drafter learns the target's own greedy continuations
+        rows = target.generate(synthetic_sequences(64, 4, g), max_new_tokens=12, do_sample=False)
+    data = datasets.Dataset.from_list([{"input_ids": r.tolist(), "loss_mask": [0] * 4 + [1] * 12} for r in rows])
+    prompts = synthetic_sequences(4, 4, torch.Generator().manual_seed(5))
+
+    torch.manual_seed(1)
+    drafter = build_drafter(target.config, "eagle3.1").load_target_embeddings(target)
+    untrained = mean_tau(target, drafter, prompts)
+    args = args_for(tmp_path, per_device_train_batch_size=16, max_steps=120, learning_rate=3e-3,
+                    lr_scheduler_type="constant", logging_steps=40)
+    EagleTrainer(model=drafter, args=args, target=target, ttt_steps=3, train_dataset=data).train()
+    trained = mean_tau(target, drafter.eval(), prompts)
+    assert trained >= untrained + 1.5, (untrained, trained)
+
+
+# ------------------------------------------------------------------------------------------------ pipeline, CLI, DDP
+
+
+def test_train_drafter_offline_pipeline_picks_draft_vocab(tmp_path, capsys):
+    target = tiny_target()
+    data = random_rows(6)
+    trainer = train_drafter(
+        data, str(tmp_path / "out"), target=target, feature_dir=str(tmp_path / "feat"), variant="eagle3",
+        draft_vocab_size=40, ttt_steps=2, training_args=args_for(tmp_path / "run", max_steps=2),
+    )
+    assert trainer.target is None  # offline: the trainer never held the target
+    assert "draft vocabulary: 40/64" in capsys.readouterr().out
+    loaded = AutoModel.from_pretrained(str(tmp_path / "out"), trust_remote_code=True)
+    counts = torch.bincount(torch.tensor([t for r in data for t, m in zip(r["input_ids"], r["loss_mask"]) if m]),
+                            minlength=VOCAB)
+    assert counts[loaded.t2d].sum() >= counts.sort(descending=True).values[:40].sum()  # the 40 most frequent
+
+
+def test_cli_train_accepts_training_arguments(tmp_path, monkeypatch):
+    import types
+
+    from hf_eagle31 import cli
+
+    target = tiny_target()
+    random_rows(6).save_to_disk(str(tmp_path / "data"))
+    fake = types.ModuleType("hf_eagle31.targets")
+    fake.load_target = lambda name=None, dtype=torch.float32: (target, None)
+    monkeypatch.setitem(sys.modules, "hf_eagle31.targets", fake)
+    code = cli.main([
+        "train", "--data", str(tmp_path / "data"), "--variant", "mtp-postnorm", "--out", str(tmp_path / "out"),
+        "--ttt-steps", "2", "--draft-vocab-size", "32", "--max_steps", "2", "--learning_rate", "1e-3",
+        "--use_cpu", "--logging_steps", "1", "--per_device_train_batch_size", "3", "--disable_tqdm", "true",
+    ])
+    assert code == 0
+    config = json.load(open(tmp_path / "out" / "config.json"))
+    assert config["model_type"] == "mtp_drafter" and config["norm_output"] and config["draft_vocab_size"] == 32
+    state = torch.load(tmp_path / "out" / "training_args.bin", weights_only=False)
+    assert state.max_steps == 2 and state.per_device_train_batch_size == 3
+
+
+DDP_SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys, torch
+    torch.set_num_threads(1)
+    sys.path.insert(0, sys.argv[2])
+    import datasets
+    from transformers import TrainingArguments
+    from conftest import tiny_target
+    from hf_eagle31.training import EagleTrainer, build_drafter
+
+    target = tiny_target()
+    torch.manual_seed(1)
+    drafter = build_drafter(target.config, "eagle3.1").load_target_embeddings(target)
+    g = torch.Generator().manual_seed(0)
+    rows = [{"input_ids": torch.randint(0, 64, (10,), generator=g).tolist(), "loss_mask": [0, 0] + [1] * 8}
+            for _ in range(8)]
+    args = TrainingArguments(output_dir=sys.argv[1], per_device_train_batch_size=2, max_steps=2, use_cpu=True,
+                             report_to="none", save_strategy="no", disable_tqdm=True, logging_steps=1)
+    trainer = EagleTrainer(model=drafter, args=args, target=target, ttt_steps=2,
+                           train_dataset=datasets.Dataset.from_list(rows))
+    trainer.train()
+    checksum = sum(float(p.detach().double().sum()) for p in drafter.parameters() if p.requires_grad)
+    out = {"rank": args.process_index, "world": args.world_size, "checksum": checksum,
+           "loss": [h["loss"] for h in trainer.state.log_history if "loss" in h]}
+    json.dump(out, open(os.path.join(sys.argv[1], f"rank{args.process_index}.json"), "w"))
+    """
+)
+
+
+def test_accelerate_launch_two_processes_data_parallel(tmp_path):
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT)
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with socket.socket() as s:  # a free rendezvous port: other test runs may share this machine
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # `--multi_gpu` is accelerate's torchrun launcher; the script's `use_cpu=True` makes the Trainer use gloo on CPU
+    # (`--cpu` with several processes would need mpirun).
+    result = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
+         "1", "--main_process_port", str(port), "--mixed_precision", "no", "--dynamo_backend", "no", str(script),
+         str(tmp_path), tests_dir],
+        capture_output=True, text=True, timeout=180, env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.load(open(tmp_path / f"rank{r}.json")) for r in (0, 1)]
+    assert [r["world"] for r in ranks] == [2, 2]
+    assert ranks[0]["checksum"] == pytest.approx(ranks[1]["checksum"], rel=1e-9)  # gradients were all-reduced
+    assert ranks[0]["loss"] == pytest.approx(ranks[1]["loss"])  # the logged loss is the global one
