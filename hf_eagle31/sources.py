@@ -526,7 +526,7 @@ def load_conversations(source: str, limit: int | None = None, skip: int = 0, spl
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# `python -m hf_eagle31.sources`: fetch, verify and summarise every source.
+# `hf-eagle31 fetch`: fetch, verify and summarise every source.
 # ---------------------------------------------------------------------------------------------------------------------
 
 
@@ -562,9 +562,3 @@ def run_cli(args) -> int:
         path = fetch(name)
         print(f"{name:28s} sha256 ok  {path}  ({_summary(name, path)})")
     return 0
-
-
-if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="python -m hf_eagle31.sources", description=__doc__.splitlines()[0])
-    add_cli_arguments(_parser)
-    sys.exit(run_cli(_parser.parse_args()))

@@ -18,7 +18,6 @@ Three suites probe that:
 import argparse
 import random
 import re
-import sys
 from dataclasses import dataclass, field, replace
 
 from . import sources
@@ -433,7 +432,7 @@ def render(
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# `python -m hf_eagle31.suites`: build the suites for a target's tokenizer and report their sizes.
+# `hf-eagle31 suites`: build the suites for a target's tokenizer and report their sizes.
 # ---------------------------------------------------------------------------------------------------------------------
 
 
@@ -478,9 +477,3 @@ def run_cli(args) -> int:
                     text = tokenizer.decode(render(tokenizer, prompt))
                     print(f"--- {prompt.id} ---\n{text[:600]}{' [...]' if len(text) > 600 else ''}")
     return 0
-
-
-if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="python -m hf_eagle31.suites", description=__doc__.splitlines()[0])
-    add_cli_arguments(_parser)
-    sys.exit(run_cli(_parser.parse_args()))

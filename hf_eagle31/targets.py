@@ -9,7 +9,6 @@ directory (`from_pretrained(name)`), or a path to a `.gguf` file (`from_pretrain
 import argparse
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -105,7 +104,7 @@ def load_target(name_or_path: str | None = None, dtype: torch.dtype = torch.floa
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# `python -m hf_eagle31.targets`: load a target (timing the load) and greet it.
+# `hf-eagle31 target`: load a target (timing the load) and greet it.
 # ---------------------------------------------------------------------------------------------------------------------
 
 
@@ -137,9 +136,3 @@ def run_cli(args) -> int:
             out = model.generate(ids, max_new_tokens=args.max_new_tokens, do_sample=False)
         print(repr(tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)))
     return 0
-
-
-if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="python -m hf_eagle31.targets", description=__doc__.splitlines()[0])
-    add_cli_arguments(_parser)
-    sys.exit(run_cli(_parser.parse_args()))

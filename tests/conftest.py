@@ -1,8 +1,12 @@
-"""Shared tiny models for the test suite: random Llama/Qwen2 targets and drafters built for them (fp32, CPU)."""
+"""Shared tiny models for the test suite: random Llama targets, drafters built for them (fp32, CPU), and an offline
+chat tokenizer."""
+
+import json
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from hf_eagle31 import Eagle3Config, Eagle3Drafter, MtpConfig, MtpDrafter
 
@@ -50,3 +54,46 @@ def make_drafter(target, variant="eagle3.1", draft_vocab_size=None, seed=1, **ov
 @pytest.fixture
 def target():
     return tiny_target()
+
+
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def tiny_chat_tokenizer(vocab_size=64):
+    """An offline word-level tokenizer over `vocab_size` ids ("w0", "w1", ...) with a ChatML chat template."""
+    special = ["<unk>", "<|im_start|>", "<|im_end|>"]
+    words = ["system", "user", "assistant"] + [f"w{i}" for i in range(vocab_size - 6)]
+    backend = Tokenizer(models.WordLevel({t: i for i, t in enumerate(special + words)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces, so decode/encode round-trips
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="<unk>", eos_token="<|im_end|>", additional_special_tokens=special[1:]
+    )
+    tokenizer.chat_template = CHATML
+    return tokenizer
+
+
+def save_tiny_setup(root, variants=("eagle3.1",), num_prompts=3):
+    """Saves a tiny target (+ chat tokenizer), drafters and a prompts.jsonl under `root`; returns their paths."""
+    tokenizer = tiny_chat_tokenizer()
+    target = tiny_target(eos_token_id=tokenizer.eos_token_id)
+    target.generation_config.eos_token_id = None  # run to max_new_tokens: fixed-size outputs
+    target_dir = root / "target"
+    target.save_pretrained(target_dir)
+    tokenizer.save_pretrained(target_dir)
+    drafter_dirs = []
+    for i, variant in enumerate(variants):
+        drafter_dirs.append(root / f"drafter-{variant}")
+        make_drafter(target, variant, seed=1 + i).save_pretrained(drafter_dirs[-1])
+    prompts = root / "prompts.jsonl"
+    with open(prompts, "w") as f:
+        for i in range(num_prompts):
+            words = " ".join(f"w{(3 * i + j) % 20}" for j in range(6 + 2 * i))
+            if i % 2:
+                f.write(json.dumps({"id": f"p{i}", "messages": [{"role": "user", "content": words}]}) + "\n")
+            else:
+                f.write(json.dumps({"id": f"p{i}", "prompt": words}) + "\n")
+    return target, tokenizer, target_dir, drafter_dirs, prompts

@@ -201,3 +201,14 @@ def test_draft_vocab_rejects_foreign_token_ids(capsys):
         count_token_frequencies([{"input_ids": [70], "loss_mask": [1]}], vocab_size=64)
     draft_vocab_from_dataset([{"input_ids": [1, 2, 2], "loss_mask": [1, 1, 1]}], 64, 1)
     assert "cover 66.67%" in capsys.readouterr().out
+
+
+def test_keep_first_turns_cuts_before_the_next_user_turn():
+    from hf_eagle31.data import keep_first_turns
+
+    chat = [
+        {"role": "system", "content": "s"}, {"role": "user", "content": "u1"}, {"role": "assistant", "content": "a1"},
+        {"role": "user", "content": "u2"}, {"role": "assistant", "content": "a2"},
+    ]
+    assert keep_first_turns(chat, 1) == chat[:3]
+    assert keep_first_turns(chat, 2) == chat and keep_first_turns(chat, None) == chat

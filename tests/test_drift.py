@@ -4,8 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import make_drafter, tiny_target
-from test_bench import save_tiny_setup
+from conftest import make_drafter, save_tiny_setup
 from transformers import DynamicCache
 
 from hf_eagle31.cli import main

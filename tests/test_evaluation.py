@@ -3,8 +3,7 @@
 import json
 
 import pytest
-from conftest import make_drafter, tiny_target
-from test_bench import save_tiny_setup, tiny_chat_tokenizer
+from conftest import make_drafter, save_tiny_setup, tiny_chat_tokenizer, tiny_target
 
 from hf_eagle31.cli import main
 from hf_eagle31.evaluation import evaluate, format_table, pool_speculation_stats, read_prompt_file

@@ -1,6 +1,5 @@
 """Prompt suites and `render`, on fixture files and a tiny word-level tokenizer with a ChatML chat template."""
 
-import json
 from pathlib import Path
 
 import pytest
