@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The reference drafters for the embedded SmolLM2-135M-Instruct target, EAGLE-3 vs EAGLE-3.1 with one identical
+# recipe (same self-distilled data, draft vocabulary, steps, TTT length and seed), then the comparison the README
+# reports. Every step is resumable: rerun the script after an interruption.
+#
+#   bash examples/reference_drafters.sh            # everything (CPU: hours; a GPU: minutes)
+#   STAGE=train bash examples/reference_drafters.sh  # one stage: data | features | train | ship | eval
+set -euo pipefail
+RUN=${RUN:-runs/reference}
+N=${N:-2000}                 # ShareGPT conversations (first user turn each), self-distilled
+TTT=${TTT:-7}
+STEPS=${STEPS:-3000}
+SEED=${SEED:-0}
+STAGE=${STAGE:-all}
+DATA=$RUN/data/sharegpt$N-smollm2
+FEATURES=$RUN/features/sharegpt$N-smollm2
+SHIP=hf_eagle31/drafters
+
+stage() { [ "$STAGE" = all ] || [ "$STAGE" = "$1" ]; }
+
+if stage data; then
+  # fp32 is the fastest batched generate on a CPU; greedy regeneration of the first turn of each conversation.
+  hf-eagle31 prepare-data --source sharegpt --num-conversations "$N" --max-turns 1 --max-new-tokens 256 \
+    --batch-size 16 --dtype float32 --max-length 768 --seed "$SEED" --out "$DATA"
+fi
+
+if stage features; then
+  # Target features once (sha256-checked shards), shared by every drafter below.
+  hf-eagle31 train --data "$DATA" --variant eagle3.1 --out "$RUN/unused" --offline-features "$FEATURES" \
+    --features-only --draft-vocab-size 8192
+fi
+
+train() {  # variant ttt-steps out
+  hf-eagle31 train --data "$DATA" --offline-features "$FEATURES" --variant "$1" --ttt-steps "$2" --out "$3" \
+    --draft-vocab-size 8192 --seed "$SEED" --max_steps "$STEPS" --per_device_train_batch_size 4 \
+    --learning_rate 3e-4 --lr_scheduler_type cosine --warmup_steps 100 --weight_decay 0.0 \
+    --logging_steps 20 --save_steps 500 --save_total_limit 2 --use_cpu --report_to none
+}
+
+if stage train; then
+  for variant in eagle3 eagle3.1; do
+    train "$variant" "$TTT" "$RUN/$variant-ttt$TTT"
+    train "$variant" 3 "$RUN/$variant-ttt3"  # TTT-depth generalisation row: trained at 3, evaluated at depth 7
+  done
+fi
+
+if stage eval; then
+  hf-eagle31 eval --drafter "$RUN/eagle3-ttt$TTT" --drafter "$RUN/eagle3.1-ttt$TTT" --suite all --num-prompts 4 \
+    --max-new-tokens 128 --num-assistant-tokens 7 --dtype float32 --json "$RUN/eval.json"
+  hf-eagle31 eval --drafter "$RUN/eagle3-ttt3" --drafter "$RUN/eagle3.1-ttt3" --suite standard --num-prompts 4 \
+    --max-new-tokens 128 --num-assistant-tokens 7 --dtype float32 --json "$RUN/eval-ttt3.json"
+  hf-eagle31 drift --drafter "$RUN/eagle3-ttt$TTT" --drafter "$RUN/eagle3.1-ttt$TTT" --suite standard \
+    --num-prompts 2 --depth 8 --out "$RUN/drift"
+  hf-eagle31 bench --drafter "$RUN/eagle3.1-ttt$TTT" --suite standard --sources mtbench --num-prompts 16 \
+    --max-new-tokens 128 --dtype bfloat16 --json "$RUN/bench.json"
+fi
+
+if stage ship; then
+  # Hub layout, bf16 weights, embeddings taken from the target at load time, model card from the eval JSON.
+  for variant in eagle3 eagle3.1; do
+    python - "$RUN/$variant-ttt$TTT" "$SHIP/smollm2-135m-instruct-$variant" "$RUN/eval.json" <<'EOF'
+import sys, torch
+from transformers import AutoModel
+src, dst, results = sys.argv[1:]
+drafter = AutoModel.from_pretrained(src, trust_remote_code=True, dtype=torch.bfloat16)
+drafter.save_pretrained(dst, include_embeddings=False,
+                        model_card={"eval_results": results, "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct"})
+EOF
+  done
+fi
