@@ -363,26 +363,30 @@ def timed_generate(target, input_ids, timer, drafter=None, prompt_lookup_tokens=
 
 
 def pool_speculation_stats(stats_list):
-    """Pools the SpeculationStats of several generate calls into one suite-level summary."""
-    lengths = [k for s in stats_list for k in s.draft_lengths]
-    accepted = [a for s in stats_list for a in s.accepted]
-    cycles = len(accepted)
-    depth = max(lengths, default=0)
-    per_depth, conditional = [], []
-    for d in range(1, depth + 1):
-        drafted = [(k, a) for k, a in zip(lengths, accepted) if k >= d]
-        per_depth.append(sum(1 for _, a in drafted if a >= d) / len(drafted) if drafted else None)
-        reached = [a for _, a in drafted if a >= d - 1]
+    """Pools the SpeculationStats of several generate calls into one suite-level summary (cycles pooled, so tau
+    is total accepted + bonus tokens over total verifying forwards, not a mean of per-prompt taus)."""
+    from .modeling import SpeculationStats
+
+    pooled = SpeculationStats(
+        target_forwards=sum(s.target_forwards for s in stats_list),
+        draft_lengths=[k for s in stats_list for k in s.draft_lengths],
+        accepted=[a for s in stats_list for a in s.accepted],
+        drafter_forwards=sum(s.drafter_forwards for s in stats_list),
+        drafter_time_s=sum(s.drafter_time_s for s in stats_list),
+    )
+    conditional = []  # P(depth d accepted | depth d - 1 accepted)
+    for d in range(1, max(pooled.draft_lengths, default=0) + 1):
+        reached = [a for k, a in zip(pooled.draft_lengths, pooled.accepted) if k >= d and a >= d - 1]
         conditional.append(sum(1 for a in reached if a >= d) / len(reached) if reached else None)
     return {
-        "tau": sum(a + 1 for a in accepted) / cycles if cycles else None,
-        "cycles": cycles,
-        "accepted_tokens": sum(accepted),
-        "acceptance_per_depth": per_depth,
+        "tau": pooled.tau,
+        "cycles": pooled.cycles,
+        "accepted_tokens": sum(pooled.accepted),
+        "acceptance_per_depth": pooled.acceptance_per_depth,
         "conditional_acceptance_per_depth": conditional,
-        "target_forwards": sum(s.target_forwards for s in stats_list),
-        "drafter_forwards": sum(s.drafter_forwards for s in stats_list),
-        "drafter_time_s": sum(s.drafter_time_s for s in stats_list),
+        "target_forwards": pooled.target_forwards,
+        "drafter_forwards": pooled.drafter_forwards,
+        "drafter_time_s": pooled.drafter_time_s,
     }
 
 
