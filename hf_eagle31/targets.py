@@ -16,12 +16,20 @@ import torch
 
 from .sources import SOURCES, cache_dir, fetch
 
-__all__ = ["DEFAULT_TARGET", "TARGETS", "load_target", "target_cache_dir"]
+__all__ = ["DEFAULT_TARGET", "TARGETS", "load_target", "target_cache_dir", "target_hub_id"]
 
 DEFAULT_TARGET = "smollm2-135m-instruct"
 
-# Embedded targets: short name -> source name of their GGUF in `sources.SOURCES`.
+# Embedded targets: short name -> source name of their GGUF in `sources.SOURCES`, and the Hub id of the model it is
+# a copy of (what drafter configs and model cards record as their target / base_model).
 TARGETS = {DEFAULT_TARGET: "smollm2-135m-instruct-gguf"}
+TARGET_HUB_IDS = {DEFAULT_TARGET: "HuggingFaceTB/SmolLM2-135M-Instruct"}
+
+
+def target_hub_id(name_or_path=None):
+    """The name a drafter records for its target: the Hub id for embedded targets, else the string as given."""
+    name = DEFAULT_TARGET if name_or_path is None else str(name_or_path)
+    return TARGET_HUB_IDS.get(name, name)
 
 
 def target_cache_dir(name: str = DEFAULT_TARGET) -> Path:

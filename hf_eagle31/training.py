@@ -384,12 +384,14 @@ def train_drafter(
     eval_dataset=None,
     lora=None,
     callbacks=None,
+    target_name_or_path=None,
 ):
     """
     The `hf-eagle31 train` pipeline as a function. Online: pass `target`. Offline: pass `feature_dir` (features
     made by `precompute_features`; with `target` too, missing features are computed first and the target is
     released before training). `drafter`: continue from a trained drafter (otherwise a fresh one is built and its
     draft vocabulary chosen from `dataset`). `lora`: dict of `apply_lora` kwargs to train an adapter instead.
+    `target_name_or_path`: recorded in the drafter config (model cards use it as `base_model`).
     Returns the trainer (its model trained; the drafter or adapter saved to `output_dir`).
     """
     from .draft_vocab import draft_vocab_from_dataset
@@ -407,6 +409,8 @@ def train_drafter(
         drafter = build_drafter(text, variant, draft_vocab_size=d)
         if d < text.vocab_size:
             draft_vocab_from_dataset(dataset, text.vocab_size, d).apply(drafter)
+    if target_name_or_path is not None:
+        drafter.config.target_name_or_path = target_name_or_path
     teacher_head = teacher_bias = None
     train_data = dataset
     if feature_dir is not None:
@@ -485,6 +489,7 @@ def _features_complete(feature_dir):
 
 def run_cli(args):
     from .data import load_prepared
+    from .targets import target_hub_id
 
     dataset = load_prepared(args.data)
     eval_dataset = None
@@ -540,7 +545,7 @@ def run_cli(args):
     trainer = train_drafter(
         dataset, args.out, target=target, feature_dir=args.offline_features, variant=args.variant,
         draft_vocab_size=args.draft_vocab_size, ttt_steps=args.ttt_steps, training_args=training_args,
-        drafter=drafter, eval_dataset=eval_dataset, lora=lora,
+        drafter=drafter, eval_dataset=eval_dataset, lora=lora, target_name_or_path=target_hub_id(args.target),
     )
     if lora and args.merge_lora and trainer.args.should_save:
         merge_lora(trainer.model).save_pretrained(os.path.join(args.out, "merged"))

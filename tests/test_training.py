@@ -352,15 +352,11 @@ def test_train_drafter_offline_pipeline_picks_draft_vocab(tmp_path, capsys):
 
 
 def test_cli_train_accepts_training_arguments(tmp_path, monkeypatch):
-    import types
-
     from hf_eagle31 import cli
 
     target = tiny_target()
     random_rows(6).save_to_disk(str(tmp_path / "data"))
-    fake = types.ModuleType("hf_eagle31.targets")
-    fake.load_target = lambda name=None, dtype=torch.float32: (target, None)
-    monkeypatch.setitem(sys.modules, "hf_eagle31.targets", fake)
+    monkeypatch.setattr("hf_eagle31.targets.load_target", lambda name=None, dtype=torch.float32: (target, None))
     code = cli.main([
         "train", "--data", str(tmp_path / "data"), "--variant", "mtp-postnorm", "--out", str(tmp_path / "out"),
         "--ttt-steps", "2", "--draft-vocab-size", "32", "--max_steps", "2", "--learning_rate", "1e-3",
@@ -369,6 +365,7 @@ def test_cli_train_accepts_training_arguments(tmp_path, monkeypatch):
     assert code == 0
     config = json.load(open(tmp_path / "out" / "config.json"))
     assert config["model_type"] == "mtp_drafter" and config["norm_output"] and config["draft_vocab_size"] == 32
+    assert config["target_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"  # the default target's Hub id
     state = torch.load(tmp_path / "out" / "training_args.bin", weights_only=False)
     assert state.max_steps == 2 and state.per_device_train_batch_size == 3
 
