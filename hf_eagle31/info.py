@@ -9,17 +9,6 @@ import time
 
 import torch
 
-from .modeling import Eagle3Config, Eagle3Drafter, MtpConfig, MtpDrafter
-
-
-def build_drafter(target, variant="eagle3.1", draft_vocab_size=None):
-    """A freshly initialised drafter of `variant` for `target`, with the target's embeddings loaded."""
-    if variant.startswith("mtp"):
-        drafter = MtpDrafter(MtpConfig.from_target(target.config, variant=variant, draft_vocab_size=draft_vocab_size))
-    else:
-        config = Eagle3Config.from_target(target.config, variant=variant, draft_vocab_size=draft_vocab_size)
-        drafter = Eagle3Drafter(config)
-    return drafter.load_target_embeddings(target).to(target.dtype).eval()
 
 
 def describe(drafter):
@@ -56,6 +45,7 @@ def run_cli(args):
     from transformers import AutoModel
 
     from .targets import load_target
+    from .training import build_drafter
 
     torch.manual_seed(0)
     target, tokenizer = load_target(args.target)
@@ -66,7 +56,8 @@ def run_cli(args):
         drafter = AutoModel.from_pretrained(args.drafter, trust_remote_code=True).eval()
         drafter.check_target(target.config)
     else:
-        drafter = build_drafter(target, args.variant, args.draft_vocab_size)
+        drafter = build_drafter(target.config, args.variant, args.draft_vocab_size).load_target_embeddings(target)
+        drafter = drafter.to(target.dtype).eval()
         print("(untrained: a freshly initialised drafter, to show the shapes and the generate() path)")
     print(describe(drafter))
 
