@@ -30,8 +30,9 @@ class MtpConfig(DrafterConfig):
         return [num_hidden_layers]
 
     def __init__(self, **kwargs):
-        # The MTP chain feeds its own H-wide states where the target's go, so the target width must equal H.
-        kwargs["target_hidden_size"] = kwargs.get("hidden_size", 4096)
+        # The MTP chain feeds its own H-wide states where the target's go, so the target width must equal H
+        # (the base class sets target_hidden_size = hidden_size when none is given).
+        kwargs.pop("target_hidden_size", None)
         super().__init__(**kwargs)
 
     @classmethod
