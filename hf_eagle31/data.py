@@ -408,9 +408,20 @@ def prepare_dataset(
 
 
 def load_prepared(path):
-    """Loads a dataset written by `prepare_dataset` / `hf-eagle31 prepare-data`, checking its columns."""
+    """
+    Loads a dataset written by `prepare_dataset` / `hf-eagle31 prepare-data`, checking its columns. `path` may be a
+    list of such directories: their rows are concatenated in the given order.
+    """
     import datasets
 
+    if isinstance(path, (list, tuple)):
+        parts = [load_prepared(p) for p in path]
+        if not parts:
+            raise ValueError("no dataset directories given: pass at least one --data DIR.")
+        if len(parts) == 1:
+            return parts[0]
+        shared = [c for c in parts[0].column_names if all(c in part.column_names for part in parts)]
+        return datasets.concatenate_datasets([part.select_columns(shared) for part in parts])
     if not os.path.isdir(path):
         raise ValueError(f"{path} is not a directory: pass the --out directory of `hf-eagle31 prepare-data`.")
     dataset = datasets.load_from_disk(path)

@@ -385,6 +385,7 @@ def train_drafter(
     lora=None,
     callbacks=None,
     target_name_or_path=None,
+    head_init="target",
 ):
     """
     The `hf-eagle31 train` pipeline as a function. Online: pass `target`. Offline: pass `feature_dir` (features
@@ -392,6 +393,8 @@ def train_drafter(
     released before training). `drafter`: continue from a trained drafter (otherwise a fresh one is built and its
     draft vocabulary chosen from `dataset`). `lora`: dict of `apply_lora` kwargs to train an adapter instead.
     `target_name_or_path`: recorded in the drafter config (model cards use it as `base_model`).
+    `head_init`: "target" starts a fresh drafter's `lm_head` from the target's LM head rows of the draft vocabulary
+    (`init_lm_head_from_target`); "random" keeps the usual initialisation.
     Returns the trainer (its model trained; the drafter or adapter saved to `output_dir`).
     """
     from .draft_vocab import draft_vocab_from_dataset
@@ -404,6 +407,9 @@ def train_drafter(
     else:
         target_config = FeatureDataset(feature_dir, verify="size").target_config()
     text = target_config.get_text_config() if hasattr(target_config, "get_text_config") else target_config
+    if head_init not in ("target", "random"):
+        raise ValueError(f"head_init={head_init!r}: use 'target' or 'random'.")
+    fresh = drafter is None
     if drafter is None:
         d = min(draft_vocab_size or 32000, text.vocab_size)
         drafter = build_drafter(text, variant, draft_vocab_size=d)
@@ -427,8 +433,13 @@ def train_drafter(
         embed, teacher_head, teacher_bias = train_data.load_head()
         if not drafter.embeddings_ready:
             drafter.load_target_embeddings(embed)
-    elif not drafter.embeddings_ready:
-        drafter.load_target_embeddings(target)
+        head = teacher_head
+    else:
+        if not drafter.embeddings_ready:
+            drafter.load_target_embeddings(target)
+        head = output_head(target)[0]
+    if fresh and head_init == "target":
+        drafter.init_lm_head_from_target(head)
     model = apply_lora(drafter, **lora) if lora else drafter
     args = training_args or TrainingArguments(output_dir=output_dir, report_to="none")
     trainer = EagleTrainer(
@@ -448,7 +459,8 @@ def add_cli_arguments(parser):
 
     ours = parser.add_argument_group("hf-eagle31")
     ours.add_argument("--target", default=None, help="target model id/path (default: embedded SmolLM2-135M-Instruct)")
-    ours.add_argument("--data", required=True, help="dataset directory written by `hf-eagle31 prepare-data`")
+    ours.add_argument("--data", required=True, nargs="+", metavar="DIR",
+                      help="dataset directory written by `hf-eagle31 prepare-data` (several: rows concatenated)")
     ours.add_argument("--variant", default="eagle3.1", choices=VARIANTS)
     ours.add_argument("--out", required=True, help="where the trained drafter (or LoRA adapter) is saved")
     ours.add_argument("--ttt-steps", type=int, default=DEFAULT_TTT_STEPS, help="train-time-test unroll length")
@@ -459,6 +471,8 @@ def add_cli_arguments(parser):
     ours.add_argument("--features-only", action="store_true",
                       help="with --offline-features: compute the features (one process) and exit")
     ours.add_argument("--init-from", default=None, metavar="DRAFTER", help="start from a trained drafter directory")
+    ours.add_argument("--head-init", default="target", choices=["target", "random"],
+                      help="a fresh drafter's lm_head: the target's LM head rows of the draft vocabulary, or random")
     ours.add_argument("--lora-r", type=int, default=0, help="> 0: train a LoRA adapter of this rank on --init-from")
     ours.add_argument("--lora-alpha", type=int, default=16)
     ours.add_argument("--merge-lora", action="store_true", help="also save the merged drafter to OUT/merged")
@@ -546,6 +560,7 @@ def run_cli(args):
         dataset, args.out, target=target, feature_dir=args.offline_features, variant=args.variant,
         draft_vocab_size=args.draft_vocab_size, ttt_steps=args.ttt_steps, training_args=training_args,
         drafter=drafter, eval_dataset=eval_dataset, lora=lora, target_name_or_path=target_hub_id(args.target),
+        head_init=args.head_init,
     )
     if lora and args.merge_lora and trainer.args.should_save:
         merge_lora(trainer.model).save_pretrained(os.path.join(args.out, "merged"))

@@ -256,6 +256,22 @@ class DrafterPreTrainedModel(PreTrainedModel):
             self.t2d.zero_()
             self.t2d[ids.to(self.t2d.device)] = True
 
+    def init_lm_head_from_target(self, head_weight):
+        """
+        Warm start for training: copies the rows of the target's LM head (V, H) that belong to the draft vocabulary
+        into `lm_head`, so the drafter starts out speaking the target's output space. Call after `set_draft_vocab`.
+        """
+        expected = (self.config.vocab_size, self.config.hidden_size)
+        if tuple(head_weight.shape) != expected:
+            raise ValueError(
+                f"target LM head has shape {tuple(head_weight.shape)} but this drafter's lm_head needs (vocab_size, "
+                f"hidden_size) = {expected}: a head warm start needs a drafter as wide as its target (or skip it)."
+            )
+        with torch.no_grad():
+            rows = head_weight.detach()[self.draft_to_target_ids.to(head_weight.device)]
+            self.lm_head.weight.copy_(rows.to(self.lm_head.weight))
+        return self
+
     @property
     def draft_to_target_ids(self):
         """(D,) target id of every draft id."""

@@ -130,6 +130,17 @@ def test_prepare_dataset_saves_and_loads(tmp_path):
         load_prepared(str(tmp_path / "missing"))
 
 
+def test_several_prepared_sets_concatenate_in_order(tmp_path):
+    tok = chat_tokenizer()
+    first, _ = prepare_dataset(tok, [conv(("hello", "hi"))], out_dir=str(tmp_path / "a"), max_length=64,
+                               show_progress=False)
+    second, _ = prepare_dataset(tok, [conv(("how are you", "fine")), conv(("bye", "see you"))],
+                                out_dir=str(tmp_path / "b"), max_length=64, show_progress=False)
+    both = load_prepared([str(tmp_path / "a"), str(tmp_path / "b")])
+    assert [r["input_ids"] for r in both] == [first[0]["input_ids"]] + [r["input_ids"] for r in second]
+    assert [r["loss_mask"] for r in both] == [first[0]["loss_mask"]] + [r["loss_mask"] for r in second]
+
+
 # ------------------------------------------------------------------------------------------------ self-distillation
 
 

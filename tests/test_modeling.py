@@ -215,3 +215,13 @@ def test_set_draft_vocab_maps_ids(target):
     assert full[0, 40] == 4.0 and torch.isinf(full[0, 0]) and full.shape == (1, 64)
     with pytest.raises(ValueError, match="exactly draft_vocab_size"):
         drafter.set_draft_vocab([1, 2, 3])
+
+
+def test_lm_head_warm_start_copies_the_target_rows_of_the_draft_vocab(target):
+    drafter = make_drafter(target, "eagle3.1", draft_vocab_size=4)
+    drafter.set_draft_vocab([9, 3, 40, 7])
+    head = target.get_output_embeddings().weight
+    drafter.init_lm_head_from_target(head)
+    assert torch.equal(drafter.lm_head.weight, head[[3, 7, 9, 40]])
+    with pytest.raises(ValueError, match="as wide as its target"):
+        drafter.init_lm_head_from_target(head[:, :8])

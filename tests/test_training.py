@@ -351,6 +351,21 @@ def test_train_drafter_offline_pipeline_picks_draft_vocab(tmp_path, capsys):
     assert counts[loaded.t2d].sum() >= counts.sort(descending=True).values[:40].sum()  # the 40 most frequent
 
 
+def test_train_drafter_warm_starts_the_head_from_the_target(tmp_path):
+    target = tiny_target()
+    frozen = dict(max_steps=1, learning_rate=0.0)  # no update: what is saved is the initialisation
+    train_drafter(random_rows(4), str(tmp_path / "t"), target=target, draft_vocab_size=40, ttt_steps=1,
+                  training_args=args_for(tmp_path / "rt", **frozen))
+    train_drafter(random_rows(4), str(tmp_path / "r"), target=target, draft_vocab_size=40, ttt_steps=1,
+                  training_args=args_for(tmp_path / "rr", **frozen), head_init="random")
+    warm = AutoModel.from_pretrained(str(tmp_path / "t"), trust_remote_code=True)
+    cold = AutoModel.from_pretrained(str(tmp_path / "r"), trust_remote_code=True)
+    rows = target.lm_head.weight[warm.draft_to_target_ids]
+    assert torch.equal(warm.lm_head.weight, rows) and not torch.allclose(cold.lm_head.weight, rows)
+    with pytest.raises(ValueError, match="head_init"):
+        train_drafter(random_rows(4), str(tmp_path / "x"), target=target, head_init="zeros")
+
+
 def test_cli_train_accepts_training_arguments(tmp_path, monkeypatch):
     from hf_eagle31 import cli
 
