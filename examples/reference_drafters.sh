@@ -52,24 +52,34 @@ if stage train; then
 fi
 
 if stage eval; then
-  hf-eagle31 eval --drafter "$RUN/eagle3-ttt$TTT" --drafter "$RUN/eagle3.1-ttt$TTT" --suite all --num-prompts 4 \
-    --max-new-tokens 128 --num-assistant-tokens 7 --dtype float32 --json "$RUN/eval.json"
-  hf-eagle31 eval --drafter "$RUN/eagle3-ttt3" --drafter "$RUN/eagle3.1-ttt3" --suite standard --num-prompts 4 \
-    --max-new-tokens 128 --num-assistant-tokens 7 --dtype float32 --json "$RUN/eval-ttt3.json"
-  hf-eagle31 drift --drafter "$RUN/eagle3-ttt$TTT" --drafter "$RUN/eagle3.1-ttt$TTT" --suite standard \
-    --num-prompts 2 --depth 8 --out "$RUN/drift"
-  hf-eagle31 bench --drafter "$RUN/eagle3.1-ttt$TTT" --suite standard --sources mtbench --num-prompts 16 \
+  # τ EAGLE-3 vs EAGLE-3.1 (greedy, fp32). Depth 7 everywhere (past the TTT-3 training depth: the TTT-depth
+  # generalisation row), plus the trained depth 3 on the standard suite.
+  drafters=(--drafter "$RUN/eagle3-ttt$TTT" --drafter "$RUN/eagle3.1-ttt$TTT")
+  hf-eagle31 eval "${drafters[@]}" --suite standard --num-prompts 2 --num-assistant-tokens 3 7 \
+    --max-new-tokens 128 --dtype float32 --json "$RUN/eval-standard.json"
+  hf-eagle31 eval "${drafters[@]}" --suite perturbed --sources mtbench gsm8k --num-prompts 1 --num-assistant-tokens 7 \
+    --max-new-tokens 128 --dtype float32 --json "$RUN/eval-perturbed.json"
+  hf-eagle31 eval "${drafters[@]}" --suite long --long-lengths 2048 4096 --num-prompts 1 --num-assistant-tokens 7 \
+    --max-new-tokens 128 --dtype float32 --json "$RUN/eval-long.json"
+  hf-eagle31 drift "${drafters[@]}" --suite standard --sources mtbench sharegpt --num-prompts 2 --depth 7 \
+    --out "$RUN/drift"
+  # Speed: plain greedy vs prompt lookup vs the EAGLE-3.1 drafter on MT-Bench, bf16 (the CPU's fastest decode).
+  hf-eagle31 bench --drafter "$RUN/eagle3.1-ttt$TTT" --suite standard --sources mtbench --num-prompts 8 \
     --max-new-tokens 128 --dtype bfloat16 --json "$RUN/bench.json"
 fi
 
 if stage ship; then
-  # Hub layout, bf16 weights, embeddings taken from the target at load time, model card from the eval JSON.
+  # Hub layout, bf16 weights, embeddings taken from the target at load time, default draft length K_SHIP, model card
+  # from the eval JSONs.
   for variant in eagle3 eagle3.1; do
-    python - "$RUN/$variant-ttt$TTT" "$SHIP/smollm2-135m-instruct-$variant" "$RUN/eval.json" <<'EOF'
-import sys, torch
+    python - "$RUN/$variant-ttt$TTT" "$SHIP/smollm2-135m-instruct-$variant" "${K_SHIP:-7}" \
+      "$RUN"/eval-{standard,perturbed,long}.json <<'EOF'
+import json, sys, torch
 from transformers import AutoModel
-src, dst, results = sys.argv[1:]
+src, dst, k, *result_files = sys.argv[1:]
+results = [row for path in result_files for row in json.load(open(path))["results"]]
 drafter = AutoModel.from_pretrained(src, trust_remote_code=True, dtype=torch.bfloat16)
+drafter.generation_config.num_assistant_tokens = int(k)
 drafter.save_pretrained(dst, include_embeddings=False,
                         model_card={"eval_results": results, "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct"})
 EOF

@@ -46,18 +46,11 @@ def load_drafter(name_or_path, target):
     checkpoint did not carry them.
     """
     from transformers import AutoModel
-    from transformers.utils import logging as hf_logging
 
-    # transformers' load report would flag `embed_tokens.weight` as missing for checkpoints saved without
-    # embeddings, which is by design (they are the target's); report other missing weights ourselves.
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        drafter, info = AutoModel.from_pretrained(
-            name_or_path, trust_remote_code=True, dtype=target.dtype, output_loading_info=True
-        )
-    finally:
-        hf_logging.set_verbosity(verbosity)
+    drafter, info = AutoModel.from_pretrained(
+        name_or_path, trust_remote_code=True, dtype=target.dtype, output_loading_info=True
+    )
+    # A checkpoint saved without embeddings does not list them as missing (they come from the target, below).
     missing = [k for k in info.get("missing_keys", ()) if not k.endswith("embed_tokens.weight")]
     if missing:
         raise ValueError(

@@ -206,6 +206,9 @@ class DrafterPreTrainedModel(PreTrainedModel):
         if config.draft_vocab_size < config.vocab_size:
             self.t2d[config.draft_vocab_size :] = False
         self.embeddings_ready = False
+        if not config.embeddings_in_checkpoint:
+            # Saved without embeddings on purpose (they are the target's): not a missing weight to report on load.
+            self._keys_to_ignore_on_load_missing = [r"(^|\.)embed_tokens\.weight$"]
         if getattr(self, "generation_config", None) is None:
             # Read by `generate(..., assistant_model=drafter)`: draft length K and its schedule.
             self.generation_config = GenerationConfig(num_assistant_tokens=6, num_assistant_tokens_schedule="constant")

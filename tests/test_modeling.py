@@ -189,8 +189,9 @@ def test_random_embeddings_are_never_saved(target, tmp_path):
         drafter(torch.zeros(1, 2, dtype=torch.long), target_hidden_states=torch.zeros(1, 2, 96))
     drafter.save_pretrained(tmp_path / "b", include_embeddings=False)
     assert "embed_tokens.weight" not in load_file(tmp_path / "b" / "model.safetensors")
-    loaded = Eagle3Drafter.from_pretrained(tmp_path / "b")
+    loaded, info = Eagle3Drafter.from_pretrained(tmp_path / "b", output_loading_info=True)
     assert not loaded.embeddings_ready and not loaded.config.embeddings_in_checkpoint
+    assert not info["missing_keys"]  # absent by design: not reported as a missing weight
     loaded.load_target_embeddings(target)
     assert torch.equal(loaded.embed_tokens.weight, target.get_input_embeddings().weight)
     with pytest.raises(ValueError, match=r"shape \(64, 32\).*\(64, 16\)|expects"):
