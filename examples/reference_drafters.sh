@@ -7,27 +7,32 @@
 #   STAGE=train bash examples/reference_drafters.sh  # one stage: data | features | train | ship | eval
 set -euo pipefail
 RUN=${RUN:-runs/reference}
-N=${N:-400}                  # ShareGPT conversations (first user turn each), self-distilled
+SETS=${SETS:-2}              # training sets of 400 ShareGPT conversations each (first user turn, self-distilled)
 TTT=${TTT:-3}                # trained at 3, evaluated at chain depths up to 7 (the TTT-depth generalisation row)
-STEPS=${STEPS:-480}          # batch 4: ~5.5 epochs of the 345 rows
+STEPS=${STEPS:-480}          # batch 4
 SEED=${SEED:-0}
 STAGE=${STAGE:-all}
-# The 400-conversation set is committed (data/reference/): regenerating it took ~25 min on a 2-core CPU.
-DATA=${DATA:-data/reference/sharegpt$N-smollm2}
-FEATURES=$RUN/features/sharegpt$N-smollm2
+# Set k holds ShareGPT training conversations [400k, 400k + 400). Both sets are committed (data/reference/):
+# regenerating one took 25-40 min on a 2-core CPU.
+DATA=(data/reference/sharegpt400-smollm2 data/reference/sharegpt400-800-smollm2)
+DATA=("${DATA[@]:0:$SETS}")
+FEATURES=$RUN/features/sharegpt$((400 * SETS))-smollm2
 SHIP=hf_eagle31/drafters
 
 stage() { [ "$STAGE" = all ] || [ "$STAGE" = "$1" ]; }
 
-if stage data && [ ! -f "$DATA/dataset_info.json" ]; then
-  # fp32 is the fastest batched generate on a CPU; greedy regeneration of the first turn of each conversation.
-  hf-eagle31 prepare-data --source sharegpt --num-conversations "$N" --max-turns 1 --max-new-tokens 192 \
-    --batch-size 16 --dtype float32 --max-length 640 --seed "$SEED" --out "$DATA"
+if stage data; then
+  for k in $(seq 0 $((SETS - 1))); do
+    [ -f "${DATA[$k]}/dataset_info.json" ] && continue
+    # fp32 is the fastest batched generate on a CPU; greedy regeneration of the first turn of each conversation.
+    hf-eagle31 prepare-data --source sharegpt --skip $((400 * k)) --num-conversations 400 --max-turns 1 \
+      --max-new-tokens 192 --batch-size 16 --dtype float32 --max-length 640 --seed "$SEED" --out "${DATA[$k]}"
+  done
 fi
 
 if stage features; then
   # Target features once (sha256-checked shards), shared by every drafter below.
-  hf-eagle31 train --data "$DATA" --variant eagle3.1 --out "$RUN/unused" --offline-features "$FEATURES" \
+  hf-eagle31 train --data "${DATA[@]}" --variant eagle3.1 --out "$RUN/unused" --offline-features "$FEATURES" \
     --features-only --draft-vocab-size 8192
 fi
 
@@ -35,7 +40,7 @@ train() {  # variant ttt-steps out; resumes from the newest checkpoint in out, s
   [ -f "$3/model.safetensors" ] && return 0
   local last
   last=$(ls -d "$3"/checkpoint-* 2>/dev/null | sort -t- -k2 -n | tail -1 || true)
-  hf-eagle31 train ${last:+--resume_from_checkpoint "$last"} --data "$DATA" --offline-features "$FEATURES" --variant "$1" --ttt-steps "$2" --out "$3" \
+  hf-eagle31 train ${last:+--resume_from_checkpoint "$last"} --data "${DATA[@]}" --offline-features "$FEATURES" --variant "$1" --ttt-steps "$2" --out "$3" \
     --draft-vocab-size 8192 --head-init target --seed "$SEED" --max_steps "$STEPS" --per_device_train_batch_size 4 \
     --train_sampling_strategy group_by_length --learning_rate 5e-4 --lr_scheduler_type cosine --warmup_steps 20 --weight_decay 0.0 \
     --logging_steps 10 --save_steps 40 --save_total_limit 2 --use_cpu --report_to none

@@ -232,12 +232,10 @@ class DrafterPreTrainedModel(PreTrainedModel):
             weight = target
         else:
             weight = target.get_input_embeddings().weight
-        expected = (self.config.vocab_size, self.config.hidden_size)
-        if tuple(weight.shape) != expected:
-            raise ValueError(
-                f"target embeddings have shape {tuple(weight.shape)} but this drafter expects (vocab_size, hidden_size) "
-                f"= {expected}: build the drafter with `{type(self.config).__name__}.from_target(target.config)`."
-            )
+        self._check_vocab_matrix(
+            weight, "target embeddings",
+            f"build the drafter with `{type(self.config).__name__}.from_target(target.config)`",
+        )
         with torch.no_grad():
             self.embed_tokens.weight.copy_(weight.detach().to(self.embed_tokens.weight.dtype))
         self.embed_tokens.weight.requires_grad_(False)
@@ -259,17 +257,22 @@ class DrafterPreTrainedModel(PreTrainedModel):
             self.t2d.zero_()
             self.t2d[ids.to(self.t2d.device)] = True
 
+    def _check_vocab_matrix(self, weight, what, fix):
+        expected = (self.config.vocab_size, self.config.hidden_size)
+        if tuple(weight.shape) != expected:
+            raise ValueError(
+                f"{what} has shape {tuple(weight.shape)} but this drafter expects (vocab_size, hidden_size) = "
+                f"{expected}: {fix}."
+            )
+
     def init_lm_head_from_target(self, head_weight):
         """
         Warm start for training: copies the rows of the target's LM head (V, H) that belong to the draft vocabulary
         into `lm_head`, so the drafter starts out speaking the target's output space. Call after `set_draft_vocab`.
         """
-        expected = (self.config.vocab_size, self.config.hidden_size)
-        if tuple(head_weight.shape) != expected:
-            raise ValueError(
-                f"target LM head has shape {tuple(head_weight.shape)} but this drafter's lm_head needs (vocab_size, "
-                f"hidden_size) = {expected}: a head warm start needs a drafter as wide as its target (or skip it)."
-            )
+        self._check_vocab_matrix(
+            head_weight, "target LM head", "a head warm start needs a drafter as wide as its target (or skip it)"
+        )
         with torch.no_grad():
             rows = head_weight.detach()[self.draft_to_target_ids.to(head_weight.device)]
             self.lm_head.weight.copy_(rows.to(self.lm_head.weight))
