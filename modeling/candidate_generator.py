@@ -181,7 +181,9 @@ class EagleCandidateGenerator(CandidateGenerator):
             self.cache.crop(-extra)
         tokens = input_ids[:, self.num_fed + 1 : self.num_fed + 1 + new].to(self.device)  # x_{p+1} for each p
         positions = torch.arange(self.num_fed, self.num_fed + new, device=self.device)[None]
-        out = self.drafter(tokens, target_hidden_states=features, position_ids=positions, past_key_values=self.cache)
+        out = self.drafter(
+            tokens, target_hidden_states=features, position_ids=positions, past_key_values=self.cache, logits_to_keep=1
+        )
         self.stats.drafter_forwards += 1
         self.num_fed += new
         self.last_logits, self.last_hidden = out.logits[:, -1], out.hidden_states[:, -1:]

@@ -340,6 +340,7 @@ class DrafterPreTrainedModel(PreTrainedModel):
         use_cache=True,
         output_attentions=False,
         ttt_steps=None,
+        logits_to_keep=0,
         **kwargs,
     ):
         r"""
@@ -353,6 +354,7 @@ class DrafterPreTrainedModel(PreTrainedModel):
             (prefill / after verification); mutually exclusive with `hidden_states`.
         hidden_states (`(B, T, H)`): the drafter's own `DrafterOutput.hidden_states` from the previous chain step.
         position_ids (`(B, T)`): rotary positions; default continues after the cache.
+        logits_to_keep (`int`): compute logits for the last n positions only (0 = all), as transformers' LMs do.
         """
         if ttt_steps is not None:
             return self.ttt_forward(input_ids, target_hidden_states, ttt_steps)
@@ -375,7 +377,7 @@ class DrafterPreTrainedModel(PreTrainedModel):
         )
         normed = self.norm(a)
         return DrafterOutput(
-            logits=self.lm_head(normed),
+            logits=self.lm_head(normed[:, -logits_to_keep:] if logits_to_keep else normed),
             hidden_states=normed if self.config.norm_output else a,
             last_hidden_state=a,
             past_key_values=past_key_values if use_cache else None,

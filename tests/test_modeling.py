@@ -132,6 +132,8 @@ def test_ttt_logits_equal_step_by_step_inference(target, variant):
             cache = DynamicCache()
             out = drafter(ids[:, 1 : t + 2], target_hidden_states=feats[:, : t + 1], past_key_values=cache)
             torch.testing.assert_close(out.logits, ttt[0][:, : t + 1], atol=1e-5, rtol=1e-4)
+            last = drafter(ids[:, 1 : t + 2], target_hidden_states=feats[:, : t + 1], logits_to_keep=1).logits
+            assert last.shape[1] == 1 and torch.allclose(last[:, 0], out.logits[:, -1], atol=1e-6)
             hidden = out.hidden_states[:, -1:]
             for j in range(1, steps):
                 out = drafter(ids[:, t + 1 + j : t + 2 + j], hidden_states=hidden, past_key_values=cache)
