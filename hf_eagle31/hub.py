@@ -83,24 +83,28 @@ def results_table(results, highlight=None) -> str:
     """Markdown table of measured results; the drafter named `highlight` is set in bold."""
     depth = max(len(r["acceptance_per_depth"]) for r in results)
     depth_cols = " | ".join(f"acc@{d}" for d in range(1, depth + 1))
-    lines = [f"| drafter | suite | τ (tokens / target forward) | tokens/s | {depth_cols} |",
-             "|" + "---|" * (4 + depth)]
+    with_k = any(r.get("num_assistant_tokens") is not None for r in results)  # eval JSONs of several K
+    k_col = " K |" if with_k else ""
+    lines = [f"| drafter | suite |{k_col} τ (tokens / target forward) | tokens/s | {depth_cols} |",
+             "|" + "---|" * (4 + with_k + depth)]
     for r in results:
         name = f"**{r['drafter']}**" if highlight and r["drafter"] == highlight else r["drafter"]
         rates = list(r["acceptance_per_depth"]) + [None] * (depth - len(r["acceptance_per_depth"]))
-        cells = [name, r["suite"], _fmt(r["tau"]), _fmt(r["tokens_per_s"], 1), *(_fmt(x) for x in rates)]
+        k = [str(r.get("num_assistant_tokens") or "–")] if with_k else []
+        cells = [name, r["suite"], *k, _fmt(r["tau"]), _fmt(r["tokens_per_s"], 1), *(_fmt(x) for x in rates)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def render_model_card(model_or_config, eval_results=None, base_model=None, repo_id=None, license=DEFAULT_LICENSE,
-                      tags=(), num_assistant_tokens=None, drafter_name=None, template=None) -> str:
+                      tags=(), num_assistant_tokens=None, drafter_name=None, template=None, training=None) -> str:
     """
     Renders README.md for a drafter (model or config).
 
     eval_results: eval JSON path / dict / list (see `load_eval_results`), or None to say that none were measured.
     base_model: the target's Hub id (default: `config.target_name_or_path` when recorded).
     repo_id: the drafter's Hub id, used in the snippets. drafter_name: which results rows to highlight.
+    training: markdown describing how the drafter was trained (data, steps, command), shown under "Training".
     """
     config = getattr(model_or_config, "config", model_or_config)
     base_model = base_model or getattr(config, "target_name_or_path", None)
@@ -148,6 +152,7 @@ def render_model_card(model_or_config, eval_results=None, base_model=None, repo_
         switches=switches,
         embeddings=embeddings,
         results=results_text,
+        training=f"\n## Training\n\n{training.strip()}\n" if training else "",
         num_assistant_tokens=num_assistant_tokens,
         num_draft_tokens_sglang=num_assistant_tokens + 1,
         sglang_note=sglang_note,

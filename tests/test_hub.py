@@ -50,6 +50,13 @@ def test_card_has_valid_metadata_and_the_measured_numbers(drafter, eval_json):
     assert "me/smollm2-eagle31" in card and "[2, 4, 5]" in card and "${" not in card
 
 
+def test_card_shows_draft_length_and_training_notes_when_given(drafter):
+    rows = [dict(EVAL["results"][0], num_assistant_tokens=7)]
+    card = render_model_card(drafter, eval_results=rows, training="Trained with `hf-eagle31 train`.")
+    assert "| drafter | suite | K |" in card and "| mt-bench | 7 |" in card
+    assert "## Training\n\nTrained with `hf-eagle31 train`." in card
+
+
 def test_card_without_results_says_so_and_eagle3_is_tagged_as_such(tmp_path):
     drafter = make_drafter(tiny_target(), "eagle3")
     card = render_model_card(drafter)
