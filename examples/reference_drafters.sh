@@ -17,7 +17,7 @@ STAGE=${STAGE:-all}
 DATA=(data/reference/sharegpt400-smollm2 data/reference/sharegpt400-800-smollm2)
 DATA=("${DATA[@]:0:$SETS}")
 FEATURES=$RUN/features/sharegpt$((400 * SETS))-smollm2
-SHIP=hf_eagle31/drafters
+SHIP=${SHIP:-hf_eagle31/drafters}
 
 stage() { [ "$STAGE" = all ] || [ "$STAGE" = "$1" ]; }
 
@@ -77,16 +77,25 @@ if stage ship; then
   # Hub layout, bf16 weights, embeddings taken from the target at load time, default draft length K_SHIP, model card
   # from the eval JSONs.
   for variant in eagle3 eagle3.1; do
-    python - "$RUN/$variant-ttt$TTT" "$SHIP/smollm2-135m-instruct-$variant" "${K_SHIP:-7}" \
-      "$RUN"/eval-{standard,perturbed,long}.json <<'EOF'
-import json, sys, torch
-from transformers import AutoModel
-src, dst, k, *result_files = sys.argv[1:]
+    python - "$RUN/$variant-ttt$TTT" "$SHIP/smollm2-135m-instruct-$variant" "${K_SHIP:-3}" "$variant" \
+      "$((400 * SETS))" "$STEPS" "$TTT" "$RUN"/eval-{standard,perturbed,long}.json <<'EOF'
+import json, os, sys, torch
+from hf_eagle31.modeling import Eagle3Drafter  # this package's code files travel with the shipped checkpoint
+src, dst, k, variant, conversations, steps, ttt, *result_files = sys.argv[1:]
 results = [row for path in result_files for row in json.load(open(path))["results"]]
-drafter = AutoModel.from_pretrained(src, trust_remote_code=True, dtype=torch.bfloat16)
+for row in results:  # rows are labelled with run directories: name them by variant
+    row["drafter"] = os.path.basename(row["drafter"]).rsplit("-ttt", 1)[0]
+drafter = Eagle3Drafter.from_pretrained(src, dtype=torch.bfloat16)
 drafter.generation_config.num_assistant_tokens = int(k)
-drafter.save_pretrained(dst, include_embeddings=False,
-                        model_card={"eval_results": results, "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct"})
+training = (
+    f"Trained with `examples/reference_drafters.sh` of hf-eagle31 (`hf-eagle31 prepare-data` + `hf-eagle31 train`): "
+    f"the first user turns of {conversations} ShareGPT conversations answered greedily by the target itself, "
+    f"{steps} steps of batch 4, TTT {ttt}, lr 5e-4 cosine, draft vocabulary 8192, lm_head started from the "
+    "target's head rows. EAGLE-3 and EAGLE-3.1 drafters were trained with the identical recipe."
+)
+drafter.save_pretrained(dst, include_embeddings=False, model_card={
+    "eval_results": results, "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct", "drafter_name": variant,
+    "training": training})
 EOF
   done
 fi

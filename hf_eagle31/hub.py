@@ -177,7 +177,8 @@ def parse_card_metadata(card: str) -> dict:
     return metadata
 
 
-def _writer(model, **options):
+def model_card_for(model, **options):
+    """README.md text for a drafter instance (its `eval_results` attribute is used when none are passed)."""
     if "eval_results" not in options and getattr(model, "eval_results", None) is not None:
         options["eval_results"] = model.eval_results
     return render_model_card(model, **options)
@@ -185,7 +186,7 @@ def _writer(model, **options):
 
 def install_model_card_writer():
     """Makes every drafter's `save_pretrained` / `push_to_hub` write README.md with `render_model_card`."""
-    DrafterPreTrainedModel.model_card_writer = _writer
+    DrafterPreTrainedModel.model_card_writer = model_card_for
 
 
 def push_drafter(drafter, repo_id, eval_results=None, base_model=None, private=None, token=None, **card_options):
@@ -202,6 +203,7 @@ __all__ = [
     "card_metadata",
     "install_model_card_writer",
     "load_eval_results",
+    "model_card_for",
     "parse_card_metadata",
     "push_drafter",
     "render_model_card",

@@ -465,8 +465,8 @@ class DrafterPreTrainedModel(PreTrainedModel):
     # ------------------------------------------------------------------ model card and Hub upload
 
     # `model_card_writer(model, **options) -> str` renders README.md. `hf_eagle31.hub` installs the full renderer
-    # (templates in hub_cards/, eval numbers); this file stays importable with torch + transformers alone, so a
-    # drafter loaded as remote code without hf_eagle31 keeps an existing README.md and writes none.
+    # (templates in hub_cards/, eval numbers). This file stays importable with torch + transformers alone: a drafter
+    # loaded as remote code uses the package's renderer when hf_eagle31 is installed, and otherwise writes no card.
     model_card_writer = None
 
     def _write_model_card(self, save_directory, model_card, is_main_process=True):
@@ -475,8 +475,16 @@ class DrafterPreTrainedModel(PreTrainedModel):
             return
         if not isinstance(model_card, str):
             writer = type(self).model_card_writer
-            if writer is None:
-                return
+            if writer is None:  # e.g. loaded as remote code: use the hf-eagle31 package's renderer when installed
+                try:
+                    from hf_eagle31.hub import model_card_for as writer
+                except ImportError:
+                    if model_card:
+                        raise ValueError(
+                            "rendering a model card needs the hf-eagle31 package (`pip install hf-eagle31`); or "
+                            "pass model_card=README_TEXT, or model_card=False."
+                        ) from None
+                    return
             model_card = writer(self, **(model_card or {}))
         with open(os.path.join(save_directory, "README.md"), "w", encoding="utf-8") as f:
             f.write(model_card)
