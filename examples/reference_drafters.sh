@@ -73,10 +73,25 @@ if stage eval; then
   OMP_NUM_THREADS=$threads hf-eagle31 drift "${drafters[@]}" --suite standard --sources mtbench sharegpt \
     --num-prompts 2 --depth 7 --out "$RUN/drift" > "$RUN/drift.log" 2>&1 &
   wait
-  # Speed: plain greedy vs prompt lookup vs the EAGLE-3.1 drafter on MT-Bench, bf16, at the shipped draft length.
-  hf-eagle31 bench --drafter "$RUN/eagle3.1-ttt$TTT" --suite standard --sources mtbench --num-prompts 8 \
-    --num-assistant-tokens "${K_SHIP:-3}" --max-new-tokens 128 --dtype bfloat16 --json "$RUN/bench.json" \
-    | tee "$RUN/bench.log"
+  # Train/inference consistency check: the same measurement on 6 short prompts the drafters were trained on.
+  python - "${DATA[-1]}" "$RUN/train-prompts.jsonl" <<'EOF'
+import json, sys
+from hf_eagle31.data import load_prepared
+rows = [json.loads(r["messages"]) for r in load_prepared(sys.argv[1])]
+prompts = [next(m["content"] for m in row if m["role"] == "user") for row in rows]
+with open(sys.argv[2], "w") as f:
+    for i, prompt in enumerate([p for p in prompts if len(p) < 600][:6]):
+        f.write(json.dumps({"prompt": prompt, "id": f"train-{i}"}) + "\n")
+EOF
+  ev --prompts "$RUN/train-prompts.jsonl" --num-assistant-tokens 3 --json "$RUN/eval-trainprompts.json" \
+    > "$RUN/eval-trainprompts.log" 2>&1
+  # Speed: plain greedy vs prompt lookup vs the EAGLE-3.1 drafter on MT-Bench at the shipped draft length, in fp32
+  # (exact) and bf16.
+  for dtype in float32 bfloat16; do
+    hf-eagle31 bench --drafter "$RUN/eagle3.1-ttt$TTT" --suite standard --sources mtbench --num-prompts 8 \
+      --num-assistant-tokens "${K_SHIP:-3}" --max-new-tokens 128 --dtype $dtype --json "$RUN/bench-$dtype.json" \
+      | tee "$RUN/bench-$dtype.log"
+  done
 fi
 
 if stage ship; then

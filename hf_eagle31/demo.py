@@ -21,8 +21,9 @@ def add_cli_arguments(parser):
     parser.add_argument("--prompt", default=DEFAULT_PROMPT)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--num-assistant-tokens", type=int, default=None, help="draft length K (default: drafter's)")
-    parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"],
-                        help="bf16 is where verification is cheap on a CPU (see README)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                        help="float32 (default): output identical to plain greedy; bf16 verification of several "
+                             "tokens is slow on CPUs without bf16 matmul units (see README)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each method, alternated")
 
 

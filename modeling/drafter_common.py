@@ -431,6 +431,16 @@ class DrafterPreTrainedModel(PreTrainedModel):
                     "re-export it (or convert it with `hf-eagle31 convert`)."
                 )
         model.embeddings_ready = model.config.embeddings_in_checkpoint and "embed_tokens.weight" not in missing
+        # The draft length K and its schedule travel in generation_config.json (transformers only loads that file
+        # for models that generate on their own).
+        source = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+        hub_options = ("cache_dir", "revision", "token", "local_files_only", "subfolder")
+        try:
+            model.generation_config = GenerationConfig.from_pretrained(
+                source, **{k: kwargs[k] for k in hub_options if k in kwargs}
+            )
+        except (OSError, ValueError, TypeError):
+            pass  # no generation_config.json (older or converted checkpoints): keep the defaults
         return (model, info) if want_info else model
 
     def save_pretrained(
@@ -457,6 +467,8 @@ class DrafterPreTrainedModel(PreTrainedModel):
         self.config.embeddings_in_checkpoint = bool(include_embeddings)
         try:
             result = super().save_pretrained(save_directory, *args, state_dict=state_dict, **kwargs)
+            if kwargs.get("is_main_process", True):
+                self.generation_config.save_pretrained(save_directory)
             self._write_model_card(save_directory, model_card, is_main_process=kwargs.get("is_main_process", True))
             return result
         finally:

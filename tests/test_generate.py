@@ -23,8 +23,8 @@ def _oracle(base_cls):
         agree = staticmethod(lambda q: True)
         real_calls = None
 
-        def forward(self, input_ids, position_ids=None, **kwargs):
-            out = super().forward(input_ids, position_ids=position_ids, **kwargs)
+        def forward(self, input_ids, position_ids=None, logits_to_keep=0, **kwargs):
+            out = super().forward(input_ids, position_ids=position_ids, **kwargs)  # logits at every position
             if self.real_calls is not None and kwargs.get("target_hidden_states") is not None:
                 feats = torch.cat(list(kwargs["target_hidden_states"]), dim=-1)
                 self.real_calls.append((position_ids[0].tolist(), out.logits.clone(), feats.clone()))
@@ -34,7 +34,7 @@ def _oracle(base_cls):
                 if not self.agree(q):
                     token = (token + 1) % self.config.vocab_size
                 logits[0, col, token] = 10.0
-            out.logits = logits
+            out.logits = logits[:, -logits_to_keep:] if logits_to_keep else logits
             return out
 
     return Oracle

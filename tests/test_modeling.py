@@ -228,3 +228,12 @@ def test_lm_head_warm_start_copies_the_target_rows_of_the_draft_vocab(target):
     assert torch.equal(drafter.lm_head.weight, head[[3, 7, 9, 40]])
     with pytest.raises(ValueError, match="as wide as its target"):
         drafter.init_lm_head_from_target(head[:, :8])
+
+
+def test_draft_length_travels_with_the_checkpoint(target, tmp_path):
+    drafter = make_drafter(target, "eagle3.1")
+    drafter.generation_config.num_assistant_tokens = 3
+    drafter.save_pretrained(tmp_path / "d", include_embeddings=False)
+    assert Eagle3Drafter.from_pretrained(tmp_path / "d").generation_config.num_assistant_tokens == 3
+    (tmp_path / "d" / "generation_config.json").unlink()  # older checkpoints: the default K
+    assert Eagle3Drafter.from_pretrained(tmp_path / "d").generation_config.num_assistant_tokens == 6

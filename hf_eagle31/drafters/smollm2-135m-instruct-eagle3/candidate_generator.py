@@ -1,0 +1,276 @@
+# Copyright 2026 The hf-eagle31 authors. Apache-2.0.
+"""
+EAGLE chain drafting inside `target.generate(**inputs, assistant_model=drafter)`.
+
+One cycle of transformers' assisted loop, as this generator sees it:
+
+    target forward on [bonus, c_1..c_K]  -> hidden_states (we request only `target_layer_ids`)
+    n accepted                           -> features of positions bonus..c_n are valid (n + 1 of them)
+    get_candidates:
+        crop the drafter cache to the positions covered by target features (drops last cycle's draft steps)
+        feed the n + 1 new positions (token x_{p+1}, features g_p) as one block        -> logits, hidden
+        draft K tokens: pick from the last logits, then K - 1 chain steps (token, own hidden state)
+
+The first call of the loop returns no candidates, so that the target prefills the prompt and hands us its
+features (the same protocol transformers' own MTP / DFlash generators use).
+
+This file travels with every Hub checkpoint (remote code): it imports torch and transformers only.
+"""
+
+import functools
+import inspect
+import time
+from dataclasses import dataclass, field
+
+import torch
+from transformers import GenerationConfig
+from transformers.cache_utils import DynamicCache
+from transformers.generation.candidate_generator import CandidateGenerator
+
+
+DEFAULT_NUM_DRAFT_TOKENS = 6
+
+
+@dataclass
+class SpeculationStats:
+    """
+    Statistics of one `generate` call, left on the drafter as `drafter.last_speculation_stats`.
+
+    target_forwards: every target forward of the call (the prefill included).
+    draft_lengths / accepted: per speculation cycle (a target forward that verified >= 1 candidate), the number of
+        candidates proposed and accepted.
+    tau: mean tokens per verifying target forward, the bonus token counted: mean(accepted + 1).
+    acceptance_per_depth[d-1]: share of cycles that drafted >= d tokens in which the d-th was accepted.
+    """
+
+    target_forwards: int = 0
+    draft_lengths: list = field(default_factory=list)
+    accepted: list = field(default_factory=list)
+    drafter_forwards: int = 0
+    drafter_time_s: float = 0.0
+
+    @property
+    def cycles(self):
+        return len(self.accepted)
+
+    @property
+    def tau(self):
+        if not self.accepted:
+            return None
+        return sum(a + 1 for a in self.accepted) / len(self.accepted)
+
+    @property
+    def acceptance_per_depth(self):
+        depth = max(self.draft_lengths, default=0)
+        rates = []
+        for d in range(1, depth + 1):
+            drafted = sum(1 for k in self.draft_lengths if k >= d)
+            hits = sum(1 for k, a in zip(self.draft_lengths, self.accepted) if k >= d and a >= d)
+            rates.append(hits / drafted if drafted else None)
+        return rates
+
+    def to_dict(self):
+        return {
+            "target_forwards": self.target_forwards,
+            "cycles": self.cycles,
+            "tau": self.tau,
+            "acceptance_per_depth": self.acceptance_per_depth,
+            "draft_lengths": list(self.draft_lengths),
+            "accepted": list(self.accepted),
+            "drafter_forwards": self.drafter_forwards,
+            "drafter_time_s": self.drafter_time_s,
+        }
+
+
+class EagleCandidateGenerator(CandidateGenerator):
+    """Drafts with an EAGLE-3 / EAGLE-3.1 / MTP drafter fed by the target's captured hidden states."""
+
+    requires_model_outputs = True
+
+    def __init__(self, drafter, target, generation_config, input_ids, logits_processor=None, model_kwargs=None, **_):
+        if input_ids.shape[0] != 1:
+            raise ValueError(
+                f"EAGLE speculative decoding runs inside transformers' assisted-generation loop, which supports batch "
+                f"size 1 only; got batch size {input_ids.shape[0]}: call generate once per prompt (or serve batches "
+                "with vLLM/SGLang, which read this drafter's checkpoint)."
+            )
+        drafter.check_target(target.config)
+        if not drafter.embeddings_ready:
+            drafter.load_target_embeddings(target)
+        self.drafter = drafter
+        self.device = drafter.device
+        self.layer_ids = list(drafter.config.target_layer_ids)
+        # Ask the target for just the captured layers (indices into its `hidden_states`).
+        self.model_kwargs_overrides = {"output_hidden_states": self.layer_ids}
+        self.max_length = generation_config.max_length
+        self.do_sample = bool(generation_config.do_sample)
+        self.logits_processor = logits_processor if logits_processor is not None and len(logits_processor) else None
+
+        # A value passed to `generate` wins; transformers fills unset fields with its global defaults (K = 20,
+        # "constant"), which are taken to mean "unset" so that the drafter's own generation config applies.
+        own, unset = drafter.generation_config, GenerationConfig._get_default_generation_params()
+        k = _explicit(generation_config.num_assistant_tokens, unset.get("num_assistant_tokens"))
+        self.num_assistant_tokens = int(k or own.num_assistant_tokens or DEFAULT_NUM_DRAFT_TOKENS)
+        schedule = _explicit(generation_config.num_assistant_tokens_schedule, unset.get("num_assistant_tokens_schedule"))
+        self.schedule = schedule or own.num_assistant_tokens_schedule or "constant"
+        if self.schedule not in ("constant", "heuristic", "heuristic_transient"):
+            raise ValueError(
+                f"num_assistant_tokens_schedule={self.schedule!r} is not supported by EAGLE drafting: use 'constant', "
+                "'heuristic' or 'heuristic_transient'."
+            )
+        self.max_assistant_tokens = max(2 * self.num_assistant_tokens, 8)
+
+        self.cache = DynamicCache()
+        self.num_fed = 0  # positions whose target features are in the drafter cache
+        self.last_logits = None  # (1, D) logits at the last fed position
+        self.last_hidden = None  # (1, 1, H) hidden state handed to the next chain step
+        self.last_draft_length = 0
+        self.stats = SpeculationStats()
+        drafter.last_speculation_stats = self.stats
+
+    # ------------------------------------------------------------------ the protocol transformers calls
+
+    @torch.no_grad()
+    def get_candidates(self, input_ids, model_kwargs=None, model_outputs=None, is_first_iteration=False, **kwargs):
+        self.last_draft_length = 0
+        if is_first_iteration:
+            return input_ids, None  # let the target prefill the prompt first
+        start = time.perf_counter()
+        self._feed_target_features(input_ids, model_outputs)
+        k = min(self.num_assistant_tokens, self.max_length - input_ids.shape[1] - 1)
+        if k <= 0:
+            self.stats.drafter_time_s += time.perf_counter() - start
+            return input_ids, None
+        candidate_ids, candidate_logits = self._draft(input_ids, k)
+        self.last_draft_length = k
+        self.stats.drafter_time_s += time.perf_counter() - start
+        return candidate_ids.to(input_ids.device), candidate_logits
+
+    def update_candidate_strategy(self, input_ids, scores, num_matches):
+        num_matches = int(num_matches)
+        self.stats.target_forwards += 1
+        if self.last_draft_length == 0:
+            return
+        self.stats.draft_lengths.append(self.last_draft_length)
+        self.stats.accepted.append(num_matches)
+        if self.schedule != "constant":
+            # Grow after a fully accepted draft, shrink after a rejection (transformers' "heuristic" rule).
+            if num_matches == self.last_draft_length:
+                self.num_assistant_tokens = min(self.num_assistant_tokens + 2, self.max_assistant_tokens)
+            else:
+                self.num_assistant_tokens = max(1, self.num_assistant_tokens - 1)
+            if self.schedule == "heuristic":  # persistent across generate calls
+                self.drafter.generation_config.num_assistant_tokens = self.num_assistant_tokens
+
+    # ------------------------------------------------------------------ drafting
+
+    def _feed_target_features(self, input_ids, model_outputs):
+        if model_outputs is None or getattr(model_outputs, "hidden_states", None) is None:
+            raise ValueError("the target returned no hidden states; EAGLE drafting needs `output_hidden_states`.")
+        hidden_states = model_outputs.hidden_states
+        new = input_ids.shape[1] - 1 - self.num_fed  # the last token (the bonus) has no features yet
+        features = []
+        for i in self.layer_ids:
+            h = hidden_states[i]
+            if h is None or h.shape[1] < new:
+                raise ValueError(f"the target did not return hidden_states[{i}] for the {new} verified positions.")
+            features.append(h[:, :new].to(self.device))
+        # Draft-step entries of the previous cycle are never kept: crop back to the feature-covered prefix.
+        extra = self.cache.get_seq_length() - self.num_fed
+        if extra > 0:
+            self.cache.crop(-extra)
+        tokens = input_ids[:, self.num_fed + 1 : self.num_fed + 1 + new].to(self.device)  # x_{p+1} for each p
+        positions = torch.arange(self.num_fed, self.num_fed + new, device=self.device)[None]
+        out = self.drafter(
+            tokens, target_hidden_states=features, position_ids=positions, past_key_values=self.cache, logits_to_keep=1
+        )
+        self.stats.drafter_forwards += 1
+        self.num_fed += new
+        self.last_logits, self.last_hidden = out.logits[:, -1], out.hidden_states[:, -1:]
+
+    def _draft(self, input_ids, k):
+        ids = input_ids.to(self.device)
+        logits, hidden = self.last_logits, self.last_hidden
+        position = self.num_fed - 1
+        processed = []
+        for step in range(k):
+            token, full_logits = self._pick(ids, logits)
+            ids = torch.cat([ids, token], dim=-1)
+            if full_logits is not None:
+                processed.append(full_logits)
+            if step == k - 1:
+                break
+            position += 1
+            out = self.drafter(
+                token, hidden_states=hidden, position_ids=torch.tensor([[position]], device=self.device),
+                past_key_values=self.cache,
+            )
+            self.stats.drafter_forwards += 1
+            logits, hidden = out.logits[:, -1], out.hidden_states
+        candidate_logits = torch.stack(processed, dim=1) if self.do_sample else None  # (1, k, V)
+        return ids, candidate_logits
+
+    def _pick(self, ids, draft_logits):
+        """Chooses the next draft token from (1, D) logits; returns it as a target id and, when sampling, the
+        processed full-vocabulary logits it was drawn from (what speculative sampling's q must be)."""
+        if not self.do_sample and self.logits_processor is None:
+            best = draft_logits.argmax(-1)
+            return (best + self.drafter.d2t[best])[:, None], None
+        full = self.drafter.to_target_logits(draft_logits.float())  # (1, V), -inf outside the draft vocab
+        if self.logits_processor is not None:
+            full = self.logits_processor(ids, full)
+        if self.do_sample:
+            token = torch.multinomial(full.softmax(-1), num_samples=1)
+            return token, full
+        return full.argmax(-1, keepdim=True), None
+
+
+def _explicit(value, global_default):
+    return None if value == global_default else value
+
+
+# ---------------------------------------------------------------------- dispatch
+
+_EXPECTED_PARAMETERS = ("generation_config", "input_ids", "logits_processor", "model_kwargs", "assistant_model")
+
+
+def install_generate_hook():
+    """
+    Makes `target.generate(..., assistant_model=drafter)` use the drafter's own candidate generator.
+
+    transformers picks candidate generators in `GenerationMixin._get_candidate_generator` and has no public hook,
+    so this wraps that method once (idempotent across copies of this file): an assistant exposing
+    `get_candidate_generator(...)` gets its own generator, every other call goes to the original unchanged.
+    Raises if a transformers release changes the method so that the wrap could silently stop working.
+    """
+    from transformers.generation.utils import GenerationMixin
+
+    original = GenerationMixin._get_candidate_generator
+    if getattr(original, "_hf_eagle31_hook", False):
+        return
+    signature = inspect.signature(original)
+    missing = [name for name in _EXPECTED_PARAMETERS if name not in signature.parameters]
+    if missing:
+        raise RuntimeError(
+            f"transformers' GenerationMixin._get_candidate_generator no longer takes {missing}: EAGLE drafters cannot "
+            "hook into generate with this transformers version; install transformers>=5.23,<6."
+        )
+
+    @functools.wraps(original)
+    def _get_candidate_generator(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        call = bound.arguments
+        factory = getattr(call.get("assistant_model"), "get_candidate_generator", None)
+        if factory is None or call["generation_config"].prompt_lookup_num_tokens is not None:
+            return original(self, *args, **kwargs)
+        return factory(
+            target=self,
+            generation_config=call["generation_config"],
+            input_ids=call["input_ids"],
+            logits_processor=call["logits_processor"],
+            model_kwargs=call["model_kwargs"],
+        )
+
+    _get_candidate_generator._hf_eagle31_hook = True
+    GenerationMixin._get_candidate_generator = _get_candidate_generator

@@ -1,0 +1,523 @@
+# Copyright 2026 The hf-eagle31 authors. Apache-2.0.
+"""
+Building blocks shared by the EAGLE-3 and MTP drafters: RMSNorm, rotary embedding, MLP, the attention that runs both
+the inference chain (with a transformers `Cache`) and the train-time-test (TTT) unroll, and the `PreTrainedModel`
+base that owns embeddings, the draft vocabulary and the chain/TTT loops.
+
+This file travels with every Hub checkpoint (remote code): it imports torch and transformers only.
+"""
+
+import os
+import tempfile
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationConfig, PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache, DynamicCache
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+from transformers.utils import ModelOutput
+
+
+class DrafterRMSNorm(nn.Module):
+    def __init__(self, hidden_size, eps=1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.variance_epsilon = eps
+
+    def forward(self, hidden_states):
+        input_dtype = hidden_states.dtype
+        hidden_states = hidden_states.to(torch.float32)
+        variance = hidden_states.pow(2).mean(-1, keepdim=True)
+        hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
+        return self.weight * hidden_states.to(input_dtype)
+
+
+class DrafterRotary(nn.Module):
+    """Rotary tables computed from `config.rope_parameters` on the fly (no buffers, so loading never touches them)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        params = dict(config.rope_parameters or {})
+        self.rope_type = params.get("rope_type", "default")
+        self.rope_theta = float(params.get("rope_theta", 10000.0))
+        self._inv_freq = None
+
+    def _compute_inv_freq(self, device):
+        if self.rope_type == "default":
+            dim = self.config.head_dim
+            inv_freq = 1.0 / (self.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+            return inv_freq.to(device), 1.0
+        if self.rope_type not in ROPE_INIT_FUNCTIONS:
+            raise ValueError(f"unsupported rope_type {self.rope_type!r}: use one of {['default', *ROPE_INIT_FUNCTIONS]}.")
+        inv_freq, scaling = ROPE_INIT_FUNCTIONS[self.rope_type](self.config, device)
+        return inv_freq, scaling
+
+    @torch.no_grad()
+    def forward(self, position_ids, dtype):
+        # position_ids: (B, T) -> cos, sin: (B, T, head_dim)
+        if self._inv_freq is None or self._inv_freq[0].device != position_ids.device:
+            self._inv_freq = self._compute_inv_freq(position_ids.device)
+        inv_freq, scaling = self._inv_freq
+        freqs = position_ids[..., None].float() * inv_freq  # (B, T, head_dim/2)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return (emb.cos() * scaling).to(dtype), (emb.sin() * scaling).to(dtype)
+
+
+def rotate_half(x):
+    x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2 :]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary(q, k, cos, sin):
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, T, hd)
+    return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+
+
+def repeat_kv(x, n_rep):
+    if n_rep == 1:
+        return x
+    b, h, t, d = x.shape
+    return x[:, :, None].expand(b, h, n_rep, t, d).reshape(b, h * n_rep, t, d)
+
+
+class DrafterMLP(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+        self.act_fn = ACT2FN[config.hidden_act]
+
+    def forward(self, x):
+        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DrafterAttention(nn.Module):
+    """
+    Causal attention with two execution modes that compute the same function:
+
+    * chain mode (`past_key_values` is a transformers `Cache`): the keys of every fed position are appended to the
+      cache and each new query attends to everything cached plus the new block causally. This is how the drafter
+      runs inside `generate`.
+    * TTT mode (`ttt_kv` is a list): step 0 is plain causal attention over the sequence; at TTT step j the query at
+      position t attends to the step-0 keys at positions <= t plus the step-1..j keys *at position t only* (the
+      diagonal). That is exactly the key set the drafter sees at chain depth j during inference.
+    """
+
+    def __init__(self, config, input_size, layer_idx=0):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.head_dim = config.head_dim
+        self.num_heads = config.num_attention_heads
+        self.num_kv_heads = config.num_key_value_heads
+        self.n_rep = self.num_heads // self.num_kv_heads
+        self.scaling = self.head_dim**-0.5
+        bias = getattr(config, "attention_bias", False)
+        self.q_proj = nn.Linear(input_size, self.num_heads * self.head_dim, bias=bias)
+        self.k_proj = nn.Linear(input_size, self.num_kv_heads * self.head_dim, bias=bias)
+        self.v_proj = nn.Linear(input_size, self.num_kv_heads * self.head_dim, bias=bias)
+        self.o_proj = nn.Linear(self.num_heads * self.head_dim, config.hidden_size, bias=bias)
+
+    def forward(self, x, cos, sin, past_key_values=None, ttt_kv=None, output_attentions=False):
+        bsz, q_len, _ = x.shape
+        q = self.q_proj(x).view(bsz, q_len, self.num_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
+        k = self.k_proj(x).view(bsz, q_len, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
+        v = self.v_proj(x).view(bsz, q_len, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rotary(q, k, cos, sin)
+
+        if ttt_kv is not None:
+            out, weights = self._ttt_attention(q, k, v, ttt_kv)
+        else:
+            if past_key_values is not None:
+                k, v = past_key_values.update(k, v, self.layer_idx)
+            out, weights = self._chain_attention(q, k, v, output_attentions)
+        out = out.transpose(1, 2).reshape(bsz, q_len, self.num_heads * self.head_dim)
+        return self.o_proj(out), weights
+
+    def _chain_attention(self, q, k, v, output_attentions):
+        q_len, kv_len = q.shape[2], k.shape[2]
+        k, v = repeat_kv(k, self.n_rep), repeat_kv(v, self.n_rep)
+        # The new block sits at the end of the cache: query i sees keys 0 .. kv_len - q_len + i.
+        allowed = torch.ones(q_len, kv_len, dtype=torch.bool, device=q.device).tril(kv_len - q_len)
+        if not output_attentions:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=self.scaling), None
+        scores = (q @ k.transpose(-1, -2)) * self.scaling
+        scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+        weights = scores.float().softmax(-1).to(q.dtype)  # (B, nh, q_len, kv_len)
+        return weights @ v, weights
+
+    def _ttt_attention(self, q, k, v, ttt_kv):
+        ttt_kv.append((k, v))
+        k0, v0 = (repeat_kv(t, self.n_rep) for t in ttt_kv[0])
+        seq = q.shape[2]
+        causal = torch.ones(seq, seq, dtype=torch.bool, device=q.device).tril()
+        scores = ((q @ k0.transpose(-1, -2)) * self.scaling).masked_fill(~causal, torch.finfo(q.dtype).min)
+        # Diagonal scores against the keys of steps 1..j at the same position: (B, nh, T, 1) each.
+        diag = [(q * repeat_kv(ki, self.n_rep)).sum(-1, keepdim=True) * self.scaling for ki, _ in ttt_kv[1:]]
+        probs = torch.cat([scores, *diag], dim=-1).float().softmax(-1).to(q.dtype)  # (B, nh, T, T + j)
+        out = probs[..., :seq] @ v0
+        for i, (_, vi) in enumerate(ttt_kv[1:]):
+            out = out + probs[..., seq + i : seq + i + 1] * repeat_kv(vi, self.n_rep)
+        return out, probs
+
+
+@dataclass
+class DrafterOutput(ModelOutput):
+    """
+    logits: (B, T, draft_vocab_size) draft-vocabulary logits.
+    hidden_states: (B, T, H) the state the *next* chain step receives — `norm(a)` with `norm_output`, else `a`.
+    last_hidden_state: (B, T, H) the pre-norm decoder output `a`.
+    past_key_values: the drafter's cache.
+    attentions: (B, nh, T, kv_len) attention probabilities when `output_attentions=True`.
+    """
+
+    logits: torch.FloatTensor = None
+    hidden_states: torch.FloatTensor = None
+    last_hidden_state: torch.FloatTensor = None
+    past_key_values: Cache | None = None
+    attentions: torch.FloatTensor | None = None
+
+
+class DrafterPreTrainedModel(PreTrainedModel):
+    """
+    Shared machinery of the drafters. Subclasses define `self.layers` (one decoder layer whose forward takes
+    `(token_embeds, hidden, cos, sin, ...)`) and `project_target_hidden_states`.
+    """
+
+    base_model_prefix = "drafter"
+    supports_gradient_checkpointing = False
+    _supports_sdpa = True
+    _skip_keys_device_placement = ["past_key_values"]
+
+    def _build_common(self, config):
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+        self.embed_tokens.weight.requires_grad_(False)  # the target's embeddings, frozen
+        self.norm = DrafterRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.lm_head = nn.Linear(config.hidden_size, config.draft_vocab_size, bias=False)
+        self.rotary_emb = DrafterRotary(config)
+        # Draft id i <-> target id i + d2t[i]; t2d[v] says whether target id v is in the draft vocabulary.
+        self.register_buffer("d2t", torch.zeros(config.draft_vocab_size, dtype=torch.long))
+        self.register_buffer("t2d", torch.ones(config.vocab_size, dtype=torch.bool))
+        if config.draft_vocab_size < config.vocab_size:
+            self.t2d[config.draft_vocab_size :] = False
+        self.embeddings_ready = False
+        if not config.embeddings_in_checkpoint:
+            # Saved without embeddings on purpose (they are the target's): not a missing weight to report on load.
+            self._keys_to_ignore_on_load_missing = [r"(^|\.)embed_tokens\.weight$"]
+        if getattr(self, "generation_config", None) is None:
+            # Read by `generate(..., assistant_model=drafter)`: draft length K and its schedule.
+            self.generation_config = GenerationConfig(num_assistant_tokens=6, num_assistant_tokens_schedule="constant")
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, DrafterPreTrainedModel):
+            init.zeros_(module.d2t)
+            mask = torch.zeros_like(module.t2d)
+            mask[: module.config.draft_vocab_size] = True
+            init.copy_(module.t2d, mask)
+
+    # ------------------------------------------------------------------ embeddings and draft vocabulary
+
+    def get_input_embeddings(self):
+        return self.embed_tokens
+
+    def load_target_embeddings(self, target):
+        """Copies the target's input embeddings (frozen). `target` is a model or an embedding weight tensor."""
+        if isinstance(target, torch.Tensor):
+            weight = target
+        else:
+            weight = target.get_input_embeddings().weight
+        self._check_vocab_matrix(
+            weight, "target embeddings",
+            f"build the drafter with `{type(self.config).__name__}.from_target(target.config)`",
+        )
+        with torch.no_grad():
+            self.embed_tokens.weight.copy_(weight.detach().to(self.embed_tokens.weight.dtype))
+        self.embed_tokens.weight.requires_grad_(False)
+        self.embeddings_ready = True
+        return self
+
+    def set_draft_vocab(self, target_token_ids):
+        """Sets the draft vocabulary to `target_token_ids` (D distinct target ids, kept in ascending order)."""
+        ids = torch.as_tensor(target_token_ids, dtype=torch.long).flatten().unique()  # sorted
+        if ids.numel() != self.config.draft_vocab_size:
+            raise ValueError(
+                f"got {ids.numel()} distinct draft token ids but draft_vocab_size={self.config.draft_vocab_size}: "
+                "pass exactly draft_vocab_size ids (e.g. the top-D most frequent target tokens)."
+            )
+        if ids.min() < 0 or ids.max() >= self.config.vocab_size:
+            raise ValueError(f"draft token ids must lie in [0, vocab_size={self.config.vocab_size}).")
+        with torch.no_grad():
+            self.d2t.copy_(ids.to(self.d2t.device) - torch.arange(ids.numel(), device=self.d2t.device))
+            self.t2d.zero_()
+            self.t2d[ids.to(self.t2d.device)] = True
+
+    def _check_vocab_matrix(self, weight, what, fix):
+        expected = (self.config.vocab_size, self.config.hidden_size)
+        if tuple(weight.shape) != expected:
+            raise ValueError(
+                f"{what} has shape {tuple(weight.shape)} but this drafter expects (vocab_size, hidden_size) = "
+                f"{expected}: {fix}."
+            )
+
+    def init_lm_head_from_target(self, head_weight):
+        """
+        Warm start for training: copies the rows of the target's LM head (V, H) that belong to the draft vocabulary
+        into `lm_head`, so the drafter starts out speaking the target's output space. Call after `set_draft_vocab`.
+        """
+        self._check_vocab_matrix(
+            head_weight, "target LM head", "a head warm start needs a drafter as wide as its target (or skip it)"
+        )
+        with torch.no_grad():
+            rows = head_weight.detach()[self.draft_to_target_ids.to(head_weight.device)]
+            self.lm_head.weight.copy_(rows.to(self.lm_head.weight))
+        return self
+
+    @property
+    def draft_to_target_ids(self):
+        """(D,) target id of every draft id."""
+        return torch.arange(self.d2t.numel(), device=self.d2t.device) + self.d2t
+
+    def to_target_logits(self, draft_logits):
+        """Scatters draft logits (..., D) into full-vocabulary logits (..., V), -inf outside the draft vocabulary."""
+        full = draft_logits.new_full((*draft_logits.shape[:-1], self.config.vocab_size), float("-inf"))
+        full[..., self.draft_to_target_ids] = draft_logits
+        return full
+
+    # ------------------------------------------------------------------ target compatibility
+
+    def check_target(self, target_config):
+        """Raises a ValueError naming both values if this drafter was not built for `target_config`."""
+        text = target_config.get_text_config() if hasattr(target_config, "get_text_config") else target_config
+        cfg = self.config
+        checks = [
+            ("hidden size", cfg.target_hidden_size, getattr(text, "hidden_size", None)),
+            ("vocab size", cfg.vocab_size, getattr(text, "vocab_size", None)),
+        ]
+        if cfg.target_num_hidden_layers is not None:
+            checks.append(("layer count", cfg.target_num_hidden_layers, getattr(text, "num_hidden_layers", None)))
+        for what, drafter_value, target_value in checks:
+            if target_value is not None and drafter_value != target_value:
+                raise ValueError(
+                    f"drafter/target mismatch: the drafter expects a target {what} of {drafter_value} but the target "
+                    f"has {target_value}; use a drafter trained for this target (or build one with "
+                    f"`{type(cfg).__name__}.from_target(target.config)`)."
+                )
+        if cfg.target_layer_ids is None:
+            raise ValueError("the drafter config has no `target_layer_ids`: set the target hidden states it reads.")
+        num_layers = getattr(text, "num_hidden_layers", None)
+        if num_layers is not None and max(cfg.target_layer_ids) > num_layers:
+            raise ValueError(
+                f"target_layer_ids={cfg.target_layer_ids} reach past the target's {num_layers} layers: "
+                f"use indices in [0, {num_layers}]."
+            )
+
+    # ------------------------------------------------------------------ forward: one chain step / prefill block
+
+    def _require_embeddings(self):
+        if not self.embeddings_ready:
+            raise ValueError(
+                "the drafter's input embeddings are not loaded (they are the target's): call "
+                "`drafter.load_target_embeddings(target)` first (`target.generate(..., assistant_model=drafter)` "
+                "does it automatically)."
+            )
+
+    def project_target_hidden_states(self, target_hidden_states):
+        raise NotImplementedError
+
+    def forward(
+        self,
+        input_ids,
+        hidden_states=None,
+        target_hidden_states=None,
+        position_ids=None,
+        past_key_values=None,
+        use_cache=True,
+        output_attentions=False,
+        ttt_steps=None,
+        logits_to_keep=0,
+        **kwargs,
+    ):
+        r"""
+        Runs the drafter on a block of positions, or, with `ttt_steps`, the train-time-test unroll
+        (`ttt_forward`; returns its list of per-step logits). Training goes through `forward` so that DDP / FSDP /
+        DeepSpeed wrappers see the call.
+
+        input_ids (`(B, T)`): the *token input* of each position — for position t, the token x_{t+1} that follows
+            the target position whose features are given (or the previously drafted token in a chain step).
+        target_hidden_states (`(B, T, k*H')` or a list of k `(B, T, H')` tensors): captured target states
+            (prefill / after verification); mutually exclusive with `hidden_states`.
+        hidden_states (`(B, T, H)`): the drafter's own `DrafterOutput.hidden_states` from the previous chain step.
+        position_ids (`(B, T)`): rotary positions; default continues after the cache.
+        logits_to_keep (`int`): compute logits for the last n positions only (0 = all), as transformers' LMs do.
+        """
+        if ttt_steps is not None:
+            return self.ttt_forward(input_ids, target_hidden_states, ttt_steps)
+        self._require_embeddings()
+        if (hidden_states is None) == (target_hidden_states is None):
+            raise ValueError("pass exactly one of `hidden_states` (chain step) or `target_hidden_states` (prefill).")
+        if target_hidden_states is not None:
+            hidden_states = self.project_target_hidden_states(target_hidden_states)
+        if use_cache and past_key_values is None:
+            past_key_values = DynamicCache()
+        if position_ids is None:
+            start = past_key_values.get_seq_length() if past_key_values is not None else 0
+            position_ids = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)[None]
+            position_ids = position_ids.expand(input_ids.shape[0], -1)
+        embeds = self.embed_tokens(input_ids).to(hidden_states.dtype)
+        cos, sin = self.rotary_emb(position_ids, hidden_states.dtype)
+        a, attentions = self.layers[0](
+            embeds, hidden_states, cos, sin, past_key_values=past_key_values if use_cache else None,
+            output_attentions=output_attentions,
+        )
+        normed = self.norm(a)
+        return DrafterOutput(
+            logits=self.lm_head(normed[:, -logits_to_keep:] if logits_to_keep else normed),
+            hidden_states=normed if self.config.norm_output else a,
+            last_hidden_state=a,
+            past_key_values=past_key_values if use_cache else None,
+            attentions=attentions,
+        )
+
+    # ------------------------------------------------------------------ train-time test
+
+    def ttt_forward(self, input_ids, target_hidden_states, ttt_steps, return_hidden_states=False):
+        r"""
+        Unrolls the drafter for `ttt_steps` train-time-test steps over whole sequences (EAGLE-3 training).
+
+        Inputs are aligned as the target saw them: `input_ids` (B, n) are x_0..x_{n-1} and `target_hidden_states`
+        (B, n, k*H') the features g_0..g_{n-1}. Step j at position t receives token x_{t+1+j} (shifted here; past the
+        end it is a pad that the loss must mask), the hidden input FC(g_t) for j = 0 or the step j-1 output at t
+        otherwise, and rotary position t+j. Its logits predict x_{t+2+j}, whose teacher distribution is the target's
+        logits at position t+1+j.
+
+        Returns a list of `ttt_steps` draft-vocabulary logit tensors (B, n, D) (and, with `return_hidden_states`,
+        the list of hidden inputs fed to each step).
+        """
+        self._require_embeddings()
+        bsz, seq = input_ids.shape
+        hidden = self.project_target_hidden_states(target_hidden_states)  # (B, n, H)
+        base_positions = torch.arange(seq, device=input_ids.device)[None].expand(bsz, -1)
+        ttt_kv, all_logits, all_inputs = [], [], []
+        for step in range(ttt_steps):
+            shifted = input_ids.new_zeros(bsz, seq)
+            keep = max(seq - 1 - step, 0)
+            shifted[:, :keep] = input_ids[:, 1 + step : 1 + step + keep]
+            embeds = self.embed_tokens(shifted).to(hidden.dtype)
+            cos, sin = self.rotary_emb(base_positions + step, hidden.dtype)
+            all_inputs.append(hidden)
+            a, _ = self.layers[0](embeds, hidden, cos, sin, ttt_kv=ttt_kv)
+            normed = self.norm(a)
+            all_logits.append(self.lm_head(normed))
+            hidden = normed if self.config.norm_output else a
+        return (all_logits, all_inputs) if return_hidden_states else all_logits
+
+    # ------------------------------------------------------------------ loading and saving
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        want_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        missing = set(info.get("missing_keys", ()))
+        for key in ("d2t", "t2d"):
+            if key in missing:
+                raise ValueError(
+                    f"checkpoint {args[0] if args else ''} has no `{key}` buffer: it is incomplete or corrupted; "
+                    "re-export it (or convert it with `hf-eagle31 convert`)."
+                )
+        model.embeddings_ready = model.config.embeddings_in_checkpoint and "embed_tokens.weight" not in missing
+        # The draft length K and its schedule travel in generation_config.json (transformers only loads that file
+        # for models that generate on their own).
+        source = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+        hub_options = ("cache_dir", "revision", "token", "local_files_only", "subfolder")
+        try:
+            model.generation_config = GenerationConfig.from_pretrained(
+                source, **{k: kwargs[k] for k in hub_options if k in kwargs}
+            )
+        except (OSError, ValueError, TypeError):
+            pass  # no generation_config.json (older or converted checkpoints): keep the defaults
+        return (model, info) if want_info else model
+
+    def save_pretrained(
+        self, save_directory, *args, include_embeddings=None, state_dict=None, model_card=None, **kwargs
+    ):
+        """
+        Saves weights, config and the remote-code files. Embeddings are stored only when they are real (taken from
+        the target): saving random ones raises. `include_embeddings=False` writes a smaller checkpoint whose
+        embeddings are taken from the target at load time (`load_target_embeddings`, automatic in `generate`).
+        `model_card`: see `_write_model_card` (README.md).
+        """
+        if include_embeddings is None:
+            include_embeddings = self.config.embeddings_in_checkpoint
+        if include_embeddings and not self.embeddings_ready:
+            raise ValueError(
+                "refusing to save random input embeddings: call `drafter.load_target_embeddings(target)` first, or "
+                "save with `include_embeddings=False` so the target's embeddings are used at load time."
+            )
+        if state_dict is None:
+            state_dict = self.state_dict()
+        if not include_embeddings:
+            state_dict = {k: v for k, v in state_dict.items() if not k.endswith("embed_tokens.weight")}
+        previous = self.config.embeddings_in_checkpoint
+        self.config.embeddings_in_checkpoint = bool(include_embeddings)
+        try:
+            result = super().save_pretrained(save_directory, *args, state_dict=state_dict, **kwargs)
+            if kwargs.get("is_main_process", True):
+                self.generation_config.save_pretrained(save_directory)
+            self._write_model_card(save_directory, model_card, is_main_process=kwargs.get("is_main_process", True))
+            return result
+        finally:
+            self.config.embeddings_in_checkpoint = previous
+
+    # ------------------------------------------------------------------ model card and Hub upload
+
+    # `model_card_writer(model, **options) -> str` renders README.md. `hf_eagle31.hub` installs the full renderer
+    # (templates in hub_cards/, eval numbers). This file stays importable with torch + transformers alone: a drafter
+    # loaded as remote code uses the package's renderer when hf_eagle31 is installed, and otherwise writes no card.
+    model_card_writer = None
+
+    def _write_model_card(self, save_directory, model_card, is_main_process=True):
+        """`model_card`: README.md text, a dict of options for `model_card_writer`, None (= {}), or False (none)."""
+        if model_card is False or not is_main_process:
+            return
+        if not isinstance(model_card, str):
+            writer = type(self).model_card_writer
+            if writer is None:  # e.g. loaded as remote code: use the hf-eagle31 package's renderer when installed
+                try:
+                    from hf_eagle31.hub import model_card_for as writer
+                except ImportError:
+                    if model_card:
+                        raise ValueError(
+                            "rendering a model card needs the hf-eagle31 package (`pip install hf-eagle31`); or "
+                            "pass model_card=README_TEXT, or model_card=False."
+                        ) from None
+                    return
+            model_card = writer(self, **(model_card or {}))
+        with open(os.path.join(save_directory, "README.md"), "w", encoding="utf-8") as f:
+            f.write(model_card)
+
+    def push_to_hub(self, repo_id, *, commit_message=None, commit_description=None, private=None, token=None,
+                    revision=None, create_pr=False, max_shard_size="50GB", model_card=None, include_embeddings=None,
+                    **_):
+        """
+        Uploads code, weights, config and model card in one commit. (transformers' `push_to_hub` would replace the
+        card written by `save_pretrained` with a generic one, so the drafter uploads its own folder.)
+        """
+        from transformers.utils.hub import hf_api
+
+        repo_id = hf_api().create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+        options = dict(model_card or {}) if not isinstance(model_card, (str, bool)) else model_card
+        if isinstance(options, dict):
+            options.setdefault("repo_id", repo_id)
+        with tempfile.TemporaryDirectory() as work_dir:
+            self.save_pretrained(work_dir, max_shard_size=max_shard_size, include_embeddings=include_embeddings,
+                                 model_card=options)
+            return self._upload_modified_files(
+                work_dir, repo_id, files_timestamps={}, commit_message=commit_message or "Upload drafter",
+                token=token, create_pr=create_pr, revision=revision, commit_description=commit_description,
+            )
