@@ -10,6 +10,7 @@ RUN=${RUN:-runs/reference}
 SETS=${SETS:-2}              # training sets of 400 ShareGPT conversations each (first user turn, self-distilled)
 TTT=${TTT:-3}                # trained at 3, evaluated at chain depths up to 7 (the TTT-depth generalisation row)
 STEPS=${STEPS:-480}          # batch 4
+K_SHIP=${K_SHIP:-3}          # draft length the shipped drafters default to (and the speed benchmark uses)
 SEED=${SEED:-0}
 STAGE=${STAGE:-all}
 # Set k holds ShareGPT training conversations [400k, 400k + 400). Both sets are committed (data/reference/):
@@ -18,6 +19,7 @@ DATA=(data/reference/sharegpt400-smollm2 data/reference/sharegpt400-800-smollm2)
 DATA=("${DATA[@]:0:$SETS}")
 FEATURES=$RUN/features/sharegpt$((400 * SETS))-smollm2
 SHIP=${SHIP:-hf_eagle31/drafters}
+THREADS=$(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 ))  # per process when two run side by side
 
 stage() { [ "$STAGE" = all ] || [ "$STAGE" = "$1" ]; }
 
@@ -47,11 +49,10 @@ train() {  # variant ttt-steps out; resumes from the newest checkpoint in out, s
 }
 
 if stage train; then
-  # Both variants at once, the cores split between them (on a 2-core CPU: one thread each, ~1.5 h for 480 steps).
+  # Both variants at once, the cores split between them (on a 2-core CPU: one thread each, ~35 min for 480 steps).
   mkdir -p "$RUN"
-  threads=$(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 ))
   for variant in eagle3 eagle3.1; do
-    OMP_NUM_THREADS=$threads train "$variant" "$TTT" "$RUN/$variant-ttt$TTT" > "$RUN/train-$variant.log" 2>&1 &
+    OMP_NUM_THREADS=$THREADS train "$variant" "$TTT" "$RUN/$variant-ttt$TTT" > "$RUN/train-$variant.log" 2>&1 &
   done
   wait
 fi
@@ -61,8 +62,7 @@ if stage eval; then
   # generalisation row), plus the trained depth 3 on the standard suite. Two measurements at a time (τ does not
   # depend on timing); the speed benchmark runs alone.
   drafters=(--drafter "$RUN/eagle3-ttt$TTT" --drafter "$RUN/eagle3.1-ttt$TTT")
-  threads=$(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 ))
-  ev() { OMP_NUM_THREADS=$threads hf-eagle31 eval "${drafters[@]}" --max-new-tokens 128 --dtype float32 "$@"; }
+  ev() { OMP_NUM_THREADS=$THREADS hf-eagle31 eval "${drafters[@]}" --max-new-tokens 128 --dtype float32 "$@"; }
   ev --suite standard --num-prompts 2 --num-assistant-tokens 3 7 --json "$RUN/eval-standard.json" \
     > "$RUN/eval-standard.log" 2>&1 &
   ev --suite perturbed --sources mtbench gsm8k --num-prompts 1 --num-assistant-tokens 7 \
@@ -70,7 +70,7 @@ if stage eval; then
   wait
   ev --suite long --long-lengths 2048 4096 --num-prompts 1 --num-assistant-tokens 7 --json "$RUN/eval-long.json" \
     > "$RUN/eval-long.log" 2>&1 &
-  OMP_NUM_THREADS=$threads hf-eagle31 drift "${drafters[@]}" --suite standard --sources mtbench sharegpt \
+  OMP_NUM_THREADS=$THREADS hf-eagle31 drift "${drafters[@]}" --suite standard --sources mtbench sharegpt \
     --num-prompts 2 --depth 7 --out "$RUN/drift" > "$RUN/drift.log" 2>&1 &
   wait
   # Train/inference consistency check: the same measurement on 6 short prompts the drafters were trained on.
@@ -89,7 +89,7 @@ EOF
   # (exact) and bf16.
   for dtype in float32 bfloat16; do
     hf-eagle31 bench --drafter "$RUN/eagle3.1-ttt$TTT" --suite standard --sources mtbench --num-prompts 8 \
-      --num-assistant-tokens "${K_SHIP:-3}" --max-new-tokens 128 --dtype $dtype --json "$RUN/bench-$dtype.json" \
+      --num-assistant-tokens "$K_SHIP" --max-new-tokens 128 --dtype $dtype --json "$RUN/bench-$dtype.json" \
       | tee "$RUN/bench-$dtype.log"
   done
 fi
@@ -98,7 +98,7 @@ if stage ship; then
   # Hub layout, bf16 weights, embeddings taken from the target at load time, default draft length K_SHIP, model card
   # from the eval JSONs.
   for variant in eagle3 eagle3.1; do
-    python - "$RUN/$variant-ttt$TTT" "$SHIP/smollm2-135m-instruct-$variant" "${K_SHIP:-3}" "$variant" \
+    python - "$RUN/$variant-ttt$TTT" "$SHIP/smollm2-135m-instruct-$variant" "$K_SHIP" "$variant" \
       "$((400 * SETS))" "$STEPS" "$TTT" "$RUN"/eval-{standard,perturbed,long}.json <<'EOF'
 import json, os, sys, torch
 from hf_eagle31.modeling import Eagle3Drafter  # this package's code files travel with the shipped checkpoint

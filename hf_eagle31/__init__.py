@@ -1,6 +1,6 @@
 """hf-eagle31: HuggingFace-native EAGLE-3 / EAGLE-3.1 / MTP speculative-decoding drafters that do not drift."""
 
-from . import hub  # noqa: F401  (installs the model-card writer used by save_pretrained / push_to_hub)
+from . import hub  # noqa: F401  (model cards and Hub uploads)
 from . import modeling
 from .modeling import *  # noqa: F401,F403  (Eagle3Config, Eagle3Drafter, MtpConfig, MtpDrafter, ...)
 

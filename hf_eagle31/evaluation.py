@@ -50,7 +50,7 @@ def load_drafter(name_or_path, target):
     drafter, info = AutoModel.from_pretrained(
         name_or_path, trust_remote_code=True, dtype=target.dtype, output_loading_info=True
     )
-    # A checkpoint saved without embeddings does not list them as missing (they come from the target, below).
+    # Embeddings may be absent (they are the target's, loaded below); any other missing weight is an error.
     missing = [k for k in info.get("missing_keys", ()) if not k.endswith("embed_tokens.weight")]
     if missing:
         raise ValueError(

@@ -5,10 +5,9 @@ Model cards and Hub uploads for drafters.
 measured eval JSON (`{"results": [{"drafter", "suite", "tau", "tokens_per_s", "acceptance_per_depth"}, ...]}`, what
 `hf-eagle31 eval` writes) under YAML metadata the Hub indexes (library_name, base_model = the target, tags, license).
 
-Importing this module installs the renderer as the drafters' `model_card_writer`, so `drafter.save_pretrained(dir)`
-and `drafter.push_to_hub(repo)` write README.md next to the code and weights (`model_card={...}` passes the options
-below; `model_card=False` skips it). The modeling files cannot import hf_eagle31 (they travel as remote code), hence
-the hook.
+`drafter.save_pretrained(dir)` and `drafter.push_to_hub(repo)` write README.md next to the code and weights with
+`model_card_for` (`model_card={...}` passes the options below; `model_card=False` skips it). The modeling files
+import this module when they save (they travel as remote code, so they cannot depend on hf_eagle31 otherwise).
 """
 
 import json
@@ -18,8 +17,6 @@ from pathlib import Path
 from string import Template
 
 import yaml
-
-from .modeling.drafter_common import DrafterPreTrainedModel
 
 
 CARD_TEMPLATE = Path(str(resources.files("hf_eagle31.hub_cards") / "drafter_card.md"))  # repo: hub_cards/
@@ -184,24 +181,15 @@ def model_card_for(model, **options):
     return render_model_card(model, **options)
 
 
-def install_model_card_writer():
-    """Makes every drafter's `save_pretrained` / `push_to_hub` write README.md with `render_model_card`."""
-    DrafterPreTrainedModel.model_card_writer = model_card_for
-
-
 def push_drafter(drafter, repo_id, eval_results=None, base_model=None, private=None, token=None, **card_options):
     """Uploads a drafter (code + weights + config + model card with `eval_results`) to `repo_id` in one commit."""
-    install_model_card_writer()
     options = dict(card_options, eval_results=eval_results, base_model=base_model)
     return drafter.push_to_hub(repo_id, private=private, token=token, model_card=options)
 
 
-install_model_card_writer()
-
 __all__ = [
     "CARD_TEMPLATE",
     "card_metadata",
-    "install_model_card_writer",
     "load_eval_results",
     "model_card_for",
     "parse_card_metadata",

@@ -476,28 +476,26 @@ class DrafterPreTrainedModel(PreTrainedModel):
 
     # ------------------------------------------------------------------ model card and Hub upload
 
-    # `model_card_writer(model, **options) -> str` renders README.md. `hf_eagle31.hub` installs the full renderer
-    # (templates in hub_cards/, eval numbers). This file stays importable with torch + transformers alone: a drafter
-    # loaded as remote code uses the package's renderer when hf_eagle31 is installed, and otherwise writes no card.
-    model_card_writer = None
-
     def _write_model_card(self, save_directory, model_card, is_main_process=True):
-        """`model_card`: README.md text, a dict of options for `model_card_writer`, None (= {}), or False (none)."""
+        """
+        `model_card`: README.md text, a dict of options for `hf_eagle31.hub.render_model_card`, None (= {}), or False
+        (none). The renderer (templates in hub_cards/, eval numbers) lives in the hf-eagle31 package: this file stays
+        importable with torch + transformers alone, so without the package installed no card is written (and asking
+        for card options raises).
+        """
         if model_card is False or not is_main_process:
             return
         if not isinstance(model_card, str):
-            writer = type(self).model_card_writer
-            if writer is None:  # e.g. loaded as remote code: use the hf-eagle31 package's renderer when installed
-                try:
-                    from hf_eagle31.hub import model_card_for as writer
-                except ImportError:
-                    if model_card:
-                        raise ValueError(
-                            "rendering a model card needs the hf-eagle31 package (`pip install hf-eagle31`); or "
-                            "pass model_card=README_TEXT, or model_card=False."
-                        ) from None
-                    return
-            model_card = writer(self, **(model_card or {}))
+            try:
+                from hf_eagle31.hub import model_card_for
+            except ImportError:
+                if model_card:
+                    raise ValueError(
+                        "rendering a model card needs the hf-eagle31 package (`pip install hf-eagle31`); or "
+                        "pass model_card=README_TEXT, or model_card=False."
+                    ) from None
+                return
+            model_card = model_card_for(self, **(model_card or {}))
         with open(os.path.join(save_directory, "README.md"), "w", encoding="utf-8") as f:
             f.write(model_card)
 

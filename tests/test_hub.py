@@ -86,6 +86,13 @@ def test_save_pretrained_writes_the_card(tmp_path, drafter, eval_json):
     assert "No evaluation results" in (tmp_path / "plain" / "README.md").read_text()
     drafter.save_pretrained(tmp_path / "none", model_card=False)
     assert not (tmp_path / "none" / "README.md").exists()
+    # a drafter loaded as remote code (its own copy of the classes) renders the same card
+    from transformers import AutoModel
+
+    remote = AutoModel.from_pretrained(tmp_path / "d", trust_remote_code=True)
+    assert type(remote) is not type(drafter)
+    remote.save_pretrained(tmp_path / "again", model_card={"eval_results": eval_json, "base_model": "org/target"})
+    assert (tmp_path / "again" / "README.md").read_text() == card
 
 
 def test_push_to_hub_uploads_code_weights_and_card_in_one_commit(drafter, eval_json):
