@@ -104,20 +104,20 @@ def drafter_chain(drafter, sequence, features, depth):
     if n > 1:  # everything but the last position, without the (n x n) attention matrix
         drafter(
             sequence[:, 1:n], target_hidden_states=split(slice(0, n - 1)),
-            position_ids=torch.arange(n - 1, device=device)[None], past_key_values=cache,
+            position_ids=torch.arange(n - 1, device=device)[None], cache=cache,
         )
     last = split(slice(n - 1, n))
     hidden_in = drafter.project_target_hidden_states(last)  # what the depth-1 step is fed: the projected target state
     out = drafter(
         sequence[:, n : n + 1], target_hidden_states=last, position_ids=torch.tensor([[n - 1]], device=device),
-        past_key_values=cache, output_attentions=True,
+        cache=cache, output_attentions=True,
     )
     for k in range(1, depth + 1):
         if k > 1:
             hidden_in = out.hidden_states
             out = drafter(
                 token, hidden_states=hidden_in, position_ids=torch.tensor([[n - 2 + k]], device=device),
-                past_key_values=cache, output_attentions=True,
+                cache=cache, output_attentions=True,
             )
         record["attentions"].append(out.attentions[0, :, -1].float().cpu())  # (nh, kv_len)
         record["hidden_norms"].append(hidden_in[0, -1].float().norm().item())

@@ -133,7 +133,7 @@ def unwrap_drafter(model):
 
     seen = model
     for _ in range(8):
-        if isinstance(seen, DrafterPreTrainedModel):
+        if isinstance(seen, DrafterPreTrainedModel) or _is_remote_code_drafter(seen):
             return seen
         if hasattr(seen, "get_base_model"):
             seen = seen.get_base_model()
@@ -142,6 +142,11 @@ def unwrap_drafter(model):
         else:
             break
     raise ValueError(f"{type(model).__name__} does not wrap an hf-eagle31 drafter: pass an Eagle3Drafter / MtpDrafter.")
+
+
+def _is_remote_code_drafter(model):
+    """A drafter loaded with `trust_remote_code` is an instance of the checkpoint's copy of the classes, not ours."""
+    return any(cls.__name__ == "DrafterPreTrainedModel" for cls in type(model).__mro__) and hasattr(model, "ttt_forward")
 
 
 class EagleTrainer(Trainer):

@@ -19,16 +19,26 @@ This file travels with every Hub checkpoint (remote code): it imports torch and 
 
 import functools
 import inspect
+import logging
 import time
 from dataclasses import dataclass, field
 
 import torch
+import transformers
+from packaging.version import Version
 from transformers import GenerationConfig
 from transformers.cache_utils import DynamicCache
 from transformers.generation.candidate_generator import CandidateGenerator
 
 
 DEFAULT_NUM_DRAFT_TOKENS = 6
+
+# The transformers releases this code is tested with (pyproject.toml declares the same range; CI runs both ends).
+# It wraps a private method of transformers' generation loop, so a release outside the range may break it.
+TESTED_TRANSFORMERS = ">=5.23,<5.25"
+_TESTED_MIN, _TESTED_END = Version("5.23.0"), Version("5.25.0.dev0")
+
+logger = logging.getLogger("hf_eagle31.modeling")
 
 
 @dataclass
@@ -182,7 +192,7 @@ class EagleCandidateGenerator(CandidateGenerator):
         tokens = input_ids[:, self.num_fed + 1 : self.num_fed + 1 + new].to(self.device)  # x_{p+1} for each p
         positions = torch.arange(self.num_fed, self.num_fed + new, device=self.device)[None]
         out = self.drafter(
-            tokens, target_hidden_states=features, position_ids=positions, past_key_values=self.cache, logits_to_keep=1
+            tokens, target_hidden_states=features, position_ids=positions, cache=self.cache, logits_to_keep=1
         )
         self.stats.drafter_forwards += 1
         self.num_fed += new
@@ -203,7 +213,7 @@ class EagleCandidateGenerator(CandidateGenerator):
             position += 1
             out = self.drafter(
                 token, hidden_states=hidden, position_ids=torch.tensor([[position]], device=self.device),
-                past_key_values=self.cache,
+                cache=self.cache,
             )
             self.stats.drafter_forwards += 1
             logits, hidden = out.logits[:, -1], out.hidden_states
@@ -229,6 +239,53 @@ def _explicit(value, global_default):
     return None if value == global_default else value
 
 
+# ---------------------------------------------------------------------- transformers versions
+
+
+def check_transformers_version(version=None):
+    """
+    Warns (one log line) when the installed transformers is outside the tested range, and raises a one-line
+    RuntimeError when something EAGLE drafting relies on is missing from it.
+    """
+    version = Version(version or transformers.__version__)
+    if not _TESTED_MIN <= version < _TESTED_END:
+        logger.warning(
+            "hf-eagle31 drafters are tested with transformers%s; installed transformers %s is outside that range "
+            "(speculative decoding may fail): pip install 'transformers%s'", TESTED_TRANSFORMERS, version,
+            TESTED_TRANSFORMERS,
+        )
+    from transformers.generation.utils import GenerationMixin
+
+    needed = {
+        "GenerationMixin._get_candidate_generator": getattr(GenerationMixin, "_get_candidate_generator", None),
+        "the assisted loop's `requires_model_outputs` protocol": _assisted_loop_passes_model_outputs(GenerationMixin),
+        "GenerationConfig._get_default_generation_params": getattr(GenerationConfig, "_get_default_generation_params", None),
+        "DynamicCache.crop": getattr(DynamicCache, "crop", None),
+    }
+    missing = [name for name, present in needed.items() if not present]
+    if missing:
+        raise RuntimeError(_incompatible(f"it lacks {', '.join(missing)}"))
+
+
+def _assisted_loop_passes_model_outputs(mixin):
+    """Whether the assisted loop hands the target's outputs to generators with `requires_model_outputs`."""
+    loop = getattr(mixin, "_assisted_decoding", None)
+    if loop is None:
+        return False
+    try:
+        source = inspect.getsource(loop)
+    except (OSError, TypeError):  # no source shipped (e.g. a frozen install): nothing to check against
+        return True
+    return "requires_model_outputs" in source and "model_kwargs_overrides" in source
+
+
+def _incompatible(what):
+    return (
+        f"transformers {transformers.__version__} cannot run EAGLE drafting ({what}): install a tested release, "
+        f"pip install 'transformers{TESTED_TRANSFORMERS}'."
+    )
+
+
 # ---------------------------------------------------------------------- dispatch
 
 _EXPECTED_PARAMETERS = ("generation_config", "input_ids", "logits_processor", "model_kwargs", "assistant_model")
@@ -248,13 +305,11 @@ def install_generate_hook():
     original = GenerationMixin._get_candidate_generator
     if getattr(original, "_hf_eagle31_hook", False):
         return
+    check_transformers_version()
     signature = inspect.signature(original)
     missing = [name for name in _EXPECTED_PARAMETERS if name not in signature.parameters]
     if missing:
-        raise RuntimeError(
-            f"transformers' GenerationMixin._get_candidate_generator no longer takes {missing}: EAGLE drafters cannot "
-            "hook into generate with this transformers version; install transformers>=5.23,<6."
-        )
+        raise RuntimeError(_incompatible(f"GenerationMixin._get_candidate_generator no longer takes {missing}"))
 
     @functools.wraps(original)
     def _get_candidate_generator(self, *args, **kwargs):

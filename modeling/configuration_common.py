@@ -106,7 +106,7 @@ class DrafterConfig(PretrainedConfig):
     `num_target_hidden_states` and `default_layer_ids`, and add their own switches.
     """
 
-    keys_to_ignore_at_inference = ["past_key_values"]
+    keys_to_ignore_at_inference = ["cache", "past_key_values"]
     num_target_hidden_states = 1
 
     @staticmethod

@@ -28,11 +28,11 @@ class Eagle3DecoderLayer(nn.Module):
         self.hidden_norm = DrafterRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_attention_layernorm = DrafterRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 
-    def forward(self, embeds, hidden, cos, sin, past_key_values=None, ttt_kv=None, output_attentions=False):
+    def forward(self, embeds, hidden, cos, sin, cache=None, ttt_kv=None, output_attentions=False):
         normed_hidden = self.hidden_norm(hidden)
         residual = normed_hidden if self.norm_before_residual else hidden
         x = torch.cat([self.input_layernorm(embeds), normed_hidden], dim=-1)  # (B, T, 2H)
-        attn, weights = self.self_attn(x, cos, sin, past_key_values, ttt_kv, output_attentions)
+        attn, weights = self.self_attn(x, cos, sin, cache, ttt_kv, output_attentions)
         hidden = residual + attn
         hidden = hidden + self.mlp(self.post_attention_layernorm(hidden))
         return hidden, weights  # a_t, pre-norm

@@ -27,9 +27,9 @@ class MtpDecoderLayer(nn.Module):
         self.input_layernorm = DrafterRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_attention_layernorm = DrafterRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 
-    def forward(self, embeds, hidden, cos, sin, past_key_values=None, ttt_kv=None, output_attentions=False):
+    def forward(self, embeds, hidden, cos, sin, cache=None, ttt_kv=None, output_attentions=False):
         u = self.eh_proj(torch.cat([self.enorm(embeds), self.hnorm(hidden)], dim=-1))  # (B, T, H)
-        attn, weights = self.self_attn(self.input_layernorm(u), cos, sin, past_key_values, ttt_kv, output_attentions)
+        attn, weights = self.self_attn(self.input_layernorm(u), cos, sin, cache, ttt_kv, output_attentions)
         hidden = u + attn
         hidden = hidden + self.mlp(self.post_attention_layernorm(hidden))
         return hidden, weights  # a_t, pre-norm

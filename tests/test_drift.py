@@ -28,14 +28,14 @@ def manual_drift(target, drafter, prompt, generate_tokens, depth, sink_tokens):
     hs = target(full[:, :n], output_hidden_states=True).hidden_states
     feats = [hs[i] for i in drafter.config.target_layer_ids]
     cache = DynamicCache()
-    out = drafter(full[:, 1 : n + 1], target_hidden_states=feats, past_key_values=cache, output_attentions=True)
+    out = drafter(full[:, 1 : n + 1], target_hidden_states=feats, cache=cache, output_attentions=True)
     fed = [drafter.project_target_hidden_states([f[:, n - 1 : n] for f in feats])[0, 0]]
     rows, outputs = [out.attentions[0, :, -1]], [out]
     for k in range(2, depth + 1):
         best = outputs[-1].logits[0, -1].argmax()
         token = (best + drafter.d2t[best]).view(1, 1)
         fed.append(outputs[-1].hidden_states[0, -1])
-        outputs.append(drafter(token, hidden_states=outputs[-1].hidden_states[:, -1:], past_key_values=cache,
+        outputs.append(drafter(token, hidden_states=outputs[-1].hidden_states[:, -1:], cache=cache,
                                output_attentions=True))
         rows.append(outputs[-1].attentions[0, :, -1])
     masses = []

@@ -74,12 +74,12 @@ def test_target_layer_ids_index_inputs_of_decoder_layers(target):
 def _chain(drafter, ids, feats, steps=2):
     """Prefill on the features, then `steps` teacher-forced chain steps; returns per-step (logits, fed hidden)."""
     cache = DynamicCache()
-    out = drafter(ids[:, 1:], target_hidden_states=feats[:, :-1], past_key_values=cache)
+    out = drafter(ids[:, 1:], target_hidden_states=feats[:, :-1], cache=cache)
     results = [(out.logits[:, -1], None)]
     hidden = out.hidden_states[:, -1:]
     for j in range(steps):
         fed = hidden
-        out = drafter(ids[:, -1:] * 0 + j + 1, hidden_states=fed, past_key_values=cache)
+        out = drafter(ids[:, -1:] * 0 + j + 1, hidden_states=fed, cache=cache)
         hidden = out.hidden_states
         results.append((out.logits[:, -1], fed))
     return results
@@ -130,13 +130,13 @@ def test_ttt_logits_equal_step_by_step_inference(target, variant):
         ttt = drafter.ttt_forward(ids, feats, ttt_steps=steps)
         for t in (0, 3, 7):
             cache = DynamicCache()
-            out = drafter(ids[:, 1 : t + 2], target_hidden_states=feats[:, : t + 1], past_key_values=cache)
+            out = drafter(ids[:, 1 : t + 2], target_hidden_states=feats[:, : t + 1], cache=cache)
             torch.testing.assert_close(out.logits, ttt[0][:, : t + 1], atol=1e-5, rtol=1e-4)
             last = drafter(ids[:, 1 : t + 2], target_hidden_states=feats[:, : t + 1], logits_to_keep=1).logits
             assert last.shape[1] == 1 and torch.allclose(last[:, 0], out.logits[:, -1], atol=1e-6)
             hidden = out.hidden_states[:, -1:]
             for j in range(1, steps):
-                out = drafter(ids[:, t + 1 + j : t + 2 + j], hidden_states=hidden, past_key_values=cache)
+                out = drafter(ids[:, t + 1 + j : t + 2 + j], hidden_states=hidden, cache=cache)
                 hidden = out.hidden_states
                 torch.testing.assert_close(out.logits[:, -1], ttt[j][:, t], atol=1e-5, rtol=1e-4)
                 assert cache.get_seq_length() == t + 1 + j

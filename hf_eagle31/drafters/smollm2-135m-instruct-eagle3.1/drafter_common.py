@@ -9,6 +9,7 @@ This file travels with every Hub checkpoint (remote code): it imports torch and 
 
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -101,7 +102,7 @@ class DrafterAttention(nn.Module):
     """
     Causal attention with two execution modes that compute the same function:
 
-    * chain mode (`past_key_values` is a transformers `Cache`): the keys of every fed position are appended to the
+    * chain mode (`cache` is a transformers `Cache`): the keys of every fed position are appended to the
       cache and each new query attends to everything cached plus the new block causally. This is how the drafter
       runs inside `generate`.
     * TTT mode (`ttt_kv` is a list): step 0 is plain causal attention over the sequence; at TTT step j the query at
@@ -123,7 +124,7 @@ class DrafterAttention(nn.Module):
         self.v_proj = nn.Linear(input_size, self.num_kv_heads * self.head_dim, bias=bias)
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, config.hidden_size, bias=bias)
 
-    def forward(self, x, cos, sin, past_key_values=None, ttt_kv=None, output_attentions=False):
+    def forward(self, x, cos, sin, cache=None, ttt_kv=None, output_attentions=False):
         bsz, q_len, _ = x.shape
         q = self.q_proj(x).view(bsz, q_len, self.num_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
         k = self.k_proj(x).view(bsz, q_len, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
@@ -133,8 +134,8 @@ class DrafterAttention(nn.Module):
         if ttt_kv is not None:
             out, weights = self._ttt_attention(q, k, v, ttt_kv)
         else:
-            if past_key_values is not None:
-                k, v = past_key_values.update(k, v, self.layer_idx)
+            if cache is not None:
+                k, v = cache.update(k, v, self.layer_idx)
             out, weights = self._chain_attention(q, k, v, output_attentions)
         out = out.transpose(1, 2).reshape(bsz, q_len, self.num_heads * self.head_dim)
         return self.o_proj(out), weights
@@ -166,21 +167,39 @@ class DrafterAttention(nn.Module):
         return out, probs
 
 
+def _cache_argument(cache, past_key_values):
+    """`cache=` (transformers >= 5.24 naming) with `past_key_values=` accepted as a deprecated alias."""
+    if past_key_values is None:
+        return cache
+    if cache is not None:
+        raise ValueError("pass the drafter's cache as `cache=` only (`past_key_values=` is its deprecated alias), not both.")
+    warnings.warn(
+        "`past_key_values=` is deprecated for hf-eagle31 drafters: pass `cache=` (the name transformers >= 5.24 uses).",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return past_key_values
+
+
 @dataclass
 class DrafterOutput(ModelOutput):
     """
     logits: (B, T, draft_vocab_size) draft-vocabulary logits.
     hidden_states: (B, T, H) the state the *next* chain step receives — `norm(a)` with `norm_output`, else `a`.
     last_hidden_state: (B, T, H) the pre-norm decoder output `a`.
-    past_key_values: the drafter's cache.
+    cache: the drafter's cache (`past_key_values` is a read-only alias, the name transformers < 5.24 used).
     attentions: (B, nh, T, kv_len) attention probabilities when `output_attentions=True`.
     """
 
     logits: torch.FloatTensor = None
     hidden_states: torch.FloatTensor = None
     last_hidden_state: torch.FloatTensor = None
-    past_key_values: Cache | None = None
+    cache: Cache | None = None
     attentions: torch.FloatTensor | None = None
+
+    @property
+    def past_key_values(self):
+        return self.cache
 
 
 class DrafterPreTrainedModel(PreTrainedModel):
@@ -192,7 +211,7 @@ class DrafterPreTrainedModel(PreTrainedModel):
     base_model_prefix = "drafter"
     supports_gradient_checkpointing = False
     _supports_sdpa = True
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = ["cache", "past_key_values"]
 
     def _build_common(self, config):
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
@@ -336,12 +355,12 @@ class DrafterPreTrainedModel(PreTrainedModel):
         hidden_states=None,
         target_hidden_states=None,
         position_ids=None,
-        past_key_values=None,
+        cache=None,
         use_cache=True,
         output_attentions=False,
         ttt_steps=None,
         logits_to_keep=0,
-        **kwargs,
+        past_key_values=None,
     ):
         r"""
         Runs the drafter on a block of positions, or, with `ttt_steps`, the train-time-test unroll
@@ -354,8 +373,11 @@ class DrafterPreTrainedModel(PreTrainedModel):
             (prefill / after verification); mutually exclusive with `hidden_states`.
         hidden_states (`(B, T, H)`): the drafter's own `DrafterOutput.hidden_states` from the previous chain step.
         position_ids (`(B, T)`): rotary positions; default continues after the cache.
+        cache (`Cache`): the drafter's cache, extended in place (a fresh `DynamicCache` when omitted and `use_cache`).
         logits_to_keep (`int`): compute logits for the last n positions only (0 = all), as transformers' LMs do.
+        past_key_values: deprecated alias of `cache` (transformers < 5.24 naming).
         """
+        cache = _cache_argument(cache, past_key_values)
         if ttt_steps is not None:
             return self.ttt_forward(input_ids, target_hidden_states, ttt_steps)
         self._require_embeddings()
@@ -363,24 +385,23 @@ class DrafterPreTrainedModel(PreTrainedModel):
             raise ValueError("pass exactly one of `hidden_states` (chain step) or `target_hidden_states` (prefill).")
         if target_hidden_states is not None:
             hidden_states = self.project_target_hidden_states(target_hidden_states)
-        if use_cache and past_key_values is None:
-            past_key_values = DynamicCache()
+        if use_cache and cache is None:
+            cache = DynamicCache()
         if position_ids is None:
-            start = past_key_values.get_seq_length() if past_key_values is not None else 0
+            start = cache.get_seq_length() if cache is not None else 0
             position_ids = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)[None]
             position_ids = position_ids.expand(input_ids.shape[0], -1)
         embeds = self.embed_tokens(input_ids).to(hidden_states.dtype)
         cos, sin = self.rotary_emb(position_ids, hidden_states.dtype)
         a, attentions = self.layers[0](
-            embeds, hidden_states, cos, sin, past_key_values=past_key_values if use_cache else None,
-            output_attentions=output_attentions,
+            embeds, hidden_states, cos, sin, cache=cache if use_cache else None, output_attentions=output_attentions,
         )
         normed = self.norm(a)
         return DrafterOutput(
             logits=self.lm_head(normed[:, -logits_to_keep:] if logits_to_keep else normed),
             hidden_states=normed if self.config.norm_output else a,
             last_hidden_state=a,
-            past_key_values=past_key_values if use_cache else None,
+            cache=cache if use_cache else None,
             attentions=attentions,
         )
 
