@@ -129,6 +129,20 @@ class EagleCandidateGenerator(CandidateGenerator):
                 "'heuristic' or 'heuristic_transient'."
             )
         self.max_assistant_tokens = max(2 * self.num_assistant_tokens, 8)
+        # Confidence-bounded chains: stop drafting after a token whose draft probability is below the threshold
+        # (0 or None = always draft K). Unset in `generate` (transformers' global default 0.4 counts as unset) means
+        # the drafter's own generation config.
+        threshold = _explicit(
+            generation_config.assistant_confidence_threshold, unset.get("assistant_confidence_threshold")
+        )
+        if threshold is None:
+            threshold = getattr(own, "assistant_confidence_threshold", None)
+        if threshold is not None and not 0.0 <= float(threshold) < 1.0:
+            raise ValueError(
+                f"assistant_confidence_threshold={threshold} must lie in [0, 1): the chain stops after a draft token "
+                "whose drafter probability is below it (0 = always draft num_assistant_tokens)."
+            )
+        self.confidence_threshold = float(threshold or 0.0)
 
         self.cache = DynamicCache()
         self.num_fed = 0  # positions whose target features are in the drafter cache
@@ -152,7 +166,7 @@ class EagleCandidateGenerator(CandidateGenerator):
             self.stats.drafter_time_s += time.perf_counter() - start
             return input_ids, None
         candidate_ids, candidate_logits = self._draft(input_ids, k)
-        self.last_draft_length = k
+        self.last_draft_length = candidate_ids.shape[1] - input_ids.shape[1]
         self.stats.drafter_time_s += time.perf_counter() - start
         return candidate_ids.to(input_ids.device), candidate_logits
 
@@ -199,16 +213,23 @@ class EagleCandidateGenerator(CandidateGenerator):
         self.last_logits, self.last_hidden = out.logits[:, -1], out.hidden_states[:, -1:]
 
     def _draft(self, input_ids, k):
+        """
+        Drafts up to k tokens. With a confidence threshold the chain stops after a token whose probability under the
+        drafter's (processed) distribution is below it. The rule looks only at the draft side (the drafter's own
+        distribution and the tokens drawn from it), so in sampling it is a stopping time of the draft: every
+        verified position is still accepted with min(1, p/q) and resampled from norm(max(0, p - q)), or taken as
+        the bonus token from p, and each emitted token keeps the target's distribution.
+        """
         ids = input_ids.to(self.device)
         logits, hidden = self.last_logits, self.last_hidden
         position = self.num_fed - 1
         processed = []
         for step in range(k):
-            token, full_logits = self._pick(ids, logits)
+            token, full_logits, probability = self._pick(ids, logits)
             ids = torch.cat([ids, token], dim=-1)
             if full_logits is not None:
                 processed.append(full_logits)
-            if step == k - 1:
+            if step == k - 1 or (probability is not None and probability.item() < self.confidence_threshold):
                 break
             position += 1
             out = self.drafter(
@@ -221,18 +242,23 @@ class EagleCandidateGenerator(CandidateGenerator):
         return ids, candidate_logits
 
     def _pick(self, ids, draft_logits):
-        """Chooses the next draft token from (1, D) logits; returns it as a target id and, when sampling, the
-        processed full-vocabulary logits it was drawn from (what speculative sampling's q must be)."""
+        """
+        Chooses the next draft token from (1, D) logits. Returns it as a target id; when sampling, the processed
+        full-vocabulary logits it was drawn from (what speculative sampling's q must be); and, with a confidence
+        threshold, its probability under the distribution it was picked from (else None).
+        """
+        want_probability = self.confidence_threshold > 0
         if not self.do_sample and self.logits_processor is None:
-            best = draft_logits.argmax(-1)
-            return (best + self.drafter.d2t[best])[:, None], None
+            best = draft_logits.argmax(-1, keepdim=True)
+            probability = draft_logits.float().softmax(-1).gather(-1, best) if want_probability else None
+            return best + self.drafter.d2t[best], None, probability
         full = self.drafter.to_target_logits(draft_logits.float())  # (1, V), -inf outside the draft vocab
         if self.logits_processor is not None:
             full = self.logits_processor(ids, full)
-        if self.do_sample:
-            token = torch.multinomial(full.softmax(-1), num_samples=1)
-            return token, full
-        return full.argmax(-1, keepdim=True), None
+        probs = full.softmax(-1) if self.do_sample or want_probability else None
+        token = torch.multinomial(probs, num_samples=1) if self.do_sample else full.argmax(-1, keepdim=True)
+        probability = probs.gather(-1, token) if want_probability else None
+        return token, (full if self.do_sample else None), probability
 
 
 def _explicit(value, global_default):

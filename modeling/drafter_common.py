@@ -142,6 +142,8 @@ class DrafterAttention(nn.Module):
 
     def _chain_attention(self, q, k, v, output_attentions):
         q_len, kv_len = q.shape[2], k.shape[2]
+        if q_len <= self.grouped_query_max_len and not output_attentions:
+            return self._grouped_attention(q, k, v), None
         k, v = repeat_kv(k, self.n_rep), repeat_kv(v, self.n_rep)
         # The new block sits at the end of the cache: query i sees keys 0 .. kv_len - q_len + i.
         allowed = torch.ones(q_len, kv_len, dtype=torch.bool, device=q.device).tril(kv_len - q_len)
@@ -151,6 +153,22 @@ class DrafterAttention(nn.Module):
         scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
         weights = scores.float().softmax(-1).to(q.dtype)  # (B, nh, q_len, kv_len)
         return weights @ v, weights
+
+    # Chain steps and verified blocks are a few queries against the whole cache. For them, grouping the query heads
+    # of each key/value head ((B, nkv, n_rep * T, hd) against (B, nkv, L, hd)) avoids copying the cache n_rep times,
+    # and two matmuls beat the fused CPU kernels at this shape (several times over in bf16). Prefill takes SDPA.
+    grouped_query_max_len = 16
+
+    def _grouped_attention(self, q, k, v):
+        bsz, _, q_len, _ = q.shape
+        kv_len = k.shape[2]
+        grouped = q.reshape(bsz, self.num_kv_heads, self.n_rep * q_len, self.head_dim)
+        scores = (grouped @ k.transpose(-1, -2)) * self.scaling  # (B, nkv, n_rep * T, L)
+        if q_len > 1:  # the new block sits at the end of the cache: query i sees keys 0 .. kv_len - q_len + i
+            hidden = torch.ones(q_len, kv_len, dtype=torch.bool, device=q.device).triu(kv_len - q_len + 1)
+            scores = scores.masked_fill(hidden.repeat(self.n_rep, 1), torch.finfo(scores.dtype).min)
+        probs = scores.float().softmax(-1).to(v.dtype)
+        return (probs @ v).reshape(bsz, self.num_heads, q_len, self.head_dim)
 
     def _ttt_attention(self, q, k, v, ttt_kv):
         ttt_kv.append((k, v))

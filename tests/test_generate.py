@@ -86,6 +86,7 @@ def test_greedy_equals_plain_generate_fuzzed():
             prompt, max_new_tokens=max_new, do_sample=False, eos_token_id=eos, assistant_model=drafter,
             num_assistant_tokens=rng.randint(1, 8),
             num_assistant_tokens_schedule=rng.choice(["constant", "heuristic_transient"]),
+            assistant_confidence_threshold=rng.choice([None, 0.0, 0.05, 0.3, 0.9]),
         )
         assert torch.equal(out, reference), f"case {case}: {variant} diverged from plain greedy"
         checked += 1
@@ -227,9 +228,11 @@ def _max_pair_chi2(samples, joint):
     return worst
 
 
-def test_sampling_keeps_target_distribution(monkeypatch):
-    """With do_sample the output distribution is the target's (chi-square, df=24, alpha=0.001 -> 51.2); the same
-    test rejects a generator whose reported draft distribution q is not the one it sampled from."""
+@pytest.mark.parametrize("confidence_threshold", [None, 0.6])
+def test_sampling_keeps_target_distribution(monkeypatch, confidence_threshold):
+    """With do_sample the output distribution is the target's (chi-square, df=24, alpha=0.001 -> 51.2), also when
+    chains stop at unsure draft tokens; the same test rejects a generator whose reported draft distribution q is not
+    the one it sampled from."""
     target = tiny_target(vocab_size=5, hidden_size=16)
     drafter = make_drafter(target, "eagle3.1")
     with torch.no_grad():
@@ -243,19 +246,63 @@ def test_sampling_keeps_target_distribution(monkeypatch):
         return [
             target.generate(
                 prompt, max_new_tokens=4, do_sample=True, temperature=temperature, top_k=0, assistant_model=drafter,
-                num_assistant_tokens=3,
+                num_assistant_tokens=3, assistant_confidence_threshold=confidence_threshold,
             )[0, 3:].tolist()
             for _ in range(n)
         ]
 
     assert _max_pair_chi2(sample(1000), joint) < 51.2
     assert sum(drafter.last_speculation_stats.draft_lengths) > 0
+    if confidence_threshold is not None:  # the rule did stop some chains early
+        lengths = []
+        for _ in range(30):
+            target.generate(prompt, max_new_tokens=4, do_sample=True, temperature=temperature, top_k=0,
+                            assistant_model=drafter, num_assistant_tokens=3,
+                            assistant_confidence_threshold=confidence_threshold)
+            lengths += drafter.last_speculation_stats.draft_lengths
+        assert 1 in lengths and 2 in lengths  # (4 new tokens: at most 2 drafted per cycle)
 
     honest_pick = EagleCandidateGenerator._pick
 
     def misreported_q(self, ids, logits):
-        token, full = honest_pick(self, ids, logits)
-        return token, None if full is None else full / 3
+        token, full, probability = honest_pick(self, ids, logits)
+        return token, None if full is None else full / 3, probability
 
     monkeypatch.setattr(EagleCandidateGenerator, "_pick", misreported_q)
     assert _max_pair_chi2(sample(300), joint) > 51.2
+
+
+def _sharpen(drafter, factor):
+    """Scales the drafter's logits: a large factor makes it sure of every pick, 0 makes it uniform over D."""
+    with torch.no_grad():
+        drafter.lm_head.weight.mul_(factor)
+    return drafter
+
+
+@pytest.mark.parametrize("do_sample", [False, True])
+def test_confidence_threshold_bounds_the_chain(target, do_sample):
+    """Unsure picks end the chain after one token; sure picks run to K; 0 (or unset) always drafts K."""
+    prompt = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]])
+    kwargs = dict(max_new_tokens=12, do_sample=do_sample, num_assistant_tokens=4)
+
+    def lengths(drafter, threshold):
+        torch.manual_seed(0)
+        target.generate(prompt, assistant_model=drafter, assistant_confidence_threshold=threshold, **kwargs)
+        return set(drafter.last_speculation_stats.draft_lengths[:3])  # later cycles may be cut by max_new_tokens
+
+    uniform = _sharpen(make_drafter(target, "eagle3.1"), 0.0)  # p = 1/64 for every pick
+    assert lengths(uniform, 0.5) == {1}
+    assert lengths(uniform, 0.0) == lengths(uniform, None) == {4}
+    sure = _sharpen(make_drafter(target, "eagle3.1"), 1e4)  # p ~ 1 for every pick
+    assert lengths(sure, 0.5) == {4}
+
+
+def test_confidence_threshold_from_the_drafter_config_and_validation(target):
+    drafter = _sharpen(make_drafter(target, "eagle3.1"), 0.0)
+    drafter.generation_config.assistant_confidence_threshold = 0.5
+    target.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=8, do_sample=False, assistant_model=drafter,
+                    num_assistant_tokens=4)
+    assert set(drafter.last_speculation_stats.draft_lengths[:3]) == {1}
+    with pytest.raises(ValueError, match=r"assistant_confidence_threshold=1.5 must lie in \[0, 1\)"):
+        target.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=4, assistant_model=drafter,
+                        assistant_confidence_threshold=1.5)
