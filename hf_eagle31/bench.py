@@ -2,25 +2,43 @@
 """
 Side-by-side speed benchmark: plain greedy vs HF prompt lookup vs an EAGLE drafter, in one run on real prompts.
 
-Per prompt the three methods run back to back, in an order that rotates from prompt to prompt, so that a noisy
-machine slows all of them alike; one warm-up call per method runs first and is not counted. For every method:
+Per prompt the three methods run back to back, in an order that rotates from prompt to prompt (and from pass to
+pass), so that a noisy machine slows all of them alike; one warm-up call per method runs first and is not counted.
+The prompts are run `repeats` times (passes). For every method:
 
-    tokens_per_s      generated tokens / wall time of the generate calls
+    tokens_per_s      median over passes of generated tokens / wall time of the pass's generate calls, with the
+                      [min, max] over passes (`tokens_per_s_range`); `speedup_vs_plain` likewise, from the ratios
+                      to plain pass by pass
     tau               tokens per verifying target forward (drafter: pooled `SpeculationStats`; prompt lookup: the
                       same statistic from the target's forward log; plain: null)
     time breakdown    target forwards (forward pre/post hooks on the target), drafter forwards
-                      (`SpeculationStats.drafter_time_s`) and the rest (candidate bookkeeping, sampling, generate glue)
+                      (`SpeculationStats.drafter_time_s`) and the rest (candidate bookkeeping, sampling, generate
+                      glue); means per pass
+
+A `calibration.Calibration` (a fixed target forward) is sampled before the first pass and after each one; the
+report carries its samples, the machine's load and a warning when it drifted (see `hf_eagle31.calibration`).
+
+With `profile=True` one more drafter pass runs with hooks on the drafter, and `profile_drafter` splits its time
+per speculation cycle (target forwards by tokens fed, drafter feed and chain steps, the assisted loop's glue) and
+sets it against a bare microbenchmark of the same forwards: the ceiling speed-up at the measured tau,
+`tau * t(1) / (t(K+1) + K * t_step)`, and the share of it that decoding achieved.
 
 Greedy speculative decoding is lossless, so all methods must produce the same tokens; the benchmark checks it per
 prompt and reports mismatches (in bf16, batched verification forwards are not bit-identical to 1-token forwards,
 so rare divergences there are numerics, not bugs; fp32 must match exactly).
 """
 
+import inspect
 import json
 import os
+import statistics
+import sys
+import time
+from collections import Counter
 
 import torch
 
+from .calibration import Calibration, median_range
 from .evaluation import (
     TargetForwardTimer,
     add_common_arguments,
@@ -36,14 +54,25 @@ from .evaluation import (
 METHODS = ("plain", "prompt_lookup", "drafter")
 
 
-def benchmark(target, drafter, prompts, max_new_tokens=128, num_assistant_tokens=None, prompt_lookup_tokens=10,
-              warmup_tokens=16, progress=True):
+def benchmark(target, drafter, prompts: list[list[int]], max_new_tokens: int = 128,
+              num_assistant_tokens: int | None = None, prompt_lookup_tokens: int = 10, warmup_tokens: int = 16,
+              progress: bool = True, repeats: int = 1, calibration: Calibration | None = None,
+              profile: bool = False) -> dict:
     """
-    prompts: list of token-id lists (rendered prompts). Returns the result dict written as JSON:
-    `{"results": [per-method summary], "per_prompt": [...], "outputs_identical": bool, "mismatched_prompts": [...]}`.
+    prompts: list of token-id lists (rendered prompts).
+    repeats: passes over all prompts (speeds are the median over passes, with min/max).
+    calibration: a `calibration.Calibration`, sampled before the first pass, after each pass and after the profile
+        (the CLI passes one; None measures without).
+    profile: also run `profile_drafter` (one more drafter pass with hooks, and the bare microbenchmark).
+
+    Returns the result dict written as JSON: `{"results": [per-method summary], "per_prompt": [...],
+    "outputs_identical": bool, "mismatched_prompts": [...], "repeats": int, "calibration": {...} | None,
+    "profile": {...} (with `profile`)}`.
     """
     from tqdm.auto import tqdm
 
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}.")
     drafter.check_target(target.config)
     if not drafter.embeddings_ready:
         drafter.load_target_embeddings(target)
@@ -54,69 +83,372 @@ def benchmark(target, drafter, prompts, max_new_tokens=128, num_assistant_tokens
     }
     for ids in prompts:
         check_context(target, ids, max_new_tokens, f"a prompt of {len(ids)} tokens")
-    runs = {m: [] for m in METHODS}
+    runs = {m: [[] for _ in range(repeats)] for m in METHODS}  # method -> pass -> per-prompt runs
     with TargetForwardTimer(target) as timer:
         for method in METHODS:  # warm-up, not counted
             timed_generate(target, prompts[0], timer, max_new_tokens=warmup_tokens, **options[method])
-        for index, ids in enumerate(tqdm(prompts, desc="bench", unit="prompt", disable=not progress)):
-            order = METHODS[index % 3:] + METHODS[: index % 3]
-            for method in order:
-                runs[method].append(timed_generate(target, ids, timer, max_new_tokens=max_new_tokens, **options[method]))
+    # calibration samples run without the hooks, so that every sample times the same code
+    if calibration is not None:
+        calibration.sample("before")
+    with tqdm(total=repeats * len(prompts), desc="bench", unit="prompt", disable=not progress) as bar:
+        for repeat in range(repeats):
+            with TargetForwardTimer(target) as timer:
+                for index, ids in enumerate(prompts):
+                    shift = (index + repeat) % 3
+                    for method in METHODS[shift:] + METHODS[:shift]:
+                        runs[method][repeat].append(
+                            timed_generate(target, ids, timer, max_new_tokens=max_new_tokens, **options[method])
+                        )
+                    bar.update(1)
+            if calibration is not None:
+                calibration.sample(f"after pass {repeat + 1}")
 
-    plain_tps = None
+    def pass_speed(pass_runs):
+        wall = sum(r.wall_s for r in pass_runs)
+        return sum(len(r.new_tokens) for r in pass_runs) / wall if wall else None
+
+    plain_speeds = [pass_speed(p) for p in runs["plain"]]
     results = []
     for method in METHODS:
-        mine = runs[method]
-        new_tokens = sum(len(r.new_tokens) for r in mine)
-        wall = sum(r.wall_s for r in mine)
-        target_s = sum(r.target_time_s for r in mine)
-        drafter_s = sum(r.drafter_time_s for r in mine)
-        forwards = sum(r.target_forwards for r in mine)
+        first = runs[method][0]
+        every = [r for pass_runs in runs[method] for r in pass_runs]
+        speeds = [pass_speed(p) for p in runs[method]]
+        tps, tps_range = median_range(speeds)
+        speedup, speedup_range = median_range(
+            [s / p if s and p else None for s, p in zip(speeds, plain_speeds)]
+        )
+        new_tokens = sum(len(r.new_tokens) for r in first)
+        forwards = sum(r.target_forwards for r in first)
         if method == "drafter":
-            stats = [r.stats for r in mine]
+            stats = [r.stats for r in first]
             cycles = sum(s.cycles for s in stats)
             tau = sum(a + 1 for s in stats for a in s.accepted) / cycles if cycles else None
         elif method == "prompt_lookup":
-            cycles = sum(1 for r in mine for c in r.candidates_per_forward if c > 0)
+            cycles = sum(1 for r in first for c in r.candidates_per_forward if c > 0)
             plain_forwards = forwards - cycles
             tau = (new_tokens - plain_forwards) / cycles if cycles else None
         else:
             tau = None
-        tps = new_tokens / wall if wall else None
-        if method == "plain":
-            plain_tps = tps
+        wall = sum(r.wall_s for r in every) / repeats
+        target_s = sum(r.target_time_s for r in every) / repeats
+        drafter_s = sum(r.drafter_time_s for r in every) / repeats
         results.append({
-            "method": method, "tokens_per_s": tps, "tau": tau,
-            "speedup_vs_plain": tps / plain_tps if tps and plain_tps else None,
+            "method": method, "tokens_per_s": tps, "tokens_per_s_range": tps_range, "tokens_per_s_per_pass": speeds,
+            "tau": tau, "speedup_vs_plain": speedup, "speedup_vs_plain_range": speedup_range,
             "new_tokens": new_tokens, "wall_s": wall, "target_forwards": forwards,
             "tokens_per_target_forward": new_tokens / forwards if forwards else None,
             "time_breakdown_s": {"target_forwards": target_s, "drafter_forwards": drafter_s,
                                  "other": max(wall - target_s - drafter_s, 0.0)},
         })
+    reference = runs["plain"][0]
     mismatched = [i for i in range(len(prompts))
-                  if any(runs[m][i].new_tokens != runs["plain"][i].new_tokens for m in METHODS[1:])]
+                  if any(p[i].new_tokens != reference[i].new_tokens for m in METHODS for p in runs[m])]
     per_prompt = [
         {"prompt_tokens": len(ids), **{
-            m: {"new_tokens": len(runs[m][i].new_tokens), "wall_s": runs[m][i].wall_s, "tau": runs[m][i].tau,
-                "identical_to_plain": runs[m][i].new_tokens == runs["plain"][i].new_tokens}
+            m: {"new_tokens": len(runs[m][0][i].new_tokens),
+                "wall_s": statistics.median(p[i].wall_s for p in runs[m]), "tau": runs[m][0][i].tau,
+                "identical_to_plain": all(p[i].new_tokens == reference[i].new_tokens for p in runs[m])}
             for m in METHODS}}
         for i, ids in enumerate(prompts)
     ]
-    return {"results": results, "outputs_identical": not mismatched, "mismatched_prompts": mismatched,
-            "per_prompt": per_prompt}
+    report = {"results": results, "outputs_identical": not mismatched, "mismatched_prompts": mismatched,
+              "per_prompt": per_prompt, "repeats": repeats}
+    if profile:
+        report["profile"] = profile_drafter(
+            target, drafter, prompts, max_new_tokens=max_new_tokens, num_assistant_tokens=num_assistant_tokens,
+            achieved_speedup=results[METHODS.index("drafter")]["speedup_vs_plain"],
+        )
+        if calibration is not None:
+            calibration.sample("after profile")
+    report["calibration"] = calibration.summary() if calibration is not None else None
+    return report
 
 
-def format_report(report):
-    lines = ["| method | tok/s | × plain | tau | target fwd s | drafter s | other s |", "|---|---|---|---|---|---|---|"]
+# ---------------------------------------------------------------------------------------------- profile
+
+
+class DrafterForwardTimer:
+    """
+    Times every forward of the drafter with forward pre/post hooks and sorts the calls by kind: `feed` (called with
+    `target_hidden_states`: the block of verified positions after a target forward), `chain` (called with
+    `hidden_states`: one drafted token) or `other`. Use as a context manager; `times_s[kind]` lists the durations.
+    """
+
+    KINDS = ("feed", "chain", "other")
+
+    def __init__(self, drafter):
+        self.drafter = drafter
+        self.cuda = drafter.device.type == "cuda"
+        parameters = list(inspect.signature(drafter.forward).parameters)
+        self._position = {name: parameters.index(name) for name in ("hidden_states", "target_hidden_states")
+                          if name in parameters}
+        self.handles = []
+        self.times_s = {kind: [] for kind in self.KINDS}
+        self._kind = self._start = None
+
+    def _given(self, name, args, kwargs):
+        if kwargs.get(name) is not None:
+            return True
+        position = self._position.get(name)
+        return position is not None and position < len(args) and args[position] is not None
+
+    def _sync(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+
+    def _pre(self, module, args, kwargs):
+        if self._given("target_hidden_states", args, kwargs):
+            self._kind = "feed"
+        elif self._given("hidden_states", args, kwargs):
+            self._kind = "chain"
+        else:
+            self._kind = "other"
+        self._sync()
+        self._start = time.perf_counter()
+
+    def _post(self, module, args, output):
+        self._sync()
+        self.times_s[self._kind].append(time.perf_counter() - self._start)
+
+    def __enter__(self):
+        self.handles = [
+            self.drafter.register_forward_pre_hook(self._pre, with_kwargs=True),
+            self.drafter.register_forward_hook(self._post),
+        ]
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+
+
+def _cache_keyword(model):
+    """The name of `model.forward`'s cache argument: `cache` (transformers >= 5.24) or `past_key_values`."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _new_cache(config):
+    from transformers.cache_utils import DynamicCache
+
+    try:
+        return DynamicCache(config=config)
+    except TypeError:
+        return DynamicCache()
+
+
+def _median_ms(call, reset, repeats, cuda):
+    """Median milliseconds of `call()` over `repeats` timed runs (one untimed run first); `reset()` after each."""
+    times = []
+    for i in range(repeats + 1):
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        call()
+        if cuda:
+            torch.cuda.synchronize()
+        if i:
+            times.append(time.perf_counter() - start)
+        reset()
+    return 1e3 * statistics.median(times)
+
+
+@torch.no_grad()
+def bare_forward_times(target, drafter, token_ids: list[int], context_length: int, max_new_tokens: int,
+                       repeats: int = 15) -> dict:
+    """
+    The bare microbenchmark of `profile_drafter`: medians in ms over `repeats` runs of
+
+        target_ms[n]     a target forward of n = 1..max_new_tokens new tokens over a cache of `context_length`
+                         tokens (a DynamicCache prefilled once and cropped back after each call; all logits, no
+                         hidden-state capture, no attention mask);
+        drafter_step_ms  one drafter chain step: a forward of 1 token with `hidden_states` against a drafter cache
+                         fed with the target's features of the `context_length` positions (cropped back likewise).
+
+    token_ids: at least `context_length + max_new_tokens` token ids (content does not matter for the timing).
+    """
+    if len(token_ids) < context_length + max(max_new_tokens, 2):
+        raise ValueError(f"bare_forward_times needs {context_length + max(max_new_tokens, 2)} token ids, got "
+                         f"{len(token_ids)}: pass a longer sequence or a shorter context_length.")
+    cuda = target.device.type == "cuda"
+    ids = torch.as_tensor(token_ids, device=target.device).reshape(1, -1)
+    cache_name = _cache_keyword(target)
+    cache = _new_cache(target.config)
+    out = target(input_ids=ids[:, :context_length], use_cache=True, output_hidden_states=True, **{cache_name: cache})
+    features = [out.hidden_states[i].to(drafter.device) for i in drafter.config.target_layer_ids]
+    target_ms = {}
+    for n in range(1, max_new_tokens + 1):
+        block = ids[:, context_length : context_length + n]
+        target_ms[n] = _median_ms(lambda: target(input_ids=block, use_cache=True, **{cache_name: cache}),
+                                  lambda: cache.crop(-n), repeats, cuda)  # drop the n new positions
+
+    drafter_cache = _new_cache(None)
+    fed = drafter(
+        ids[:, 1 : context_length + 1].to(drafter.device), target_hidden_states=features,
+        position_ids=torch.arange(context_length, device=drafter.device)[None], cache=drafter_cache, logits_to_keep=1,
+    )
+    hidden = fed.hidden_states[:, -1:]
+    token = ids[:, context_length + 1 : context_length + 2].to(drafter.device)
+    position = torch.tensor([[context_length]], device=drafter.device)
+    step_ms = _median_ms(lambda: drafter(token, hidden_states=hidden, position_ids=position, cache=drafter_cache),
+                         lambda: drafter_cache.crop(-1), repeats, cuda)
+    if (cache.get_seq_length(), drafter_cache.get_seq_length()) != (context_length, context_length):
+        raise RuntimeError("bare_forward_times: a cache was not cropped back to the context; the timings are void.")
+    return {"context_tokens": context_length, "repeats": repeats, "target_ms": target_ms, "drafter_step_ms": step_ms}
+
+
+def _part(calls, total_s, cycles, wall_s):
+    return {"calls": calls, "total_s": total_s, "ms_per_call": 1e3 * total_s / calls if calls else None,
+            "ms_per_cycle": 1e3 * total_s / cycles if cycles else None,
+            "share_of_wall": total_s / wall_s if wall_s else None}
+
+
+@torch.no_grad()
+def profile_drafter(target, drafter, prompts: list[list[int]], max_new_tokens: int = 128,
+                    num_assistant_tokens: int | None = None, achieved_speedup: float | None = None,
+                    repeats: int = 15) -> dict:
+    """
+    Splits the time of one drafter pass over `prompts` (token-id lists) per speculation cycle, and sets it against a
+    bare microbenchmark of the same forwards (`bare_forward_times`) in the same process.
+
+    Parts (each with calls, total seconds, ms per call, ms per cycle and share of the pass's wall time):
+        target: one entry per number of new tokens fed ("prefill" for each call's first forward; K+1 for a
+            verification of K candidates, 1 for a plain step), timed with hooks on the target;
+        drafter feed / chain step: hooks on the drafter, sorted by `DrafterForwardTimer`;
+        drafter other: the generator's time around its forwards (`SpeculationStats.drafter_time_s` minus both);
+        glue: the assisted loop's own time (wall minus target forwards minus `drafter_time_s`).
+
+    K is the draft length most cycles used. With the bare times t(n) over the run's mean context and t_step
+    (`bare_forward_times`, median of `repeats` runs each), the ceiling speed-up at the measured tau is
+    `tau * t(1) / (t(K+1) + K * t_step)`; with `achieved_speedup` (the benchmark's drafter vs plain),
+    `fraction_of_ceiling` is achieved / ceiling.
+    """
+    runs = []
+    with TargetForwardTimer(target) as timer, DrafterForwardTimer(drafter) as drafter_timer:
+        for ids in prompts:
+            runs.append(timed_generate(target, ids, timer, drafter=drafter, max_new_tokens=max_new_tokens,
+                                       num_assistant_tokens=num_assistant_tokens))
+    stats = [r.stats for r in runs]
+    cycles = sum(s.cycles for s in stats)
+    if cycles == 0:
+        raise ValueError("the profiled drafter run verified no candidates: raise --max-new-tokens so that it drafts.")
+    tau = sum(a + 1 for s in stats for a in s.accepted) / cycles
+    k = Counter(k for s in stats for k in s.draft_lengths).most_common(1)[0][0]
+    wall = sum(r.wall_s for r in runs)
+
+    by_tokens = {}  # "prefill" or n new tokens -> durations
+    for r in runs:
+        for i, (q, t) in enumerate(zip(r.query_lengths, r.forward_times_s)):
+            by_tokens.setdefault("prefill" if i == 0 else q, []).append(t)
+    order = ["prefill"] + sorted(key for key in by_tokens if key != "prefill")
+    target_parts = [{"new_tokens": key, **_part(len(by_tokens[key]), sum(by_tokens[key]), cycles, wall)}
+                    for key in order if key in by_tokens]
+    target_s = sum(r.target_time_s for r in runs)
+    drafter_s = sum(s.drafter_time_s for s in stats)
+    feed, chain = drafter_timer.times_s["feed"], drafter_timer.times_s["chain"]
+    hooked = sum(len(v) for v in drafter_timer.times_s.values())
+    counted = sum(s.drafter_forwards for s in stats)
+    drafter_parts = {
+        "feed": _part(len(feed), sum(feed), cycles, wall),
+        "chain_step": _part(len(chain), sum(chain), cycles, wall),
+        "other": _part(None, drafter_s - sum(feed) - sum(chain), cycles, wall),
+        "forwards_seen_by_hooks": hooked, "forwards_counted_by_generator": counted,
+    }
+    glue = _part(None, wall - target_s - drafter_s, cycles, wall)
+
+    # the bare microbenchmark, over the run's mean context (cache length), on the longest run's own tokens
+    context = round(statistics.mean(len(ids) + len(r.new_tokens) / 2 for ids, r in zip(prompts, runs)))
+    limit = getattr(target.config.get_text_config(), "max_position_embeddings", None)
+    if limit is not None:
+        context = min(context, limit - k - 2)
+    longest = max((list(ids) + r.new_tokens for ids, r in zip(prompts, runs)), key=len)
+    tokens = (longest * (1 + (context + k + 2) // len(longest)))[: context + k + 2]
+    bare = bare_forward_times(target, drafter, tokens, context, k + 1, repeats=repeats)
+    t1, tk, step = bare["target_ms"][1], bare["target_ms"][k + 1], bare["drafter_step_ms"]
+    ceiling = tau * t1 / (tk + k * step)
+    return {
+        "prompts": len(prompts), "cycles": cycles, "tau": tau, "num_assistant_tokens": k,
+        "mean_context_tokens": context, "wall_s": wall, "cycle_ms": 1e3 * wall / cycles,
+        "target": target_parts, "drafter": drafter_parts, "glue": glue,
+        "bare": bare, "ceiling_speedup": ceiling, "achieved_speedup": achieved_speedup,
+        "fraction_of_ceiling": achieved_speedup / ceiling if achieved_speedup else None,
+    }
+
+
+def format_profile(profile: dict) -> str:
+    """The profile as a markdown table of parts per cycle, then the bare times and the ceiling."""
+    k, cycles = profile["num_assistant_tokens"], profile["cycles"]
+    lines = [
+        f"profile: drafter at K={k} over {profile['prompts']} prompts: {cycles} cycles, τ {profile['tau']:.2f}, "
+        f"mean context {profile['mean_context_tokens']} tokens, {profile['cycle_ms']:.2f} ms per cycle",
+        "| part | calls | ms/call | ms/cycle | share of wall |", "|---|---|---|---|---|",
+    ]
+
+    def row(name, part):
+        calls = "—" if part["calls"] is None else str(part["calls"])
+        per_call = "—" if part["ms_per_call"] is None else f"{part['ms_per_call']:.3f}"
+        lines.append(f"| {name} | {calls} | {per_call} | {part['ms_per_cycle']:.3f} | "
+                     f"{100 * part['share_of_wall']:.1f}% |")
+
+    for part in profile["target"]:
+        n = part["new_tokens"]
+        row("target prefill" if n == "prefill" else f"target forward, {n} new token{'s' if n > 1 else ''}", part)
+    drafter = profile["drafter"]
+    row("drafter feed (verified positions)", drafter["feed"])
+    row("drafter chain step", drafter["chain_step"])
+    row("drafter, around its forwards", drafter["other"])
+    row("assisted loop glue", profile["glue"])
+    if drafter["forwards_seen_by_hooks"] != drafter["forwards_counted_by_generator"]:
+        lines.append(f"(hooks saw {drafter['forwards_seen_by_hooks']} drafter forwards, the generator counted "
+                     f"{drafter['forwards_counted_by_generator']}: the rest is in 'around its forwards')")
+    bare = profile["bare"]
+    t = bare["target_ms"]
+    lines.append(
+        f"bare forwards over a {bare['context_tokens']}-token cache (median of {bare['repeats']}): target "
+        + ", ".join(f"t({n}) {ms:.3f} ms" for n, ms in t.items())
+        + f"; drafter chain step t_step {bare['drafter_step_ms']:.3f} ms"
+    )
+    ceiling = (f"ceiling speed-up at τ {profile['tau']:.2f}: τ·t(1) / (t({k + 1}) + {k}·t_step) = "
+               f"{profile['ceiling_speedup']:.2f}×")
+    if profile["achieved_speedup"] is not None:
+        ceiling += (f"; achieved {profile['achieved_speedup']:.2f}× = {100 * profile['fraction_of_ceiling']:.0f}% "
+                    "of the ceiling")
+    lines.append(ceiling)
+    return "\n".join(lines)
+
+
+def _fmt_spread(value, spread, spec):
+    if value is None:
+        return "—"
+    if not spread or spread[0] == spread[1]:
+        return format(value, spec)
+    return f"{format(value, spec)} ({format(spread[0], spec)}–{format(spread[1], spec)})"
+
+
+def format_report(report: dict) -> str:
+    """The benchmark as a markdown table (medians over passes with their min–max), the identity check, the
+    calibration line (and its WARNING when flagged) and, when profiled, the profile."""
+    from .calibration import format_calibration
+
+    lines = []
+    if report.get("repeats", 1) > 1:
+        lines.append(f"{report['repeats']} passes; tok/s and × plain: median (min–max) over passes")
+    lines += ["| method | tok/s | × plain | tau | target fwd s | drafter s | other s |",
+              "|---|---|---|---|---|---|---|"]
     for r in report["results"]:
         t = r["time_breakdown_s"]
         lines.append(
-            f"| {r['method']} | {r['tokens_per_s']:.2f} | {r['speedup_vs_plain']:.2f} | "
+            f"| {r['method']} | {_fmt_spread(r['tokens_per_s'], r.get('tokens_per_s_range'), '.2f')} | "
+            f"{_fmt_spread(r['speedup_vs_plain'], r.get('speedup_vs_plain_range'), '.2f')} | "
             f"{'—' if r['tau'] is None else format(r['tau'], '.2f')} | {t['target_forwards']:.2f} | "
             f"{t['drafter_forwards']:.2f} | {t['other']:.2f} |"
         )
     same = "yes" if report["outputs_identical"] else f"NO (prompts {report['mismatched_prompts']})"
     lines.append(f"\ngreedy outputs identical across methods: {same}")
+    if report.get("calibration"):
+        lines.append(format_calibration(report["calibration"]))
+    if report.get("profile"):
+        lines.append("\n" + format_profile(report["profile"]))
     return "\n".join(lines)
 
 
@@ -124,27 +456,45 @@ def format_report(report):
 
 
 def add_cli_arguments(parser):
+    from .calibration import add_calibration_arguments
+
     add_common_arguments(parser)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--num-assistant-tokens", type=int, default=None,
                         help="drafter's draft length K (default: the drafter's generation_config)")
     parser.add_argument("--prompt-lookup-tokens", type=int, default=10, help="HF prompt_lookup_num_tokens (default 10)")
+    add_calibration_arguments(parser)
+    parser.add_argument("--profile", action="store_true",
+                        help="split one drafter pass's time per cycle and compare it with bare forwards (the ceiling "
+                             "speed-up at the measured tau)")
     parser.add_argument("--json", default=None, help="write the results as JSON here")
 
 
 def run_cli(args):
+    from .calibration import EXIT_BUSY, MachineBusyError, calibration_from_args
+
     target, tokenizer = load_target_for_cli(args)
-    drafter = load_drafter(args.drafter, target)
-    prompts = prompts_from_args(args, tokenizer)
-    rendered = [render_prompt(tokenizer, p, (), args.system_prompt, args.chat_template) for p in prompts]
-    torch.manual_seed(0)
-    report = benchmark(target, drafter, rendered, max_new_tokens=args.max_new_tokens,
-                       num_assistant_tokens=args.num_assistant_tokens, prompt_lookup_tokens=args.prompt_lookup_tokens)
+    calibration = calibration_from_args(args, target)
+    try:
+        calibration.check_load_at_start(args.strict)
+        drafter = load_drafter(args.drafter, target)
+        prompts = prompts_from_args(args, tokenizer)
+        rendered = [render_prompt(tokenizer, p, (), args.system_prompt, args.chat_template) for p in prompts]
+        torch.manual_seed(0)
+        report = benchmark(target, drafter, rendered, max_new_tokens=args.max_new_tokens,
+                           num_assistant_tokens=args.num_assistant_tokens,
+                           prompt_lookup_tokens=args.prompt_lookup_tokens, repeats=args.repeats,
+                           calibration=calibration, profile=args.profile)
+        calibration.check(args.strict)
+    except MachineBusyError as error:
+        print(f"hf-eagle31 bench: error: {error}", file=sys.stderr)
+        return EXIT_BUSY
     report["settings"] = {
         "target": args.target or "smollm2-135m-instruct", "drafter": args.drafter, "prompts": args.prompts,
         "prompt_ids": [p.id for p in prompts], "max_new_tokens": args.max_new_tokens,
         "num_assistant_tokens": args.num_assistant_tokens, "prompt_lookup_tokens": args.prompt_lookup_tokens,
         "dtype": args.dtype, "device": str(target.device), "threads": torch.get_num_threads(),
+        "repeats": args.repeats, "strict": args.strict, "max_drift": args.max_drift, "profile": args.profile,
     }
     print(format_report(report))
     if args.json:

@@ -2,10 +2,15 @@
 
 Each subcommand lives in the library module that implements it; the module provides
 `add_cli_arguments(parser)` and `run_cli(args) -> int`. Modules are imported only when their command runs.
+
+Errors: an expected error (bad input: ValueError, a missing or unwritable file, ...) prints one line,
+`hf-eagle31 <verb>: error: <message>`, and exits with code 2; `hf-eagle31 --debug <verb> ...` or
+`HF_EAGLE31_DEBUG=1` shows the full traceback instead. Unexpected errors always show it.
 """
 
 import argparse
 import importlib
+import os
 import sys
 
 SUBCOMMANDS = {
@@ -22,25 +27,159 @@ SUBCOMMANDS = {
     "convert": ("hf_eagle31.convert", "convert checkpoints between hf-eagle31, EAGLE, speculators and vLLM"),
 }
 
+DEBUG_ENV = "HF_EAGLE31_DEBUG"
+EXIT_USAGE = 2  # argparse's code for bad arguments; bad input found later gets the same
+# Bad input, reported in one line. OSError covers missing/unwritable files and transformers' "can't load" errors;
+# ModuleNotFoundError an optional dependency that is not installed (matplotlib, peft).
+EXPECTED_ERRORS = (ValueError, OSError, ModuleNotFoundError)
+# Output paths, by argument name: checked before any compute, so a typo never costs a finished run.
+OUTPUT_FILES = ("json",)
+OUTPUT_DIRS = ("out", "output_dir", "dst")
+# Model / checkpoint arguments: a local-looking path that does not exist fails here, not as a Hub id error.
+MODEL_PATHS = ("target", "drafter", "init_from", "src")
+# Counts where 0 or a negative number would silently mean something else (e.g. --num-prompts 0 ran one prompt).
+POSITIVE_COUNTS = ("num_assistant_tokens", "num_prompts", "num_conversations", "batch_size", "repeats", "depth",
+                   "long_lengths")
+
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="hf-eagle31", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="hf-eagle31", description=__doc__.splitlines()[0],
+        epilog=f"--debug (before the command) or {DEBUG_ENV}=1: show the full traceback of an error.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module, help_text) in SUBCOMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
-def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in SUBCOMMANDS:
-        build_parser().parse_args(argv)  # prints usage / the error
-        return 2
+def _nearest_existing(path):
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def check_output_path(path, flag, directory=True):
+    """Raises a one-line ValueError when `path` cannot be written (without creating anything)."""
+    if path is None:
+        return
+    path = os.path.expanduser(str(path))
+    if os.path.exists(path):
+        if directory and not os.path.isdir(path):
+            raise ValueError(f"{flag} {path} is a file, not a directory: pass a directory path.")
+        if not directory and os.path.isdir(path):
+            raise ValueError(f"{flag} {path} is a directory: pass a file path (e.g. {os.path.join(path, 'results.json')}).")
+        if not os.access(path, os.W_OK):
+            raise ValueError(f"{flag} {path} is not writable: pass a path you can write to.")
+        return
+    parent = _nearest_existing(path)
+    if not os.path.isdir(parent):
+        raise ValueError(f"{flag} {path} cannot be created: {parent} is a file, not a directory.")
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"{flag} {path} cannot be created: {parent} is not writable.")
+
+
+def looks_like_local_path(name):
+    """True for strings no Hub id looks like (absolute/relative/home paths, several slashes, file suffixes)."""
+    name = str(name)
+    return (
+        name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1 or name.endswith("/")
+        or name.endswith((".json", ".jsonl", ".safetensors", ".bin", ".gguf", ".jinja"))
+    )
+
+
+def check_model_path(name, flag):
+    if name is None:
+        return
+    if looks_like_local_path(name) and not os.path.exists(os.path.expanduser(str(name))):
+        raise ValueError(f"{flag} {name} does not exist: pass an existing directory (or a Hub id namespace/name).")
+
+
+def _preflight(args):
+    for key in OUTPUT_FILES + OUTPUT_DIRS:
+        value = getattr(args, key, None)
+        if isinstance(value, str):
+            check_output_path(value, "--" + key.replace("_", "-") if key != "dst" else "DST", directory=key in OUTPUT_DIRS)
+    for key in POSITIVE_COUNTS:
+        values = getattr(args, key, None)
+        for value in values if isinstance(values, list) else [values]:
+            if isinstance(value, int) and value < 1:
+                raise ValueError(f"--{key.replace('_', '-')} {value}: must be >= 1.")
+    for key in MODEL_PATHS:
+        values = getattr(args, key, None)
+        for value in values if isinstance(values, list) else [values]:
+            if isinstance(value, str):
+                check_model_path(value, "--" + key.replace("_", "-") if key != "src" else "SRC")
+    if getattr(args, "chat_template", None) is not None:  # a mistyped path is an error, never template text
+        from .suites import load_chat_template
+
+        load_chat_template(args.chat_template)
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1 (counts and sizes where 0 or a negative number means nothing sensible)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _expected(error):
+    # Also safetensors' error for a truncated or corrupt weights file, and Jinja's for a bad chat template (or a
+    # conversation the template rejects), matched by name: no import of either here.
+    return (isinstance(error, EXPECTED_ERRORS) or type(error).__name__ == "SafetensorError"
+            or type(error).__module__.startswith("jinja2"))
+
+
+def one_line(error):
+    """The error's message on one line (transformers' multi-line messages included)."""
+    text = " ".join(str(error).split())
+    if type(error).__name__ == "SafetensorError":
+        text = f"unreadable .safetensors weights (a truncated or corrupt file: copy or save it again): {text}"
+    elif type(error).__module__.startswith("jinja2"):
+        line = getattr(error, "lineno", None)
+        text = f"chat template: {text or type(error).__name__}" + (f" (line {line})" if line else "")
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        text = f"{error.strerror}: {error.filename}"  # "[Errno 2] No such file or directory: 'x'" -> no errno
+    return text or type(error).__name__
+
+
+def run(argv):
+    """Parses `argv` and runs the command, raising whatever it raises (`main` reports errors in one line)."""
     name, rest = argv[0], argv[1:]
     module = importlib.import_module(SUBCOMMANDS[name][0])
     parser = argparse.ArgumentParser(prog=f"hf-eagle31 {name}", description=SUBCOMMANDS[name][1])
     module.add_cli_arguments(parser)
-    return int(module.run_cli(parser.parse_args(rest)) or 0)
+    args = parser.parse_args(rest)
+    _preflight(args)
+    return int(module.run_cli(args) or 0)
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+    while argv and argv[0] == "--debug":
+        debug, argv = True, argv[1:]
+    if not argv or argv[0] not in SUBCOMMANDS:
+        build_parser().parse_args(argv)  # prints usage / the error (or --help) and exits
+        return EXIT_USAGE
+    try:
+        return run(argv)
+    except Exception as error:
+        if debug or not _expected(error):
+            raise
+        print(f"hf-eagle31 {argv[0]}: error: {one_line(error)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"hf-eagle31 {argv[0]}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

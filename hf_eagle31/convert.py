@@ -347,9 +347,19 @@ def read_checkpoint(
     else:
         ckpt = _read_eagle_like(directory, config, weights, fmt, target_config, target_layer_ids)
     _check_state_dict(ckpt)
+    _check_layer_ids(ckpt.config)
     if target_config is not None:
         _check_against_target(ckpt.config, target_config)
     return ckpt
+
+
+def _check_layer_ids(cfg: Eagle3Config):
+    """Aux layers a reader would accept: distinct, and valid for the config (in range of the target's layers when
+    known) — checked here, so that no checkpoint is written that fails only when read back."""
+    ids = list(cfg.target_layer_ids)
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"target_layer_ids={ids} repeats a layer: pass distinct ids (--target-layer-ids).")
+    type(cfg).from_dict(cfg.to_dict())  # the config's own checks, as on load
 
 
 def _expected_shapes(config: Eagle3Config) -> dict:
@@ -746,6 +756,14 @@ def convert_checkpoint(src, dst, to, source_format=None, target=None, embeddings
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+def _layer_ids(text: str) -> list:
+    """argparse type of --target-layer-ids: "2 4 5" and "2,4,5" both work."""
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid layer ids {text!r}: pass integers, e.g. 2 4 5 or 2,4,5") from None
+
+
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", help="drafter checkpoint directory (or Hub id) in any supported format")
     parser.add_argument("dst", help="output directory (created)")
@@ -758,7 +776,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embeddings", choices=EMBEDDING_MODES, default="auto",
                         help="auto: keep/verify the source's, else take the target's, else write none where the "
                              "format loads them from the target; target: replace; source: keep unchecked; none: drop")
-    parser.add_argument("--target-layer-ids", type=int, nargs="+", default=None,
+    parser.add_argument("--target-layer-ids", type=_layer_ids, nargs="+", default=None,
                         help="aux layers as indices into the target's HF hidden_states (= input of layer i); "
                              "overrides what the source says or implies")
     parser.add_argument("--num-speculative-tokens", type=int, default=None,
@@ -770,7 +788,8 @@ def run_cli(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     ckpt = convert_checkpoint(
         args.src, args.dst, args.to, source_format=args.source_format, target=args.target,
-        embeddings=args.embeddings, target_layer_ids=args.target_layer_ids,
+        embeddings=args.embeddings,
+        target_layer_ids=[i for ids in args.target_layer_ids for i in ids] if args.target_layer_ids else None,
         num_speculative_tokens=args.num_speculative_tokens, overwrite=args.overwrite,
     )
     cfg = ckpt.config

@@ -8,12 +8,16 @@ Every prompt is answered with `target.generate(..., assistant_model=drafter)`; t
     tau                    = sum over cycles of (accepted + 1) / number of verifying target forwards
     acceptance_per_depth   [d-1] = cycles whose d-th draft was accepted / cycles that drafted >= d tokens
     conditional_acceptance [d-1] = cycles that accepted >= d / cycles that drafted >= d and accepted >= d-1
-    tokens_per_s           = generated tokens / wall time (target + drafter + glue)
+    tokens_per_s           = generated tokens / wall time (target + drafter + glue), median over passes
 
 With several drafters they run side by side on each prompt (interleaved, so machine noise hits all of them alike)
 and the table gives ratios against the first. Multi-turn prompts (MT-Bench) condition turn 2 on the target's own
 answer to turn 1; that answer is generated once (by the first drafter's run, which is lossless) and shared by all
 drafters so that each sees the same context.
+
+The prompts run `repeats` times (passes; the statistics come from the first, tokens/s and speed ratios are medians
+over passes with their min/max), and a `calibration.Calibration` sampled before and after each pass flags a run
+during which the machine got busy.
 
 This module also holds what `bench` and `drift` share: loading targets/drafters/prompts for the CLI and timing the
 target's forwards with hooks.
@@ -21,10 +25,13 @@ target's forwards with hooks.
 
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 
 import torch
+
+from .calibration import median_range
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -89,49 +96,55 @@ def read_prompt_file(path, num_prompts=None):
 
     if not os.path.isfile(path):
         raise ValueError(f"prompt file {path} does not exist: pass a .jsonl file with one {{'prompt': ...}} per line.")
+    if num_prompts is not None and num_prompts < 1:
+        raise ValueError(f"num_prompts={num_prompts}: ask for at least 1 prompt (or None for all).")
     default_suite = os.path.splitext(os.path.basename(path))[0]
     prompts = []
-    with open(path) as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number} is not valid JSON ({error.msg}): write one JSON object per line.")
-            system = record.get("system")
-            if "prompt" in record:
-                turns = [record["prompt"]]
-            elif "turns" in record:
-                turns = list(record["turns"])
-            elif "messages" in record:
-                messages = record["messages"]
-                if messages and messages[0].get("role") == "system":
-                    system = system or messages[0]["content"]
-                turns = [m["content"] for m in messages if m.get("role") == "user"]
-            else:
-                turns = []
-            if not turns or not all(isinstance(t, str) and t for t in turns):
-                raise ValueError(
-                    f"{path}:{number} needs a non-empty 'prompt' string, 'turns' list or 'messages' list with user turns."
-                )
-            prompts.append(EvalPrompt(
-                id=str(record.get("id", record.get("question_id", number))), suite=record.get("suite", default_suite),
-                source=path, turns=turns, system=system, template=record.get("template") or "chat",
-            ))
-            if num_prompts is not None and len(prompts) >= num_prompts:
-                break
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"prompt file {path} is not UTF-8 text (byte {e.start}: {e.reason}).") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}:{number} is not valid JSON ({error.msg}): write one JSON object per line.")
+        system = record.get("system")
+        if "prompt" in record:
+            turns = [record["prompt"]]
+        elif "turns" in record:
+            turns = record["turns"] if isinstance(record["turns"], list) else None  # a string is not a turn list
+        elif "messages" in record:
+            messages = record["messages"]
+            if messages and messages[0].get("role") == "system":
+                system = system or messages[0]["content"]
+            turns = [m["content"] for m in messages if m.get("role") == "user"]
+        else:
+            turns = []
+        if not turns or not all(isinstance(t, str) and t for t in turns):
+            raise ValueError(
+                f"{path}:{number} needs a non-empty 'prompt' string, 'turns' list or 'messages' list with user turns."
+            )
+        prompts.append(EvalPrompt(
+            id=str(record.get("id", record.get("question_id", number))), suite=record.get("suite", default_suite),
+            source=path, turns=turns, system=system, template=record.get("template") or "chat",
+        ))
+        if num_prompts is not None and len(prompts) >= num_prompts:
+            break
     if not prompts:
         raise ValueError(f"{path} holds no prompts: write one JSON object per line.")
     return prompts
 
 
 def read_chat_template(chat_template):
-    """`--chat-template` value: a path to a .jinja file (read here), a Jinja string, or a `suites.TEXT_FORMATS` name."""
-    if chat_template is not None and os.path.isfile(chat_template):
-        with open(chat_template) as f:
-            return f.read()
-    return chat_template
+    """`--chat-template` value: a path to a .jinja file (read here), a Jinja string, or a `suites.TEXT_FORMATS` name;
+    anything else (a mistyped path) raises (`suites.load_chat_template`)."""
+    from .suites import load_chat_template
+
+    return load_chat_template(chat_template)
 
 
 def suite_prompts(name, tokenizer, num_prompts=None, long_lengths=None, chat_template=None, source_names=None):
@@ -224,7 +237,8 @@ def add_common_arguments(parser, multiple_drafters=False):
 class TargetForwardTimer:
     """
     Times every forward of the target with forward pre/post hooks and records each call's query length, which
-    tells how many candidates the call verified (`candidates_per_forward`). Use as a context manager.
+    tells how many candidates the call verified (`candidates_per_forward`), and its duration (`times_s`). Use as a
+    context manager.
     """
 
     def __init__(self, model):
@@ -236,6 +250,7 @@ class TargetForwardTimer:
     def reset(self):
         self.time_s = 0.0
         self.query_lengths = []
+        self.times_s = []
         self._start = None
 
     def _sync(self):
@@ -252,7 +267,9 @@ class TargetForwardTimer:
 
     def _post(self, module, args, output):
         self._sync()
-        self.time_s += time.perf_counter() - self._start
+        elapsed = time.perf_counter() - self._start
+        self.time_s += elapsed
+        self.times_s.append(elapsed)
 
     def __enter__(self):
         self.handles = [
@@ -301,6 +318,8 @@ class GenerationRun:
     tau: float | None = None
     stats: object = None  # SpeculationStats of a drafter run
     candidates_per_forward: list = field(default_factory=list)
+    query_lengths: list = field(default_factory=list)  # tokens fed to each target forward (the first: the prompt)
+    forward_times_s: list = field(default_factory=list)  # duration of each target forward
 
 
 def _sync(device):
@@ -342,7 +361,8 @@ def timed_generate(target, input_ids, timer, drafter=None, prompt_lookup_tokens=
     new = out[0, ids.shape[1]:].tolist()
     candidates = timer.candidates_per_forward(ids.shape[1])
     run = GenerationRun(new_tokens=new, wall_s=wall, target_forwards=timer.forwards, target_time_s=timer.time_s,
-                        candidates_per_forward=candidates)
+                        candidates_per_forward=candidates, query_lengths=list(timer.query_lengths),
+                        forward_times_s=list(timer.times_s))
     if drafter is not None:
         run.stats = drafter.last_speculation_stats
         run.drafter_time_s = run.stats.drafter_time_s
@@ -396,14 +416,20 @@ def check_context(target, prompt_ids, max_new_tokens, what):
 
 
 def evaluate(target, tokenizer, drafters, prompts, max_new_tokens=128, num_assistant_tokens=None, do_sample=False,
-             temperature=None, system_prompt=None, chat_template=None, seed=0, progress=True):
+             temperature=None, system_prompt=None, chat_template=None, seed=0, progress=True, repeats=1,
+             calibration=None):
     """
     Runs every prompt (every turn) with every drafter, interleaved, and pools the statistics per suite.
 
     drafters: {label: drafter}. prompts: `EvalPrompt`s; results are grouped by `prompt.suite`.
     num_assistant_tokens: the draft length K, or a list of them to measure tau / speed as a function of K
         (None: each drafter's own `generation_config.num_assistant_tokens`).
-    Returns `(results, runs)`: one result dict per (K, drafter, suite), and the raw per-turn records.
+    repeats: passes over all prompts. The acceptance statistics come from the first pass (the runs are seeded, so
+        every pass drafts the same); tokens/s and speed ratios are the median over passes, with their min/max.
+    calibration: a `calibration.Calibration`, sampled before the first pass and after each one (the CLI passes
+        one; None measures without).
+    Returns `(results, runs)`: one result dict per (K, drafter, suite), and the raw per-turn records (with their
+    `repeat`, the pass index).
     """
     from tqdm.auto import tqdm
 
@@ -411,6 +437,8 @@ def evaluate(target, tokenizer, drafters, prompts, max_new_tokens=128, num_assis
         raise ValueError("pass at least one drafter.")
     if not prompts:
         raise ValueError("no prompts to evaluate: check --prompts / --suite / --num-prompts.")
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}.")
     ks = list(num_assistant_tokens) if isinstance(num_assistant_tokens, (list, tuple)) else [num_assistant_tokens]
     if any(k is not None and k < 1 for k in ks):
         raise ValueError(f"num_assistant_tokens must be >= 1, got {ks}.")
@@ -422,35 +450,47 @@ def evaluate(target, tokenizer, drafters, prompts, max_new_tokens=128, num_assis
     labels = list(drafters)
     settings = [(k, label) for k in ks for label in labels]
     runs = []
-    total_turns = sum(len(p.turns) for p in prompts)
-    with TargetForwardTimer(target) as timer, tqdm(total=total_turns, desc="eval", unit="turn", disable=not progress) as bar:
+    history = {}  # prompt index -> the target's answers to its turns (first pass), the context of later turns
+    total_turns = sum(len(p.turns) for p in prompts) * repeats
+    with TargetForwardTimer(target) as timer:
         # Warm-up (not counted): first-call overheads (allocator, kernels, lazy init) would bias the first drafter.
         warm = render_prompt(tokenizer, prompts[0], (), system_prompt, chat_template)
         for drafter in drafters.values():
             timed_generate(target, warm, timer, drafter=drafter, max_new_tokens=min(8, max_new_tokens),
                            num_assistant_tokens=ks[0])
-        for index, prompt in enumerate(prompts):
-            answers = []
-            for turn in range(len(prompt.turns)):
-                ids = render_prompt(tokenizer, prompt, answers, system_prompt, chat_template)
-                check_context(target, ids, max_new_tokens, f"prompt {prompt.id} (turn {turn + 1})")
-                first_answer = None
-                shift = index % len(settings)
-                for k, label in settings[shift:] + settings[:shift]:  # rotate who goes first
-                    run = timed_generate(
-                        target, ids, timer, drafter=drafters[label], max_new_tokens=max_new_tokens,
-                        num_assistant_tokens=k, do_sample=do_sample, temperature=temperature, seed=seed + index,
-                    )
-                    runs.append({"drafter": label, "num_assistant_tokens": k, "suite": prompt.suite,
-                                 "source": prompt.source,
-                                 "perturbation": (getattr(prompt, "meta", None) or {}).get("perturbation"),
-                                 "prompt": prompt.id, "turn": turn + 1, "prompt_tokens": len(ids), "input_ids": ids,
-                                 "run": run})
-                    if (k, label) == settings[0]:
-                        first_answer = run.new_tokens
-                bar.update(1)
-                # the target's own answer (first drafter's run) becomes the history of the next turn
-                answers.append(tokenizer.decode(_strip_eos(first_answer, target), skip_special_tokens=True))
+    # calibration samples run without the timing hooks, so that every sample times the same code
+    if calibration is not None:
+        calibration.sample("before")
+    with tqdm(total=total_turns, desc="eval", unit="turn", disable=not progress) as bar:
+        for repeat in range(repeats):
+            with TargetForwardTimer(target) as timer:
+                for index, prompt in enumerate(prompts):
+                    answers = history.setdefault(index, [])
+                    for turn in range(len(prompt.turns)):
+                        ids = render_prompt(tokenizer, prompt, answers[:turn], system_prompt, chat_template)
+                        check_context(target, ids, max_new_tokens, f"prompt {prompt.id} (turn {turn + 1})")
+                        first_answer = None
+                        shift = (index + repeat) % len(settings)
+                        for k, label in settings[shift:] + settings[:shift]:  # rotate who goes first
+                            run = timed_generate(
+                                target, ids, timer, drafter=drafters[label], max_new_tokens=max_new_tokens,
+                                num_assistant_tokens=k, do_sample=do_sample, temperature=temperature,
+                                seed=seed + index,
+                            )
+                            runs.append({"drafter": label, "num_assistant_tokens": k, "suite": prompt.suite,
+                                         "source": prompt.source,
+                                         "perturbation": (getattr(prompt, "meta", None) or {}).get("perturbation"),
+                                         "prompt": prompt.id, "turn": turn + 1, "prompt_tokens": len(ids),
+                                         "input_ids": ids, "repeat": repeat, "run": run})
+                            if (k, label) == settings[0]:
+                                first_answer = run.new_tokens
+                        bar.update(1)
+                        if repeat == 0:  # the target's own answer (first drafter's run) is the next turn's history
+                            answers.append(
+                                tokenizer.decode(_strip_eos(first_answer, target), skip_special_tokens=True)
+                            )
+            if calibration is not None:
+                calibration.sample(f"after pass {repeat + 1}")
     results = []
     suites = list(dict.fromkeys(p.suite for p in prompts))
     for k, label in settings:
@@ -461,7 +501,7 @@ def evaluate(target, tokenizer, drafters, prompts, max_new_tokens=128, num_assis
                 "by_source": {src: _summarize([r for r in mine if r["source"] == src])
                               for src in dict.fromkeys(r["source"] for r in mine)},
                 "per_prompt": [{"prompt": r["prompt"], "turn": r["turn"], "prompt_tokens": r["prompt_tokens"],
-                                **r["run"].stats.to_dict()} for r in mine],
+                                **r["run"].stats.to_dict()} for r in mine if r["repeat"] == 0],
             })
             perturbations = [p for p in dict.fromkeys(r["perturbation"] for r in mine) if p is not None]
             if perturbations:
@@ -472,20 +512,33 @@ def evaluate(target, tokenizer, drafters, prompts, max_new_tokens=128, num_assis
         base = next(r for r in results if r["drafter"] == labels[0] and r["suite"] == result["suite"]
                     and r["num_assistant_tokens"] == result["num_assistant_tokens"])
         result["tau_ratio"] = result["tau"] / base["tau"] if result["tau"] and base["tau"] else None
-        result["speed_ratio"] = (result["tokens_per_s"] / base["tokens_per_s"]
-                                 if result["tokens_per_s"] and base["tokens_per_s"] else None)
+        ratios = [mine / theirs if mine and theirs else None
+                  for mine, theirs in zip(result["tokens_per_s_per_pass"], base["tokens_per_s_per_pass"])]
+        result["speed_ratio"], result["speed_ratio_range"] = median_range(ratios)
     return results, runs
 
 
 def _summarize(runs):
-    """Pooled speculation statistics, speed and counts of a group of per-turn run records."""
-    new_tokens = sum(len(r["run"].new_tokens) for r in runs)
-    wall = sum(r["run"].wall_s for r in runs)
+    """
+    Pooled speculation statistics (first pass), speed and counts of a group of per-turn run records:
+    `tokens_per_s` is the median over passes of each pass's generated tokens / wall time, `tokens_per_s_range`
+    its [min, max]; `wall_s` and `target_time_s` are means per pass.
+    """
+    passes = sorted({r["repeat"] for r in runs})
+    first = [r for r in runs if r["repeat"] == passes[0]]
+    speeds = []
+    for p in passes:
+        wall = sum(r["run"].wall_s for r in runs if r["repeat"] == p)
+        new_tokens = sum(len(r["run"].new_tokens) for r in runs if r["repeat"] == p)
+        speeds.append(new_tokens / wall if wall else None)
+    tokens_per_s, tokens_per_s_range = median_range(speeds)
     return {
-        **pool_speculation_stats([r["run"].stats for r in runs]),
-        "tokens_per_s": new_tokens / wall if wall else None,
-        "new_tokens": new_tokens, "wall_s": wall, "num_prompts": len({r["prompt"] for r in runs}),
-        "num_turns": len(runs), "target_time_s": sum(r["run"].target_time_s for r in runs),
+        **pool_speculation_stats([r["run"].stats for r in first]),
+        "tokens_per_s": tokens_per_s, "tokens_per_s_range": tokens_per_s_range, "tokens_per_s_per_pass": speeds,
+        "new_tokens": sum(len(r["run"].new_tokens) for r in first),
+        "wall_s": sum(r["run"].wall_s for r in runs) / len(passes),
+        "num_prompts": len({r["prompt"] for r in first}), "num_turns": len(first),
+        "target_time_s": sum(r["run"].target_time_s for r in runs) / len(passes),
     }
 
 
@@ -502,10 +555,24 @@ def _fmt(value, spec=".2f"):
     return "—" if value is None else format(value, spec)
 
 
+def _fmt_spread(value, spread, spec=".2f"):
+    """`median (min–max)`, or the bare value when there is no spread (one pass)."""
+    if value is None or not spread or spread[0] == spread[1]:
+        return _fmt(value, spec)
+    return f"{format(value, spec)} ({format(spread[0], spec)}–{format(spread[1], spec)})"
+
+
+def _pass_ratios(mine, base):
+    """Median and [min, max] over passes of `mine`'s tokens/s over `base`'s, pass by pass."""
+    return median_range([a / b if a and b else None
+                         for a, b in zip(mine.get("tokens_per_s_per_pass", ()), base.get("tokens_per_s_per_pass", ()))])
+
+
 def format_table(results, max_depth=6):
     """
     Markdown: one row per (suite, drafter), followed by per-source rows ("standard/mtbench") when a suite mixes
-    sources; `tau ×` and `speed ×` are ratios against the first drafter on the same rows.
+    sources; `tau ×` and `speed ×` are ratios against the first drafter on the same rows. With several passes,
+    tok/s and speed × are medians over passes followed by their (min–max).
     """
     rows = []  # (group label, drafter, summary)
     several_k = len({r.get("num_assistant_tokens") for r in results}) > 1
@@ -525,11 +592,12 @@ def format_table(results, max_depth=6):
         for _, drafter, s in (row for row in rows if row[0] == group):
             b = base.get(group, {})
             tau_x = s["tau"] / b["tau"] if s["tau"] and b.get("tau") else None
-            speed_x = s["tokens_per_s"] / b["tokens_per_s"] if s["tokens_per_s"] and b.get("tokens_per_s") else None
+            speed_x, speed_spread = _pass_ratios(s, b)
             acc = [s["acceptance_per_depth"][d] if d < len(s["acceptance_per_depth"]) else None for d in range(depth)]
             lines.append(
-                f"| {group} | {drafter} | {_fmt(s['tau'])} | {_fmt(tau_x)} | {_fmt(s['tokens_per_s'], '.1f')} | "
-                f"{_fmt(speed_x)} | " + " | ".join(_fmt(a) for a in acc) + " |"
+                f"| {group} | {drafter} | {_fmt(s['tau'])} | {_fmt(tau_x)} | "
+                f"{_fmt_spread(s['tokens_per_s'], s.get('tokens_per_s_range'), '.1f')} | "
+                f"{_fmt_spread(speed_x, speed_spread)} | " + " | ".join(_fmt(a) for a in acc) + " |"
             )
     return "\n".join(lines)
 
@@ -538,6 +606,8 @@ def format_table(results, max_depth=6):
 
 
 def add_cli_arguments(parser):
+    from .calibration import add_calibration_arguments
+
     add_common_arguments(parser, multiple_drafters=True)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--num-assistant-tokens", type=int, nargs="+", default=None,
@@ -545,25 +615,37 @@ def add_cli_arguments(parser):
     parser.add_argument("--do-sample", action="store_true", help="sample (speculative sampling) instead of greedy")
     parser.add_argument("--temperature", type=float, default=None, help="sampling temperature (implies --do-sample)")
     parser.add_argument("--seed", type=int, default=0)
+    add_calibration_arguments(parser)
     parser.add_argument("--json", default=None, help="write the results as JSON here")
 
 
 def run_cli(args):
+    from .calibration import EXIT_BUSY, MachineBusyError, calibration_from_args, format_calibration
+
     do_sample = args.do_sample or args.temperature is not None
     target, tokenizer = load_target_for_cli(args)
-    drafters = load_drafters(args.drafter, target)
-    prompts = prompts_from_args(args, tokenizer)
-    results, _ = evaluate(
-        target, tokenizer, drafters, prompts, max_new_tokens=args.max_new_tokens,
-        num_assistant_tokens=args.num_assistant_tokens, do_sample=do_sample, temperature=args.temperature,
-        system_prompt=args.system_prompt, chat_template=args.chat_template, seed=args.seed,
-    )
+    calibration = calibration_from_args(args, target)
+    try:
+        calibration.check_load_at_start(args.strict)
+        drafters = load_drafters(args.drafter, target)
+        prompts = prompts_from_args(args, tokenizer)
+        results, _ = evaluate(
+            target, tokenizer, drafters, prompts, max_new_tokens=args.max_new_tokens,
+            num_assistant_tokens=args.num_assistant_tokens, do_sample=do_sample, temperature=args.temperature,
+            system_prompt=args.system_prompt, chat_template=args.chat_template, seed=args.seed,
+            repeats=args.repeats, calibration=calibration,
+        )
+        calibration.check(args.strict)
+    except MachineBusyError as error:
+        print(f"hf-eagle31 eval: error: {error}", file=sys.stderr)
+        return EXIT_BUSY
     print(format_table(results))
+    print(format_calibration(calibration.summary()))
     if args.json:
         settings = {k: v for k, v in vars(args).items() if k != "json"}
         settings.update(do_sample=do_sample, target=args.target or "smollm2-135m-instruct")
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
-            json.dump({"settings": settings, "results": results}, f, indent=1)
+            json.dump({"settings": settings, "results": results, "calibration": calibration.summary()}, f, indent=1)
         print(f"wrote {args.json}")
     return 0

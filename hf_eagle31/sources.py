@@ -218,10 +218,25 @@ def _resolve(name: str, path) -> Path:
     return path
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def _read_text(path: Path) -> str:
+    """The file's text; one-line errors for non-UTF-8 files."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text (byte {e.start}: {e.reason}): re-save it as UTF-8.") from None
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    records = []
+    for number, line in enumerate(_read_text(path).splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{number} is not a JSON record ({e.msg}); expected JSON lines.") from None
+    return records
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -341,14 +356,14 @@ _ROLES = {
 }
 
 
-def to_messages(record) -> list[dict]:
+def to_messages(record, require_assistant=True) -> list[dict]:
     """One conversation record -> `[{"role": "system"|"user"|"assistant", "content": str}, ...]`.
 
     Accepts `{"messages": [...]}`, `{"conversations"|"conversation": [...]}` or a bare list, whose turns use either
     role/content or ShareGPT's from/value. Chat templates expect a user turn first and strict alternation, so
     assistant turns before the first user turn are dropped (ShareGPT V3 split long chats, leaving pieces that open
     mid-answer) and consecutive turns of one role are merged with a blank line. Returns [] when no user turn and
-    assistant turn remain.
+    assistant turn remain (no user turn, with `require_assistant=False`: prompts the target will answer).
     """
     if isinstance(record, dict):
         turns = next((record[k] for k in ("messages", "conversations", "conversation") if k in record), None)
@@ -383,13 +398,31 @@ def to_messages(record) -> list[dict]:
         else:
             messages.append({"role": role, "content": content})
     roles = {m["role"] for m in messages}
-    return messages if {"user", "assistant"} <= roles else []
+    return messages if ({"user", "assistant"} if require_assistant else {"user"}) <= roles else []
 
 
-def _iter_json_records(path: Path) -> Iterator[dict]:
-    """Records of a JSON array (even a truncated one: parsed record by record) or of JSON lines."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+def _skip_reason(record) -> str:
+    """Why `to_messages` returned [] for `record` (a key of the skip counts `load_conversations` reports)."""
+    roles = {m["role"] for m in to_messages(record, require_assistant=False)}
+    return "no_assistant_turn" if "user" in roles else "no_user_turn"
+
+
+def _cut_at_end(error: json.JSONDecodeError, text: str) -> bool:
+    """True when the decoder failed because the text ended inside the record (a truncated file), not on bad JSON."""
+    rest = text[error.pos :].strip()
+    return (
+        error.msg.startswith("Unterminated string")
+        or not rest
+        or any(literal.startswith(rest) for literal in ("true", "false", "null"))
+    )
+
+
+def _iter_json_records(path: Path, skipped: dict | None = None) -> Iterator[dict]:
+    """Records of a JSON array (even a truncated one: parsed record by record) or of JSON lines.
+
+    A record cut off by the end of the file is counted in `skipped["truncated_at_end_of_file"]`; invalid JSON
+    anywhere else raises (naming line and column) rather than dropping the records after it."""
+    text = _read_text(path)
     start = len(text) - len(text.lstrip())
     if start == len(text):
         return
@@ -403,8 +436,15 @@ def _iter_json_records(path: Path) -> Iterator[dict]:
                 return
             try:
                 record, i = decoder.raw_decode(text, i)
-            except json.JSONDecodeError:
-                return  # the file ends mid-record (ShareGPT V3 in its wheel does): keep what was complete
+            except json.JSONDecodeError as e:
+                if not _cut_at_end(e, text):
+                    raise ValueError(
+                        f"{path}:{e.lineno}:{e.colno}: invalid JSON inside the array ({e.msg}): fix or remove that "
+                        "record (records after it would be lost)."
+                    ) from None
+                if skipped is not None:  # the file ends mid-record (ShareGPT V3 in its wheel does)
+                    skipped["truncated_at_end_of_file"] = skipped.get("truncated_at_end_of_file", 0) + 1
+                return
             yield record
     elif text[start] == "{":
         for line_no, line in enumerate(text.splitlines(), 1):
@@ -484,7 +524,8 @@ def _iter_dataset_records(source: str, split: str | None):
     return iter(loaded)
 
 
-def load_conversations(source: str, limit: int | None = None, skip: int = 0, split: str | None = None) -> list:
+def load_conversations(source: str, limit: int | None = None, skip: int = 0, split: str | None = None,
+                       require_assistant: bool = True, skipped: dict | None = None) -> list:
     """Training conversations in messages form from `source`:
 
     - `"sharegpt"`: the ShareGPT V3 wheel, minus the held-out evaluation split (`heldout_sharegpt`);
@@ -494,18 +535,36 @@ def load_conversations(source: str, limit: int | None = None, skip: int = 0, spl
       name where the Hub is reachable, a local data directory); `split` picks the split (default "train").
 
     Conversations that lack a user or an assistant turn are dropped before `skip` and `limit` apply, so
-    `skip=k` continues exactly where `limit=k` stopped.
+    `skip=k` continues exactly where `limit=k` stopped. `require_assistant=False` keeps user-only conversations
+    of a local source (prompts for regeneration; "sharegpt" always requires both, so its selection never changes).
+    `skipped`: a dict that receives the count of every record dropped, by reason (no_user_turn,
+    no_assistant_turn, truncated_at_end_of_file).
     """
     if skip < 0 or (limit is not None and limit < 0):
         raise ValueError(f"skip and limit must be >= 0, got skip={skip}, limit={limit}.")
+    skipped = {} if skipped is None else skipped
+
+    def usable(raw, need_assistant):
+        for number, record in enumerate(raw, 1):
+            try:
+                messages = to_messages(record, require_assistant=need_assistant)
+            except ValueError as e:
+                raise ValueError(f"{source} record {number}: {e}") from None
+            if messages:
+                yield messages
+            else:
+                reason = _skip_reason(record)
+                skipped[reason] = skipped.get(reason, 0) + 1
+
     if source == "sharegpt":
-        records = (m for i, m in _iter_sharegpt_indexed() if not _is_heldout(i))
+        raw = (r for i, r in enumerate(_iter_json_records(_resolve("sharegpt", None), skipped)) if not _is_heldout(i))
+        records = usable(raw, True)
     else:
         path = Path(source).expanduser()
         if path.suffix in (".json", ".jsonl"):
             if not path.is_file():
                 raise ValueError(f"{path} does not exist; pass an existing .json/.jsonl file of conversations.")
-            raw = _iter_json_records(path)
+            raw = _iter_json_records(path, skipped)
         elif path.is_file():
             raise ValueError(
                 f"{path}: unsupported file type {path.suffix!r}; use .json/.jsonl records with 'messages', "
@@ -513,7 +572,7 @@ def load_conversations(source: str, limit: int | None = None, skip: int = 0, spl
             )
         else:
             raw = _iter_dataset_records(source, split)
-        records = (m for m in map(to_messages, raw) if m)
+        records = usable(raw, require_assistant)
 
     conversations = []
     for i, messages in enumerate(records):

@@ -16,6 +16,7 @@ Three suites probe that:
 """
 
 import argparse
+import os
 import random
 import re
 from dataclasses import dataclass, field, replace
@@ -343,6 +344,8 @@ def long_suite(
     close to, each length in tokens of `tokenizer`: Paul Graham essays to summarize (consecutive essays cut at a
     sentence end) and HotpotQA questions over their own 10 paragraphs plus distractors of other questions.
     `meta["num_tokens"]` holds the rendered length."""
+    if num_per_length < 0 or any(length < 1 for length in lengths):
+        raise ValueError(f"num_per_length={num_per_length}, lengths={list(lengths)}: pass counts >= 0 and lengths >= 1.")
     paths = paths or {}
     suite = []
     for source in source_names:
@@ -367,6 +370,27 @@ def long_suite(
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Rendering
+def load_chat_template(value: str | None, text_formats: bool = True) -> str | None:
+    """A `--chat-template` value: a path to a template file (read), a Jinja template string (kept), or, when
+    `text_formats`, the name of a plain-text format in `TEXT_FORMATS` (kept). Anything else (a mistyped path) is an
+    error, never used as template text."""
+    if value is None:
+        return None
+    path = os.path.expanduser(str(value))
+    if os.path.isfile(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read()
+        except UnicodeDecodeError as e:
+            raise ValueError(f"chat template {path} is not UTF-8 text (byte {e.start}: {e.reason}).") from None
+    if text_formats and value in TEXT_FORMATS:
+        return value
+    if "{{" in value or "{%" in value:
+        return value  # a Jinja template given inline
+    formats = f", or one of {', '.join(TEXT_FORMATS)}" if text_formats else ""
+    raise ValueError(f"chat template {value}: no such file; pass an existing .jinja file, a Jinja string{formats}.")
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 
 
@@ -438,9 +462,11 @@ def render(
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default=None, help="target whose tokenizer renders the prompts (default: SmolLM2)")
-    parser.add_argument("--num-per-source", type=int, default=10)
-    parser.add_argument("--num-per-length", type=int, default=2)
-    parser.add_argument("--lengths", type=int, nargs="+", default=[2048, 4096, 7168])
+    from .cli import positive_int
+
+    parser.add_argument("--num-per-source", type=positive_int, default=10)
+    parser.add_argument("--num-per-length", type=positive_int, default=2)
+    parser.add_argument("--lengths", type=positive_int, nargs="+", default=[2048, 4096, 7168])
     parser.add_argument("--show", action="store_true", help="print the first prompt of each source, rendered")
 
 

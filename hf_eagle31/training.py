@@ -24,14 +24,19 @@ that step's valid positions).
 
 import dataclasses
 import json
+import logging
 import os
+import re
 
 import torch
 import torch.nn.functional as F
 from transformers import Trainer, TrainingArguments
 
+from .cli import positive_int
 from .features import FeatureDataset, capture_target_features, chunked_argmax, draft_teacher_logits, output_head
 
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_TTT_STEPS = 7  # EAGLE-3
 DEFAULT_TTT_DECAY = 0.8
@@ -59,7 +64,9 @@ def ttt_loss(step_logits, teacher_logits, teacher_argmax, t2d, loss_mask, attent
     if attention_mask is not None:
         present = present & attention_mask.bool()
     in_draft = (teacher_argmax >= 0) & t2d[teacher_argmax.clamp(min=0)]  # (B, n): target's pick is draftable
-    total = step_logits[0].new_zeros((), dtype=torch.float32)
+    # Zero, but part of the graph: a batch without a single valid position (no assistant token, or none the draft
+    # vocabulary can express) still backpropagates (zero gradients) instead of failing; DDP ranks stay in step.
+    total = (step_logits[0].flatten()[:1].float() * 0.0).sum()
     stats = torch.zeros(3, steps, device=loss_mask.device)
     for j, logits in enumerate(step_logits):
         k = n - 2 - j  # positions t = 0..k-1 have a token x_{t+2+j} to predict
@@ -124,6 +131,104 @@ class DrafterDataCollator:
         return batch
 
 
+# ---------------------------------------------------------------------------------------------- checkpoints, outputs
+
+
+TRAINER_STATE = "trainer_state.json"  # the Trainer writes it last: a checkpoint without it was cut short
+FINAL_MODEL_FILES = ("config.json", "model.safetensors", "adapter_config.json", "adapter_model.safetensors")
+_CHECKPOINT = re.compile(r"checkpoint-(\d+)")
+
+
+def checkpoint_dirs(folder):
+    """The `checkpoint-<step>` directories in `folder`, lowest step first."""
+    if not folder or not os.path.isdir(folder):
+        return []
+    found = []
+    for name in os.listdir(folder):
+        match = _CHECKPOINT.fullmatch(name)
+        if match and os.path.isdir(os.path.join(folder, name)):
+            found.append((int(match.group(1)), os.path.join(folder, name)))
+    return [path for _, path in sorted(found)]
+
+
+def is_complete_checkpoint(path):
+    """True when the Trainer finished writing `path`: its trainer_state.json (written last) exists and parses."""
+    try:
+        with open(os.path.join(path, TRAINER_STATE), encoding="utf-8") as f:
+            json.load(f)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _resume_requested(resume):
+    return resume is not None and resume is not False and str(resume).strip().lower() not in ("", "false", "none", "no")
+
+
+def resolve_resume_checkpoint(resume, output_dir):
+    """
+    The checkpoint to resume from, never a partial one (a save killed half-way):
+
+    - None / False / "" / "false": None (no resume);
+    - True / "latest" / "last" / "true": the newest complete checkpoint in `output_dir`;
+    - a checkpoint directory: itself when complete, else the newest complete one beside it with a lower step
+      (a warning names the partial one).
+    """
+    if not _resume_requested(resume):
+        return None
+    asked = None
+    if resume is True or str(resume).strip().lower() in ("true", "latest", "last", "yes"):
+        folder = output_dir
+    else:
+        asked = os.path.normpath(str(resume))
+        if not os.path.isdir(asked):
+            raise ValueError(
+                f"--resume_from_checkpoint {asked} is not a directory: pass a checkpoint-N directory, or 'latest' "
+                "(the newest complete checkpoint in --output_dir)."
+            )
+        if is_complete_checkpoint(asked):
+            return asked
+        folder = os.path.dirname(os.path.abspath(asked))
+    steps = {p: int(_CHECKPOINT.fullmatch(os.path.basename(p)).group(1)) for p in checkpoint_dirs(folder)}
+    if asked is not None:  # an older checkpoint of the same run, never a newer one
+        match = _CHECKPOINT.fullmatch(os.path.basename(asked))
+        steps = {p: step for p, step in steps.items() if match and step < int(match.group(1))}
+    complete = [p for p in steps if is_complete_checkpoint(p)]
+    if not complete:
+        what = f"{asked} is incomplete (no {TRAINER_STATE}) and there is no older" if asked else "there is no"
+        raise ValueError(f"{what} complete checkpoint in {folder} to resume from: train without --resume_from_checkpoint.")
+    chosen = complete[-1]
+    skipped = [asked] if asked else [p for p in steps if steps[p] > steps[chosen]]
+    if skipped:
+        logger.warning("skipping incomplete checkpoint(s) %s (no %s: the save was interrupted); resuming from %s",
+                       ", ".join(skipped), TRAINER_STATE, chosen)
+    return chosen
+
+
+def check_training_outputs(out, output_dir=None, overwrite=False, resume=None, saves_checkpoints=True):
+    """
+    Refuses, before any compute, to destroy earlier work: a trained drafter (or adapter) already in `out` needs
+    `overwrite=True`; checkpoints of another run in the checkpoint folder (`output_dir`, default `out`) are never
+    written over (the Trainer would replace same-step ones and `save_total_limit` would delete the others) unless
+    the run resumes from them.
+    """
+    if _resume_requested(resume):
+        return  # resuming: these files belong to the run being continued
+    final = [name for name in FINAL_MODEL_FILES if os.path.isfile(os.path.join(out, name))]
+    if final and not overwrite:
+        raise ValueError(
+            f"{out} already holds a trained drafter ({final[0]}): pass --overwrite to replace it, or choose another --out."
+        )
+    folder = output_dir or out
+    old = [p for p in checkpoint_dirs(folder) if is_complete_checkpoint(p)]  # partial ones hold nothing to keep
+    if old and saves_checkpoints:
+        names = ", ".join(os.path.basename(p) for p in old[:3]) + (", ..." if len(old) > 3 else "")
+        raise ValueError(
+            f"{folder} holds checkpoints of an earlier run ({names}): continue it with --resume_from_checkpoint "
+            "latest, or use another --output_dir (this run's checkpoints would overwrite or rotate them away)."
+        )
+
+
 # ---------------------------------------------------------------------------------------------- trainer
 
 
@@ -142,6 +247,38 @@ def unwrap_drafter(model):
         else:
             break
     raise ValueError(f"{type(model).__name__} does not wrap an hf-eagle31 drafter: pass an Eagle3Drafter / MtpDrafter.")
+
+
+def load_drafter_checkpoint(name_or_path, trust_remote_code=False, **kwargs):
+    """
+    A drafter checkpoint (directory or Hub id). hf-eagle31 checkpoints (`model_type` eagle3_drafter / mtp_drafter)
+    load with this package's classes, no remote code; any other checkpoint runs its own code only with
+    `trust_remote_code=True` (as transformers). `kwargs` go to `from_pretrained` (dtype, ...).
+    """
+    from transformers import AutoModel, PretrainedConfig
+
+    from .modeling import Eagle3Config, Eagle3Drafter, MtpConfig, MtpDrafter
+
+    try:
+        config, _ = PretrainedConfig.get_config_dict(str(name_or_path))
+    except OSError as error:
+        raise ValueError(f"{name_or_path} is not a drafter checkpoint (no readable config.json): {error}") from None
+    classes = {Eagle3Config.model_type: Eagle3Drafter, MtpConfig.model_type: MtpDrafter}
+    model_type = config.get("model_type")
+    if model_type not in classes and not trust_remote_code:
+        raise ValueError(
+            f"{name_or_path} is a {model_type or 'config-less'} checkpoint, not an hf-eagle31 drafter: convert it "
+            "(`hf-eagle31 convert SRC DST --to hf-eagle31`), or pass --trust-remote-code to run its own code."
+        )
+    try:
+        if model_type in classes:
+            return classes[model_type].from_pretrained(name_or_path, **kwargs)
+        return AutoModel.from_pretrained(name_or_path, trust_remote_code=True, **kwargs)
+    except Exception as error:  # safetensors' "incomplete metadata" and friends name no file: add the checkpoint
+        if type(error).__name__ == "SafetensorError":
+            raise ValueError(f"{name_or_path}: unreadable weights ({error}): the file is truncated or corrupt; "
+                             "copy or save the checkpoint again.") from error
+        raise
 
 
 def _is_remote_code_drafter(model):
@@ -199,6 +336,20 @@ class EagleTrainer(Trainer):
         self.teacher_head = teacher_head.to(self.args.device)
         self.teacher_head_bias = teacher_head_bias.to(self.args.device) if teacher_head_bias is not None else None
         self._ttt_stats = {"train": None, "eval": None}
+
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        """`Trainer.train`, resuming only from a complete checkpoint (`resolve_resume_checkpoint`: "latest" / True
+        is the newest complete one in `output_dir`; a partial one falls back to the newest complete one before it)."""
+        resume = resolve_resume_checkpoint(resume_from_checkpoint, self.args.output_dir)
+        return super().train(resume, *args, **kwargs)
+
+    def _save_checkpoint(self, model, trial):
+        # trainer_state.json, written last, marks a complete checkpoint: remove a stale one before saving into an
+        # existing folder (a resumed run passing the same step again), so that a killed save never looks complete.
+        folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+        if self.args.should_save and os.path.isfile(os.path.join(folder, TRAINER_STATE)):
+            os.remove(os.path.join(folder, TRAINER_STATE))
+        super()._save_checkpoint(model, trial)
 
     # The columns a row must keep (the drafter's forward signature is the inference chain step, not ours).
     def _set_signature_columns_if_needed(self):
@@ -367,6 +518,19 @@ def estimate_step_memory(target_config, drafter_config, batch_size, seq_len, ttt
     return terms
 
 
+def check_has_loss_tokens(dataset):
+    """Refuses data where no row has an assistant (loss) token the drafter could predict (position >= 2)."""
+    if "loss_mask" not in getattr(dataset, "column_names", ()):
+        return
+    for mask in dataset["loss_mask"]:
+        if any(mask[2:]):
+            return
+    raise ValueError(
+        f"none of the {len(dataset)} training rows has an assistant (loss) token past position 2: nothing to learn; "
+        "prepare the data from conversations with assistant replies (`hf-eagle31 prepare-data`, see its report)."
+    )
+
+
 def build_drafter_like(drafter_config):
     """An empty-weight copy of a drafter (for parameter counts) without allocating memory."""
     from .modeling import Eagle3Drafter, MtpDrafter
@@ -391,6 +555,7 @@ def train_drafter(
     callbacks=None,
     target_name_or_path=None,
     head_init="target",
+    overwrite=False,
 ):
     """
     The `hf-eagle31 train` pipeline as a function. Online: pass `target`. Offline: pass `feature_dir` (features
@@ -400,6 +565,7 @@ def train_drafter(
     `target_name_or_path`: recorded in the drafter config (model cards use it as `base_model`).
     `head_init`: "target" starts a fresh drafter's `lm_head` from the target's LM head rows of the draft vocabulary
     (`init_lm_head_from_target`); "random" keeps the usual initialisation.
+    `overwrite`: replace a drafter already saved in `output_dir` (otherwise refused; see `check_training_outputs`).
     Returns the trainer (its model trained; the drafter or adapter saved to `output_dir`).
     """
     from .draft_vocab import draft_vocab_from_dataset
@@ -407,16 +573,22 @@ def train_drafter(
 
     if target is None and feature_dir is None:
         raise ValueError("pass the target (online training) or a feature directory (offline training).")
+    if draft_vocab_size is not None and draft_vocab_size < 1:
+        raise ValueError(f"draft_vocab_size={draft_vocab_size}: pass a positive size (capped at the target's vocab).")
+    if head_init not in ("target", "random"):
+        raise ValueError(f"head_init={head_init!r}: use 'target' or 'random'.")
+    args = training_args or TrainingArguments(output_dir=output_dir, report_to="none")
+    check_training_outputs(output_dir, args.output_dir, overwrite, args.resume_from_checkpoint,
+                           saves_checkpoints=args.save_strategy != "no")
+    check_has_loss_tokens(dataset)
     if target is not None:
         target_config = target.config
     else:
         target_config = FeatureDataset(feature_dir, verify="size").target_config()
     text = target_config.get_text_config() if hasattr(target_config, "get_text_config") else target_config
-    if head_init not in ("target", "random"):
-        raise ValueError(f"head_init={head_init!r}: use 'target' or 'random'.")
     fresh = drafter is None
     if drafter is None:
-        d = min(draft_vocab_size or 32000, text.vocab_size)
+        d = min(draft_vocab_size if draft_vocab_size is not None else 32000, text.vocab_size)
         drafter = build_drafter(text, variant, draft_vocab_size=d)
         if d < text.vocab_size:
             draft_vocab_from_dataset(dataset, text.vocab_size, d).apply(drafter)
@@ -446,7 +618,6 @@ def train_drafter(
     if fresh and head_init == "target":
         drafter.init_lm_head_from_target(head)
     model = apply_lora(drafter, **lora) if lora else drafter
-    args = training_args or TrainingArguments(output_dir=output_dir, report_to="none")
     trainer = EagleTrainer(
         model=model, args=args, target=target, teacher_head=teacher_head, teacher_head_bias=teacher_bias,
         ttt_steps=ttt_steps, train_dataset=train_data, eval_dataset=eval_dataset, callbacks=callbacks,
@@ -468,14 +639,17 @@ def add_cli_arguments(parser):
                       help="dataset directory written by `hf-eagle31 prepare-data` (several: rows concatenated)")
     ours.add_argument("--variant", default="eagle3.1", choices=VARIANTS)
     ours.add_argument("--out", required=True, help="where the trained drafter (or LoRA adapter) is saved")
-    ours.add_argument("--ttt-steps", type=int, default=DEFAULT_TTT_STEPS, help="train-time-test unroll length")
-    ours.add_argument("--draft-vocab-size", type=int, default=32000, help="D (capped at the target's vocab size)")
+    ours.add_argument("--ttt-steps", type=positive_int, default=DEFAULT_TTT_STEPS, help="train-time-test unroll length")
+    ours.add_argument("--draft-vocab-size", type=positive_int, default=32000, help="D (capped at the target's vocab size)")
     ours.add_argument("--eval-fraction", type=float, default=0.0, help="hold out this share of rows for evaluation")
     ours.add_argument("--offline-features", default=None, metavar="DIR",
                       help="precompute target features into DIR (resumable), free the target, train from them")
     ours.add_argument("--features-only", action="store_true",
                       help="with --offline-features: compute the features (one process) and exit")
     ours.add_argument("--init-from", default=None, metavar="DRAFTER", help="start from a trained drafter directory")
+    ours.add_argument("--trust-remote-code", action="store_true",
+                      help="let --init-from run a foreign checkpoint's own code (hf-eagle31 drafters never need it)")
+    ours.add_argument("--overwrite", action="store_true", help="replace a drafter already saved in --out")
     ours.add_argument("--head-init", default="target", choices=["target", "random"],
                       help="a fresh drafter's lm_head: the target's LM head rows of the draft vocabulary, or random")
     ours.add_argument("--lora-r", type=int, default=0, help="> 0: train a LoRA adapter of this rank on --init-from")
@@ -510,12 +684,21 @@ def run_cli(args):
     from .data import load_prepared
     from .targets import target_hub_id
 
+    if not 0 <= args.eval_fraction < 1:
+        raise ValueError(f"--eval-fraction {args.eval_fraction}: pass a share in [0, 1), e.g. 0.05.")
+    if args.lora_r > 0 and not args.init_from:
+        raise ValueError("--lora-r trains an adapter on a trained drafter: pass --init-from DRAFTER_DIR.")
+    training_args = _training_args_from(args)
+    if not args.features_only and not args.estimate_memory:
+        check_training_outputs(args.out, training_args.output_dir, args.overwrite, training_args.resume_from_checkpoint,
+                               saves_checkpoints=training_args.save_strategy != "no")
     dataset = load_prepared(args.data)
+    if not args.features_only and not args.estimate_memory:
+        check_has_loss_tokens(dataset)
     eval_dataset = None
     if args.eval_fraction > 0:
         split = dataset.train_test_split(test_size=args.eval_fraction, seed=0)
         dataset, eval_dataset = split["train"], split["test"]
-    training_args = _training_args_from(args)
     target = None
     if args.offline_features and not _features_complete(args.offline_features) and int(os.environ.get("WORLD_SIZE", 1)) > 1:
         raise ValueError(
@@ -541,9 +724,7 @@ def run_cli(args):
         return 0
     drafter = None
     if args.init_from:
-        from transformers import AutoModel
-
-        drafter = AutoModel.from_pretrained(args.init_from, trust_remote_code=True)
+        drafter = load_drafter_checkpoint(args.init_from, trust_remote_code=args.trust_remote_code)
     if args.estimate_memory:
         config = target.config if target is not None else FeatureDataset(args.offline_features, verify="size").target_config()
         text = config.get_text_config() if hasattr(config, "get_text_config") else config
@@ -559,13 +740,11 @@ def run_cli(args):
             print(f"{value / 2**30:9.3f} GiB  {name}")
         return 0
     lora = {"r": args.lora_r, "alpha": args.lora_alpha} if args.lora_r > 0 else None
-    if lora and drafter is None:
-        raise ValueError("--lora-r trains an adapter on a trained drafter: pass --init-from DRAFTER_DIR.")
     trainer = train_drafter(
         dataset, args.out, target=target, feature_dir=args.offline_features, variant=args.variant,
         draft_vocab_size=args.draft_vocab_size, ttt_steps=args.ttt_steps, training_args=training_args,
         drafter=drafter, eval_dataset=eval_dataset, lora=lora, target_name_or_path=target_hub_id(args.target),
-        head_init=args.head_init,
+        head_init=args.head_init, overwrite=args.overwrite,
     )
     if lora and args.merge_lora and trainer.args.should_save:
         merge_lora(trainer.model).save_pretrained(os.path.join(args.out, "merged"))
@@ -587,4 +766,7 @@ __all__ = [
     "estimate_step_memory",
     "train_drafter",
     "unwrap_drafter",
+    "load_drafter_checkpoint",
+    "resolve_resume_checkpoint",
+    "check_training_outputs",
 ]

@@ -58,6 +58,7 @@ class SpeculationStats:
     accepted: list = field(default_factory=list)
     drafter_forwards: int = 0
     drafter_time_s: float = 0.0
+    copied_cycles: int = 0  # cycles whose candidates continued an n-gram match of the context
 
     @property
     def cycles(self):
@@ -89,6 +90,7 @@ class SpeculationStats:
             "accepted": list(self.accepted),
             "drafter_forwards": self.drafter_forwards,
             "drafter_time_s": self.drafter_time_s,
+            "copied_cycles": self.copied_cycles,
         }
 
 
@@ -143,6 +145,19 @@ class EagleCandidateGenerator(CandidateGenerator):
                 "whose drafter probability is below it (0 = always draft num_assistant_tokens)."
             )
         self.confidence_threshold = float(threshold or 0.0)
+        # Copy-aware drafting: `prompt_lookup_num_tokens=N` (with this drafter as assistant) lets a cycle propose up
+        # to N tokens that continue the latest match of the context's last `max_matching_ngram_size` tokens (2 by
+        # default, down to 1), when the drafter's first pick agrees with the copy (see `_draft`).
+        copy_tokens = generation_config.prompt_lookup_num_tokens
+        if copy_tokens is None:
+            copy_tokens = getattr(own, "prompt_lookup_num_tokens", None)
+        ngram = generation_config.max_matching_ngram_size or getattr(own, "max_matching_ngram_size", None) or 2
+        if copy_tokens is not None and (int(copy_tokens) < 0 or int(ngram) < 1):
+            raise ValueError(
+                f"prompt_lookup_num_tokens={copy_tokens} / max_matching_ngram_size={ngram}: copy-aware drafting needs "
+                "a number of tokens >= 0 (0 = off) and an n-gram size >= 1."
+            )
+        self.copy_tokens, self.copy_ngram = int(copy_tokens or 0), int(ngram)
 
         self.cache = DynamicCache()
         self.num_fed = 0  # positions whose target features are in the drafter cache
@@ -161,11 +176,13 @@ class EagleCandidateGenerator(CandidateGenerator):
             return input_ids, None  # let the target prefill the prompt first
         start = time.perf_counter()
         self._feed_target_features(input_ids, model_outputs)
-        k = min(self.num_assistant_tokens, self.max_length - input_ids.shape[1] - 1)
+        room = self.max_length - input_ids.shape[1] - 1
+        k = min(self.num_assistant_tokens, room)
         if k <= 0:
             self.stats.drafter_time_s += time.perf_counter() - start
             return input_ids, None
-        candidate_ids, candidate_logits = self._draft(input_ids, k)
+        copy = self._context_match(input_ids[0], room) if self.copy_tokens else None
+        candidate_ids, candidate_logits = self._draft(input_ids, k, copy)
         self.last_draft_length = candidate_ids.shape[1] - input_ids.shape[1]
         self.stats.drafter_time_s += time.perf_counter() - start
         return candidate_ids.to(input_ids.device), candidate_logits
@@ -212,13 +229,16 @@ class EagleCandidateGenerator(CandidateGenerator):
         self.num_fed += new
         self.last_logits, self.last_hidden = out.logits[:, -1], out.hidden_states[:, -1:]
 
-    def _draft(self, input_ids, k):
+    def _draft(self, input_ids, k, copy=None):
         """
         Drafts up to k tokens. With a confidence threshold the chain stops after a token whose probability under the
-        drafter's (processed) distribution is below it. The rule looks only at the draft side (the drafter's own
-        distribution and the tokens drawn from it), so in sampling it is a stopping time of the draft: every
-        verified position is still accepted with min(1, p/q) and resampled from norm(max(0, p - q)), or taken as
-        the bonus token from p, and each emitted token keeps the target's distribution.
+        drafter's (processed) distribution is below it. With `copy` (the continuation of an n-gram match of the
+        context): when the drafter's largest probability is below the confidence threshold the candidates are the
+        copy; otherwise, when its pick equals the copy's first token, they are that pick and the rest of the copy;
+        otherwise the chain. Both rules look only at the draft side (the drafter's own distribution, the tokens
+        drawn from it and the context), so in sampling they are stopping times of the draft: every verified
+        position is still accepted with min(1, p/q) and resampled from norm(max(0, p - q)) — q is one-hot for a
+        copied token — or taken as the bonus token from p, and each emitted token keeps the target's distribution.
         """
         ids = input_ids.to(self.device)
         logits, hidden = self.last_logits, self.last_hidden
@@ -226,6 +246,14 @@ class EagleCandidateGenerator(CandidateGenerator):
         processed = []
         for step in range(k):
             token, full_logits, probability = self._pick(ids, logits)
+            if step == 0 and copy is not None:
+                if probability is not None and self._top_probability(full_logits, probability) < self.confidence_threshold:
+                    # The drafter is unsure whatever it drew: propose the whole copy (a deterministic proposal).
+                    return self._append_copy(ids, copy, processed)
+                if int(token) == int(copy[0]) and len(copy) > 1:  # the pick agrees with the copy: continue it
+                    if full_logits is not None:
+                        processed.append(full_logits)
+                    return self._append_copy(torch.cat([ids, token], dim=-1), copy[1:], processed)
             ids = torch.cat([ids, token], dim=-1)
             if full_logits is not None:
                 processed.append(full_logits)
@@ -240,6 +268,41 @@ class EagleCandidateGenerator(CandidateGenerator):
             logits, hidden = out.logits[:, -1], out.hidden_states
         candidate_logits = torch.stack(processed, dim=1) if self.do_sample else None  # (1, k, V)
         return ids, candidate_logits
+
+    def _context_match(self, ids, room):
+        """
+        The tokens that followed the latest earlier occurrence of the context's last n tokens (n =
+        `copy_ngram` down to 1), at most `copy_tokens` and `room` of them; None without a match.
+        """
+        length = ids.shape[0]
+        for n in range(min(self.copy_ngram, length - 1), 0, -1):
+            windows = ids.unfold(0, n, 1)[:-1]  # every earlier n-gram (the suffix itself excluded)
+            hits = (windows == ids[-n:]).all(-1).nonzero()
+            if hits.numel():
+                start = int(hits[-1]) + n
+                return ids[start : start + min(self.copy_tokens, room)]
+        return None
+
+    def _append_copy(self, ids, copy, processed):
+        """Appends copied tokens to the candidates (q one-hot on each when sampling); returns `_draft`'s result."""
+        self.stats.copied_cycles += 1
+        copy = copy.to(self.device)
+        if self.do_sample:
+            processed.extend(self._one_hot_logits(t) for t in copy)
+        return torch.cat([ids, copy[None]], dim=-1), (torch.stack(processed, dim=1) if self.do_sample else None)
+
+    @staticmethod
+    def _top_probability(full_logits, pick_probability):
+        """The drafter's largest probability at this position (does not depend on a sampled pick)."""
+        if full_logits is None:  # greedy: the pick is the argmax
+            return float(pick_probability)
+        return float(full_logits.float().softmax(-1).max())
+
+    def _one_hot_logits(self, token):
+        """(1, V) logits of the deterministic proposal of a copied token (q = 1 on it)."""
+        logits = torch.full((1, self.drafter.config.vocab_size), float("-inf"), device=self.device)
+        logits[0, token] = 0.0
+        return logits
 
     def _pick(self, ids, draft_logits):
         """
@@ -343,7 +406,7 @@ def install_generate_hook():
         bound.apply_defaults()
         call = bound.arguments
         factory = getattr(call.get("assistant_model"), "get_candidate_generator", None)
-        if factory is None or call["generation_config"].prompt_lookup_num_tokens is not None:
+        if factory is None:  # (with a drafter, `prompt_lookup_num_tokens` turns on its copy-aware drafting)
             return original(self, *args, **kwargs)
         return factory(
             target=self,

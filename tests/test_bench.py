@@ -1,12 +1,13 @@
 """`hf-eagle31 bench`: forward-log tau equals the generator's stats, JSON shape of a CLI run on saved tiny models."""
 
 import json
+import re
 
 import pytest
 import torch
 from conftest import make_drafter, save_tiny_setup, tiny_target
 
-from hf_eagle31.bench import METHODS, benchmark
+from hf_eagle31.bench import METHODS, DrafterForwardTimer, bare_forward_times, benchmark, profile_drafter
 from hf_eagle31.cli import main
 from hf_eagle31.evaluation import TargetForwardTimer, tau_from_forwards, timed_generate
 
@@ -50,25 +51,108 @@ def test_bench_cli_json_shape(tmp_path, capsys):
     out = tmp_path / "bench.json"
     rc = main([
         "bench", "--target", str(target_dir), "--drafter", str(drafter_dir), "--prompts", str(prompts),
-        "--max-new-tokens", "12", "--num-assistant-tokens", "3", "--num-prompts", "2", "--json", str(out),
+        "--max-new-tokens", "12", "--num-assistant-tokens", "3", "--num-prompts", "2", "--profile", "--json", str(out),
     ])
     assert rc == 0
     report = json.loads(out.read_text())
     assert [r["method"] for r in report["results"]] == ["plain", "prompt_lookup", "drafter"]
     for r in report["results"]:
         assert isinstance(r["tokens_per_s"], float) and r["tokens_per_s"] > 0
+        assert len(r["tokens_per_s_per_pass"]) == 3  # --repeats defaults to 3
+        low, high = r["tokens_per_s_range"]
+        assert low <= r["tokens_per_s"] <= high and r["speedup_vs_plain_range"][0] <= r["speedup_vs_plain"]
         assert r["tau"] is None or isinstance(r["tau"], float)
         assert set(r["time_breakdown_s"]) == {"target_forwards", "drafter_forwards", "other"}
     assert isinstance(report["results"][2]["tau"], float)
     assert report["outputs_identical"] is True and len(report["per_prompt"]) == 2
-    assert report["settings"]["prompt_ids"] == ["p0", "p1"]
-    assert "greedy outputs identical across methods: yes" in capsys.readouterr().out
+    assert report["settings"]["prompt_ids"] == ["p0", "p1"] and report["settings"]["repeats"] == 3
+    calibration = report["calibration"]
+    assert [s["label"] for s in calibration["samples"]] == ["before", "after pass 1", "after pass 2", "after pass 3",
+                                                            "after profile"]
+    assert calibration["workload"].startswith("target forward of 32 tokens")
+    assert len(calibration["load_average_at_start"]) == 3 and isinstance(calibration["reliable"], bool)
+    profile = report["profile"]
+    assert profile["num_assistant_tokens"] == 3 and set(profile["bare"]["target_ms"]) == {"1", "2", "3", "4"}
+    assert profile["achieved_speedup"] == pytest.approx(report["results"][2]["speedup_vs_plain"])
+    printed = capsys.readouterr().out
+    assert "greedy outputs identical across methods: yes" in printed and "calibration (target forward" in printed
+    assert "| drafter chain step |" in printed and "ceiling speed-up at τ" in printed
 
 
-def test_bench_rejects_mismatched_drafter(tmp_path):
+def test_bench_rejects_mismatched_drafter(tmp_path, capsys):
     _, _, target_dir, _, prompts = save_tiny_setup(tmp_path, variants=())
     other = tiny_target(num_hidden_layers=6)
     drafter_dir = tmp_path / "other-drafter"
     make_drafter(other, "eagle3").save_pretrained(drafter_dir)
-    with pytest.raises(ValueError, match="drafter/target mismatch.*layer count of 6"):
-        main(["bench", "--target", str(target_dir), "--drafter", str(drafter_dir), "--prompts", str(prompts)])
+    assert main(["bench", "--target", str(target_dir), "--drafter", str(drafter_dir), "--prompts", str(prompts)]) == 2
+    assert re.search(r"^hf-eagle31 bench: error: .*drafter/target mismatch.*layer count of 6", capsys.readouterr().err, re.M)
+
+
+def test_benchmark_repeats_report_median_and_range(target):
+    drafter = make_drafter(target, "eagle3.1", seed=2)
+    report = benchmark(target, drafter, [[5, 6, 7, 8] * 3], max_new_tokens=10, num_assistant_tokens=2,
+                       prompt_lookup_tokens=3, warmup_tokens=2, progress=False, repeats=3)
+    assert report["repeats"] == 3 and report["outputs_identical"] and report["calibration"] is None
+    for r in report["results"]:
+        speeds = r["tokens_per_s_per_pass"]
+        assert len(speeds) == 3 and r["tokens_per_s"] == pytest.approx(sorted(speeds)[1])
+        assert r["tokens_per_s_range"] == [min(speeds), max(speeds)]
+        assert r["new_tokens"] == 10  # counts are per pass
+    plain = report["results"][0]
+    assert plain["speedup_vs_plain"] == pytest.approx(1.0) and plain["target_forwards"] == 10
+
+
+@pytest.mark.parametrize("variant", ["eagle3.1", "mtp"])
+def test_drafter_forward_timer_sorts_feed_and_chain_steps(target, variant):
+    drafter = make_drafter(target, variant, seed=3)
+    ids = torch.randint(0, 64, (1, 6))
+    hidden = target(ids, output_hidden_states=True).hidden_states
+    features = [hidden[i] for i in drafter.config.target_layer_ids]
+    with torch.no_grad(), DrafterForwardTimer(drafter) as timer:
+        fed = drafter(ids, target_hidden_states=features)
+        drafter(ids[:, :1], hidden_states=fed.hidden_states[:, -1:], cache=fed.cache)
+        drafter(ids[:, :1], fed.hidden_states[:, -1:])  # positional hidden_states: still a chain step
+    assert [len(timer.times_s[k]) for k in ("feed", "chain", "other")] == [1, 2, 0]
+    assert all(t > 0 for t in timer.times_s["feed"] + timer.times_s["chain"])
+    drafter(ids, target_hidden_states=features)  # hooks removed on exit
+    assert len(timer.times_s["feed"]) == 1
+
+
+@pytest.mark.parametrize("variant", ["eagle3.1", "mtp"])
+def test_bare_forward_times(target, variant):
+    drafter = make_drafter(target, variant, seed=3)
+    bare = bare_forward_times(target, drafter, list(range(30)), context_length=20, max_new_tokens=4, repeats=3)
+    assert bare["context_tokens"] == 20 and sorted(bare["target_ms"]) == [1, 2, 3, 4]
+    assert all(ms > 0 for ms in bare["target_ms"].values()) and bare["drafter_step_ms"] > 0
+    with pytest.raises(ValueError, match="needs 24 token ids, got 10"):
+        bare_forward_times(target, drafter, list(range(10)), context_length=20, max_new_tokens=4)
+
+
+def test_profile_splits_one_run_per_cycle(target):
+    drafter = make_drafter(target, "eagle3.1", seed=2)
+    prompts = [[5, 6, 7, 8] * 4, [9, 10, 11] * 5]
+    profile = profile_drafter(target, drafter, prompts, max_new_tokens=24, num_assistant_tokens=3,
+                              achieved_speedup=0.5, repeats=3)
+    assert profile["num_assistant_tokens"] == 3 and profile["prompts"] == 2 and profile["cycles"] >= 2 * 24 // 4
+    parts = profile["target"]
+    assert parts[0]["new_tokens"] == "prefill" and parts[0]["calls"] == 2
+    by_tokens = {p["new_tokens"]: p for p in parts}
+    # a cycle is a forward that verified candidates: K + 1 = 4 new tokens, fewer near max_new_tokens
+    assert sum(p["calls"] for n, p in by_tokens.items() if n != "prefill" and n > 1) == profile["cycles"]
+    assert by_tokens[4]["calls"] >= profile["cycles"] - 2 * 3
+    drafter_parts = profile["drafter"]
+    # every drafter forward of the generator went through the hooks: a feed per target forward after the prefill
+    assert drafter_parts["forwards_seen_by_hooks"] == drafter_parts["forwards_counted_by_generator"]
+    assert drafter_parts["feed"]["calls"] == sum(p["calls"] for p in parts) - 2
+    assert drafter_parts["chain_step"]["calls"] > 0 and drafter_parts["chain_step"]["ms_per_call"] > 0
+    # the parts add up to the wall time
+    total = (sum(p["total_s"] for p in parts) + drafter_parts["feed"]["total_s"]
+             + drafter_parts["chain_step"]["total_s"] + drafter_parts["other"]["total_s"] + profile["glue"]["total_s"])
+    assert total == pytest.approx(profile["wall_s"])
+    assert sum(p["share_of_wall"] for p in parts) < 1
+    bare = profile["bare"]
+    t = bare["target_ms"]
+    assert sorted(t) == [1, 2, 3, 4] and bare["context_tokens"] == round((16 + 12 + 15 + 12) / 2)
+    ceiling = profile["tau"] * t[1] / (t[4] + 3 * bare["drafter_step_ms"])
+    assert profile["ceiling_speedup"] == pytest.approx(ceiling)
+    assert profile["fraction_of_ceiling"] == pytest.approx(0.5 / ceiling)

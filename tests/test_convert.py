@@ -6,6 +6,7 @@ exactly like the original inside `generate`.
 """
 
 import json
+import re
 from unittest import mock
 
 import pytest
@@ -44,8 +45,8 @@ def drafting_trace(target, drafter, max_new_tokens=16):
     proposals = []
     original = EagleCandidateGenerator._draft
 
-    def spy(self, input_ids, k):
-        ids, logits = original(self, input_ids, k)
+    def spy(self, input_ids, k, copy=None):
+        ids, logits = original(self, input_ids, k, copy)
         proposals.append(ids[0, input_ids.shape[1]:].tolist())
         return ids, logits
 
@@ -356,5 +357,5 @@ def test_cli_convert(tmp_path, target, capsys):
     assert "(hf-eagle31) ->" in out and "[2, 4, 5]" in out
     config = json.loads((tmp_path / "spec" / "config.json").read_text())
     assert config["speculators_config"]["proposal_methods"][0]["speculative_tokens"] == 5
-    with pytest.raises(ValueError, match="not empty"):
-        cli_main(["convert", str(tmp_path / "ours"), str(tmp_path / "spec"), "--to", "vllm"])
+    assert cli_main(["convert", str(tmp_path / "ours"), str(tmp_path / "spec"), "--to", "vllm"]) == 2
+    assert re.search(r"^hf-eagle31 convert: error: .*not empty.*--overwrite", capsys.readouterr().err, re.M)

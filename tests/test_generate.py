@@ -87,6 +87,7 @@ def test_greedy_equals_plain_generate_fuzzed():
             num_assistant_tokens=rng.randint(1, 8),
             num_assistant_tokens_schedule=rng.choice(["constant", "heuristic_transient"]),
             assistant_confidence_threshold=rng.choice([None, 0.0, 0.05, 0.3, 0.9]),
+            prompt_lookup_num_tokens=rng.choice([None, 0, 2, 8]),
         )
         assert torch.equal(out, reference), f"case {case}: {variant} diverged from plain greedy"
         checked += 1
@@ -228,8 +229,8 @@ def _max_pair_chi2(samples, joint):
     return worst
 
 
-@pytest.mark.parametrize("confidence_threshold", [None, 0.6])
-def test_sampling_keeps_target_distribution(monkeypatch, confidence_threshold):
+@pytest.mark.parametrize("confidence_threshold, copy_tokens", [(None, None), (0.6, 3)])
+def test_sampling_keeps_target_distribution(monkeypatch, confidence_threshold, copy_tokens):
     """With do_sample the output distribution is the target's (chi-square, df=24, alpha=0.001 -> 51.2), also when
     chains stop at unsure draft tokens; the same test rejects a generator whose reported draft distribution q is not
     the one it sampled from."""
@@ -241,26 +242,25 @@ def test_sampling_keeps_target_distribution(monkeypatch, confidence_threshold):
     prompt, temperature = torch.tensor([[1, 3, 2]]), 0.8
     joint = _exact_joint(target, prompt, 4, temperature)
 
+    lengths, copied = [], []
+
     def sample(n):
         torch.manual_seed(0)
-        return [
-            target.generate(
+        samples = []
+        for _ in range(n):
+            samples.append(target.generate(
                 prompt, max_new_tokens=4, do_sample=True, temperature=temperature, top_k=0, assistant_model=drafter,
                 num_assistant_tokens=3, assistant_confidence_threshold=confidence_threshold,
-            )[0, 3:].tolist()
-            for _ in range(n)
-        ]
+                prompt_lookup_num_tokens=copy_tokens,
+            )[0, 3:].tolist())
+            lengths.extend(drafter.last_speculation_stats.draft_lengths)
+            copied.append(drafter.last_speculation_stats.copied_cycles)
+        return samples
 
     assert _max_pair_chi2(sample(1000), joint) < 51.2
     assert sum(drafter.last_speculation_stats.draft_lengths) > 0
-    if confidence_threshold is not None:  # the rule did stop some chains early
-        lengths = []
-        for _ in range(30):
-            target.generate(prompt, max_new_tokens=4, do_sample=True, temperature=temperature, top_k=0,
-                            assistant_model=drafter, num_assistant_tokens=3,
-                            assistant_confidence_threshold=confidence_threshold)
-            lengths += drafter.last_speculation_stats.draft_lengths
-        assert 1 in lengths and 2 in lengths  # (4 new tokens: at most 2 drafted per cycle)
+    if confidence_threshold is not None:  # the rules did act: chains stopped early, cycles copied the context
+        assert 1 in lengths and 2 in lengths and sum(copied) > 0
 
     honest_pick = EagleCandidateGenerator._pick
 
@@ -306,3 +306,39 @@ def test_confidence_threshold_from_the_drafter_config_and_validation(target):
     with pytest.raises(ValueError, match=r"assistant_confidence_threshold=1.5 must lie in \[0, 1\)"):
         target.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=4, assistant_model=drafter,
                         assistant_confidence_threshold=1.5)
+
+
+def test_copy_aware_drafting_continues_context_matches(target):
+    """An oracle drafter (always right) whose first pick agrees with a context match proposes the copied span."""
+    from hf_eagle31.modeling.candidate_generator import EagleCandidateGenerator
+
+    generator = EagleCandidateGenerator.__new__(EagleCandidateGenerator)
+    generator.copy_ngram, generator.copy_tokens = 2, 3
+    ids = torch.tensor([5, 6, 7, 8, 9, 1, 5, 6, 2, 5, 6])
+    assert generator._context_match(ids, room=10).tolist() == [2, 5, 6]  # the latest match of (5, 6) wins
+    assert generator._context_match(ids, room=2).tolist() == [2, 5]
+    assert generator._context_match(torch.tensor([1, 2, 3, 4]), room=10) is None
+    assert generator._context_match(torch.tensor([4, 1, 2, 3, 4]), room=10).tolist() == [1, 2, 3]  # n = 1 fallback
+
+    # The copy path inside generate: matches that foresee the target's output are proposed after the drafter's
+    # (agreeing) first pick and accepted; wrong ones are rejected; the output is plain greedy's either way.
+    prompt = torch.tensor([[7, 8, 9, 10, 11, 7, 8, 9, 10, 11, 7, 8]])
+    reference = target.generate(prompt, max_new_tokens=16, do_sample=False)
+    future = reference[0]
+    for foresee, copied_accepted in ((True, True), (False, False)):
+        def match(self, ids, room, foresee=foresee):
+            n = ids.shape[0]
+            span = future[n : n + min(self.copy_tokens, room)].clone()
+            if not foresee and len(span) > 1:
+                span[1:] = (span[1:] + 1) % 64  # agrees on the first token only
+            return span if len(span) else None
+
+        drafter = make_oracle(target, "eagle3.1", reference, lambda q: True)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(EagleCandidateGenerator, "_context_match", match)
+            out = target.generate(prompt, max_new_tokens=16, do_sample=False, assistant_model=drafter,
+                                  num_assistant_tokens=1, prompt_lookup_num_tokens=5)
+        assert torch.equal(out, reference)
+        stats = drafter.last_speculation_stats
+        assert stats.copied_cycles > 0 and max(stats.draft_lengths) == 5
+        assert (max(stats.accepted) == 5) == copied_accepted
