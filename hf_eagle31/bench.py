@@ -53,17 +53,34 @@ from .evaluation import (
 
 METHODS = ("plain", "prompt_lookup", "drafter")
 
+# Drafting policies `bench --policies` compares (each one more method, `drafter:<policy>`). Every policy sets all
+# three switches, so the drafter's saved defaults (generation_config.json) never leak into another policy; `drafter`
+# alone is the drafter as shipped. The threshold and copy length come from --confidence-threshold / --copy-tokens.
+DRAFTING_POLICIES = ("constant", "heuristic", "confidence", "copy", "confidence+copy")
+
+
+def drafting_policy(name: str, confidence_threshold: float = 0.3, copy_tokens: int = 8) -> dict:
+    """The `generate` options of a drafting policy (see `DRAFTING_POLICIES`)."""
+    if name not in DRAFTING_POLICIES:
+        raise ValueError(f"unknown drafting policy {name!r}: use one of {', '.join(DRAFTING_POLICIES)}.")
+    return {
+        "num_assistant_tokens_schedule": "heuristic_transient" if name == "heuristic" else "constant",
+        "assistant_confidence_threshold": confidence_threshold if "confidence" in name else 0.0,
+        "prompt_lookup_num_tokens": copy_tokens if "copy" in name else 0,
+    }
+
 
 def benchmark(target, drafter, prompts: list[list[int]], max_new_tokens: int = 128,
               num_assistant_tokens: int | None = None, prompt_lookup_tokens: int = 10, warmup_tokens: int = 16,
               progress: bool = True, repeats: int = 1, calibration: Calibration | None = None,
-              profile: bool = False) -> dict:
+              profile: bool = False, policies: dict | None = None) -> dict:
     """
     prompts: list of token-id lists (rendered prompts).
     repeats: passes over all prompts (speeds are the median over passes, with min/max).
     calibration: a `calibration.Calibration`, sampled before the first pass, after each pass and after the profile
         (the CLI passes one; None measures without).
     profile: also run `profile_drafter` (one more drafter pass with hooks, and the bare microbenchmark).
+    policies: `{name: generate options}` (see `drafting_policy`): each adds a method `drafter:<name>`.
 
     Returns the result dict written as JSON: `{"results": [per-method summary], "per_prompt": [...],
     "outputs_identical": bool, "mismatched_prompts": [...], "repeats": int, "calibration": {...} | None,
@@ -81,11 +98,15 @@ def benchmark(target, drafter, prompts: list[list[int]], max_new_tokens: int = 1
         "prompt_lookup": {"prompt_lookup_tokens": prompt_lookup_tokens},
         "drafter": {"drafter": drafter, "num_assistant_tokens": num_assistant_tokens},
     }
+    for name, drafting in (policies or {}).items():
+        options[f"drafter:{name}"] = {"drafter": drafter, "num_assistant_tokens": num_assistant_tokens,
+                                      "drafting": drafting}
+    methods = tuple(options)
     for ids in prompts:
         check_context(target, ids, max_new_tokens, f"a prompt of {len(ids)} tokens")
-    runs = {m: [[] for _ in range(repeats)] for m in METHODS}  # method -> pass -> per-prompt runs
+    runs = {m: [[] for _ in range(repeats)] for m in methods}  # method -> pass -> per-prompt runs
     with TargetForwardTimer(target) as timer:
-        for method in METHODS:  # warm-up, not counted
+        for method in methods:  # warm-up, not counted
             timed_generate(target, prompts[0], timer, max_new_tokens=warmup_tokens, **options[method])
     # calibration samples run without the hooks, so that every sample times the same code
     if calibration is not None:
@@ -94,8 +115,8 @@ def benchmark(target, drafter, prompts: list[list[int]], max_new_tokens: int = 1
         for repeat in range(repeats):
             with TargetForwardTimer(target) as timer:
                 for index, ids in enumerate(prompts):
-                    shift = (index + repeat) % 3
-                    for method in METHODS[shift:] + METHODS[:shift]:
+                    shift = (index + repeat) % len(methods)
+                    for method in methods[shift:] + methods[:shift]:
                         runs[method][repeat].append(
                             timed_generate(target, ids, timer, max_new_tokens=max_new_tokens, **options[method])
                         )
@@ -109,7 +130,7 @@ def benchmark(target, drafter, prompts: list[list[int]], max_new_tokens: int = 1
 
     plain_speeds = [pass_speed(p) for p in runs["plain"]]
     results = []
-    for method in METHODS:
+    for method in methods:
         first = runs[method][0]
         every = [r for pass_runs in runs[method] for r in pass_runs]
         speeds = [pass_speed(p) for p in runs[method]]
@@ -119,10 +140,18 @@ def benchmark(target, drafter, prompts: list[list[int]], max_new_tokens: int = 1
         )
         new_tokens = sum(len(r.new_tokens) for r in first)
         forwards = sum(r.target_forwards for r in first)
-        if method == "drafter":
+        drafting = {}
+        if method.startswith("drafter"):
             stats = [r.stats for r in first]
             cycles = sum(s.cycles for s in stats)
             tau = sum(a + 1 for s in stats for a in s.accepted) / cycles if cycles else None
+            drafted = sum(sum(s.draft_lengths) for s in stats)
+            drafting = {
+                "drafted_per_cycle": drafted / cycles if cycles else None,
+                "drafter_forwards": sum(s.drafter_forwards for s in stats),  # feeds + chain steps
+                "wasted_draft_tokens": drafted - sum(sum(s.accepted) for s in stats),  # proposed, then rejected
+                "copied_cycles": sum(s.copied_cycles for s in stats),
+            }
         elif method == "prompt_lookup":
             cycles = sum(1 for r in first for c in r.candidates_per_forward if c > 0)
             plain_forwards = forwards - cycles
@@ -139,16 +168,17 @@ def benchmark(target, drafter, prompts: list[list[int]], max_new_tokens: int = 1
             "tokens_per_target_forward": new_tokens / forwards if forwards else None,
             "time_breakdown_s": {"target_forwards": target_s, "drafter_forwards": drafter_s,
                                  "other": max(wall - target_s - drafter_s, 0.0)},
+            **drafting,
         })
     reference = runs["plain"][0]
     mismatched = [i for i in range(len(prompts))
-                  if any(p[i].new_tokens != reference[i].new_tokens for m in METHODS for p in runs[m])]
+                  if any(p[i].new_tokens != reference[i].new_tokens for m in methods for p in runs[m])]
     per_prompt = [
         {"prompt_tokens": len(ids), **{
             m: {"new_tokens": len(runs[m][0][i].new_tokens),
                 "wall_s": statistics.median(p[i].wall_s for p in runs[m]), "tau": runs[m][0][i].tau,
                 "identical_to_plain": all(p[i].new_tokens == reference[i].new_tokens for p in runs[m])}
-            for m in METHODS}}
+            for m in methods}}
         for i, ids in enumerate(prompts)
     ]
     report = {"results": results, "outputs_identical": not mismatched, "mismatched_prompts": mismatched,
@@ -433,14 +463,20 @@ def format_report(report: dict) -> str:
     lines = []
     if report.get("repeats", 1) > 1:
         lines.append(f"{report['repeats']} passes; tok/s and × plain: median (min–max) over passes")
-    lines += ["| method | tok/s | × plain | tau | target fwd s | drafter s | other s |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["| method | tok/s | × plain | tau | drafted/cycle | rejected | copied cycles | target fwd s | "
+              "drafter s | other s |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def count(r, key, spec="d"):
+        return "—" if r.get(key) is None else format(r[key], spec)
+
     for r in report["results"]:
         t = r["time_breakdown_s"]
         lines.append(
             f"| {r['method']} | {_fmt_spread(r['tokens_per_s'], r.get('tokens_per_s_range'), '.2f')} | "
             f"{_fmt_spread(r['speedup_vs_plain'], r.get('speedup_vs_plain_range'), '.2f')} | "
-            f"{'—' if r['tau'] is None else format(r['tau'], '.2f')} | {t['target_forwards']:.2f} | "
+            f"{'—' if r['tau'] is None else format(r['tau'], '.2f')} | {count(r, 'drafted_per_cycle', '.2f')} | "
+            f"{count(r, 'wasted_draft_tokens')} | {count(r, 'copied_cycles')} | {t['target_forwards']:.2f} | "
             f"{t['drafter_forwards']:.2f} | {t['other']:.2f} |"
         )
     same = "yes" if report["outputs_identical"] else f"NO (prompts {report['mismatched_prompts']})"
@@ -463,6 +499,13 @@ def add_cli_arguments(parser):
     parser.add_argument("--num-assistant-tokens", type=int, default=None,
                         help="drafter's draft length K (default: the drafter's generation_config)")
     parser.add_argument("--prompt-lookup-tokens", type=int, default=10, help="HF prompt_lookup_num_tokens (default 10)")
+    parser.add_argument("--policies", default=None,
+                        help=f"comma-separated drafting policies to compare beside the shipped one "
+                             f"({', '.join(DRAFTING_POLICIES)})")
+    parser.add_argument("--confidence-threshold", type=float, default=0.3,
+                        help="assistant_confidence_threshold of the confidence policies (default 0.3)")
+    parser.add_argument("--copy-tokens", type=int, default=8,
+                        help="prompt_lookup_num_tokens of the copy policies: longest copied span (default 8)")
     add_calibration_arguments(parser)
     parser.add_argument("--profile", action="store_true",
                         help="split one drafter pass's time per cycle and compare it with bare forwards (the ceiling "
@@ -480,11 +523,15 @@ def run_cli(args):
         drafter = load_drafter(args.drafter, target)
         prompts = prompts_from_args(args, tokenizer)
         rendered = [render_prompt(tokenizer, p, (), args.system_prompt, args.chat_template) for p in prompts]
+        policies = {
+            name: drafting_policy(name, args.confidence_threshold, args.copy_tokens)
+            for name in (args.policies.split(",") if args.policies else ())
+        }
         torch.manual_seed(0)
         report = benchmark(target, drafter, rendered, max_new_tokens=args.max_new_tokens,
                            num_assistant_tokens=args.num_assistant_tokens,
                            prompt_lookup_tokens=args.prompt_lookup_tokens, repeats=args.repeats,
-                           calibration=calibration, profile=args.profile)
+                           calibration=calibration, profile=args.profile, policies=policies)
         calibration.check(args.strict)
     except MachineBusyError as error:
         print(f"hf-eagle31 bench: error: {error}", file=sys.stderr)
@@ -495,6 +542,7 @@ def run_cli(args):
         "num_assistant_tokens": args.num_assistant_tokens, "prompt_lookup_tokens": args.prompt_lookup_tokens,
         "dtype": args.dtype, "device": str(target.device), "threads": torch.get_num_threads(),
         "repeats": args.repeats, "strict": args.strict, "max_drift": args.max_drift, "profile": args.profile,
+        "policies": policies,
     }
     print(format_report(report))
     if args.json:

@@ -329,10 +329,11 @@ def _sync(device):
 
 @torch.no_grad()
 def timed_generate(target, input_ids, timer, drafter=None, prompt_lookup_tokens=None, max_new_tokens=128,
-                   num_assistant_tokens=None, do_sample=False, temperature=None, seed=None):
+                   num_assistant_tokens=None, do_sample=False, temperature=None, seed=None, drafting=None):
     """
     One `generate` call, plain (no drafter, no prompt lookup), with HF prompt lookup (`prompt_lookup_tokens`), or
-    with `drafter` as the assistant. `timer` is an active `TargetForwardTimer` on `target`.
+    with `drafter` as the assistant. `timer` is an active `TargetForwardTimer` on `target`. `drafting`: more
+    `generate` options for the drafter (a drafting policy, see `bench.DRAFTING_POLICIES`).
     """
     ids = torch.as_tensor(input_ids, device=target.device).reshape(1, -1)
     kwargs = {"attention_mask": torch.ones_like(ids), "max_new_tokens": max_new_tokens, "do_sample": do_sample}
@@ -348,6 +349,7 @@ def timed_generate(target, input_ids, timer, drafter=None, prompt_lookup_tokens=
         kwargs["assistant_model"] = drafter
         if num_assistant_tokens is not None:
             kwargs["num_assistant_tokens"] = num_assistant_tokens
+        kwargs.update(drafting or {})
     elif prompt_lookup_tokens:
         kwargs["prompt_lookup_num_tokens"] = prompt_lookup_tokens
     if seed is not None:

@@ -156,3 +156,24 @@ def test_profile_splits_one_run_per_cycle(target):
     ceiling = profile["tau"] * t[1] / (t[4] + 3 * bare["drafter_step_ms"])
     assert profile["ceiling_speedup"] == pytest.approx(ceiling)
     assert profile["fraction_of_ceiling"] == pytest.approx(0.5 / ceiling)
+
+
+def test_benchmark_compares_drafting_policies(target):
+    """Each policy is one more method; every one stays greedy-exact; confidence and copy act as documented."""
+    from hf_eagle31.bench import DRAFTING_POLICIES, drafting_policy
+
+    drafter = make_drafter(target, "eagle3.1", seed=2)
+    with torch.no_grad():
+        drafter.lm_head.weight.mul_(0.0)  # a uniform drafter: always unsure
+    prompts = [[5, 6, 7, 8] * 4, [9, 10, 11] * 5]
+    policies = {name: drafting_policy(name, confidence_threshold=0.5, copy_tokens=4) for name in DRAFTING_POLICIES}
+    report = benchmark(target, drafter, prompts, max_new_tokens=16, num_assistant_tokens=3, warmup_tokens=2,
+                       progress=False, policies=policies)
+    assert report["outputs_identical"]
+    by_method = {r["method"]: r for r in report["results"]}
+    assert list(by_method) == [*METHODS, *(f"drafter:{name}" for name in DRAFTING_POLICIES)]
+    assert by_method["drafter:constant"]["drafted_per_cycle"] > by_method["drafter:confidence"]["drafted_per_cycle"]
+    assert by_method["drafter:confidence"]["drafted_per_cycle"] == pytest.approx(1.0)  # unsure: one token a cycle
+    assert by_method["drafter:constant"]["copied_cycles"] == 0 and by_method["drafter:confidence+copy"]["copied_cycles"] > 0
+    with pytest.raises(ValueError, match="unknown drafting policy 'fast'"):
+        drafting_policy("fast")
