@@ -520,7 +520,7 @@ def run_cli(args):
     calibration = calibration_from_args(args, target)
     try:
         calibration.check_load_at_start(args.strict)
-        drafter = load_drafter(args.drafter, target)
+        drafter = load_drafter(args.drafter, target, trust_remote_code=args.trust_remote_code)
         prompts = prompts_from_args(args, tokenizer)
         rendered = [render_prompt(tokenizer, p, (), args.system_prompt, args.chat_template) for p in prompts]
         policies = {

@@ -16,8 +16,11 @@ DEFAULT_PROMPT = "Explain in a few sentences why the sky is blue."
 
 
 def add_cli_arguments(parser):
+    from .evaluation import add_trust_remote_code_argument
+
     parser.add_argument("--target", default=None, help="target Hub id / path (default: embedded SmolLM2-135M-Instruct)")
     parser.add_argument("--drafter", default=None, help=f"drafter dir or Hub id (default: {DEFAULT_DRAFTER.name})")
+    add_trust_remote_code_argument(parser)
     parser.add_argument("--prompt", default=DEFAULT_PROMPT)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--num-assistant-tokens", type=int, default=None, help="draft length K (default: drafter's)")
@@ -39,7 +42,7 @@ def run_cli(args):
         )
     torch.manual_seed(0)
     target, tokenizer = load_target(args.target, dtype=getattr(torch, args.dtype))
-    drafter = load_drafter(str(drafter_path), target)
+    drafter = load_drafter(str(drafter_path), target, trust_remote_code=args.trust_remote_code)
     text = tokenizer.apply_chat_template(
         [{"role": "user", "content": args.prompt}], tokenize=False, add_generation_prompt=True
     )

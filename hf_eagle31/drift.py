@@ -280,7 +280,7 @@ def run_cli(args):
 
     torch.manual_seed(0)
     target, tokenizer = load_target_for_cli(args)
-    drafters = load_drafters(args.drafter, target)
+    drafters = load_drafters(args.drafter, target, trust_remote_code=args.trust_remote_code)
     prompts = prompts_from_args(args, tokenizer, default_suite="standard")
     rendered = [
         render_prompt(tokenizer, p, system_prompt=args.system_prompt, chat_template=args.chat_template)

@@ -46,16 +46,18 @@ def load_target_for_cli(args):
     return load_target(args.target, dtype=dtype, device=device)
 
 
-def load_drafter(name_or_path, target):
+def load_drafter(name_or_path, target, trust_remote_code=False):
     """
-    A drafter checkpoint (local folder or Hub id) as remote code, in the target's dtype/device, checked against the
-    target (`check_target` raises a one-line ValueError on a mismatch) and with the target's embeddings when the
-    checkpoint did not carry them.
+    A drafter checkpoint (local folder or Hub id) in the target's dtype/device, checked against the target
+    (`check_target` raises a one-line ValueError on a mismatch) and with the target's embeddings when the checkpoint
+    did not carry them. hf-eagle31 checkpoints load with this package's classes; any other checkpoint runs its own
+    code only with `trust_remote_code` (`training.load_drafter_checkpoint`); EAGLE / vLLM / speculators formats are
+    refused with the `hf-eagle31 convert` command that makes them loadable.
     """
-    from transformers import AutoModel
+    from .training import load_drafter_checkpoint
 
-    drafter, info = AutoModel.from_pretrained(
-        name_or_path, trust_remote_code=True, dtype=target.dtype, output_loading_info=True
+    drafter, info = load_drafter_checkpoint(
+        name_or_path, trust_remote_code=trust_remote_code, dtype=target.dtype, output_loading_info=True
     )
     # Embeddings may be absent (they are the target's, loaded below); any other missing weight is an error.
     missing = [k for k in info.get("missing_keys", ()) if not k.endswith("embed_tokens.weight")]
@@ -76,13 +78,19 @@ def load_drafter(name_or_path, target):
     return drafter
 
 
-def load_drafters(names, target):
+def load_drafters(names, target, trust_remote_code=False):
     """`{name as given: drafter}`; the same checkpoint given twice is loaded twice under distinct labels."""
     drafters = {}
     for name in names:
         label = name if name not in drafters else f"{name}#{len(drafters)}"
-        drafters[label] = load_drafter(name, target)
+        drafters[label] = load_drafter(name, target, trust_remote_code=trust_remote_code)
     return drafters
+
+
+def add_trust_remote_code_argument(parser):
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="let a --drafter that is not an hf-eagle31 checkpoint run its own code (hf-eagle31 "
+                             "drafters load with this package's classes and never need it)")
 
 
 def read_prompt_file(path, num_prompts=None):
@@ -214,6 +222,7 @@ def add_common_arguments(parser, multiple_drafters=False):
                             help="drafter checkpoint (folder or Hub id); repeat to compare drafters side by side")
     else:
         parser.add_argument("--drafter", required=True, help="drafter checkpoint (folder or Hub id)")
+    add_trust_remote_code_argument(parser)
     parser.add_argument("--prompts", default=None, help="JSON-lines prompts: 'prompt', 'turns' or 'messages' per line")
     parser.add_argument("--suite", default="standard", choices=["standard", "perturbed", "long", "all"],
                         help="prompt suite used when no --prompts file is given (default standard)")
@@ -629,7 +638,7 @@ def run_cli(args):
     calibration = calibration_from_args(args, target)
     try:
         calibration.check_load_at_start(args.strict)
-        drafters = load_drafters(args.drafter, target)
+        drafters = load_drafters(args.drafter, target, trust_remote_code=args.trust_remote_code)
         prompts = prompts_from_args(args, tokenizer)
         results, _ = evaluate(
             target, tokenizer, drafters, prompts, max_new_tokens=args.max_new_tokens,

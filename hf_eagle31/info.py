@@ -33,8 +33,11 @@ def describe(drafter):
 
 
 def add_cli_arguments(parser):
+    from .evaluation import add_trust_remote_code_argument
+
     parser.add_argument("--target", default=None, help="target Hub id / path (default: embedded SmolLM2-135M-Instruct)")
     parser.add_argument("--drafter", default=None, help="a drafter directory or Hub id to describe instead")
+    add_trust_remote_code_argument(parser)
     parser.add_argument("--variant", default="eagle3.1", choices=["eagle3", "eagle3.1", "mtp", "mtp-postnorm"])
     parser.add_argument("--draft-vocab-size", type=int, default=None)
     parser.add_argument("--prompt", default="Name three primary colors.")
@@ -42,8 +45,7 @@ def add_cli_arguments(parser):
 
 
 def run_cli(args):
-    from transformers import AutoModel
-
+    from .evaluation import load_drafter
     from .targets import load_target
     from .training import build_drafter
 
@@ -53,8 +55,8 @@ def run_cli(args):
     print(f"target: {type(target).__name__}, {cfg.num_hidden_layers} layers, hidden {cfg.hidden_size}, "
           f"vocab {cfg.vocab_size}, {sum(p.numel() for p in target.parameters()) / 1e6:.1f}M parameters")
     if args.drafter:
-        drafter = AutoModel.from_pretrained(args.drafter, trust_remote_code=True).eval()
-        drafter.check_target(target.config)
+        # checked against the target, in its dtype, with its embeddings when the checkpoint has none
+        drafter = load_drafter(args.drafter, target, trust_remote_code=args.trust_remote_code)
     else:
         drafter = build_drafter(target.config, args.variant, args.draft_vocab_size).load_target_embeddings(target)
         drafter = drafter.to(target.dtype).eval()

@@ -258,6 +258,7 @@ def load_drafter_checkpoint(name_or_path, trust_remote_code=False, **kwargs):
     from transformers import AutoModel, PretrainedConfig
 
     from .modeling import Eagle3Config, Eagle3Drafter, MtpConfig, MtpDrafter
+    from .modeling.configuration_common import FOREIGN_FORMAT_KEYS, check_checkpoint_config
 
     try:
         config, _ = PretrainedConfig.get_config_dict(str(name_or_path))
@@ -265,6 +266,12 @@ def load_drafter_checkpoint(name_or_path, trust_remote_code=False, **kwargs):
         raise ValueError(f"{name_or_path} is not a drafter checkpoint (no readable config.json): {error}") from None
     classes = {Eagle3Config.model_type: Eagle3Drafter, MtpConfig.model_type: MtpDrafter}
     model_type = config.get("model_type")
+    foreign_drafter = model_type not in classes and (
+        any(k in config for k in FOREIGN_FORMAT_KEYS) or "draft_vocab_size" in config
+    )
+    if not config or (foreign_drafter and not (trust_remote_code and "auto_map" in config)):
+        # no config.json, or an EAGLE / vLLM / speculators drafter (no code of its own to trust): convert it
+        check_checkpoint_config(Eagle3Config, config, name_or_path)
     if model_type not in classes and not trust_remote_code:
         raise ValueError(
             f"{name_or_path} is a {model_type or 'config-less'} checkpoint, not an hf-eagle31 drafter: convert it "

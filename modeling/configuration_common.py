@@ -1,9 +1,15 @@
 # Copyright 2026 The hf-eagle31 authors. Apache-2.0.
-"""Shared pieces of the drafter configurations: reading the sizes a drafter inherits from its target."""
+"""Shared pieces of the drafter configurations: reading the sizes a drafter inherits from its target, and the checks
+every drafter config runs on its keys (unknown keys, foreign checkpoint formats, layer ids, draft vocabulary)."""
 
+import dataclasses
+import difflib
+import inspect
+import operator
+import re
 from typing import Any
 
-from transformers import PretrainedConfig
+from transformers import GenerationConfig, PretrainedConfig
 
 
 # Fields a drafter copies from the target's (text) config. `None` = required, anything else = default.
@@ -26,8 +32,16 @@ VARIANT_SWITCHES = {
 }
 
 
-def read_target_config(target_config: Any) -> dict:
-    """Returns the target sizes a drafter needs, or raises a ValueError naming the missing field."""
+# A required target field the target config lacks can be given in the drafter overrides, under this name.
+_OVERRIDE_NAMES = {"num_hidden_layers": "target_num_hidden_layers"}
+
+
+def read_target_config(target_config: Any, overrides: dict | None = None) -> dict:
+    """
+    Returns the target sizes a drafter needs, or raises a ValueError naming the missing field. `overrides` (the
+    drafter overrides of `from_target`) fill the fields the target config does not have.
+    """
+    overrides = overrides or {}
     if hasattr(target_config, "get_text_config"):
         target_config = target_config.get_text_config()
     if isinstance(target_config, dict):
@@ -43,6 +57,8 @@ def read_target_config(target_config: Any) -> dict:
     fields = {}
     for name, default in _TARGET_FIELDS.items():
         value = get(name, None)
+        if value is None:
+            value = overrides.get(_OVERRIDE_NAMES.get(name, name))
         if value is None and name == "num_key_value_heads":
             value = fields["num_attention_heads"]
         elif value is None and name == "head_dim":
@@ -50,7 +66,8 @@ def read_target_config(target_config: Any) -> dict:
         elif value is None and default is None:
             raise ValueError(
                 f"target config ({model_type or type(target_config).__name__}) has no `{name}`: pass the target's "
-                f"text config (e.g. `model.config.get_text_config()`) or set `{name}=` explicitly in the overrides."
+                f"text config (e.g. `model.config.get_text_config()`) or set `{_OVERRIDE_NAMES.get(name, name)}=` "
+                "explicitly in the overrides."
             )
         elif value is None:
             value = default
@@ -72,16 +89,56 @@ def read_target_config(target_config: Any) -> dict:
 
 
 def default_target_layer_ids(num_hidden_layers: int) -> list[int]:
-    """EAGLE-3's low/mid/high taps: indices into `hidden_states` (= the *inputs* of decoder layers 2, L//2, L-3)."""
-    return [2, num_hidden_layers // 2, num_hidden_layers - 3]
+    """
+    EAGLE-3's low/mid/high taps: indices into `hidden_states` (= the *inputs* of decoder layers 2, L//2, L-3). Toy
+    targets (L <= 6), where those repeat a layer, get three distinct taps spread over 1..L-1 (0..L below 4 layers).
+    """
+    layers = num_hidden_layers
+    ids = [2, layers // 2, layers - 3]
+    if len(set(ids)) == 3 and min(ids) >= 0:
+        return ids
+    for low, high in ((1, layers - 1), (0, layers)):
+        spread = sorted({round(low + (high - low) * k / 2) for k in range(3)})
+        if len(spread) == 3 and spread[0] >= 0:
+            return spread
+    raise ValueError(
+        f"a target with {layers} decoder layer(s) has only {layers + 1} hidden states, too few for the 3 distinct ones "
+        "an EAGLE-3 drafter fuses: use an MTP drafter (variant mtp) for it."
+    )
 
 
 def validate_target_layer_ids(target_layer_ids, target_num_hidden_layers, expected_count=None) -> list[int]:
-    ids = [int(i) for i in target_layer_ids]
+    """A list of distinct non-negative ints (in range of the target's layers when known), or a one-line ValueError."""
+    if isinstance(target_layer_ids, str):
+        numbers = [int(n) for n in re.findall(r"-?\d+", target_layer_ids)]
+        example = f"{numbers} (a list of ints)" if numbers else "a list of ints (indices into the target's `hidden_states`)"
+        raise ValueError(f"target_layer_ids={target_layer_ids!r} is a string: pass {example}.")
+    try:
+        ids = list(target_layer_ids)
+        if any(isinstance(i, (bool, str)) for i in ids):
+            raise TypeError
+        ids = [operator.index(i) for i in ids]
+    except TypeError:
+        raise ValueError(
+            f"target_layer_ids={target_layer_ids!r} is not a list of ints: pass indices into the target's "
+            "`hidden_states`, e.g. [2, 15, 27]."
+        ) from None
     if expected_count is not None and len(ids) != expected_count:
         raise ValueError(
             f"target_layer_ids={ids} has {len(ids)} entries but this drafter fuses {expected_count} target hidden "
             f"states: give exactly {expected_count} indices into the target's `hidden_states`."
+        )
+    negative = [i for i in ids if i < 0]
+    if negative:
+        raise ValueError(
+            f"target_layer_ids={ids} has negative ids {negative}: ids index the target's `hidden_states` from 0 "
+            "(0 = embeddings, L = last layer output); count from the start, not from the end."
+        )
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:
+        raise ValueError(
+            f"target_layer_ids={ids} repeats layer {repeated[0]}: pass {len(ids)} distinct indices into the target's "
+            "`hidden_states` (each captured state is a different layer)."
         )
     if target_num_hidden_layers is not None:
         for i in ids:
@@ -92,6 +149,121 @@ def validate_target_layer_ids(target_layer_ids, target_num_hidden_layers, expect
                     f"values in [0, {target_num_hidden_layers}]."
                 )
     return ids
+
+
+def validate_draft_vocab_size(draft_vocab_size, vocab_size) -> int:
+    """An int in [1, vocab_size], or a one-line ValueError."""
+    try:
+        value = None if isinstance(draft_vocab_size, (bool, str)) else operator.index(draft_vocab_size)
+    except TypeError:
+        value = None
+    if value is None or not 1 <= value <= vocab_size:
+        raise ValueError(
+            f"draft_vocab_size={draft_vocab_size!r} is not in [1, vocab_size={vocab_size}]: the draft vocabulary is a "
+            f"non-empty subset of the target's, so choose 1 <= draft_vocab_size <= {vocab_size} (None = the whole "
+            "vocabulary)."
+        )
+    return value
+
+
+# ---------------------------------------------------------------------------------------------- config keys
+
+# Keys transformers passes to (or writes into) configs beyond `PretrainedConfig().to_dict()`: consumed by
+# `PretrainedConfig.__post_init__` / `from_dict` (legacy rope keys, dtype and attention settings), written by
+# `save_pretrained` / `register_for_auto_class` / quantizers, or standard attributes of transformers 4 configs.
+_TRANSFORMERS_KEYS = {
+    "auto_map", "torch_dtype", "name_or_path", "attn_implementation", "experts_implementation", "output_attentions",
+    "num_labels", "per_layer_config", "tie_last_hidden_states", "quantization_config", "custom_pipelines",
+    "rope_theta", "rope_scaling", "partial_rotary_factor", "tie_word_embeddings", "bos_token_id", "eos_token_id",
+    "pad_token_id", "sep_token_id", "decoder_start_token_id", "is_decoder", "add_cross_attention",
+    "cross_attention_hidden_size", "tie_encoder_decoder", "tokenizer_class", "prefix", "task_specific_params",
+    "finetuning_task", "torchscript", "pruned_heads", "use_bfloat16", "tf_legacy_loss",
+}
+# What hf-eagle31 records in drafter configs besides the constructor arguments (read with `getattr`).
+RECORDED_KEYS = {"target_model_type", "target_name_or_path", "embed_requires_grad"}
+# config.json keys of drafter formats that `hf-eagle31 convert` reads (EAGLE / SpecForge, vLLM, speculators).
+FOREIGN_FORMAT_KEYS = (
+    "speculators_config", "speculators_model_type", "transformer_layer_config", "eagle_aux_hidden_state_layer_ids",
+    "eagle_config",
+)
+_VALID_KEYS = {}
+
+
+def constructor_keys(config_class) -> set:
+    """The keyword arguments of `config_class.__init__` and of its drafter-config bases."""
+    keys = set()
+    for klass in config_class.__mro__:
+        if "__init__" in vars(klass) and issubclass(klass, DrafterConfig):
+            keys |= {
+                p.name for p in inspect.signature(klass.__init__).parameters.values()
+                if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self"
+            }
+    return keys
+
+
+def valid_config_keys(config_class) -> set:
+    """The keys a config of `config_class` accepts: its (and its bases') constructor arguments, what transformers
+    passes to or saves with every config, and the metadata hf-eagle31 records."""
+    if config_class not in _VALID_KEYS:
+        keys = set(_TRANSFORMERS_KEYS) | RECORDED_KEYS | constructor_keys(config_class)
+        keys |= set(PretrainedConfig().to_dict())
+        if dataclasses.is_dataclass(PretrainedConfig):
+            keys |= {f.name for f in dataclasses.fields(PretrainedConfig)}
+        keys |= set(getattr(PretrainedConfig, "attribute_map", {})) | set(getattr(config_class, "attribute_map", {}))
+        defaults = getattr(GenerationConfig, "_get_default_generation_params", None)  # popped by transformers
+        keys |= set(defaults()) if defaults is not None else set()
+        keys |= set(GenerationConfig().to_dict())
+        _VALID_KEYS[config_class] = keys
+    return _VALID_KEYS[config_class]
+
+
+def check_config_keys(config_class, keys, source=None):
+    """Raises a one-line ValueError naming every unknown key (and the closest valid one); `_private` keys pass."""
+    valid = valid_config_keys(config_class)
+    unknown = [k for k in keys if k not in valid and not str(k).startswith("_")]
+    if not unknown:
+        return
+    own = sorted(constructor_keys(config_class))  # suggest the config's own settings first
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(str(key), own, n=1) or difflib.get_close_matches(str(key), sorted(valid), n=1)
+        hints.append(f"`{key}`" + (f" (did you mean `{close[0]}`?)" if close else ""))
+    where = f"{source}: " if source else ""
+    raise ValueError(
+        f"{where}{config_class.__name__} has no setting {', '.join(hints)}: fix the spelling or remove "
+        f"{'it' if len(unknown) == 1 else 'them'} (the settings are the arguments of {config_class.__name__})."
+    )
+
+
+def check_checkpoint_config(config_class, config_dict, source):
+    """A config.json read for `config_class`: present, of this class's model_type, not a foreign drafter format."""
+    if not config_dict:
+        raise ValueError(
+            f"{source} has no config.json: it is not a drafter checkpoint (or an incomplete copy); pass a directory "
+            "written by `save_pretrained` (or convert an EAGLE / vLLM / speculators drafter with `hf-eagle31 convert`)."
+        )
+    model_type = config_dict.get("model_type")
+    foreign = [k for k in FOREIGN_FORMAT_KEYS if k in config_dict]
+    if not foreign and model_type in (None, config_class.model_type):
+        check_config_keys(config_class, config_dict, source)
+        return
+    drafters = {"eagle3_drafter": "Eagle3Drafter", "mtp_drafter": "MtpDrafter"}
+    if not foreign and model_type in drafters:
+        raise ValueError(
+            f"{source} is an hf-eagle31 `{model_type}` checkpoint, not `{config_class.model_type}`: load it with "
+            f"{drafters[model_type]}.from_pretrained (or AutoModel.from_pretrained(..., trust_remote_code=True))."
+        )
+    if any(k.startswith("speculators") for k in foreign):
+        what = "a speculators-format drafter"
+    elif foreign or "draft_vocab_size" in config_dict:
+        what = "an EAGLE / vLLM-format drafter"
+    else:
+        what = f"a `{model_type}` checkpoint, not an hf-eagle31 drafter"
+    evidence = f"config.json has `{foreign[0]}`" if foreign else f"config.json model_type={model_type!r}"
+    raise ValueError(
+        f"{source} is {what} ({evidence}): convert it with `hf-eagle31 convert {source} DST --to hf-eagle31` "
+        "and load DST."
+    )
 
 
 def check_variant(variant: str) -> dict:
@@ -136,13 +308,11 @@ class DrafterConfig(PretrainedConfig):
         tie_word_embeddings=False,
         **kwargs,
     ):
+        check_config_keys(type(self), kwargs)
         self.vocab_size = vocab_size
-        self.draft_vocab_size = draft_vocab_size if draft_vocab_size is not None else vocab_size
-        if self.draft_vocab_size > vocab_size:
-            raise ValueError(
-                f"draft_vocab_size={self.draft_vocab_size} exceeds vocab_size={vocab_size}: the draft vocabulary is a "
-                "subset of the target's, so choose draft_vocab_size <= vocab_size."
-            )
+        self.draft_vocab_size = validate_draft_vocab_size(
+            draft_vocab_size if draft_vocab_size is not None else vocab_size, vocab_size
+        )
         self.hidden_size = hidden_size
         self.intermediate_size = intermediate_size
         self.num_attention_heads = num_attention_heads
@@ -168,9 +338,19 @@ class DrafterConfig(PretrainedConfig):
         super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
 
     @classmethod
-    def target_kwargs(cls, target_config, draft_vocab_size=None):
-        """The constructor arguments a drafter of this class inherits from `target_config`."""
-        target = read_target_config(target_config)
+    def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
+        """transformers' reader, plus a one-line error for a missing config.json, a foreign format or unknown keys."""
+        config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
+        check_checkpoint_config(cls, config_dict, pretrained_model_name_or_path)
+        return config_dict, kwargs
+
+    @classmethod
+    def target_kwargs(cls, target_config, draft_vocab_size=None, overrides=None):
+        """
+        The constructor arguments a drafter of this class inherits from `target_config`; `overrides` fill the fields
+        the target config lacks (e.g. `intermediate_size` of a GPT-2 config).
+        """
+        target = read_target_config(target_config, overrides)
         return dict(
             vocab_size=target["vocab_size"],
             draft_vocab_size=draft_vocab_size,

@@ -40,7 +40,7 @@ class MtpConfig(DrafterConfig):
         """Builds an MTP head sized for `target_config`; `variant="mtp-postnorm"` turns on `norm_output`."""
         if variant not in MTP_VARIANTS:
             raise ValueError(f"unknown MTP variant {variant!r}: use one of {sorted(MTP_VARIANTS)}.")
-        kwargs = cls.target_kwargs(target_config, draft_vocab_size)
+        kwargs = cls.target_kwargs(target_config, draft_vocab_size, overrides)
         kwargs["norm_output"] = MTP_VARIANTS[variant]
         kwargs.update(overrides)
         return cls(**kwargs)

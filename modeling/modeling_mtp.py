@@ -13,7 +13,13 @@ from torch import nn
 
 from .candidate_generator import EagleCandidateGenerator, install_generate_hook
 from .configuration_mtp import MtpConfig
-from .drafter_common import DrafterAttention, DrafterMLP, DrafterPreTrainedModel, DrafterRMSNorm
+from .drafter_common import (
+    DrafterAttention,
+    DrafterMLP,
+    DrafterPreTrainedModel,
+    DrafterRMSNorm,
+    install_target_check_hook,
+)
 
 
 class MtpDecoderLayer(nn.Module):
@@ -66,5 +72,6 @@ class MtpDrafter(DrafterPreTrainedModel):
 MtpConfig.register_for_auto_class()
 MtpDrafter.register_for_auto_class("AutoModel")
 install_generate_hook()
+install_target_check_hook()
 
 __all__ = ["MtpDrafter", "MtpDecoderLayer"]

@@ -333,3 +333,131 @@ def test_cli_bad_input_is_one_clear_line(case, tiny, tmp_path, capsys):
     assert code == 2
     assert re.search(message, error_line(capsys))
     assert not (tmp_path / "c").exists() and not (tmp_path / "o" / "config.json").exists()
+
+
+# ------------------------------------------------------------------------------------------------ configs and loading
+
+
+def one_line_error(call, match):
+    """The ValueError `call()` raises: one line, matching `match`."""
+    with pytest.raises(ValueError, match=match) as info:
+        call()
+    assert "\n" not in str(info.value), str(info.value)
+    return str(info.value)
+
+
+def test_unknown_config_keys_are_named_with_the_closest_valid_one(tmp_path):
+    from hf_eagle31 import Eagle3Config, Eagle3Drafter, MtpConfig
+
+    target = tiny_target()
+    one_line_error(lambda: Eagle3Config.from_target(target.config, norm_ouput=True),
+                   r"Eagle3Config has no setting `norm_ouput` \(did you mean `norm_output`\?\)")
+    one_line_error(lambda: MtpConfig(norm_ouput=True), r"`norm_ouput` \(did you mean `norm_output`\?\)")
+    one_line_error(lambda: MtpConfig.from_target(target.config, fc_norm=True), "MtpConfig has no setting `fc_norm`")
+    # in a config.json: named with the checkpoint, also through the checkpoint's own (remote) code
+    make_drafter(target, "eagle3.1", draft_vocab_size=48).save_pretrained(tmp_path / "d")
+    config = json.loads((tmp_path / "d" / "config.json").read_text())
+    # what transformers and hf-eagle31 write besides the constructor arguments still loads
+    config.update(use_cache=False, torch_dtype="float32", _name_or_path="x", target_name_or_path="org/t",
+                  embed_requires_grad=False, rope_theta=10000.0)
+    (tmp_path / "d" / "config.json").write_text(json.dumps(config))
+    assert Eagle3Drafter.from_pretrained(tmp_path / "d").config.target_name_or_path == "org/t"
+    (tmp_path / "d" / "config.json").write_text(json.dumps({**config, "norm_ouput": True}))
+    for load in (Eagle3Drafter.from_pretrained, lambda p: AutoModel.from_pretrained(p, trust_remote_code=True)):
+        message = one_line_error(lambda: load(tmp_path / "d"), "did you mean `norm_output`")
+        assert str(tmp_path / "d") in message
+
+
+def test_target_layer_ids_are_distinct_non_negative_ints(tmp_path):
+    from hf_eagle31 import Eagle3Config, Eagle3Drafter
+
+    config = tiny_target().config
+    one_line_error(lambda: Eagle3Config.from_target(config, target_layer_ids="2,4,5"), r"is a string: pass \[2, 4, 5\]")
+    one_line_error(lambda: Eagle3Config.from_target(config, target_layer_ids=[4, 4, 4]), "repeats layer 4")
+    one_line_error(lambda: Eagle3Config.from_target(config, target_layer_ids=[-1, 2, 4]), "negative")
+    one_line_error(lambda: Eagle3Config.from_target(config, target_layer_ids=[2.5, 3, 4]), "not a list of ints")
+    make_drafter(tiny_target()).save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**saved, "target_layer_ids": "2,4,5"}))
+    one_line_error(lambda: Eagle3Drafter.from_pretrained(tmp_path), r"pass \[2, 4, 5\]")
+
+
+@pytest.mark.parametrize("size", [0, -3, 65])
+def test_draft_vocab_size_is_between_1_and_the_vocab_size(size):
+    from hf_eagle31 import Eagle3Config, MtpConfig
+
+    config = tiny_target().config
+    for cls in (Eagle3Config, MtpConfig):
+        one_line_error(lambda: cls.from_target(config, draft_vocab_size=size),
+                       rf"draft_vocab_size={size} is not in \[1, vocab_size=64\]")
+    one_line_error(lambda: Eagle3Config(vocab_size=64, draft_vocab_size=size), "draft_vocab_size")
+
+
+def test_from_target_overrides_fill_fields_the_target_lacks():
+    from transformers import GPT2Config
+
+    from hf_eagle31 import Eagle3Config, MtpConfig
+
+    gpt2 = GPT2Config(vocab_size=100, n_embd=64, n_layer=12, n_head=4)
+    one_line_error(lambda: Eagle3Config.from_target(gpt2), "has no `intermediate_size`.*set `intermediate_size=`")
+    cfg = Eagle3Config.from_target(gpt2, intermediate_size=128)
+    assert cfg.intermediate_size == 128 and cfg.hidden_size == 64 and cfg.target_layer_ids == [2, 6, 9]
+    sizes = {"model_type": "custom", "hidden_size": 32, "num_attention_heads": 4, "vocab_size": 64,
+             "intermediate_size": 64}
+    one_line_error(lambda: MtpConfig.from_target(sizes), "no `num_hidden_layers`.*`target_num_hidden_layers=`")
+    assert MtpConfig.from_target(sizes, target_num_hidden_layers=8).target_layer_ids == [8]
+
+
+def test_foreign_and_broken_checkpoints_are_refused_in_one_line(tmp_path):
+    import shutil
+
+    from hf_eagle31 import Eagle3Drafter, MtpDrafter
+    from hf_eagle31.convert import convert_checkpoint
+
+    target = tiny_target()
+    ours = tmp_path / "ours"
+    make_drafter(target, "eagle3.1", draft_vocab_size=48).save_pretrained(ours)
+    for fmt in ("vllm", "speculators", "eagle"):
+        convert_checkpoint(ours, tmp_path / fmt, fmt)
+        message = one_line_error(lambda: Eagle3Drafter.from_pretrained(tmp_path / fmt),
+                                 "drafter .*convert it with `hf-eagle31 convert")
+        assert str(tmp_path / fmt) in message
+    target.save_pretrained(tmp_path / "llama")
+    one_line_error(lambda: Eagle3Drafter.from_pretrained(tmp_path / "llama"), "`llama`.*not an hf-eagle31 drafter")
+    one_line_error(lambda: MtpDrafter.from_pretrained(ours), "load it with Eagle3Drafter")
+    for name, cut in (("cut", lambda b: b[:100]), ("short", lambda b: b[:-1000]), ("garbage", lambda b: b"x" * 5000)):
+        shutil.copytree(ours, tmp_path / name)
+        weights = tmp_path / name / "model.safetensors"
+        weights.write_bytes(cut(weights.read_bytes()))
+        message = one_line_error(lambda: Eagle3Drafter.from_pretrained(tmp_path / name), "truncated or corrupt")
+        assert str(tmp_path / name) in message
+    shutil.copytree(ours, tmp_path / "no-config")
+    (tmp_path / "no-config" / "config.json").unlink()
+    one_line_error(lambda: Eagle3Drafter.from_pretrained(tmp_path / "no-config"), "no-config has no config.json")
+
+
+def test_drafter_for_another_vocabulary_gets_our_message_in_generate():
+    target = tiny_target()
+    ids = torch.randint(0, 64, (1, 5))
+    for other in (tiny_target(vocab_size=100), tiny_target(vocab_size=100, hidden_size=48)):
+        drafter = make_drafter(other)
+        one_line_error(lambda: target.generate(ids, max_new_tokens=3, do_sample=False, assistant_model=drafter),
+                       "expects a target vocab size of 100 but the target has 64 .*another tokenizer")
+    drafter = make_drafter(target)  # and a matching drafter still drafts
+    plain = target.generate(ids, max_new_tokens=4, do_sample=False)
+    assert torch.equal(target.generate(ids, max_new_tokens=4, do_sample=False, assistant_model=drafter), plain)
+
+
+def test_eval_and_info_refuse_foreign_drafters_in_one_line(tiny, tmp_path, capsys):
+    from hf_eagle31.convert import convert_checkpoint
+
+    convert_checkpoint(tiny["drafter"], tmp_path / "vllm", "vllm")
+    tiny_target().save_pretrained(tmp_path / "llama")
+    common = ["--target", str(tiny["target"])]
+    for verb, extra in (("eval", ["--prompts", str(tiny["prompts"])]), ("info", [])):
+        for flags in ([], ["--trust-remote-code"]):  # no code of its own to trust: it needs converting
+            assert main([verb, *common, "--drafter", str(tmp_path / "vllm"), *extra, *flags]) == 2
+            assert "convert it with `hf-eagle31 convert" in error_line(capsys)
+        assert main([verb, *common, "--drafter", str(tmp_path / "llama"), *extra]) == 2
+        assert "--trust-remote-code" in error_line(capsys)
+    assert main(["info", *common, "--drafter", str(tiny["drafter"]), "--max-new-tokens", "4"]) == 0

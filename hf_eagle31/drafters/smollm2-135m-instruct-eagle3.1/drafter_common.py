@@ -7,6 +7,7 @@ base that owns embeddings, the draft vocabulary and the chain/TTT loops.
 This file travels with every Hub checkpoint (remote code): it imports torch and transformers only.
 """
 
+import functools
 import os
 import tempfile
 import warnings
@@ -199,6 +200,34 @@ def _cache_argument(cache, past_key_values):
     return past_key_values
 
 
+def install_target_check_hook():
+    """
+    Checks a drafter against its target at the start of `target.generate(..., assistant_model=drafter)`.
+
+    transformers validates the assistant in `GenerationMixin._validate_generation_mode` (a vocab size that differs from
+    the target's is reported there as "different tokenizers") before it asks for a candidate generator, where the
+    drafter's own `check_target` runs. This wraps that method once (idempotent across copies of this file) so the
+    drafter's one-line message comes first; other assistants are untouched. If a release drops the method, nothing is
+    wrapped and the check still runs when the drafter's candidate generator is built.
+    """
+    from transformers.generation.utils import GenerationMixin
+
+    original = getattr(GenerationMixin, "_validate_generation_mode", None)
+    if original is None or getattr(original, "_hf_eagle31_target_check", False):
+        return
+
+    @functools.wraps(original)
+    def _validate_generation_mode(self, *args, **kwargs):
+        mode_kwargs = kwargs.get("generation_mode_kwargs", args[2] if len(args) > 2 else None)
+        assistant = mode_kwargs.get("assistant_model") if isinstance(mode_kwargs, dict) else None
+        if hasattr(assistant, "get_candidate_generator") and hasattr(assistant, "check_target"):
+            assistant.check_target(self.config)
+        return original(self, *args, **kwargs)
+
+    _validate_generation_mode._hf_eagle31_target_check = True
+    GenerationMixin._validate_generation_mode = _validate_generation_mode
+
+
 @dataclass
 class DrafterOutput(ModelOutput):
     """
@@ -332,17 +361,18 @@ class DrafterPreTrainedModel(PreTrainedModel):
         """Raises a ValueError naming both values if this drafter was not built for `target_config`."""
         text = target_config.get_text_config() if hasattr(target_config, "get_text_config") else target_config
         cfg = self.config
-        checks = [
-            ("hidden size", cfg.target_hidden_size, getattr(text, "hidden_size", None)),
+        checks = [  # vocab first: a drafter for another tokenizer is told so, whatever else differs
             ("vocab size", cfg.vocab_size, getattr(text, "vocab_size", None)),
+            ("hidden size", cfg.target_hidden_size, getattr(text, "hidden_size", None)),
         ]
         if cfg.target_num_hidden_layers is not None:
             checks.append(("layer count", cfg.target_num_hidden_layers, getattr(text, "num_hidden_layers", None)))
         for what, drafter_value, target_value in checks:
             if target_value is not None and drafter_value != target_value:
+                tokenizer = " (it was built for another tokenizer)" if what == "vocab size" else ""
                 raise ValueError(
                     f"drafter/target mismatch: the drafter expects a target {what} of {drafter_value} but the target "
-                    f"has {target_value}; use a drafter trained for this target (or build one with "
+                    f"has {target_value}{tokenizer}; use a drafter trained for this target (or build one with "
                     f"`{type(cfg).__name__}.from_target(target.config)`)."
                 )
         if cfg.target_layer_ids is None:
@@ -460,8 +490,22 @@ class DrafterPreTrainedModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
+        """
+        transformers' loader, with one-line errors naming the checkpoint: a missing config.json, another format
+        (EAGLE / vLLM / speculators: convert it with `hf-eagle31 convert`; see `DrafterConfig.get_config_dict`),
+        unknown config keys, and truncated or corrupt weights.
+        """
         want_info = kwargs.pop("output_loading_info", False)
-        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        source = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+        try:
+            model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        except Exception as error:  # safetensors' errors ("header too small", "incomplete metadata") name no file
+            if type(error).__name__ != "SafetensorError":
+                raise
+            raise ValueError(
+                f"{source}: the .safetensors weights cannot be read ({error}): the file is truncated or corrupt; "
+                "copy the checkpoint again (or re-save it with `save_pretrained`)."
+            ) from error
         missing = set(info.get("missing_keys", ()))
         for key in ("d2t", "t2d"):
             if key in missing:
@@ -472,7 +516,6 @@ class DrafterPreTrainedModel(PreTrainedModel):
         model.embeddings_ready = model.config.embeddings_in_checkpoint and "embed_tokens.weight" not in missing
         # The draft length K and its schedule travel in generation_config.json (transformers only loads that file
         # for models that generate on their own).
-        source = args[0] if args else kwargs.get("pretrained_model_name_or_path")
         hub_options = ("cache_dir", "revision", "token", "local_files_only", "subfolder")
         try:
             model.generation_config = GenerationConfig.from_pretrained(

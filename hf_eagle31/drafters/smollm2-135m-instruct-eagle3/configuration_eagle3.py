@@ -27,7 +27,8 @@ class Eagle3Config(DrafterConfig):
         target_hidden_size (`int`, *optional*): hidden size H' of the target's captured states (defaults to H).
         target_layer_ids (`list[int]`): the three captured states, as indices into the target's `hidden_states`
             tuple: `hidden_states[i]` is the *input* of decoder layer `i` (= output of layer `i-1`); 0 is the
-            embeddings. This is the EAGLE / vLLM convention; default `[2, L//2, L-3]`.
+            embeddings. This is the EAGLE / vLLM convention; default `[2, L//2, L-3]` (three distinct taps for toy
+            targets of L <= 6 layers). Distinct non-negative ints.
         target_num_hidden_layers (`int`, *optional*): number of target decoder layers, checked before decoding.
         fc_norm (`bool`): EAGLE-3.1 — a separate RMSNorm on each captured hidden state before `fc`.
         norm_output (`bool`): EAGLE-3.1 — the next chain step (and TTT step) receives `norm(a)`, the post-norm
@@ -63,7 +64,7 @@ class Eagle3Config(DrafterConfig):
         family decoder). `variant="eagle3"` is the pre-norm baseline, `"eagle3.1"` turns on `fc_norm` and
         `norm_output`. Any field can be overridden by keyword.
         """
-        kwargs = cls.target_kwargs(target_config, draft_vocab_size)
+        kwargs = cls.target_kwargs(target_config, draft_vocab_size, overrides)
         kwargs.update(check_variant(variant))
         kwargs.update(overrides)
         return cls(**kwargs)

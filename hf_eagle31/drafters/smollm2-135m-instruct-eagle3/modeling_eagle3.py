@@ -15,7 +15,13 @@ from torch import nn
 
 from .candidate_generator import EagleCandidateGenerator, install_generate_hook
 from .configuration_eagle3 import Eagle3Config
-from .drafter_common import DrafterAttention, DrafterMLP, DrafterPreTrainedModel, DrafterRMSNorm
+from .drafter_common import (
+    DrafterAttention,
+    DrafterMLP,
+    DrafterPreTrainedModel,
+    DrafterRMSNorm,
+    install_target_check_hook,
+)
 
 
 class Eagle3DecoderLayer(nn.Module):
@@ -83,5 +89,6 @@ class Eagle3Drafter(DrafterPreTrainedModel):
 Eagle3Config.register_for_auto_class()
 Eagle3Drafter.register_for_auto_class("AutoModel")
 install_generate_hook()
+install_target_check_hook()
 
 __all__ = ["Eagle3Drafter", "Eagle3DecoderLayer"]
