@@ -43,6 +43,7 @@ from .evaluation import (
     TargetForwardTimer,
     add_common_arguments,
     check_context,
+    drafter_dtype,
     load_drafter,
     load_target_for_cli,
     prompts_from_args,
@@ -520,7 +521,8 @@ def run_cli(args):
     calibration = calibration_from_args(args, target)
     try:
         calibration.check_load_at_start(args.strict)
-        drafter = load_drafter(args.drafter, target, trust_remote_code=args.trust_remote_code)
+        drafter = load_drafter(args.drafter, target, trust_remote_code=args.trust_remote_code,
+                               dtype=drafter_dtype(args))
         prompts = prompts_from_args(args, tokenizer)
         rendered = [render_prompt(tokenizer, p, (), args.system_prompt, args.chat_template) for p in prompts]
         policies = {
@@ -540,7 +542,8 @@ def run_cli(args):
         "target": args.target or "smollm2-135m-instruct", "drafter": args.drafter, "prompts": args.prompts,
         "prompt_ids": [p.id for p in prompts], "max_new_tokens": args.max_new_tokens,
         "num_assistant_tokens": args.num_assistant_tokens, "prompt_lookup_tokens": args.prompt_lookup_tokens,
-        "dtype": args.dtype, "device": str(target.device), "threads": torch.get_num_threads(),
+        "dtype": args.dtype, "drafter_dtype": str(drafter.dtype).removeprefix("torch."), "device": str(target.device),
+        "threads": torch.get_num_threads(),
         "repeats": args.repeats, "strict": args.strict, "max_drift": args.max_drift, "profile": args.profile,
         "policies": policies,
     }

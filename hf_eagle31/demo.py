@@ -16,7 +16,7 @@ DEFAULT_PROMPT = "Explain in a few sentences why the sky is blue."
 
 
 def add_cli_arguments(parser):
-    from .evaluation import add_trust_remote_code_argument
+    from .evaluation import add_drafter_dtype_argument, add_trust_remote_code_argument
 
     parser.add_argument("--target", default=None, help="target Hub id / path (default: embedded SmolLM2-135M-Instruct)")
     parser.add_argument("--drafter", default=None, help=f"drafter dir or Hub id (default: {DEFAULT_DRAFTER.name})")
@@ -28,10 +28,11 @@ def add_cli_arguments(parser):
                         help="float32 (default): output identical to plain greedy; bf16 verification of several "
                              "tokens is slow on CPUs without bf16 matmul units (see README)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each method, alternated")
+    add_drafter_dtype_argument(parser)
 
 
 def run_cli(args):
-    from .evaluation import TargetForwardTimer, load_drafter, timed_generate
+    from .evaluation import TargetForwardTimer, drafter_dtype, load_drafter, timed_generate
     from .targets import load_target
 
     drafter_path = args.drafter or DEFAULT_DRAFTER
@@ -42,7 +43,8 @@ def run_cli(args):
         )
     torch.manual_seed(0)
     target, tokenizer = load_target(args.target, dtype=getattr(torch, args.dtype))
-    drafter = load_drafter(str(drafter_path), target, trust_remote_code=args.trust_remote_code)
+    drafter = load_drafter(str(drafter_path), target, trust_remote_code=args.trust_remote_code,
+                           dtype=drafter_dtype(args))
     text = tokenizer.apply_chat_template(
         [{"role": "user", "content": args.prompt}], tokenize=False, add_generation_prompt=True
     )

@@ -276,11 +276,12 @@ def add_cli_arguments(parser):
 
 
 def run_cli(args):
-    from .evaluation import load_drafters, load_target_for_cli, prompts_from_args, render_prompt
+    from .evaluation import drafter_dtype, load_drafters, load_target_for_cli, prompts_from_args, render_prompt
 
     torch.manual_seed(0)
     target, tokenizer = load_target_for_cli(args)
-    drafters = load_drafters(args.drafter, target, trust_remote_code=args.trust_remote_code)
+    drafters = load_drafters(args.drafter, target, trust_remote_code=args.trust_remote_code,
+                             dtype=drafter_dtype(args))
     prompts = prompts_from_args(args, tokenizer, default_suite="standard")
     rendered = [
         render_prompt(tokenizer, p, system_prompt=args.system_prompt, chat_template=args.chat_template)

@@ -46,9 +46,10 @@ def load_target_for_cli(args):
     return load_target(args.target, dtype=dtype, device=device)
 
 
-def load_drafter(name_or_path, target, trust_remote_code=False):
+def load_drafter(name_or_path, target, trust_remote_code=False, dtype=None):
     """
-    A drafter checkpoint (local folder or Hub id) in the target's dtype/device, checked against the target
+    A drafter checkpoint (local folder or Hub id) in `dtype` (default: the target's) on the target's device, checked
+    against the target
     (`check_target` raises a one-line ValueError on a mismatch) and with the target's embeddings when the checkpoint
     did not carry them. hf-eagle31 checkpoints load with this package's classes; any other checkpoint runs its own
     code only with `trust_remote_code` (`training.load_drafter_checkpoint`); EAGLE / vLLM / speculators formats are
@@ -57,7 +58,7 @@ def load_drafter(name_or_path, target, trust_remote_code=False):
     from .training import load_drafter_checkpoint
 
     drafter, info = load_drafter_checkpoint(
-        name_or_path, trust_remote_code=trust_remote_code, dtype=target.dtype, output_loading_info=True
+        name_or_path, trust_remote_code=trust_remote_code, dtype=dtype or target.dtype, output_loading_info=True
     )
     # Embeddings may be absent (they are the target's, loaded below); any other missing weight is an error.
     missing = [k for k in info.get("missing_keys", ()) if not k.endswith("embed_tokens.weight")]
@@ -78,13 +79,26 @@ def load_drafter(name_or_path, target, trust_remote_code=False):
     return drafter
 
 
-def load_drafters(names, target, trust_remote_code=False):
+def load_drafters(names, target, trust_remote_code=False, dtype=None):
     """`{name as given: drafter}`; the same checkpoint given twice is loaded twice under distinct labels."""
     drafters = {}
     for name in names:
         label = name if name not in drafters else f"{name}#{len(drafters)}"
-        drafters[label] = load_drafter(name, target, trust_remote_code=trust_remote_code)
+        drafters[label] = load_drafter(name, target, trust_remote_code=trust_remote_code, dtype=dtype)
     return drafters
+
+
+def drafter_dtype(args):
+    """`--drafter-dtype` as a torch dtype (None = the target's)."""
+    value = getattr(args, "drafter_dtype", "same")
+    return None if value in (None, "same") else getattr(torch, value)
+
+
+def add_drafter_dtype_argument(parser):
+    parser.add_argument("--drafter-dtype", default="same", choices=["same", "float32", "bfloat16"],
+                        help="drafter dtype (default: the target's). The target verifies every token, so a bf16 "
+                             "drafter beside an fp32 target keeps greedy output exact and halves the drafter's "
+                             "weight traffic")
 
 
 def add_trust_remote_code_argument(parser):
@@ -237,6 +251,7 @@ def add_common_arguments(parser, multiple_drafters=False):
                         help="a .jinja file (or 'plain' / 'alpaca' text format) replacing the tokenizer's chat template")
     parser.add_argument("--system-prompt", default=None, help="system prompt for every prompt")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="target/drafter dtype")
+    add_drafter_dtype_argument(parser)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
 
 
@@ -638,7 +653,8 @@ def run_cli(args):
     calibration = calibration_from_args(args, target)
     try:
         calibration.check_load_at_start(args.strict)
-        drafters = load_drafters(args.drafter, target, trust_remote_code=args.trust_remote_code)
+        drafters = load_drafters(args.drafter, target, trust_remote_code=args.trust_remote_code,
+                                 dtype=drafter_dtype(args))
         prompts = prompts_from_args(args, tokenizer)
         results, _ = evaluate(
             target, tokenizer, drafters, prompts, max_new_tokens=args.max_new_tokens,

@@ -177,3 +177,15 @@ def test_benchmark_compares_drafting_policies(target):
     assert by_method["drafter:constant"]["copied_cycles"] == 0 and by_method["drafter:confidence+copy"]["copied_cycles"] > 0
     with pytest.raises(ValueError, match="unknown drafting policy 'fast'"):
         drafting_policy("fast")
+
+
+def test_bench_cli_drafter_dtype(tmp_path):
+    """`--drafter-dtype bfloat16` beside an fp32 target: the drafter runs in bf16 and greedy output stays exact."""
+    _, _, target_dir, (drafter_dir,), prompts = save_tiny_setup(tmp_path)
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "--target", str(target_dir), "--drafter", str(drafter_dir), "--prompts", str(prompts),
+               "--max-new-tokens", "10", "--num-prompts", "2", "--repeats", "1", "--drafter-dtype", "bfloat16",
+               "--json", str(out)])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    assert report["outputs_identical"] and report["settings"]["drafter_dtype"] == "bfloat16"
