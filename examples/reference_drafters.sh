@@ -102,6 +102,7 @@ if stage ship; then
       "$((400 * SETS))" "$STEPS" "$TTT" "$RUN"/eval-{standard,perturbed,long}.json <<'EOF'
 import json, os, sys, torch
 from hf_eagle31.modeling import Eagle3Drafter  # this package's code files travel with the shipped checkpoint
+from hf_eagle31.hub import save_drafter  # save_pretrained + the model card (README.md)
 src, dst, k, variant, conversations, steps, ttt, *result_files = sys.argv[1:]
 results = [row for path in result_files for row in json.load(open(path))["results"]]
 for row in results:  # rows are labelled with run directories: name them by variant
@@ -114,7 +115,7 @@ training = (
     f"{steps} steps of batch 4, TTT {ttt}, lr 5e-4 cosine, draft vocabulary 8192, lm_head started from the "
     "target's head rows. EAGLE-3 and EAGLE-3.1 drafters were trained with the identical recipe."
 )
-drafter.save_pretrained(dst, include_embeddings=False, model_card={
+save_drafter(drafter, dst, include_embeddings=False, model_card={
     "eval_results": results, "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct", "drafter_name": variant,
     "training": training})
 EOF

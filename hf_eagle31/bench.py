@@ -50,6 +50,7 @@ from .evaluation import (
     render_prompt,
     timed_generate,
 )
+from .modeling import SpeculationStats, tau_from_forwards  # the one definition of tau and acceptance
 
 
 METHODS = ("plain", "prompt_lookup", "drafter")
@@ -144,8 +145,9 @@ def benchmark(target, drafter, prompts: list[list[int]], max_new_tokens: int = 1
         drafting = {}
         if method.startswith("drafter"):
             stats = [r.stats for r in first]
-            cycles = sum(s.cycles for s in stats)
-            tau = sum(a + 1 for s in stats for a in s.accepted) / cycles if cycles else None
+            pooled = SpeculationStats.pooled(stats)
+            cycles = pooled.cycles
+            tau = pooled.tau
             drafted = sum(sum(s.draft_lengths) for s in stats)
             drafting = {
                 "drafted_per_cycle": drafted / cycles if cycles else None,
@@ -154,9 +156,7 @@ def benchmark(target, drafter, prompts: list[list[int]], max_new_tokens: int = 1
                 "copied_cycles": sum(s.copied_cycles for s in stats),
             }
         elif method == "prompt_lookup":
-            cycles = sum(1 for r in first for c in r.candidates_per_forward if c > 0)
-            plain_forwards = forwards - cycles
-            tau = (new_tokens - plain_forwards) / cycles if cycles else None
+            tau = tau_from_forwards([c for r in first for c in r.candidates_per_forward], new_tokens)
         else:
             tau = None
         wall = sum(r.wall_s for r in every) / repeats
@@ -360,10 +360,11 @@ def profile_drafter(target, drafter, prompts: list[list[int]], max_new_tokens: i
             runs.append(timed_generate(target, ids, timer, drafter=drafter, max_new_tokens=max_new_tokens,
                                        num_assistant_tokens=num_assistant_tokens))
     stats = [r.stats for r in runs]
-    cycles = sum(s.cycles for s in stats)
+    pooled = SpeculationStats.pooled(stats)
+    cycles = pooled.cycles
     if cycles == 0:
         raise ValueError("the profiled drafter run verified no candidates: raise --max-new-tokens so that it drafts.")
-    tau = sum(a + 1 for s in stats for a in s.accepted) / cycles
+    tau = pooled.tau
     k = Counter(k for s in stats for k in s.draft_lengths).most_common(1)[0][0]
     wall = sum(r.wall_s for r in runs)
 

@@ -38,8 +38,8 @@ from pathlib import Path
 
 import torch
 
-from . import hub  # noqa: F401  (installs the model-card writer: converted hf-eagle31 checkpoints get a README.md)
-from .modeling import Eagle3Config, Eagle3Drafter, MtpConfig
+from .hub import save_drafter  # converted hf-eagle31 checkpoints get a README.md
+from .modeling import SWITCH_NAMES, Eagle3Config, Eagle3Drafter, MtpConfig, variant_of
 
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ SPECULATORS_ARCHITECTURE = "Eagle3Speculator"  # as in published speculators che
 # on import. Unknown keys are ignored by every reader (transformers configs keep them as attributes).
 TARGET_LAYERS_KEY = "target_num_hidden_layers"
 _OPTIONAL_KEYS = ("embed_tokens.weight", "d2t", "t2d")
-_SWITCHES = ("fc_norm", "norm_output", "norm_before_fc", "norm_before_residual")
+_SWITCHES = SWITCH_NAMES["eagle3_drafter"]  # fc_norm, norm_output, norm_before_fc, norm_before_residual
 
 
 @dataclass
@@ -700,7 +700,7 @@ def write_checkpoint(ckpt: DrafterCheckpoint, path, to: str, num_speculative_tok
             model.config.target_name_or_path = ckpt.verifier["name_or_path"]
         if model_card is None:
             model_card = {"base_model": ckpt.verifier.get("name_or_path")}
-        model.save_pretrained(directory, include_embeddings=ckpt.has_embeddings, model_card=model_card)
+        save_drafter(model, directory, include_embeddings=ckpt.has_embeddings, model_card=model_card)
         return directory
     if to == "eagle":
         # The ids are EAGLE's default for exactly one layer count, L = ids[2] + 3 (when the target's is unknown).
@@ -793,7 +793,7 @@ def run_cli(args) -> int:
         num_speculative_tokens=args.num_speculative_tokens, overwrite=args.overwrite,
     )
     cfg = ckpt.config
-    variant = "EAGLE-3.1" if cfg.fc_norm and cfg.norm_output else "EAGLE-3"
+    variant = variant_of(cfg).label
     print(f"{args.src} ({ckpt.source_format}) -> {args.dst} ({args.to})")
     print(f"  {variant}: hidden {cfg.hidden_size}, draft vocab {cfg.draft_vocab_size}/{cfg.vocab_size}, "
           f"switches " + ", ".join(f"{n}={getattr(cfg, n)}" for n in _SWITCHES))

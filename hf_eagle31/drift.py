@@ -33,6 +33,8 @@ import os
 import torch
 from transformers import DynamicCache
 
+from .modeling import SpeculationStats, variant_of
+
 
 CATEGORIES = ("sink", "prompt", "generated", "draft")
 
@@ -177,14 +179,15 @@ def measure_drift(target, drafters, prompts, depth=8, generate_tokens=32, sink_t
     }
     for label, drafter in drafters.items():
         rows = per_prompt[label]
+        acceptance = _as_speculation_stats([r["accepted"] for r in rows])
         summary = {
             "variant": describe_variant(drafter.config),
             "attention": {c: _mean_over_prompts([r["attention"][c] for r in rows]) for c in CATEGORIES},
             "hidden_norm": _mean_over_prompts([r["hidden_norm"] for r in rows]),
             "output_norm": _mean_over_prompts([r["output_norm"] for r in rows]),
             # cumulative: drafts 1..k all equal the target's greedy tokens (what a verifier would accept)
-            "acceptance_per_depth": _mean_over_prompts([r["accepted"] for r in rows]),
-            "conditional_acceptance_per_depth": _conditional([r["accepted"] for r in rows]),
+            "acceptance_per_depth": acceptance.acceptance_per_depth,
+            "conditional_acceptance_per_depth": acceptance.conditional_acceptance_per_depth,
             "per_prompt": rows,
         }
         report["drafters"][label] = summary
@@ -192,7 +195,7 @@ def measure_drift(target, drafters, prompts, depth=8, generate_tokens=32, sink_t
 
 
 def describe_variant(config):
-    kind = "mtp" if getattr(config, "model_type", "").startswith("mtp") or not hasattr(config, "fc_norm") else "eagle3"
+    kind = "mtp" if variant_of(config).model_type == "mtp_drafter" else "eagle3"  # registry: modeling/
     switches = [name for name in ("fc_norm", "norm_output", "norm_before_fc") if getattr(config, name, False)]
     return kind + ("" if not switches else " + " + " + ".join(switches))
 
@@ -203,15 +206,13 @@ def _mean_over_prompts(rows):
     return [sum(values) / len(values) for values in zip(*rows)]
 
 
-def _conditional(accepted_rows):
-    """P(draft k accepted | drafts 1..k-1 accepted), pooled over prompts (None where nothing reached depth k)."""
-    if not accepted_rows:
-        return []
-    rates = []
-    for k in range(len(accepted_rows[0])):
-        reached = [row for row in accepted_rows if k == 0 or row[k - 1]]
-        rates.append(sum(row[k] for row in reached) / len(reached) if reached else None)
-    return rates
+def _as_speculation_stats(accepted_rows):
+    """
+    Each prompt as one speculation cycle of `depth` drafts (rows are cumulative 0/1 acceptance flags), pooled into
+    the `SpeculationStats` that defines acceptance (and its conditional form) for every report.
+    """
+    return SpeculationStats(draft_lengths=[len(row) for row in accepted_rows],
+                            accepted=[sum(row) for row in accepted_rows])
 
 
 def plot_drift(report, path):

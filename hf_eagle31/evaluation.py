@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .calibration import median_range
+from .modeling import SpeculationStats, tau_from_forwards  # the one definition of tau and acceptance
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -317,19 +318,6 @@ class TargetForwardTimer:
         return [q - (prompt_length if i == 0 else 1) for i, q in enumerate(self.query_lengths)]
 
 
-def tau_from_forwards(candidates_per_forward, new_tokens):
-    """
-    Mean tokens per verifying target forward (the bonus counted), from a generate call's forward log. Forwards that
-    verified no candidate produced one token each; the others produced the rest. Equals `SpeculationStats.tau` for
-    the drafter, and gives the same statistic for HF prompt lookup, which keeps no stats of its own.
-    """
-    cycles = sum(1 for c in candidates_per_forward if c > 0)
-    if cycles == 0:
-        return None
-    plain = len(candidates_per_forward) - cycles
-    return (new_tokens - plain) / cycles
-
-
 @dataclass
 class GenerationRun:
     """One timed `generate` call."""
@@ -404,25 +392,13 @@ def timed_generate(target, input_ids, timer, drafter=None, prompt_lookup_tokens=
 def pool_speculation_stats(stats_list):
     """Pools the SpeculationStats of several generate calls into one suite-level summary (cycles pooled, so tau
     is total accepted + bonus tokens over total verifying forwards, not a mean of per-prompt taus)."""
-    from .modeling import SpeculationStats
-
-    pooled = SpeculationStats(
-        target_forwards=sum(s.target_forwards for s in stats_list),
-        draft_lengths=[k for s in stats_list for k in s.draft_lengths],
-        accepted=[a for s in stats_list for a in s.accepted],
-        drafter_forwards=sum(s.drafter_forwards for s in stats_list),
-        drafter_time_s=sum(s.drafter_time_s for s in stats_list),
-    )
-    conditional = []  # P(depth d accepted | depth d - 1 accepted)
-    for d in range(1, max(pooled.draft_lengths, default=0) + 1):
-        reached = [a for k, a in zip(pooled.draft_lengths, pooled.accepted) if k >= d and a >= d - 1]
-        conditional.append(sum(1 for a in reached if a >= d) / len(reached) if reached else None)
+    pooled = SpeculationStats.pooled(stats_list)
     return {
         "tau": pooled.tau,
         "cycles": pooled.cycles,
         "accepted_tokens": sum(pooled.accepted),
         "acceptance_per_depth": pooled.acceptance_per_depth,
-        "conditional_acceptance_per_depth": conditional,
+        "conditional_acceptance_per_depth": pooled.conditional_acceptance_per_depth,
         "target_forwards": pooled.target_forwards,
         "drafter_forwards": pooled.drafter_forwards,
         "drafter_time_s": pooled.drafter_time_s,

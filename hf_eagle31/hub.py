@@ -5,18 +5,24 @@ Model cards and Hub uploads for drafters.
 measured eval JSON (`{"results": [{"drafter", "suite", "tau", "tokens_per_s", "acceptance_per_depth"}, ...]}`, what
 `hf-eagle31 eval` writes) under YAML metadata the Hub indexes (library_name, base_model = the target, tags, license).
 
-`drafter.save_pretrained(dir)` and `drafter.push_to_hub(repo)` write README.md next to the code and weights with
-`model_card_for` (`model_card={...}` passes the options below; `model_card=False` skips it). The modeling files
-import this module when they save (they travel as remote code, so they cannot depend on hf_eagle31 otherwise).
+`save_drafter(drafter, dir, model_card=...)` is `drafter.save_pretrained(dir)` plus README.md rendered with
+`model_card_for` (`model_card={...}` passes the options below, a string is written as is, `model_card=False` skips
+it); `push_drafter_to_hub(drafter, repo, ...)` uploads that folder in one commit. The modeling files (remote code)
+never import this module: `drafter.save_pretrained` / `drafter.push_to_hub` are transformers' own (the latter
+keeps the card already on the Hub, or writes transformers' generic one).
 """
 
 import json
 import math
+import os
+import tempfile
 from importlib import resources
 from pathlib import Path
 from string import Template
 
 import yaml
+
+from .modeling import SWITCH_NAMES, variant_of
 
 
 CARD_TEMPLATE = Path(str(resources.files("hf_eagle31.hub_cards") / "drafter_card.md"))  # repo: hub_cards/
@@ -54,11 +60,8 @@ def load_eval_results(source) -> list[dict]:
 
 
 def _variant(config) -> tuple[str, list[str]]:
-    if config.model_type == "mtp_drafter":
-        return ("MTP (post-norm)" if config.norm_output else "MTP"), ["mtp"]
-    if config.fc_norm and config.norm_output:
-        return "EAGLE-3.1", ["eagle3", "eagle3.1"]
-    return "EAGLE-3", ["eagle3"]
+    variant = variant_of(config)  # the registry in modeling/configuration_common.py
+    return variant.label, list(variant.tags)
 
 
 def card_metadata(config, base_model=None, license=DEFAULT_LICENSE, tags=()) -> dict:
@@ -118,8 +121,7 @@ def render_model_card(model_or_config, eval_results=None, base_model=None, repo_
     else:
         results_text = "No evaluation results were attached to this upload; measure them with `hf-eagle31 eval`."
     is_eagle = config.model_type != "mtp_drafter"
-    switch_names = ("fc_norm", "norm_output", "norm_before_fc", "norm_before_residual")
-    switch_names = switch_names if is_eagle else ("norm_output",)
+    switch_names = SWITCH_NAMES[config.model_type]
     switches = ", ".join(f"`{n}={bool(getattr(config, n, False))}`" for n in switch_names)
     architecture = (
         "one decoder layer over the token embedding and `fc` of three captured target states"
@@ -181,10 +183,65 @@ def model_card_for(model, **options):
     return render_model_card(model, **options)
 
 
+def save_drafter(drafter, save_directory, model_card=None, include_embeddings=None, **save_kwargs):
+    """
+    `drafter.save_pretrained(save_directory, include_embeddings=..., **save_kwargs)` plus README.md. `model_card`:
+    README.md text, a dict of options for `render_model_card` (via `model_card_for`), None (= {}), or False (none).
+    Returns what `save_pretrained` returns.
+    """
+    result = drafter.save_pretrained(save_directory, include_embeddings=include_embeddings, **save_kwargs)
+    if save_kwargs.get("is_main_process", True):
+        write_model_card(drafter, save_directory, model_card, include_embeddings=include_embeddings)
+    return result
+
+
+def write_model_card(drafter, save_directory, model_card=None, include_embeddings=None):
+    """
+    Writes README.md for a drafter saved in `save_directory` (`model_card` as in `save_drafter`; False writes
+    nothing). `include_embeddings`: what the save stored, when it differs from the config's default.
+    """
+    if model_card is False:
+        return
+    if not isinstance(model_card, str):
+        # the card describes the checkpoint as written (embeddings stored or not)
+        config = drafter.config
+        previous = config.embeddings_in_checkpoint
+        if include_embeddings is not None:
+            config.embeddings_in_checkpoint = bool(include_embeddings)
+        try:
+            model_card = model_card_for(drafter, **(model_card or {}))
+        finally:
+            config.embeddings_in_checkpoint = previous
+    with open(os.path.join(save_directory, "README.md"), "w", encoding="utf-8") as f:
+        f.write(model_card)
+
+
+def push_drafter_to_hub(drafter, repo_id, *, commit_message=None, commit_description=None, private=None, token=None,
+                        revision=None, create_pr=False, max_shard_size="50GB", model_card=None,
+                        include_embeddings=None):
+    """
+    Uploads code, weights, config and the model card (`model_card` as in `save_drafter`; its `repo_id` defaults to
+    this repo) in one commit. (`drafter.push_to_hub` would keep the Hub's card or write a generic one.)
+    """
+    from transformers.utils import hub as transformers_hub
+
+    repo_id = transformers_hub.hf_api().create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+    options = dict(model_card or {}) if not isinstance(model_card, (str, bool)) else model_card
+    if isinstance(options, dict):
+        options.setdefault("repo_id", repo_id)
+    with tempfile.TemporaryDirectory() as work_dir:
+        save_drafter(drafter, work_dir, model_card=options, max_shard_size=max_shard_size,
+                     include_embeddings=include_embeddings)
+        return drafter._upload_modified_files(
+            work_dir, repo_id, files_timestamps={}, commit_message=commit_message or "Upload drafter",
+            token=token, create_pr=create_pr, revision=revision, commit_description=commit_description,
+        )
+
+
 def push_drafter(drafter, repo_id, eval_results=None, base_model=None, private=None, token=None, **card_options):
     """Uploads a drafter (code + weights + config + model card with `eval_results`) to `repo_id` in one commit."""
     options = dict(card_options, eval_results=eval_results, base_model=base_model)
-    return drafter.push_to_hub(repo_id, private=private, token=token, model_card=options)
+    return push_drafter_to_hub(drafter, repo_id, private=private, token=token, model_card=options)
 
 
 __all__ = [
@@ -194,6 +251,9 @@ __all__ = [
     "model_card_for",
     "parse_card_metadata",
     "push_drafter",
+    "push_drafter_to_hub",
     "render_model_card",
     "results_table",
+    "save_drafter",
+    "write_model_card",
 ]

@@ -9,6 +9,7 @@ import time
 
 import torch
 
+from .modeling import VARIANTS
 
 
 def describe(drafter):
@@ -38,7 +39,7 @@ def add_cli_arguments(parser):
     parser.add_argument("--target", default=None, help="target Hub id / path (default: embedded SmolLM2-135M-Instruct)")
     parser.add_argument("--drafter", default=None, help="a drafter directory or Hub id to describe instead")
     add_trust_remote_code_argument(parser)
-    parser.add_argument("--variant", default="eagle3.1", choices=["eagle3", "eagle3.1", "mtp", "mtp-postnorm"])
+    parser.add_argument("--variant", default="eagle3.1", choices=list(VARIANTS))
     parser.add_argument("--draft-vocab-size", type=int, default=None)
     parser.add_argument("--prompt", default="Name three primary colors.")
     parser.add_argument("--max-new-tokens", type=int, default=24)

@@ -34,13 +34,15 @@ from transformers import Trainer, TrainingArguments
 
 from .cli import positive_int
 from .features import FeatureDataset, capture_target_features, chunked_argmax, draft_teacher_logits, output_head
+from .hub import save_drafter, write_model_card
+from .modeling import VARIANTS as VARIANT_REGISTRY
 
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TTT_STEPS = 7  # EAGLE-3
 DEFAULT_TTT_DECAY = 0.8
-VARIANTS = ("eagle3", "eagle3.1", "mtp", "mtp-postnorm")
+VARIANTS = tuple(VARIANT_REGISTRY)  # the names of modeling/configuration_common.py's registry
 
 
 # ---------------------------------------------------------------------------------------------- loss
@@ -446,19 +448,19 @@ class EagleTrainer(Trainer):
 
 def build_drafter(target_config, variant="eagle3.1", draft_vocab_size=None, **overrides):
     """A fresh drafter for `target_config`: variant in eagle3, eagle3.1 (EAGLE), mtp, mtp-postnorm (MTP head)."""
-    from .modeling import Eagle3Drafter, MtpDrafter
+    from .modeling import variant_classes
 
     config = build_drafter_config(target_config, variant, draft_vocab_size, **overrides)
-    return (MtpDrafter if variant.startswith("mtp") else Eagle3Drafter)(config)
+    return variant_classes(variant)[1](config)
 
 
 def build_drafter_config(target_config, variant="eagle3.1", draft_vocab_size=None, **overrides):
     """The drafter config of `build_drafter`."""
-    from .modeling import Eagle3Config, MtpConfig
+    from .modeling import variant_classes
 
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}: use one of {', '.join(VARIANTS)}.")
-    cls = MtpConfig if variant.startswith("mtp") else Eagle3Config
+    cls = variant_classes(variant)[0]
     return cls.from_target(target_config, variant=variant, draft_vocab_size=draft_vocab_size, **overrides)
 
 
@@ -631,6 +633,8 @@ def train_drafter(
     )
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     trainer.save_model(output_dir)
+    if not lora and trainer.args.should_save:
+        write_model_card(trainer.model, output_dir)  # README.md next to the drafter (hub.py; adapters get peft's)
     return trainer
 
 
@@ -754,7 +758,7 @@ def run_cli(args):
         head_init=args.head_init, overwrite=args.overwrite,
     )
     if lora and args.merge_lora and trainer.args.should_save:
-        merge_lora(trainer.model).save_pretrained(os.path.join(args.out, "merged"))
+        save_drafter(merge_lora(trainer.model), os.path.join(args.out, "merged"))
     if trainer.args.should_save:
         print(f"saved to {args.out}")
     return 0

@@ -1,10 +1,11 @@
 # Copyright 2026 The hf-eagle31 authors. Apache-2.0.
 """Configuration of the DeepSeek-V3-style MTP drafter head."""
 
-from .configuration_common import DrafterConfig
+from .configuration_common import VARIANTS, DrafterConfig
 
 
-MTP_VARIANTS = {"mtp": False, "mtp-postnorm": True}  # variant -> norm_output
+# variant -> norm_output, read from the registry in configuration_common.py
+MTP_VARIANTS = {n: v.switches["norm_output"] for n, v in VARIANTS.items() if v.model_type == "mtp_drafter"}
 
 
 class MtpConfig(DrafterConfig):

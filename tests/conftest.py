@@ -8,12 +8,12 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from hf_eagle31 import Eagle3Config, Eagle3Drafter, MtpConfig, MtpDrafter
+from hf_eagle31.modeling import VARIANTS as VARIANT_REGISTRY, variant_classes
 
 
 torch.set_num_threads(1)  # tiny models: threading costs more than it gives
 
-VARIANTS = ("eagle3", "eagle3.1", "mtp", "mtp-postnorm")
+VARIANTS = tuple(VARIANT_REGISTRY)  # eagle3, eagle3.1, mtp, mtp-postnorm
 
 
 def tiny_target_config(vocab_size=64, num_hidden_layers=8, hidden_size=32, **kw):
@@ -40,12 +40,9 @@ def tiny_target(seed=0, **kw):
 def make_drafter(target, variant="eagle3.1", draft_vocab_size=None, seed=1, **overrides):
     """A random drafter of `variant` for `target`, with real (target) embeddings and a shuffled draft vocab."""
     torch.manual_seed(seed)
-    if variant.startswith("mtp"):
-        config = MtpConfig.from_target(target.config, variant=variant, draft_vocab_size=draft_vocab_size, **overrides)
-        drafter = MtpDrafter(config)
-    else:
-        config = Eagle3Config.from_target(target.config, variant=variant, draft_vocab_size=draft_vocab_size, **overrides)
-        drafter = Eagle3Drafter(config)
+    config_class, drafter_class = variant_classes(variant)
+    config = config_class.from_target(target.config, variant=variant, draft_vocab_size=draft_vocab_size, **overrides)
+    drafter = drafter_class(config)
     if config.draft_vocab_size < config.vocab_size:
         drafter.set_draft_vocab(torch.randperm(config.vocab_size)[: config.draft_vocab_size])
     return drafter.load_target_embeddings(target).eval()

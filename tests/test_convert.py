@@ -180,7 +180,7 @@ def test_detects_every_format(tmp_path, target):
     assert detect_format(write_safeailab(drafter, tmp_path / "eagle")) == "eagle"
     assert detect_format(write_specforge_31(drafter, tmp_path / "specforge")) == "eagle"
     assert detect_format(write_speculators(drafter, tmp_path / "spec")) == "speculators"
-    drafter.save_pretrained(tmp_path / "ours", model_card=False)
+    drafter.save_pretrained(tmp_path / "ours")
     assert detect_format(tmp_path / "ours") == "hf-eagle31"
     convert_checkpoint(tmp_path / "ours", tmp_path / "vllm", "vllm")
     assert detect_format(tmp_path / "vllm") == "vllm"
@@ -241,7 +241,7 @@ def test_speculators_imports_layer_ids_unchanged_and_round_trips(tmp_path, targe
 @pytest.mark.parametrize("fmt", ["eagle", "speculators", "vllm"])
 def test_round_trip_is_bit_identical_and_drafts_identically(tmp_path, target, fmt):
     drafter = make_drafter(target, "eagle3.1", draft_vocab_size=48).to(torch.bfloat16)
-    drafter.save_pretrained(tmp_path / "ours", model_card=False)
+    drafter.save_pretrained(tmp_path / "ours")
     convert_checkpoint(tmp_path / "ours", tmp_path / fmt, fmt)
     convert_checkpoint(tmp_path / fmt, tmp_path / "back", "hf-eagle31")
     assert_same_tensors(tensors(tmp_path / "back"), tensors(tmp_path / "ours"))
@@ -257,7 +257,7 @@ def test_round_trip_is_bit_identical_and_drafts_identically(tmp_path, target, fm
 
 def test_exports_use_each_formats_names(tmp_path, target):
     drafter = make_drafter(target, "eagle3.1", draft_vocab_size=48, norm_before_residual=True)
-    drafter.save_pretrained(tmp_path / "ours", model_card=False)
+    drafter.save_pretrained(tmp_path / "ours")
     for fmt in ("eagle", "vllm", "speculators"):
         convert_checkpoint(tmp_path / "ours", tmp_path / fmt, fmt)
     eagle_keys, vllm_keys = set(tensors(tmp_path / "eagle")), set(tensors(tmp_path / "vllm"))
@@ -276,7 +276,7 @@ def test_exports_use_each_formats_names(tmp_path, target):
 def test_unsorted_layers_are_exported_in_vllm_capture_order(tmp_path, target):
     """vLLM concatenates captured states in ascending layer order: fc's blocks must be permuted to match."""
     drafter = make_drafter(target, "eagle3.1", draft_vocab_size=48, target_layer_ids=[5, 2, 4])
-    drafter.save_pretrained(tmp_path / "ours", model_card=False)
+    drafter.save_pretrained(tmp_path / "ours")
     convert_checkpoint(tmp_path / "ours", tmp_path / "vllm", "vllm")
     assert json.loads((tmp_path / "vllm" / "config.json").read_text())["eagle_aux_hidden_state_layer_ids"] == [2, 4, 5]
     convert_checkpoint(tmp_path / "vllm", tmp_path / "back", "hf-eagle31")
@@ -287,7 +287,7 @@ def test_unsorted_layers_are_exported_in_vllm_capture_order(tmp_path, target):
 
 def test_eagle_export_refuses_layers_it_cannot_store(tmp_path, target):
     drafter = make_drafter(target, "eagle3", target_layer_ids=[1, 3, 6])
-    drafter.save_pretrained(tmp_path / "ours", model_card=False)
+    drafter.save_pretrained(tmp_path / "ours")
     with pytest.raises(ValueError, match="--to vllm"):
         convert_checkpoint(tmp_path / "ours", tmp_path / "eagle", "eagle")
 
@@ -337,7 +337,7 @@ def test_absent_embeddings_are_never_made_up(tmp_path, target):
 
 def test_checkpoint_that_lost_its_declared_embeddings_needs_the_target(tmp_path, target):
     drafter = make_drafter(target, "eagle3.1")
-    drafter.save_pretrained(tmp_path / "ours", model_card=False)
+    drafter.save_pretrained(tmp_path / "ours")
     weights = tensors(tmp_path / "ours")
     del weights["embed_tokens.weight"]
     save_file(weights, tmp_path / "ours" / "model.safetensors")
@@ -350,7 +350,7 @@ def test_checkpoint_that_lost_its_declared_embeddings_needs_the_target(tmp_path,
 
 def test_cli_convert(tmp_path, target, capsys):
     drafter = make_drafter(target, "eagle3.1", draft_vocab_size=48)
-    drafter.save_pretrained(tmp_path / "ours", model_card=False)
+    drafter.save_pretrained(tmp_path / "ours")
     assert cli_main(["convert", str(tmp_path / "ours"), str(tmp_path / "spec"), "--to", "speculators",
                      "--target-layer-ids", "2", "4", "5", "--num-speculative-tokens", "5"]) == 0
     out = capsys.readouterr().out
@@ -359,3 +359,7 @@ def test_cli_convert(tmp_path, target, capsys):
     assert config["speculators_config"]["proposal_methods"][0]["speculative_tokens"] == 5
     assert cli_main(["convert", str(tmp_path / "ours"), str(tmp_path / "spec"), "--to", "vllm"]) == 2
     assert re.search(r"^hf-eagle31 convert: error: .*not empty.*--overwrite", capsys.readouterr().err, re.M)
+    # back to hf-eagle31: the variant is named from the registry, and the checkpoint gets its model card
+    assert cli_main(["convert", str(tmp_path / "spec"), str(tmp_path / "back"), "--to", "hf-eagle31"]) == 0
+    assert "EAGLE-3.1:" in capsys.readouterr().out
+    assert "EAGLE-3.1 drafter" in (tmp_path / "back" / "README.md").read_text()

@@ -143,3 +143,14 @@ def test_draft_length_sweep(setup):
     assert 1 <= results[0]["tau"] <= 2 and 1 <= results[1]["tau"] <= 4
     assert all(max(x["run"].stats.draft_lengths) == x["num_assistant_tokens"] for x in runs)
     assert "K=1" in format_table(results) and "K=3" in format_table(results)
+
+
+def test_drift_acceptance_is_speculation_stats_acceptance():
+    """drift's per-prompt cumulative flags, read as one cycle of `depth` drafts each: the same definitions."""
+    from hf_eagle31.drift import _as_speculation_stats
+
+    rows = [[1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]]
+    stats = _as_speculation_stats(rows)
+    assert stats.acceptance_per_depth == [sum(col) / len(rows) for col in zip(*rows)]  # mean over prompts
+    assert stats.conditional_acceptance_per_depth == pytest.approx([3 / 4, 2 / 3, 1 / 2, 1.0])
+    assert SpeculationStats.pooled([stats, SpeculationStats()]).acceptance_per_depth == stats.acceptance_per_depth

@@ -1,6 +1,11 @@
-"""Model cards (YAML metadata + measured numbers) and the drafter's one-commit Hub upload (network mocked)."""
+"""Model cards (YAML metadata + measured numbers), `save_drafter` and the drafter's one-commit Hub upload (network
+mocked); modeling/ (remote code) never imports hf_eagle31."""
 
+import ast
+import inspect
 import json
+import re
+from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
 
@@ -9,7 +14,14 @@ import yaml
 from huggingface_hub import ModelCard
 
 from conftest import make_drafter, tiny_target
-from hf_eagle31.hub import load_eval_results, parse_card_metadata, push_drafter, render_model_card
+from hf_eagle31.hub import (
+    load_eval_results,
+    parse_card_metadata,
+    push_drafter,
+    push_drafter_to_hub,
+    render_model_card,
+    save_drafter,
+)
 
 
 EVAL = {
@@ -78,21 +90,61 @@ def test_malformed_eval_results_are_refused(bad, message):
         load_eval_results(bad)
 
 
-def test_save_pretrained_writes_the_card(tmp_path, drafter, eval_json):
-    drafter.save_pretrained(tmp_path / "d", model_card={"eval_results": eval_json, "base_model": "org/target"})
+def test_save_drafter_writes_the_card(tmp_path, drafter, eval_json):
+    save_drafter(drafter, tmp_path / "d", model_card={"eval_results": eval_json, "base_model": "org/target"})
     card = (tmp_path / "d" / "README.md").read_text()
     assert parse_card_metadata(card)["base_model"] == "org/target" and "3.42" in card
-    drafter.save_pretrained(tmp_path / "plain")  # default: a card, without numbers
+    save_drafter(drafter, tmp_path / "plain")  # default: a card, without numbers
     assert "No evaluation results" in (tmp_path / "plain" / "README.md").read_text()
-    drafter.save_pretrained(tmp_path / "none", model_card=False)
+    save_drafter(drafter, tmp_path / "none", model_card=False)
     assert not (tmp_path / "none" / "README.md").exists()
+    save_drafter(drafter, tmp_path / "text", model_card="# my card\n")
+    assert (tmp_path / "text" / "README.md").read_text() == "# my card\n"
     # a drafter loaded as remote code (its own copy of the classes) renders the same card
     from transformers import AutoModel
 
     remote = AutoModel.from_pretrained(tmp_path / "d", trust_remote_code=True)
     assert type(remote) is not type(drafter)
-    remote.save_pretrained(tmp_path / "again", model_card={"eval_results": eval_json, "base_model": "org/target"})
+    save_drafter(remote, tmp_path / "again", model_card={"eval_results": eval_json, "base_model": "org/target"})
     assert (tmp_path / "again" / "README.md").read_text() == card
+
+
+def test_save_pretrained_is_transformers_own_and_writes_no_card(tmp_path, drafter):
+    drafter.save_pretrained(tmp_path / "d")
+    assert {"config.json", "generation_config.json", "model.safetensors", "modeling_eagle3.py"} <= {
+        p.name for p in (tmp_path / "d").iterdir()}
+    assert not (tmp_path / "d" / "README.md").exists()
+
+
+def test_card_says_whether_embeddings_are_stored(tmp_path, drafter):
+    save_drafter(drafter, tmp_path / "small", include_embeddings=False)
+    assert "not stored: taken from the target" in (tmp_path / "small" / "README.md").read_text()
+    assert drafter.config.embeddings_in_checkpoint  # restored after the save
+
+
+def test_modeling_never_imports_hf_eagle31():
+    """modeling/ travels as remote code with every checkpoint: it imports torch, transformers and itself only."""
+    modeling = Path(__file__).resolve().parents[1] / "modeling"
+    files = sorted(modeling.glob("*.py"))
+    assert files
+    for path in files:
+        source = path.read_text(encoding="utf-8")
+        for number, line in enumerate(source.splitlines(), 1):  # grep: no import of the package, in any form
+            assert not re.search(r"^\s*(from\s+hf_eagle31\b|import\s+hf_eagle31\b)|import_module\(\s*['\"]hf_eagle31",
+                                 line), f"{path.name}:{number}: {line}"
+        for node in ast.walk(ast.parse(source)):  # and none hidden in a multi-name or parent-relative import
+            if isinstance(node, ast.Import):
+                assert not any(a.name.split(".")[0] == "hf_eagle31" for a in node.names), f"{path.name}:{node.lineno}"
+            elif isinstance(node, ast.ImportFrom):
+                assert node.level <= 1, f"{path.name}:{node.lineno}: imports from outside modeling/"
+                assert node.level == 1 or (node.module or "").split(".")[0] != "hf_eagle31", f"{path.name}:{node.lineno}"
+
+
+def test_the_drafter_keeps_transformers_save_and_push(drafter):
+    from transformers import PreTrainedModel
+
+    assert type(drafter).push_to_hub is PreTrainedModel.push_to_hub  # no override, no swallowed arguments
+    assert "model_card" not in inspect.signature(type(drafter).save_pretrained).parameters
 
 
 def test_push_to_hub_uploads_code_weights_and_card_in_one_commit(drafter, eval_json):
@@ -117,3 +169,25 @@ def test_push_to_hub_uploads_code_weights_and_card_in_one_commit(drafter, eval_j
             "drafter_common.py", "candidate_generator.py"} <= set(files)
     assert "3.42" in readme and parse_card_metadata(readme)["base_model"] == "org/target"
     assert "me/tiny-eagle31" in readme  # the snippets name the repo the card lives in
+
+
+def test_transformers_push_to_hub_uploads_the_drafter_without_our_card(drafter):
+    """`drafter.push_to_hub` is transformers' own: code, weights, config and generation_config, its generic card."""
+    commits = []
+
+    class FakeApi:
+        def create_repo(self, repo_id, **kwargs):
+            return SimpleNamespace(repo_id=repo_id)
+
+        def create_commit(self, repo_id, operations, **kwargs):
+            commits.append((repo_id, sorted(op.path_in_repo for op in operations), kwargs.get("commit_message")))
+            return "commit-url"
+
+    generic = ModelCard("---\nlibrary_name: transformers\n---\n\n# generic\n")
+    with mock.patch("transformers.utils.hub.hf_api", return_value=FakeApi()), \
+            mock.patch("transformers.utils.hub.create_and_tag_model_card", return_value=generic):
+        assert drafter.push_to_hub("me/tiny", commit_message="first") == "commit-url"
+    ((repo_id, files, message),) = commits
+    assert repo_id == "me/tiny" and message == "first"
+    assert {"config.json", "generation_config.json", "model.safetensors", "modeling_eagle3.py",
+            "candidate_generator.py", "README.md"} <= set(files)

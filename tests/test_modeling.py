@@ -237,3 +237,18 @@ def test_draft_length_travels_with_the_checkpoint(target, tmp_path):
     assert Eagle3Drafter.from_pretrained(tmp_path / "d").generation_config.num_assistant_tokens == 3
     (tmp_path / "d" / "generation_config.json").unlink()  # older checkpoints: the default K
     assert Eagle3Drafter.from_pretrained(tmp_path / "d").generation_config.num_assistant_tokens == 6
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_variant_registry_builds_and_recognises_every_variant(target, variant):
+    """VARIANTS (modeling/configuration_common.py) is the one table: training, info, hub, drift, convert read it."""
+    from hf_eagle31.modeling import VARIANTS as REGISTRY, variant_classes, variant_of
+    from hf_eagle31.training import build_drafter
+
+    entry = REGISTRY[variant]
+    config_class, drafter_class = variant_classes(variant)
+    assert config_class.model_type == entry.model_type
+    drafter = build_drafter(target.config, variant)
+    assert type(drafter) is drafter_class and type(drafter.config) is config_class
+    assert {k: getattr(drafter.config, k) for k in entry.switches} == entry.switches
+    assert variant_of(drafter.config) is entry

@@ -349,6 +349,8 @@ def test_train_drafter_offline_pipeline_picks_draft_vocab(tmp_path, capsys):
     counts = torch.bincount(torch.tensor([t for r in data for t, m in zip(r["input_ids"], r["loss_mask"]) if m]),
                             minlength=VOCAB)
     assert counts[loaded.t2d].sum() >= counts.sort(descending=True).values[:40].sum()  # the 40 most frequent
+    card = (tmp_path / "out" / "README.md").read_text()  # the final save writes the model card (hf_eagle31.hub)
+    assert "EAGLE-3 drafter" in card and "No evaluation results" in card
 
 
 def test_train_drafter_warm_starts_the_head_from_the_target(tmp_path):

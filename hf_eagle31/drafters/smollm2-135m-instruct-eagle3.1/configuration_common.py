@@ -26,10 +26,66 @@ _TARGET_FIELDS = {
     "hidden_act": "silu",
 }
 
-VARIANT_SWITCHES = {
-    "eagle3": {"fc_norm": False, "norm_output": False},
-    "eagle3.1": {"fc_norm": True, "norm_output": True},
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """
+    One drafter variant. `config_class` / `drafter_class` name classes of this folder (resolved by
+    `hf_eagle31.modeling.variant_classes`, so this file imports none of them); `switches` are the config fields the
+    variant sets in `from_target`; `label` and `tags` are what model cards and reports call it.
+    """
+
+    name: str
+    label: str
+    model_type: str
+    config_class: str
+    drafter_class: str
+    switches: dict
+    tags: tuple
+
+
+# The variant registry: the one table of variant name -> config class, drafter class and switches.
+VARIANTS = {
+    variant.name: variant
+    for variant in (
+        Variant("eagle3", "EAGLE-3", "eagle3_drafter", "Eagle3Config", "Eagle3Drafter",
+                {"fc_norm": False, "norm_output": False}, ("eagle3",)),
+        Variant("eagle3.1", "EAGLE-3.1", "eagle3_drafter", "Eagle3Config", "Eagle3Drafter",
+                {"fc_norm": True, "norm_output": True}, ("eagle3", "eagle3.1")),
+        Variant("mtp", "MTP", "mtp_drafter", "MtpConfig", "MtpDrafter", {"norm_output": False}, ("mtp",)),
+        Variant("mtp-postnorm", "MTP (post-norm)", "mtp_drafter", "MtpConfig", "MtpDrafter",
+                {"norm_output": True}, ("mtp",)),
+    )
 }
+# The config switches each drafter kind has (model cards, `hf-eagle31 convert` output).
+SWITCH_NAMES = {
+    "eagle3_drafter": ("fc_norm", "norm_output", "norm_before_fc", "norm_before_residual"),
+    "mtp_drafter": ("norm_output",),
+}
+VARIANT_SWITCHES = {name: dict(variant.switches) for name, variant in VARIANTS.items()}
+
+
+def get_variant(name: str, model_type: str | None = None) -> Variant:
+    """The registry entry `name` (restricted to drafters of `model_type` when given), or a one-line ValueError."""
+    known = [n for n, v in VARIANTS.items() if model_type is None or v.model_type == model_type]
+    if name not in known:
+        raise ValueError(f"unknown variant {name!r}: use one of {sorted(known)}.")
+    return VARIANTS[name]
+
+
+def variant_of(config) -> Variant:
+    """
+    The registry entry a drafter config matches: the variant of its `model_type` whose switches it has, else the
+    first (base) variant of that `model_type` (e.g. `fc_norm` without `norm_output` counts as EAGLE-3).
+    """
+    model_type = getattr(config, "model_type", None)
+    candidates = [v for v in VARIANTS.values() if v.model_type == model_type]
+    if not candidates:
+        raise ValueError(f"{model_type!r} is not a drafter model_type: use one of "
+                         f"{sorted({v.model_type for v in VARIANTS.values()})}.")
+    for variant in candidates:
+        if all(bool(getattr(config, k, False)) == v for k, v in variant.switches.items()):
+            return variant
+    return candidates[0]
 
 
 # A required target field the target config lacks can be given in the drafter overrides, under this name.
@@ -266,10 +322,9 @@ def check_checkpoint_config(config_class, config_dict, source):
     )
 
 
-def check_variant(variant: str) -> dict:
-    if variant not in VARIANT_SWITCHES:
-        raise ValueError(f"unknown variant {variant!r}: use one of {sorted(VARIANT_SWITCHES)}.")
-    return dict(VARIANT_SWITCHES[variant])
+def check_variant(variant: str, model_type: str = "eagle3_drafter") -> dict:
+    """The switches of `variant` (a variant of `model_type` drafters), or a one-line ValueError."""
+    return dict(get_variant(variant, model_type).switches)
 
 
 class DrafterConfig(PretrainedConfig):

@@ -8,8 +8,6 @@ This file travels with every Hub checkpoint (remote code): it imports torch and 
 """
 
 import functools
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 
@@ -525,14 +523,12 @@ class DrafterPreTrainedModel(PreTrainedModel):
             pass  # no generation_config.json (older or converted checkpoints): keep the defaults
         return (model, info) if want_info else model
 
-    def save_pretrained(
-        self, save_directory, *args, include_embeddings=None, state_dict=None, model_card=None, **kwargs
-    ):
+    def save_pretrained(self, save_directory, *args, include_embeddings=None, state_dict=None, **kwargs):
         """
-        Saves weights, config and the remote-code files. Embeddings are stored only when they are real (taken from
-        the target): saving random ones raises. `include_embeddings=False` writes a smaller checkpoint whose
-        embeddings are taken from the target at load time (`load_target_embeddings`, automatic in `generate`).
-        `model_card`: see `_write_model_card` (README.md).
+        transformers' `save_pretrained` (weights, config, the remote-code files), plus generation_config.json. Embeddings
+        are stored only when they are real (taken from the target): saving random ones raises.
+        `include_embeddings=False` writes a smaller checkpoint whose embeddings are taken from the target at load time
+        (`load_target_embeddings`, automatic in `generate`). Model cards: `hf_eagle31.hub.save_drafter`.
         """
         if include_embeddings is None:
             include_embeddings = self.config.embeddings_in_checkpoint
@@ -551,53 +547,6 @@ class DrafterPreTrainedModel(PreTrainedModel):
             result = super().save_pretrained(save_directory, *args, state_dict=state_dict, **kwargs)
             if kwargs.get("is_main_process", True):
                 self.generation_config.save_pretrained(save_directory)
-            self._write_model_card(save_directory, model_card, is_main_process=kwargs.get("is_main_process", True))
             return result
         finally:
             self.config.embeddings_in_checkpoint = previous
-
-    # ------------------------------------------------------------------ model card and Hub upload
-
-    def _write_model_card(self, save_directory, model_card, is_main_process=True):
-        """
-        `model_card`: README.md text, a dict of options for `hf_eagle31.hub.render_model_card`, None (= {}), or False
-        (none). The renderer (templates in hub_cards/, eval numbers) lives in the hf-eagle31 package: this file stays
-        importable with torch + transformers alone, so without the package installed no card is written (and asking
-        for card options raises).
-        """
-        if model_card is False or not is_main_process:
-            return
-        if not isinstance(model_card, str):
-            try:
-                from hf_eagle31.hub import model_card_for
-            except ImportError:
-                if model_card:
-                    raise ValueError(
-                        "rendering a model card needs the hf-eagle31 package (`pip install hf-eagle31`); or "
-                        "pass model_card=README_TEXT, or model_card=False."
-                    ) from None
-                return
-            model_card = model_card_for(self, **(model_card or {}))
-        with open(os.path.join(save_directory, "README.md"), "w", encoding="utf-8") as f:
-            f.write(model_card)
-
-    def push_to_hub(self, repo_id, *, commit_message=None, commit_description=None, private=None, token=None,
-                    revision=None, create_pr=False, max_shard_size="50GB", model_card=None, include_embeddings=None,
-                    **_):
-        """
-        Uploads code, weights, config and model card in one commit. (transformers' `push_to_hub` would replace the
-        card written by `save_pretrained` with a generic one, so the drafter uploads its own folder.)
-        """
-        from transformers.utils.hub import hf_api
-
-        repo_id = hf_api().create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
-        options = dict(model_card or {}) if not isinstance(model_card, (str, bool)) else model_card
-        if isinstance(options, dict):
-            options.setdefault("repo_id", repo_id)
-        with tempfile.TemporaryDirectory() as work_dir:
-            self.save_pretrained(work_dir, max_shard_size=max_shard_size, include_embeddings=include_embeddings,
-                                 model_card=options)
-            return self._upload_modified_files(
-                work_dir, repo_id, files_timestamps={}, commit_message=commit_message or "Upload drafter",
-                token=token, create_pr=create_pr, revision=revision, commit_description=commit_description,
-            )

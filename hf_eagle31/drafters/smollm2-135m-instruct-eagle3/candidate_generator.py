@@ -51,6 +51,11 @@ class SpeculationStats:
         candidates proposed and accepted.
     tau: mean tokens per verifying target forward, the bonus token counted: mean(accepted + 1).
     acceptance_per_depth[d-1]: share of cycles that drafted >= d tokens in which the d-th was accepted.
+    conditional_acceptance_per_depth[d-1]: the same among cycles that also accepted the first d-1 drafts.
+
+    These are the one definition of tau and acceptance in hf-eagle31: evaluation, bench and drift pool their cycles
+    into one `SpeculationStats` (`SpeculationStats.pooled`) and read them here. `tau_from_forwards` gives tau from a
+    forward log, for drafting methods that keep no stats (HF prompt lookup).
     """
 
     target_forwards: int = 0
@@ -80,6 +85,26 @@ class SpeculationStats:
             rates.append(hits / drafted if drafted else None)
         return rates
 
+    @property
+    def conditional_acceptance_per_depth(self):
+        rates = []  # P(depth d accepted | depth d - 1 accepted)
+        for d in range(1, max(self.draft_lengths, default=0) + 1):
+            reached = [a for k, a in zip(self.draft_lengths, self.accepted) if k >= d and a >= d - 1]
+            rates.append(sum(1 for a in reached if a >= d) / len(reached) if reached else None)
+        return rates
+
+    @classmethod
+    def pooled(cls, stats_list):
+        """One `SpeculationStats` over the cycles of several (e.g. one per prompt), in order."""
+        return cls(
+            target_forwards=sum(s.target_forwards for s in stats_list),
+            draft_lengths=[k for s in stats_list for k in s.draft_lengths],
+            accepted=[a for s in stats_list for a in s.accepted],
+            drafter_forwards=sum(s.drafter_forwards for s in stats_list),
+            drafter_time_s=sum(s.drafter_time_s for s in stats_list),
+            copied_cycles=sum(s.copied_cycles for s in stats_list),
+        )
+
     def to_dict(self):
         return {
             "target_forwards": self.target_forwards,
@@ -92,6 +117,19 @@ class SpeculationStats:
             "drafter_time_s": self.drafter_time_s,
             "copied_cycles": self.copied_cycles,
         }
+
+
+def tau_from_forwards(candidates_per_forward, new_tokens):
+    """
+    Mean tokens per verifying target forward (the bonus counted), from a generate call's forward log. Forwards that
+    verified no candidate produced one token each; the others produced the rest. Equals `SpeculationStats.tau` for
+    the drafter, and gives the same statistic for HF prompt lookup, which keeps no stats of its own.
+    """
+    cycles = sum(1 for c in candidates_per_forward if c > 0)
+    if cycles == 0:
+        return None
+    plain = len(candidates_per_forward) - cycles
+    return (new_tokens - plain) / cycles
 
 
 class EagleCandidateGenerator(CandidateGenerator):
