@@ -28,7 +28,7 @@ def add_cli_arguments(parser):
                         help="float32 (default): output identical to plain greedy; bf16 verification of several "
                              "tokens is slow on CPUs without bf16 matmul units (see README)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each method, alternated")
-    add_drafter_dtype_argument(parser)
+    add_drafter_dtype_argument(parser, default="auto")
 
 
 def run_cli(args):
@@ -44,7 +44,7 @@ def run_cli(args):
     torch.manual_seed(0)
     target, tokenizer = load_target(args.target, dtype=getattr(torch, args.dtype))
     drafter = load_drafter(str(drafter_path), target, trust_remote_code=args.trust_remote_code,
-                           dtype=drafter_dtype(args))
+                           dtype=drafter_dtype(args, target.device))
     text = tokenizer.apply_chat_template(
         [{"role": "user", "content": args.prompt}], tokenize=False, add_generation_prompt=True
     )
@@ -63,7 +63,8 @@ def run_cli(args):
     plain_tps = [len(r.new_tokens) / r.wall_s for r in plain_runs]
     drafter_tps = [len(r.new_tokens) / r.wall_s for r in drafter_runs]
     stats = drafter_runs[-1].stats
-    print(f"target: {args.target or 'smollm2-135m-instruct'} ({args.dtype}); drafter: {drafter_path}")
+    print(f"target: {args.target or 'smollm2-135m-instruct'} ({args.dtype}); drafter: {drafter_path} "
+          f"({str(drafter.dtype).removeprefix('torch.')})")
     print(f"user: {args.prompt}")
     print(f"assistant: {tokenizer.decode(answer, skip_special_tokens=True).strip()}")
     print(f"tau {stats.tau:.2f} tokens per target forward (K = {stats.draft_lengths[0] if stats.draft_lengths else 0}), "

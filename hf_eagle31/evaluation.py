@@ -89,17 +89,27 @@ def load_drafters(names, target, trust_remote_code=False, dtype=None):
     return drafters
 
 
-def drafter_dtype(args):
-    """`--drafter-dtype` as a torch dtype (None = the target's)."""
+def native_bf16(device="cpu"):
+    """Whether bf16 matmuls run natively here (a CUDA device, or a CPU with AVX512-BF16 / AMX)."""
+    if str(device).startswith("cuda"):
+        return True
+    cpu = getattr(torch, "cpu", None)
+    return any(getattr(cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
+def drafter_dtype(args, device="cpu"):
+    """`--drafter-dtype` as a torch dtype (None = the target's; "auto" = bf16 where bf16 matmuls are native)."""
     value = getattr(args, "drafter_dtype", "same")
+    if value == "auto":
+        return torch.bfloat16 if native_bf16(device) else None
     return None if value in (None, "same") else getattr(torch, value)
 
 
-def add_drafter_dtype_argument(parser):
-    parser.add_argument("--drafter-dtype", default="same", choices=["same", "float32", "bfloat16"],
-                        help="drafter dtype (default: the target's). The target verifies every token, so a bf16 "
-                             "drafter beside an fp32 target keeps greedy output exact and halves the drafter's "
-                             "weight traffic")
+def add_drafter_dtype_argument(parser, default="same"):
+    parser.add_argument("--drafter-dtype", default=default, choices=["same", "auto", "float32", "bfloat16"],
+                        help=f"drafter dtype (default: {default}; same = the target's, auto = bf16 where bf16 "
+                             "matmuls are native). The target verifies every token, so a bf16 drafter beside an "
+                             "fp32 target keeps greedy output exact and halves the drafter's weight traffic")
 
 
 def add_trust_remote_code_argument(parser):

@@ -27,8 +27,7 @@ from .modeling import SWITCH_NAMES, variant_of
 
 CARD_TEMPLATE = Path(str(resources.files("hf_eagle31.hub_cards") / "drafter_card.md"))  # repo: hub_cards/
 DEFAULT_LICENSE = "apache-2.0"
-RESULT_FIELDS = {"drafter": str, "suite": str, "tau": (int, float), "tokens_per_s": (int, float),
-                 "acceptance_per_depth": list}
+RESULT_FIELDS = {"drafter": str, "suite": str, "tau": (int, float), "acceptance_per_depth": list}
 
 
 def load_eval_results(source) -> list[dict]:
@@ -49,8 +48,8 @@ def load_eval_results(source) -> list[dict]:
             value = row.get(name) if isinstance(row, dict) else None
             if not isinstance(value, kind) or isinstance(value, bool):
                 raise ValueError(
-                    f"eval result #{i} has {name}={value!r}; every entry needs drafter (str), suite (str), tau and "
-                    "tokens_per_s (numbers) and acceptance_per_depth (list of rates)."
+                    f"eval result #{i} has {name}={value!r}; every entry needs drafter (str), suite (str), tau "
+                    "(a number) and acceptance_per_depth (list of rates)."
                 )
         if not all(r is None or (isinstance(r, (int, float)) and 0 <= r <= 1) for r in row["acceptance_per_depth"]):
             raise ValueError(f"eval result #{i} has acceptance rates outside [0, 1]: {row['acceptance_per_depth']}.")
@@ -85,13 +84,15 @@ def results_table(results, highlight=None) -> str:
     depth_cols = " | ".join(f"acc@{d}" for d in range(1, depth + 1))
     with_k = any(r.get("num_assistant_tokens") is not None for r in results)  # eval JSONs of several K
     k_col = " K |" if with_k else ""
-    lines = [f"| drafter | suite |{k_col} τ (tokens / target forward) | tokens/s | {depth_cols} |",
-             "|" + "---|" * (4 + with_k + depth)]
+    # No tokens/s column: eval measures τ and acceptance (deterministic); speed claims come from `hf-eagle31 bench`
+    # with its calibration check, side by side with plain decoding.
+    lines = [f"| drafter | suite |{k_col} τ (tokens / target forward) | {depth_cols} |",
+             "|" + "---|" * (3 + with_k + depth)]
     for r in results:
         name = f"**{r['drafter']}**" if highlight and r["drafter"] == highlight else r["drafter"]
         rates = list(r["acceptance_per_depth"]) + [None] * (depth - len(r["acceptance_per_depth"]))
         k = [str(r.get("num_assistant_tokens") or "–")] if with_k else []
-        cells = [name, r["suite"], *k, _fmt(r["tau"]), _fmt(r["tokens_per_s"], 1), *(_fmt(x) for x in rates)]
+        cells = [name, r["suite"], *k, _fmt(r["tau"]), *(_fmt(x) for x in rates)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -680,6 +680,8 @@ def _training_args_from(args):
         if f.init and hasattr(args, f.name):
             values[f.name] = getattr(args, f.name)
     values["output_dir"] = values.get("output_dir") or args.out
+    if values.get("bf16") and not torch.cuda.is_available():
+        values["use_cpu"] = True  # bf16 autocast on the CPU (transformers asks for `use_cpu` to allow it)
     return TrainingArguments(**values)
 
 

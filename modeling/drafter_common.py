@@ -174,7 +174,8 @@ class DrafterAttention(nn.Module):
         k0, v0 = (repeat_kv(t, self.n_rep) for t in ttt_kv[0])
         seq = q.shape[2]
         causal = torch.ones(seq, seq, dtype=torch.bool, device=q.device).tril()
-        scores = ((q @ k0.transpose(-1, -2)) * self.scaling).masked_fill(~causal, torch.finfo(q.dtype).min)
+        scores = (q @ k0.transpose(-1, -2)) * self.scaling
+        scores = scores.masked_fill(~causal, torch.finfo(scores.dtype).min)  # (bf16 under autocast)
         # Diagonal scores against the keys of steps 1..j at the same position: (B, nh, T, 1) each.
         diag = [(q * repeat_kv(ki, self.n_rep)).sum(-1, keepdim=True) * self.scaling for ki, _ in ttt_kv[1:]]
         probs = torch.cat([scores, *diag], dim=-1).float().softmax(-1).to(q.dtype)  # (B, nh, T, T + j)

@@ -1,6 +1,7 @@
 """Drafter training with the HF Trainer: TTT loss alignment, online == offline, resume, accumulation, LoRA, DDP."""
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -385,6 +386,27 @@ def test_cli_train_accepts_training_arguments(tmp_path, monkeypatch):
     assert config["target_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"  # the default target's Hub id
     state = torch.load(tmp_path / "out" / "training_args.bin", weights_only=False)
     assert state.max_steps == 2 and state.per_device_train_batch_size == 3
+
+
+@pytest.mark.parametrize("variant", ["eagle3", "eagle3.1"])
+def test_cli_train_bf16_on_cpu(tmp_path, monkeypatch, variant):
+    """`--bf16` trains with bf16 autocast on a CPU-only machine (no `--use_cpu` needed), with a finite loss."""
+    from hf_eagle31 import cli
+
+    target = tiny_target()
+    random_rows(6).save_to_disk(str(tmp_path / "data"))
+    monkeypatch.setattr("hf_eagle31.targets.load_target", lambda name=None, dtype=torch.float32: (target, None))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code = cli.main([
+        "train", "--data", str(tmp_path / "data"), "--variant", variant, "--out", str(tmp_path / "out"),
+        "--ttt-steps", "3", "--draft-vocab-size", "32", "--max_steps", "2", "--bf16", "--logging_steps", "1",
+        "--per_device_train_batch_size", "3", "--disable_tqdm", "true",
+    ])
+    assert code == 0
+    state = torch.load(tmp_path / "out" / "training_args.bin", weights_only=False)
+    assert state.bf16 and state.use_cpu
+    history = json.load(open(next((tmp_path / "out").glob("checkpoint-*/trainer_state.json"))))["log_history"]
+    assert all(math.isfinite(h["loss"]) for h in history if "loss" in h)
 
 
 DDP_SCRIPT = textwrap.dedent(

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Training that accumulates across runs: continue the shipped EAGLE-3.1 drafter on the next slice of ShareGPT
+# (teacher-forced: the loss distils the target's own distribution on the conversation text, so no generation is
+# needed), then ship the result only if its validation tau beats the shipped drafter's.
+#
+#   bash examples/continue_training.sh                  # all stages
+#   STAGE=validate bash examples/continue_training.sh   # one stage: data | train | validate | ship
+#   SKIP=6800 CONVERSATIONS=6000 RUN=runs/r2 bash examples/continue_training.sh   # the next slice
+#
+# Train resumes from its newest complete checkpoint when re-run; stop it at any time, a checkpoint every 100 steps.
+set -euo pipefail
+RUN=${RUN:-runs/r1}
+SKIP=${SKIP:-800}                   # ShareGPT conversations already used (0-799: the self-distilled reference sets)
+CONVERSATIONS=${CONVERSATIONS:-6000}
+STEPS=${STEPS:-3000}                # upper bound; any checkpoint is usable (constant learning rate)
+CHECKPOINT=${CHECKPOINT:-}          # validate/ship this checkpoint (default: the newest)
+SHIPPED=hf_eagle31/drafters/smollm2-135m-instruct-eagle3.1
+THREADS=${THREADS:-1}
+STAGE=${STAGE:-all}
+DATA=$RUN/data/sharegpt-$SKIP-$((SKIP + CONVERSATIONS))
+stage() { [ "$STAGE" = all ] || [ "$STAGE" = "$1" ]; }
+
+if stage data; then
+  [ -f "$DATA/dataset_info.json" ] || hf-eagle31 prepare-data --source sharegpt --skip "$SKIP" \
+    --num-conversations "$CONVERSATIONS" --no-regenerate --max-length 1024 --out "$DATA"
+fi
+
+if stage train; then
+  # Online features from a bf16 target, TTT 3 (the shipped drafter's), batch 2, constant lr after a short warm-up.
+  resume=(); ls -d "$RUN"/checkpoint-* >/dev/null 2>&1 && resume=(--resume_from_checkpoint latest)
+  OMP_NUM_THREADS=$THREADS hf-eagle31 train --data "$DATA" --init-from "$SHIPPED" --variant eagle3.1 --ttt-steps 3 \
+    --target-dtype bfloat16 --out "$RUN/final" --output_dir "$RUN" --per_device_train_batch_size 2 \
+    --learning_rate 3e-4 --lr_scheduler_type constant_with_warmup --warmup_steps 30 --max_steps "$STEPS" \
+    --save_steps 100 --save_total_limit 4 --logging_steps 10 --seed 1 --use_cpu "${resume[@]}"
+fi
+
+if [ -z "$CHECKPOINT" ]; then
+  CHECKPOINT=$(ls -d "$RUN"/checkpoint-* 2>/dev/null | sort -t- -k2 -n | tail -1)
+fi
+
+if stage validate; then
+  # tau at K = 3 on MT-Bench prompts (never trained on), greedy fp32: the shipped drafter vs the candidate.
+  OMP_NUM_THREADS=$THREADS hf-eagle31 eval --drafter "$SHIPPED" --drafter "$CHECKPOINT" --suite standard \
+    --sources mtbench --num-prompts 8 --num-assistant-tokens 3 --max-new-tokens 96 --repeats 1 \
+    --json "$RUN/validate.json"
+fi
+
+if stage ship; then
+  python - "$RUN/validate.json" <<'EOF'
+import json, sys
+rows = json.load(open(sys.argv[1]))["results"]
+shipped, candidate = rows[0]["tau"], rows[1]["tau"]
+print(f"validation tau: shipped {shipped:.3f}, candidate {candidate:.3f}")
+sys.exit(0 if candidate > shipped else "not shipped: the candidate does not beat the shipped drafter")
+EOF
+  python examples/ship_drafter.py "$CHECKPOINT" "$SHIPPED" --variant eagle3.1 \
+    --training-file docs/training/smollm2-135m-instruct-eagle3.1.md --num-assistant-tokens 3 \
+    --confidence-threshold "${CONFIDENCE:-0.3}" --copy-tokens "${COPY:-8}"
+fi
