@@ -342,3 +342,31 @@ def test_copy_aware_drafting_continues_context_matches(target):
         stats = drafter.last_speculation_stats
         assert stats.copied_cycles > 0 and max(stats.draft_lengths) == 5
         assert (max(stats.accepted) == 5) == copied_accepted
+
+
+def test_draft_length_below_one_is_refused(target):
+    drafter = make_drafter(target, "eagle3.1")
+    for k in (0, -2):
+        with pytest.raises(ValueError, match=f"num_assistant_tokens={k}: the draft length must be >= 1"):
+            target.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=4, assistant_model=drafter, num_assistant_tokens=k)
+
+
+def test_drafter_reused_with_a_second_target_takes_its_embeddings():
+    first, second = tiny_target(seed=0), tiny_target(seed=5)
+    drafter = make_drafter(first, "eagle3.1")
+    prompt = torch.tensor([[4, 8, 15, 16, 23, 42 % 64]])
+    target_first = first.generate(prompt, max_new_tokens=6, do_sample=False, assistant_model=drafter)
+    assert torch.equal(target_first, first.generate(prompt, max_new_tokens=6, do_sample=False))
+    out = second.generate(prompt, max_new_tokens=6, do_sample=False, assistant_model=drafter)
+    assert torch.equal(drafter.embed_tokens.weight, second.get_input_embeddings().weight)
+    assert torch.equal(out, second.generate(prompt, max_new_tokens=6, do_sample=False))
+
+
+def test_hidden_states_requested_by_the_caller(target):
+    """`output_hidden_states=True, return_dict_in_generate=True` with a drafter returns every layer, as without one."""
+    drafter = make_drafter(target, "eagle3.1")
+    prompt = torch.tensor([[1, 2, 3, 4, 5]])
+    kwargs = dict(max_new_tokens=6, do_sample=False, output_hidden_states=True, return_dict_in_generate=True)
+    plain, assisted = target.generate(prompt, **kwargs), target.generate(prompt, assistant_model=drafter, **kwargs)
+    assert torch.equal(plain.sequences, assisted.sequences)
+    assert len(assisted.hidden_states[0]) == target.config.num_hidden_layers + 1

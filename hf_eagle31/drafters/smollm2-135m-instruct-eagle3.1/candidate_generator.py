@@ -145,13 +145,14 @@ class EagleCandidateGenerator(CandidateGenerator):
                 "with vLLM/SGLang, which read this drafter's checkpoint)."
             )
         drafter.check_target(target.config)
-        if not drafter.embeddings_ready:
-            drafter.load_target_embeddings(target)
+        drafter.use_target_embeddings(target)
         self.drafter = drafter
         self.device = drafter.device
         self.layer_ids = list(drafter.config.target_layer_ids)
         # Ask the target for just the captured layers (indices into its `hidden_states`).
-        self.model_kwargs_overrides = {"output_hidden_states": self.layer_ids}
+        # (all of them when the caller asked for hidden states in the output: transformers then returns every layer)
+        wanted = True if generation_config.output_hidden_states else self.layer_ids
+        self.model_kwargs_overrides = {"output_hidden_states": wanted}
         self.max_length = generation_config.max_length
         self.do_sample = bool(generation_config.do_sample)
         self.logits_processor = logits_processor if logits_processor is not None and len(logits_processor) else None
@@ -160,6 +161,8 @@ class EagleCandidateGenerator(CandidateGenerator):
         # "constant"), which are taken to mean "unset" so that the drafter's own generation config applies.
         own, unset = drafter.generation_config, GenerationConfig._get_default_generation_params()
         k = _explicit(generation_config.num_assistant_tokens, unset.get("num_assistant_tokens"))
+        if k is not None and int(k) < 1:
+            raise ValueError(f"num_assistant_tokens={k}: the draft length must be >= 1 (the most tokens a cycle drafts).")
         self.num_assistant_tokens = int(k or own.num_assistant_tokens or DEFAULT_NUM_DRAFT_TOKENS)
         schedule = _explicit(generation_config.num_assistant_tokens_schedule, unset.get("num_assistant_tokens_schedule"))
         self.schedule = schedule or own.num_assistant_tokens_schedule or "constant"

@@ -248,6 +248,11 @@ class DrafterOutput(ModelOutput):
         return self.cache
 
 
+def _tensor_identity(tensor):
+    """Which tensor this is (storage, offset, shape, version): changes when the weights are replaced or edited."""
+    return (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor._version)
+
+
 class DrafterPreTrainedModel(PreTrainedModel):
     """
     Shared machinery of the drafters. Subclasses define `self.layers` (one decoder layer whose forward takes
@@ -305,6 +310,19 @@ class DrafterPreTrainedModel(PreTrainedModel):
             self.embed_tokens.weight.copy_(weight.detach().to(self.embed_tokens.weight.dtype))
         self.embed_tokens.weight.requires_grad_(False)
         self.embeddings_ready = True
+        self._embeddings_source = _tensor_identity(weight)
+        return self
+
+    def use_target_embeddings(self, target):
+        """
+        Makes sure the embeddings are `target`'s before drafting for it: loads them when missing, or when they were
+        copied from another target's embedding matrix (a drafter reused with a second target of the same shape).
+        Embeddings stored in the checkpoint are kept.
+        """
+        weight = target.get_input_embeddings().weight
+        source = getattr(self, "_embeddings_source", None)
+        if not self.embeddings_ready or (source is not None and source != _tensor_identity(weight)):
+            self.load_target_embeddings(target)
         return self
 
     def set_draft_vocab(self, target_token_ids):
