@@ -67,7 +67,9 @@ def run_cli(args):
           f"({str(drafter.dtype).removeprefix('torch.')})")
     print(f"user: {args.prompt}")
     print(f"assistant: {tokenizer.decode(answer, skip_special_tokens=True).strip()}")
-    print(f"tau {stats.tau:.2f} tokens per target forward (K = {stats.draft_lengths[0] if stats.draft_lengths else 0}), "
+    print(f"tau {stats.tau:.2f} tokens per target forward (drafted {sum(stats.draft_lengths) / max(stats.cycles, 1):.2f} "
+          f"tokens per cycle, at most K = {args.num_assistant_tokens or drafter.generation_config.num_assistant_tokens}"
+          f", {stats.copied_cycles} cycles copied from the context), "
           f"acceptance per depth {[round(a, 2) for a in stats.acceptance_per_depth if a is not None]}")
     print(f"plain greedy {statistics.median(plain_tps):.1f} tok/s, with drafter {statistics.median(drafter_tps):.1f} "
           f"tok/s: speed-up x{statistics.median(d / p for d, p in zip(drafter_tps, plain_tps)):.2f} "
