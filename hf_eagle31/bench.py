@@ -349,10 +349,12 @@ def profile_drafter(target, drafter, prompts: list[list[int]], max_new_tokens: i
         drafter other: the generator's time around its forwards (`SpeculationStats.drafter_time_s` minus both);
         glue: the assisted loop's own time (wall minus target forwards minus `drafter_time_s`).
 
-    K is the draft length most cycles used. With the bare times t(n) over the run's mean context and t_step
-    (`bare_forward_times`, median of `repeats` runs each), the ceiling speed-up at the measured tau is
-    `tau * t(1) / (t(K+1) + K * t_step)`; with `achieved_speedup` (the benchmark's drafter vs plain),
-    `fraction_of_ceiling` is achieved / ceiling.
+    With the bare times t(n) over the run's mean context and t_step (`bare_forward_times`, median of `repeats`
+    runs each), the ceiling speed-up at the measured tau is `tau * t(1) / (mean_c t(d_c + 1) + f * t_step)`: d_c is
+    cycle c's draft length and f the drafter forwards per cycle (the feed and the chain steps). At a constant draft
+    length K that is the familiar `tau * t(1) / (t(K+1) + K * t_step)`; with confidence-bounded or copied drafts it
+    charges each cycle what it really verified and ran. K (reported) is the draft length most cycles used. With
+    `achieved_speedup` (the benchmark's drafter vs plain), `fraction_of_ceiling` is achieved / ceiling.
     """
     runs = []
     with TargetForwardTimer(target) as timer, DrafterForwardTimer(drafter) as drafter_timer:
@@ -365,7 +367,9 @@ def profile_drafter(target, drafter, prompts: list[list[int]], max_new_tokens: i
     if cycles == 0:
         raise ValueError("the profiled drafter run verified no candidates: raise --max-new-tokens so that it drafts.")
     tau = pooled.tau
-    k = Counter(k for s in stats for k in s.draft_lengths).most_common(1)[0][0]
+    lengths = [k for s in stats for k in s.draft_lengths]
+    k = Counter(lengths).most_common(1)[0][0]
+    longest_draft = max(lengths)
     wall = sum(r.wall_s for r in runs)
 
     by_tokens = {}  # "prefill" or n new tokens -> durations
@@ -392,14 +396,18 @@ def profile_drafter(target, drafter, prompts: list[list[int]], max_new_tokens: i
     context = round(statistics.mean(len(ids) + len(r.new_tokens) / 2 for ids, r in zip(prompts, runs)))
     limit = getattr(target.config.get_text_config(), "max_position_embeddings", None)
     if limit is not None:
-        context = min(context, limit - k - 2)
+        context = min(context, limit - longest_draft - 2)
     longest = max((list(ids) + r.new_tokens for ids, r in zip(prompts, runs)), key=len)
-    tokens = (longest * (1 + (context + k + 2) // len(longest)))[: context + k + 2]
-    bare = bare_forward_times(target, drafter, tokens, context, k + 1, repeats=repeats)
-    t1, tk, step = bare["target_ms"][1], bare["target_ms"][k + 1], bare["drafter_step_ms"]
-    ceiling = tau * t1 / (tk + k * step)
+    tokens = (longest * (1 + (context + longest_draft + 2) // len(longest)))[: context + longest_draft + 2]
+    bare = bare_forward_times(target, drafter, tokens, context, longest_draft + 1, repeats=repeats)
+    t1, step = bare["target_ms"][1], bare["drafter_step_ms"]
+    verify = statistics.mean(bare["target_ms"][d + 1] for d in lengths)  # mean bare verification per cycle
+    forwards_per_cycle = counted / cycles
+    ceiling = tau * t1 / (verify + forwards_per_cycle * step)
     return {
         "prompts": len(prompts), "cycles": cycles, "tau": tau, "num_assistant_tokens": k,
+        "mean_draft_length": statistics.mean(lengths), "drafter_forwards_per_cycle": forwards_per_cycle,
+        "mean_bare_verify_ms": verify,
         "mean_context_tokens": context, "wall_s": wall, "cycle_ms": 1e3 * wall / cycles,
         "target": target_parts, "drafter": drafter_parts, "glue": glue,
         "bare": bare, "ceiling_speedup": ceiling, "achieved_speedup": achieved_speedup,
@@ -440,8 +448,11 @@ def format_profile(profile: dict) -> str:
         + ", ".join(f"t({n}) {ms:.3f} ms" for n, ms in t.items())
         + f"; drafter chain step t_step {bare['drafter_step_ms']:.3f} ms"
     )
-    ceiling = (f"ceiling speed-up at τ {profile['tau']:.2f}: τ·t(1) / (t({k + 1}) + {k}·t_step) = "
-               f"{profile['ceiling_speedup']:.2f}×")
+    ceiling = (f"ceiling speed-up at τ {profile['tau']:.2f}: τ·t(1) / (mean t(d+1) + f·t_step) = "
+               f"{profile['tau']:.2f}·{t[1]:.2f} / ({profile['mean_bare_verify_ms']:.2f} + "
+               f"{profile['drafter_forwards_per_cycle']:.2f}·{bare['drafter_step_ms']:.2f}) = "
+               f"{profile['ceiling_speedup']:.2f}× (d: each cycle's draft length, mean "
+               f"{profile['mean_draft_length']:.2f}; f: drafter forwards per cycle)")
     if profile["achieved_speedup"] is not None:
         ceiling += (f"; achieved {profile['achieved_speedup']:.2f}× = {100 * profile['fraction_of_ceiling']:.0f}% "
                     "of the ceiling")

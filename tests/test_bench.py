@@ -153,9 +153,14 @@ def test_profile_splits_one_run_per_cycle(target):
     bare = profile["bare"]
     t = bare["target_ms"]
     assert sorted(t) == [1, 2, 3, 4] and bare["context_tokens"] == round((16 + 12 + 15 + 12) / 2)
-    ceiling = profile["tau"] * t[1] / (t[4] + 3 * bare["drafter_step_ms"])
+    # the ceiling charges each cycle its own verification and the drafter forwards it ran: at a constant K that is
+    # tau * t(1) / (t(K+1) + K * t_step) up to the last cycles cut short by max_new_tokens
+    verify = sum(t[n] * p["calls"] for n, p in by_tokens.items() if n != "prefill" and n > 1) / profile["cycles"]
+    forwards = drafter_parts["forwards_counted_by_generator"] / profile["cycles"]
+    ceiling = profile["tau"] * t[1] / (verify + forwards * bare["drafter_step_ms"])
     assert profile["ceiling_speedup"] == pytest.approx(ceiling)
     assert profile["fraction_of_ceiling"] == pytest.approx(0.5 / ceiling)
+    assert abs(forwards - 3) < 0.5 and profile["mean_draft_length"] == pytest.approx(3, abs=0.5)
 
 
 def test_benchmark_compares_drafting_policies(target):
