@@ -461,3 +461,21 @@ def test_eval_and_info_refuse_foreign_drafters_in_one_line(tiny, tmp_path, capsy
         assert main([verb, *common, "--drafter", str(tmp_path / "llama"), *extra]) == 2
         assert "--trust-remote-code" in error_line(capsys)
     assert main(["info", *common, "--drafter", str(tiny["drafter"]), "--max-new-tokens", "4"]) == 0
+
+
+def test_generation_config_is_optional_but_never_silently_broken(tmp_path):
+    """A checkpoint without generation_config.json keeps the defaults; a corrupted one is an error, not ignored."""
+    from conftest import make_drafter, tiny_target
+
+    from hf_eagle31 import Eagle3Drafter
+
+    path = tmp_path / "drafter"
+    drafter = make_drafter(tiny_target(), "eagle3.1")
+    drafter.generation_config.num_assistant_tokens = 4
+    drafter.save_pretrained(path)
+    assert Eagle3Drafter.from_pretrained(path).generation_config.num_assistant_tokens == 4
+    (path / "generation_config.json").write_text("{not json")
+    with pytest.raises((OSError, ValueError), match="generation_config.json|valid JSON"):
+        Eagle3Drafter.from_pretrained(path)
+    (path / "generation_config.json").unlink()
+    assert Eagle3Drafter.from_pretrained(path).generation_config.num_assistant_tokens == 6  # the default

@@ -8,6 +8,7 @@ This file travels with every Hub checkpoint (remote code): it imports torch and 
 """
 
 import functools
+import os
 import warnings
 from dataclasses import dataclass
 
@@ -533,13 +534,16 @@ class DrafterPreTrainedModel(PreTrainedModel):
         model.embeddings_ready = model.config.embeddings_in_checkpoint and "embed_tokens.weight" not in missing
         # The draft length K and its schedule travel in generation_config.json (transformers only loads that file
         # for models that generate on their own).
-        hub_options = ("cache_dir", "revision", "token", "local_files_only", "subfolder")
-        try:
-            model.generation_config = GenerationConfig.from_pretrained(
-                source, **{k: kwargs[k] for k in hub_options if k in kwargs}
-            )
-        except (OSError, ValueError, TypeError):
-            pass  # no generation_config.json (older or converted checkpoints): keep the defaults
+        hub_options = {k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if k in kwargs}
+        if os.path.isdir(str(source)):
+            # A local checkpoint without the file (older or converted ones) keeps the defaults; a broken file raises.
+            if os.path.isfile(os.path.join(str(source), kwargs.get("subfolder") or "", "generation_config.json")):
+                model.generation_config = GenerationConfig.from_pretrained(source, **hub_options)
+        else:
+            try:
+                model.generation_config = GenerationConfig.from_pretrained(source, **hub_options)
+            except OSError:  # the Hub repo has no generation_config.json: keep the defaults
+                pass
         return (model, info) if want_info else model
 
     def save_pretrained(self, save_directory, *args, include_embeddings=None, state_dict=None, **kwargs):
