@@ -21,7 +21,8 @@ report carries its samples, the machine's load and a warning when it drifted (se
 With `profile=True` one more drafter pass runs with hooks on the drafter, and `profile_drafter` splits its time
 per speculation cycle (target forwards by tokens fed, drafter feed and chain steps, the assisted loop's glue) and
 sets it against a bare microbenchmark of the same forwards: the ceiling speed-up at the measured tau,
-`tau * t(1) / (t(K+1) + K * t_step)`, and the share of it that decoding achieved.
+`tau * t(1) / (mean t(d+1) + f * t_step)` over each cycle's draft length d and the drafter forwards per cycle f
+(`tau * t(1) / (t(K+1) + K * t_step)` at a constant K), and the share of it that decoding achieved.
 
 Greedy speculative decoding is lossless, so all methods must produce the same tokens; the benchmark checks it per
 prompt and reports mismatches (in bf16, batched verification forwards are not bit-identical to 1-token forwards,

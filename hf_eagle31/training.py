@@ -279,9 +279,9 @@ def load_drafter_checkpoint(name_or_path, trust_remote_code=False, **kwargs):
             f"{name_or_path} is a {model_type or 'config-less'} checkpoint, not an hf-eagle31 drafter: convert it "
             "(`hf-eagle31 convert SRC DST --to hf-eagle31`), or pass --trust-remote-code to run its own code."
         )
+    if model_type in classes:  # (their from_pretrained already names the checkpoint on unreadable weights)
+        return classes[model_type].from_pretrained(name_or_path, **kwargs)
     try:
-        if model_type in classes:
-            return classes[model_type].from_pretrained(name_or_path, **kwargs)
         return AutoModel.from_pretrained(name_or_path, trust_remote_code=True, **kwargs)
     except Exception as error:  # safetensors' "incomplete metadata" and friends name no file: add the checkpoint
         if type(error).__name__ == "SafetensorError":

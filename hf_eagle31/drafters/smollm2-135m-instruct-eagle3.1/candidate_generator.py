@@ -188,7 +188,7 @@ class EagleCandidateGenerator(CandidateGenerator):
         self.confidence_threshold = float(threshold or 0.0)
         # Copy-aware drafting: `prompt_lookup_num_tokens=N` (with this drafter as assistant) lets a cycle propose up
         # to N tokens that continue the latest match of the context's last `max_matching_ngram_size` tokens (2 by
-        # default, down to 1), when the drafter's first pick agrees with the copy (see `_draft`).
+        # default, down to 1), when the drafter is unsure or its first pick agrees with the copy (see `_draft`).
         copy_tokens = generation_config.prompt_lookup_num_tokens
         if copy_tokens is None:
             copy_tokens = getattr(own, "prompt_lookup_num_tokens", None)
