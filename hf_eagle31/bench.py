@@ -30,24 +30,20 @@ so rare divergences there are numerics, not bugs; fp32 must match exactly).
 """
 
 import inspect
-import json
-import os
 import statistics
-import sys
 import time
 from collections import Counter
 
 import torch
 
-from .calibration import Calibration, median_range
-from .evaluation import (
+from .calibration import Calibration, format_spread, median_range
+from .evaluation import (  # noqa: F401  (DRAFTING_POLICIES, drafting_policy: also importable from here)
+    DRAFTING_POLICIES,
     TargetForwardTimer,
-    add_common_arguments,
     check_context,
-    drafter_dtype,
+    drafting_policy,
     load_drafter,
-    load_target_for_cli,
-    prompts_from_args,
+    pool_speculation_stats,
     render_prompt,
     timed_generate,
 )
@@ -56,27 +52,10 @@ from .modeling import SpeculationStats, tau_from_forwards  # the one definition 
 
 METHODS = ("plain", "prompt_lookup", "drafter")
 
-# Drafting policies `bench --policies` compares (each one more method, `drafter:<policy>`). Every policy sets all
-# three switches, so the drafter's saved defaults (generation_config.json) never leak into another policy; `drafter`
-# alone is the drafter as shipped. The threshold and copy length come from --confidence-threshold / --copy-tokens.
-DRAFTING_POLICIES = ("constant", "heuristic", "confidence", "copy", "confidence+copy")
-
-
-def drafting_policy(name: str, confidence_threshold: float = 0.3, copy_tokens: int = 8) -> dict:
-    """The `generate` options of a drafting policy (see `DRAFTING_POLICIES`)."""
-    if name not in DRAFTING_POLICIES:
-        raise ValueError(f"unknown drafting policy {name!r}: use one of {', '.join(DRAFTING_POLICIES)}.")
-    return {
-        "num_assistant_tokens_schedule": "heuristic_transient" if name == "heuristic" else "constant",
-        "assistant_confidence_threshold": confidence_threshold if "confidence" in name else 0.0,
-        "prompt_lookup_num_tokens": copy_tokens if "copy" in name else 0,
-    }
-
-
 def benchmark(target, drafter, prompts: list[list[int]], max_new_tokens: int = 128,
               num_assistant_tokens: int | None = None, prompt_lookup_tokens: int = 10, warmup_tokens: int = 16,
               progress: bool = True, repeats: int = 1, calibration: Calibration | None = None,
-              profile: bool = False, policies: dict | None = None) -> dict:
+              profile: bool = False, policies: dict | None = None, profile_policy: str | None = None) -> dict:
     """
     prompts: list of token-id lists (rendered prompts).
     repeats: passes over all prompts (speeds are the median over passes, with min/max).
@@ -84,6 +63,7 @@ def benchmark(target, drafter, prompts: list[list[int]], max_new_tokens: int = 1
         (the CLI passes one; None measures without).
     profile: also run `profile_drafter` (one more drafter pass with hooks, and the bare microbenchmark).
     policies: `{name: generate options}` (see `drafting_policy`): each adds a method `drafter:<name>`.
+    profile_policy: profile that policy (one of `policies`) instead of the drafter as configured.
 
     Returns the result dict written as JSON: `{"results": [per-method summary], "per_prompt": [...],
     "outputs_identical": bool, "mismatched_prompts": [...], "repeats": int, "calibration": {...} | None,
@@ -93,6 +73,8 @@ def benchmark(target, drafter, prompts: list[list[int]], max_new_tokens: int = 1
 
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}.")
+    if profile_policy is not None and profile_policy not in (policies or {}):
+        raise ValueError(f"profile policy {profile_policy!r} is not among the compared policies: add it to --policies.")
     drafter.check_target(target.config)
     if not drafter.embeddings_ready:
         drafter.load_target_embeddings(target)
@@ -145,17 +127,10 @@ def benchmark(target, drafter, prompts: list[list[int]], max_new_tokens: int = 1
         forwards = sum(r.target_forwards for r in first)
         drafting = {}
         if method.startswith("drafter"):
-            stats = [r.stats for r in first]
-            pooled = SpeculationStats.pooled(stats)
-            cycles = pooled.cycles
-            tau = pooled.tau
-            drafted = sum(sum(s.draft_lengths) for s in stats)
-            drafting = {
-                "drafted_per_cycle": drafted / cycles if cycles else None,
-                "drafter_forwards": sum(s.drafter_forwards for s in stats),  # feeds + chain steps
-                "wasted_draft_tokens": drafted - sum(sum(s.accepted) for s in stats),  # proposed, then rejected
-                "copied_cycles": sum(s.copied_cycles for s in stats),
-            }
+            pooled = pool_speculation_stats([r.stats for r in first])
+            tau = pooled["tau"]
+            drafting = {key: pooled[key] for key in  # drafter_forwards: feeds + chain steps
+                        ("drafted_per_cycle", "drafter_forwards", "wasted_draft_tokens", "copied_cycles")}
         elif method == "prompt_lookup":
             tau = tau_from_forwards([c for r in first for c in r.candidates_per_forward], new_tokens)
         else:
@@ -186,10 +161,13 @@ def benchmark(target, drafter, prompts: list[list[int]], max_new_tokens: int = 1
     report = {"results": results, "outputs_identical": not mismatched, "mismatched_prompts": mismatched,
               "per_prompt": per_prompt, "repeats": repeats}
     if profile:
+        profiled = "drafter" if profile_policy is None else f"drafter:{profile_policy}"
         report["profile"] = profile_drafter(
             target, drafter, prompts, max_new_tokens=max_new_tokens, num_assistant_tokens=num_assistant_tokens,
-            achieved_speedup=results[METHODS.index("drafter")]["speedup_vs_plain"],
+            achieved_speedup=results[methods.index(profiled)]["speedup_vs_plain"],
+            drafting=policies[profile_policy] if profile_policy is not None else None,
         )
+        report["profile"]["method"] = profiled
         if calibration is not None:
             calibration.sample("after profile")
     report["calibration"] = calibration.summary() if calibration is not None else None
@@ -319,7 +297,7 @@ def bare_forward_times(target, drafter, token_ids: list[int], context_length: in
         ids[:, 1 : context_length + 1].to(drafter.device), target_hidden_states=features,
         position_ids=torch.arange(context_length, device=drafter.device)[None], cache=drafter_cache, logits_to_keep=1,
     )
-    hidden = fed.hidden_states[:, -1:]
+    hidden = fed.next_hidden[:, -1:]
     token = ids[:, context_length + 1 : context_length + 2].to(drafter.device)
     position = torch.tensor([[context_length]], device=drafter.device)
     step_ms = _median_ms(lambda: drafter(token, hidden_states=hidden, position_ids=position, cache=drafter_cache),
@@ -338,7 +316,7 @@ def _part(calls, total_s, cycles, wall_s):
 @torch.no_grad()
 def profile_drafter(target, drafter, prompts: list[list[int]], max_new_tokens: int = 128,
                     num_assistant_tokens: int | None = None, achieved_speedup: float | None = None,
-                    repeats: int = 15) -> dict:
+                    repeats: int = 15, drafting: dict | None = None) -> dict:
     """
     Splits the time of one drafter pass over `prompts` (token-id lists) per speculation cycle, and sets it against a
     bare microbenchmark of the same forwards (`bare_forward_times`) in the same process.
@@ -356,12 +334,13 @@ def profile_drafter(target, drafter, prompts: list[list[int]], max_new_tokens: i
     length K that is the familiar `tau * t(1) / (t(K+1) + K * t_step)`; with confidence-bounded or copied drafts it
     charges each cycle what it really verified and ran. K (reported) is the draft length most cycles used. With
     `achieved_speedup` (the benchmark's drafter vs plain), `fraction_of_ceiling` is achieved / ceiling.
+    `drafting`: `generate` options of a drafting policy to profile (default: the drafter as configured).
     """
     runs = []
     with TargetForwardTimer(target) as timer, DrafterForwardTimer(drafter) as drafter_timer:
         for ids in prompts:
             runs.append(timed_generate(target, ids, timer, drafter=drafter, max_new_tokens=max_new_tokens,
-                                       num_assistant_tokens=num_assistant_tokens))
+                                       num_assistant_tokens=num_assistant_tokens, drafting=drafting))
     stats = [r.stats for r in runs]
     pooled = SpeculationStats.pooled(stats)
     cycles = pooled.cycles
@@ -420,7 +399,7 @@ def format_profile(profile: dict) -> str:
     """The profile as a markdown table of parts per cycle, then the bare times and the ceiling."""
     k, cycles = profile["num_assistant_tokens"], profile["cycles"]
     lines = [
-        f"profile: drafter at K={k} over {profile['prompts']} prompts: {cycles} cycles, τ {profile['tau']:.2f}, "
+        f"profile: {profile.get('method', 'drafter')} at K={k} over {profile['prompts']} prompts: {cycles} cycles, τ {profile['tau']:.2f}, "
         f"mean context {profile['mean_context_tokens']} tokens, {profile['cycle_ms']:.2f} ms per cycle",
         "| part | calls | ms/call | ms/cycle | share of wall |", "|---|---|---|---|---|",
     ]
@@ -461,14 +440,6 @@ def format_profile(profile: dict) -> str:
     return "\n".join(lines)
 
 
-def _fmt_spread(value, spread, spec):
-    if value is None:
-        return "—"
-    if not spread or spread[0] == spread[1]:
-        return format(value, spec)
-    return f"{format(value, spec)} ({format(spread[0], spec)}–{format(spread[1], spec)})"
-
-
 def format_report(report: dict) -> str:
     """The benchmark as a markdown table (medians over passes with their min–max), the identity check, the
     calibration line (and its WARNING when flagged) and, when profiled, the profile."""
@@ -487,8 +458,8 @@ def format_report(report: dict) -> str:
     for r in report["results"]:
         t = r["time_breakdown_s"]
         lines.append(
-            f"| {r['method']} | {_fmt_spread(r['tokens_per_s'], r.get('tokens_per_s_range'), '.2f')} | "
-            f"{_fmt_spread(r['speedup_vs_plain'], r.get('speedup_vs_plain_range'), '.2f')} | "
+            f"| {r['method']} | {format_spread(r['tokens_per_s'], r.get('tokens_per_s_range'), '.2f')} | "
+            f"{format_spread(r['speedup_vs_plain'], r.get('speedup_vs_plain_range'), '.2f')} | "
             f"{'—' if r['tau'] is None else format(r['tau'], '.2f')} | {count(r, 'drafted_per_cycle', '.2f')} | "
             f"{count(r, 'wasted_draft_tokens')} | {count(r, 'copied_cycles')} | {t['target_forwards']:.2f} | "
             f"{t['drafter_forwards']:.2f} | {t['other']:.2f} |"
@@ -507,28 +478,34 @@ def format_report(report: dict) -> str:
 
 def add_cli_arguments(parser):
     from .calibration import add_calibration_arguments
+    from .cli_utils import add_common_arguments, add_json_argument, add_policy_arguments
 
     add_common_arguments(parser)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--num-assistant-tokens", type=int, default=None,
                         help="drafter's draft length K (default: the drafter's generation_config)")
     parser.add_argument("--prompt-lookup-tokens", type=int, default=10, help="HF prompt_lookup_num_tokens (default 10)")
-    parser.add_argument("--policies", default=None,
-                        help=f"comma-separated drafting policies to compare beside the shipped one "
-                             f"({', '.join(DRAFTING_POLICIES)})")
-    parser.add_argument("--confidence-threshold", type=float, default=0.3,
-                        help="assistant_confidence_threshold of the confidence policies (default 0.3)")
-    parser.add_argument("--copy-tokens", type=int, default=8,
-                        help="prompt_lookup_num_tokens of the copy policies: longest copied span (default 8)")
+    add_policy_arguments(parser)
     add_calibration_arguments(parser)
     parser.add_argument("--profile", action="store_true",
                         help="split one drafter pass's time per cycle and compare it with bare forwards (the ceiling "
                              "speed-up at the measured tau)")
-    parser.add_argument("--json", default=None, help="write the results as JSON here")
+    parser.add_argument("--profile-policy", default=None,
+                        help="with --profile: profile this policy (one of --policies) instead of the drafter as "
+                             "configured, e.g. --policies constant --profile-policy constant")
+    add_json_argument(parser)
 
 
 def run_cli(args):
     from .calibration import EXIT_BUSY, MachineBusyError, calibration_from_args
+    from .cli_utils import (
+        drafter_dtype,
+        load_target_for_cli,
+        policies_from_args,
+        prompts_from_args,
+        report_error,
+        write_json_report,
+    )
 
     target, tokenizer = load_target_for_cli(args)
     calibration = calibration_from_args(args, target)
@@ -538,19 +515,16 @@ def run_cli(args):
                                dtype=drafter_dtype(args))
         prompts = prompts_from_args(args, tokenizer)
         rendered = [render_prompt(tokenizer, p, (), args.system_prompt, args.chat_template) for p in prompts]
-        policies = {
-            name: drafting_policy(name, args.confidence_threshold, args.copy_tokens)
-            for name in (args.policies.split(",") if args.policies else ())
-        }
+        policies = policies_from_args(args)
         torch.manual_seed(0)
         report = benchmark(target, drafter, rendered, max_new_tokens=args.max_new_tokens,
                            num_assistant_tokens=args.num_assistant_tokens,
                            prompt_lookup_tokens=args.prompt_lookup_tokens, repeats=args.repeats,
-                           calibration=calibration, profile=args.profile, policies=policies)
+                           calibration=calibration, profile=args.profile, policies=policies,
+                           profile_policy=args.profile_policy)
         calibration.check(args.strict)
     except MachineBusyError as error:
-        print(f"hf-eagle31 bench: error: {error}", file=sys.stderr)
-        return EXIT_BUSY
+        return report_error("bench", error, EXIT_BUSY)
     report["settings"] = {
         "target": args.target or "smollm2-135m-instruct", "drafter": args.drafter, "prompts": args.prompts,
         "prompt_ids": [p.id for p in prompts], "max_new_tokens": args.max_new_tokens,
@@ -558,12 +532,10 @@ def run_cli(args):
         "dtype": args.dtype, "drafter_dtype": str(drafter.dtype).removeprefix("torch."), "device": str(target.device),
         "threads": torch.get_num_threads(),
         "repeats": args.repeats, "strict": args.strict, "max_drift": args.max_drift, "profile": args.profile,
+        "profile_policy": args.profile_policy,
         "policies": policies,
     }
     print(format_report(report))
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
-        print(f"wrote {args.json}")
+        write_json_report(args.json, report)
     return 0

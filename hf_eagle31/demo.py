@@ -16,9 +16,9 @@ DEFAULT_PROMPT = "Explain in a few sentences why the sky is blue."
 
 
 def add_cli_arguments(parser):
-    from .evaluation import add_drafter_dtype_argument, add_trust_remote_code_argument
+    from .cli_utils import add_drafter_dtype_argument, add_target_argument, add_trust_remote_code_argument
 
-    parser.add_argument("--target", default=None, help="target Hub id / path (default: embedded SmolLM2-135M-Instruct)")
+    add_target_argument(parser)
     parser.add_argument("--drafter", default=None, help=f"drafter dir or Hub id (default: {DEFAULT_DRAFTER.name})")
     add_trust_remote_code_argument(parser)
     parser.add_argument("--prompt", default=DEFAULT_PROMPT)
@@ -32,7 +32,8 @@ def add_cli_arguments(parser):
 
 
 def run_cli(args):
-    from .evaluation import TargetForwardTimer, drafter_dtype, load_drafter, timed_generate
+    from .cli_utils import drafter_dtype
+    from .evaluation import TargetForwardTimer, load_drafter, timed_generate
     from .targets import load_target
 
     drafter_path = args.drafter or DEFAULT_DRAFTER

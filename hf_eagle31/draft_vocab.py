@@ -10,6 +10,10 @@ tokens, i.e. the tokens the drafter is asked to predict) that fall inside the dr
 from dataclasses import dataclass
 
 import torch
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
 
 
 @dataclass
@@ -68,12 +72,13 @@ def build_draft_vocab(counts, draft_vocab_size):
 
 
 def draft_vocab_from_dataset(dataset, vocab_size, draft_vocab_size, assistant_only=True, verbose=True):
-    """`count_token_frequencies` + `build_draft_vocab`; prints the coverage (it is the number to look at)."""
+    """`count_token_frequencies` + `build_draft_vocab`; logs the coverage at INFO level (it is the number to look at;
+    `hf-eagle31 train` shows it)."""
     vocab = build_draft_vocab(count_token_frequencies(dataset, vocab_size, assistant_only), draft_vocab_size)
     if verbose:
-        print(
-            f"draft vocabulary: {draft_vocab_size}/{vocab_size} target tokens cover {100 * vocab.coverage:.2f}% of "
-            f"{vocab.counted_tokens} training {'assistant ' if assistant_only else ''}tokens"
+        logger.info(
+            "draft vocabulary: %d/%d target tokens cover %.2f%% of %d training %stokens", draft_vocab_size,
+            vocab_size, 100 * vocab.coverage, vocab.counted_tokens, "assistant " if assistant_only else "",
         )
     return vocab
 

@@ -26,13 +26,13 @@ back and its norm grows with depth while attention moves to its own positions; E
 norm(a) and stays flat.
 """
 
-import json
 import math
 import os
 
 import torch
 from transformers import DynamicCache
 
+from .features import capture_target_features
 from .modeling import SpeculationStats, variant_of
 
 
@@ -75,13 +75,6 @@ def _pad_id(model):
 
 
 @torch.no_grad()
-def capture_target_features(target, ids, layer_ids):
-    """One target forward over `ids` (1, n): the captured states `hidden_states[i]` for `i in layer_ids`."""
-    out = target(input_ids=ids, attention_mask=torch.ones_like(ids), output_hidden_states=True, use_cache=False)
-    return [out.hidden_states[i] for i in layer_ids]
-
-
-@torch.no_grad()
 def drafter_chain(drafter, sequence, features, depth):
     """
     Runs the drafter's inference chain by hand and records what the diagnostic needs.
@@ -116,14 +109,14 @@ def drafter_chain(drafter, sequence, features, depth):
     )
     for k in range(1, depth + 1):
         if k > 1:
-            hidden_in = out.hidden_states
+            hidden_in = out.next_hidden
             out = drafter(
                 token, hidden_states=hidden_in, position_ids=torch.tensor([[n - 2 + k]], device=device),
                 cache=cache, output_attentions=True,
             )
         record["attentions"].append(out.attentions[0, :, -1].float().cpu())  # (nh, kv_len)
         record["hidden_norms"].append(hidden_in[0, -1].float().norm().item())
-        record["output_norms"].append(out.last_hidden_state[0, -1].float().norm().item())
+        record["output_norms"].append(out.pre_norm_hidden[0, -1].float().norm().item())
         best = out.logits[:, -1].argmax(-1)
         token = (best + drafter.d2t[best])[:, None]  # draft id -> target id
         record["tokens"].append(token.item())
@@ -160,7 +153,8 @@ def measure_drift(target, drafters, prompts, depth=8, generate_tokens=32, sink_t
         sequence = torch.tensor([full[: n + 1]], device=target.device)
         reference = full[n + 1 : n + 1 + depth]
         layer_sets = {tuple(d.config.target_layer_ids) for d in drafters.values()}
-        captured = {ids: capture_target_features(target, sequence[:, :n], ids) for ids in layer_sets}
+        prefix = sequence[:, :n]
+        captured = {ids: capture_target_features(target, prefix, torch.ones_like(prefix), ids)[0] for ids in layer_sets}
         for label, drafter in drafters.items():
             record = drafter_chain(drafter, sequence, captured[tuple(drafter.config.target_layer_ids)], depth)
             masses = [attention_split(w, len(prompt_ids), n, sink_tokens).mean(0) for w in record["attentions"]]
@@ -266,7 +260,7 @@ def format_drift_table(report):
 
 
 def add_cli_arguments(parser):
-    from .evaluation import add_common_arguments
+    from .cli_utils import add_common_arguments
 
     add_common_arguments(parser, multiple_drafters=True)
     parser.add_argument("--out", required=True, help="output folder for drift.json and drift.png")
@@ -277,7 +271,8 @@ def add_cli_arguments(parser):
 
 
 def run_cli(args):
-    from .evaluation import drafter_dtype, load_drafters, load_target_for_cli, prompts_from_args, render_prompt
+    from .cli_utils import drafter_dtype, load_target_for_cli, prompts_from_args, write_json_report
+    from .evaluation import load_drafters, render_prompt
 
     torch.manual_seed(0)
     target, tokenizer = load_target_for_cli(args)
@@ -299,9 +294,7 @@ def run_cli(args):
     report = measure_drift(target, drafters, rendered, depth=args.depth, generate_tokens=args.generate_tokens,
                            sink_tokens=args.sink_tokens)
     report["settings"].update({"target": args.target, "prompts": [p.id for p in prompts]})
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "drift.json"), "w") as f:
-        json.dump(report, f, indent=1)
+    write_json_report(os.path.join(args.out, "drift.json"), report, announce=False)
     plot_drift(report, os.path.join(args.out, "drift.png"))
     print(format_drift_table(report))
     print(f"wrote {os.path.join(args.out, 'drift.json')} and {os.path.join(args.out, 'drift.png')}")

@@ -19,32 +19,23 @@ The prompts run `repeats` times (passes; the statistics come from the first, tok
 over passes with their min/max), and a `calibration.Calibration` sampled before and after each pass flags a run
 during which the machine got busy.
 
-This module also holds what `bench` and `drift` share: loading targets/drafters/prompts for the CLI and timing the
-target's forwards with hooks.
+This module also holds what `bench` and `drift` share: loading drafters and prompts, and timing the target's
+forwards with hooks. The command-line glue of `hf-eagle31 eval` is the `add_cli_arguments` / `run_cli` pair at the
+end (arguments and loaders shared with `bench` / `drift` are in `cli_utils`).
 """
 
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 
 import torch
 
-from .calibration import median_range
+from .calibration import format_number, format_spread, median_range
 from .modeling import SpeculationStats, tau_from_forwards  # the one definition of tau and acceptance
 
 
 # ---------------------------------------------------------------------------------------------- loading
-
-
-def load_target_for_cli(args):
-    """`(model, tokenizer)` for `--target` (None = the embedded SmolLM2-135M-Instruct) in `--dtype`."""
-    from .targets import load_target
-
-    dtype = getattr(torch, args.dtype)
-    device = getattr(args, "device", None) or ("cuda" if torch.cuda.is_available() else "cpu")
-    return load_target(args.target, dtype=dtype, device=device)
 
 
 def load_drafter(name_or_path, target, trust_remote_code=False, dtype=None):
@@ -95,27 +86,6 @@ def native_bf16(device="cpu"):
         return True
     cpu = getattr(torch, "cpu", None)
     return any(getattr(cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-
-
-def drafter_dtype(args, device="cpu"):
-    """`--drafter-dtype` as a torch dtype (None = the target's; "auto" = bf16 where bf16 matmuls are native)."""
-    value = getattr(args, "drafter_dtype", "same")
-    if value == "auto":
-        return torch.bfloat16 if native_bf16(device) else None
-    return None if value in (None, "same") else getattr(torch, value)
-
-
-def add_drafter_dtype_argument(parser, default="same"):
-    parser.add_argument("--drafter-dtype", default=default, choices=["same", "auto", "float32", "bfloat16"],
-                        help=f"drafter dtype (default: {default}; same = the target's, auto = bf16 where bf16 "
-                             "matmuls are native). The target verifies every token, so a bf16 drafter beside an "
-                             "fp32 target keeps greedy output exact and halves the drafter's weight traffic")
-
-
-def add_trust_remote_code_argument(parser):
-    parser.add_argument("--trust-remote-code", action="store_true",
-                        help="let a --drafter that is not an hf-eagle31 checkpoint run its own code (hf-eagle31 "
-                             "drafters load with this package's classes and never need it)")
 
 
 def read_prompt_file(path, num_prompts=None):
@@ -221,13 +191,6 @@ def suite_prompts(name, tokenizer, num_prompts=None, long_lengths=None, chat_tem
     raise ValueError(f"unknown suite {name!r}: use standard, perturbed, long or all (or --prompts FILE.jsonl).")
 
 
-def prompts_from_args(args, tokenizer, default_suite="standard"):
-    if getattr(args, "prompts", None):
-        return read_prompt_file(args.prompts, args.num_prompts)
-    return suite_prompts(getattr(args, "suite", None) or default_suite, tokenizer, args.num_prompts,
-                         getattr(args, "long_lengths", None), args.chat_template, getattr(args, "sources", None))
-
-
 def render_prompt(tokenizer, prompt, answers=(), system_prompt=None, chat_template=None):
     """
     Token ids of turn `len(answers)` of `prompt` (`suites.render`): the previous user turns with the target's
@@ -238,32 +201,6 @@ def render_prompt(tokenizer, prompt, answers=(), system_prompt=None, chat_templa
 
     return render(tokenizer, prompt, history=tuple(answers), system_prompt=system_prompt,
                   chat_template=read_chat_template(chat_template))
-
-
-def add_common_arguments(parser, multiple_drafters=False):
-    parser.add_argument("--target", default=None, help="target model: Hub id, folder or .gguf (default: embedded SmolLM2-135M-Instruct)")
-    if multiple_drafters:
-        parser.add_argument("--drafter", action="append", required=True,
-                            help="drafter checkpoint (folder or Hub id); repeat to compare drafters side by side")
-    else:
-        parser.add_argument("--drafter", required=True, help="drafter checkpoint (folder or Hub id)")
-    add_trust_remote_code_argument(parser)
-    parser.add_argument("--prompts", default=None, help="JSON-lines prompts: 'prompt', 'turns' or 'messages' per line")
-    parser.add_argument("--suite", default="standard", choices=["standard", "perturbed", "long", "all"],
-                        help="prompt suite used when no --prompts file is given (default standard)")
-    parser.add_argument("--sources", nargs="+", default=None,
-                        help="restrict the suites to these sources (e.g. mtbench gsm8k; long: pg-essays hotpotqa)")
-    parser.add_argument("--long-lengths", type=int, nargs="+", default=None,
-                        help="prompt lengths in tokens for the long suite (default 2048 4096 7168)")
-
-    parser.add_argument("--num-prompts", type=int, default=None,
-                        help="first N prompts of --prompts; with a suite, N per source (per source and length for long)")
-    parser.add_argument("--chat-template", default=None,
-                        help="a .jinja file (or 'plain' / 'alpaca' text format) replacing the tokenizer's chat template")
-    parser.add_argument("--system-prompt", default=None, help="system prompt for every prompt")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="target/drafter dtype")
-    add_drafter_dtype_argument(parser)
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
 
 
 # ---------------------------------------------------------------------------------------------- timing
@@ -355,7 +292,7 @@ def timed_generate(target, input_ids, timer, drafter=None, prompt_lookup_tokens=
     """
     One `generate` call, plain (no drafter, no prompt lookup), with HF prompt lookup (`prompt_lookup_tokens`), or
     with `drafter` as the assistant. `timer` is an active `TargetForwardTimer` on `target`. `drafting`: more
-    `generate` options for the drafter (a drafting policy, see `bench.DRAFTING_POLICIES`).
+    `generate` options for the drafter (a drafting policy, see `DRAFTING_POLICIES`).
     """
     ids = torch.as_tensor(input_ids, device=target.device).reshape(1, -1)
     kwargs = {"attention_mask": torch.ones_like(ids), "max_new_tokens": max_new_tokens, "do_sample": do_sample}
@@ -412,6 +349,29 @@ def pool_speculation_stats(stats_list):
         "target_forwards": pooled.target_forwards,
         "drafter_forwards": pooled.drafter_forwards,
         "drafter_time_s": pooled.drafter_time_s,
+        "drafted_per_cycle": pooled.drafted_per_cycle,
+        "wasted_draft_tokens": pooled.wasted_draft_tokens,
+        "copied_cycles": pooled.copied_cycles,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- drafting policies
+
+
+# Drafting policies that `eval --policies` and `bench --policies` compare (each one more row/method,
+# `<drafter>:<policy>`). Every policy sets all three switches, so the drafter's saved defaults
+# (generation_config.json) never leak into another policy; the drafter alone is the drafter as shipped.
+DRAFTING_POLICIES = ("constant", "heuristic", "confidence", "copy", "confidence+copy")
+
+
+def drafting_policy(name: str, confidence_threshold: float = 0.3, copy_tokens: int = 8) -> dict:
+    """The `generate` options of a drafting policy (see `DRAFTING_POLICIES`)."""
+    if name not in DRAFTING_POLICIES:
+        raise ValueError(f"unknown drafting policy {name!r}: use one of {', '.join(DRAFTING_POLICIES)}.")
+    return {
+        "num_assistant_tokens_schedule": "heuristic_transient" if name == "heuristic" else "constant",
+        "assistant_confidence_threshold": confidence_threshold if "confidence" in name else 0.0,
+        "prompt_lookup_num_tokens": copy_tokens if "copy" in name else 0,
     }
 
 
@@ -429,7 +389,7 @@ def check_context(target, prompt_ids, max_new_tokens, what):
 
 def evaluate(target, tokenizer, drafters, prompts, max_new_tokens=128, num_assistant_tokens=None, do_sample=False,
              temperature=None, system_prompt=None, chat_template=None, seed=0, progress=True, repeats=1,
-             calibration=None):
+             calibration=None, policies=None):
     """
     Runs every prompt (every turn) with every drafter, interleaved, and pools the statistics per suite.
 
@@ -440,7 +400,9 @@ def evaluate(target, tokenizer, drafters, prompts, max_new_tokens=128, num_assis
         every pass drafts the same); tokens/s and speed ratios are the median over passes, with their min/max.
     calibration: a `calibration.Calibration`, sampled before the first pass and after each one (the CLI passes
         one; None measures without).
-    Returns `(results, runs)`: one result dict per (K, drafter, suite), and the raw per-turn records (with their
+    policies: `{name: generate options}` (see `drafting_policy`): every drafter also runs under each policy, as
+        a row labelled `<drafter>:<policy>` (`policy` is set in its result; None for the drafter as shipped).
+    Returns `(results, runs)`: one result dict per (K, drafter, policy, suite), and the raw per-turn records (with their
     `repeat`, the pass index).
     """
     from tqdm.auto import tqdm
@@ -460,7 +422,11 @@ def evaluate(target, tokenizer, drafters, prompts, max_new_tokens=128, num_assis
         except ValueError as error:
             raise ValueError(f"{label}: {error}") from None
     labels = list(drafters)
-    settings = [(k, label) for k in ks for label in labels]
+    policies = dict(policies or {})
+    for name in policies:
+        if name in drafters or ":" in name:
+            raise ValueError(f"policy name {name!r} clashes with a drafter label: rename it.")
+    settings = [(k, label, policy) for k in ks for label in labels for policy in (None, *policies)]
     runs = []
     history = {}  # prompt index -> the target's answers to its turns (first pass), the context of later turns
     total_turns = sum(len(p.turns) for p in prompts) * repeats
@@ -468,8 +434,9 @@ def evaluate(target, tokenizer, drafters, prompts, max_new_tokens=128, num_assis
         # Warm-up (not counted): first-call overheads (allocator, kernels, lazy init) would bias the first drafter.
         warm = render_prompt(tokenizer, prompts[0], (), system_prompt, chat_template)
         for drafter in drafters.values():
-            timed_generate(target, warm, timer, drafter=drafter, max_new_tokens=min(8, max_new_tokens),
-                           num_assistant_tokens=ks[0])
+            for policy in (None, *policies):
+                timed_generate(target, warm, timer, drafter=drafter, max_new_tokens=min(8, max_new_tokens),
+                               num_assistant_tokens=ks[0], drafting=policies.get(policy))
     # calibration samples run without the timing hooks, so that every sample times the same code
     if calibration is not None:
         calibration.sample("before")
@@ -483,18 +450,19 @@ def evaluate(target, tokenizer, drafters, prompts, max_new_tokens=128, num_assis
                         check_context(target, ids, max_new_tokens, f"prompt {prompt.id} (turn {turn + 1})")
                         first_answer = None
                         shift = (index + repeat) % len(settings)
-                        for k, label in settings[shift:] + settings[:shift]:  # rotate who goes first
+                        for k, label, policy in settings[shift:] + settings[:shift]:  # rotate who goes first
                             run = timed_generate(
                                 target, ids, timer, drafter=drafters[label], max_new_tokens=max_new_tokens,
                                 num_assistant_tokens=k, do_sample=do_sample, temperature=temperature,
-                                seed=seed + index,
+                                seed=seed + index, drafting=policies.get(policy),
                             )
-                            runs.append({"drafter": label, "num_assistant_tokens": k, "suite": prompt.suite,
+                            runs.append({"drafter": _row_label(label, policy), "policy": policy,
+                                         "num_assistant_tokens": k, "suite": prompt.suite,
                                          "source": prompt.source,
                                          "perturbation": (getattr(prompt, "meta", None) or {}).get("perturbation"),
                                          "prompt": prompt.id, "turn": turn + 1, "prompt_tokens": len(ids),
                                          "input_ids": ids, "repeat": repeat, "run": run})
-                            if (k, label) == settings[0]:
+                            if (k, label, policy) == settings[0]:
                                 first_answer = run.new_tokens
                         bar.update(1)
                         if repeat == 0:  # the target's own answer (first drafter's run) is the next turn's history
@@ -505,11 +473,13 @@ def evaluate(target, tokenizer, drafters, prompts, max_new_tokens=128, num_assis
                 calibration.sample(f"after pass {repeat + 1}")
     results = []
     suites = list(dict.fromkeys(p.suite for p in prompts))
-    for k, label in settings:
+    for k, label, policy in settings:
+        row = _row_label(label, policy)
         for suite in suites:
-            mine = [r for r in runs if r["drafter"] == label and r["num_assistant_tokens"] == k and r["suite"] == suite]
+            mine = [r for r in runs if r["drafter"] == row and r["num_assistant_tokens"] == k and r["suite"] == suite]
             results.append({
-                "drafter": label, "suite": suite, "num_assistant_tokens": k, **_summarize(mine),
+                "drafter": row, "suite": suite, "num_assistant_tokens": k, **({"policy": policy} if policies else {}),
+                **_summarize(mine),
                 "by_source": {src: _summarize([r for r in mine if r["source"] == src])
                               for src in dict.fromkeys(r["source"] for r in mine)},
                 "per_prompt": [{"prompt": r["prompt"], "turn": r["turn"], "prompt_tokens": r["prompt_tokens"],
@@ -528,6 +498,10 @@ def evaluate(target, tokenizer, drafters, prompts, max_new_tokens=128, num_assis
                   for mine, theirs in zip(result["tokens_per_s_per_pass"], base["tokens_per_s_per_pass"])]
         result["speed_ratio"], result["speed_ratio_range"] = median_range(ratios)
     return results, runs
+
+
+def _row_label(label, policy):
+    return label if policy is None else f"{label}:{policy}"
 
 
 def _summarize(runs):
@@ -563,17 +537,6 @@ def _strip_eos(tokens, target):
     return tokens
 
 
-def _fmt(value, spec=".2f"):
-    return "—" if value is None else format(value, spec)
-
-
-def _fmt_spread(value, spread, spec=".2f"):
-    """`median (min–max)`, or the bare value when there is no spread (one pass)."""
-    if value is None or not spread or spread[0] == spread[1]:
-        return _fmt(value, spec)
-    return f"{format(value, spec)} ({format(spread[0], spec)}–{format(spread[1], spec)})"
-
-
 def _pass_ratios(mine, base):
     """Median and [min, max] over passes of `mine`'s tokens/s over `base`'s, pass by pass."""
     return median_range([a / b if a and b else None
@@ -584,7 +547,8 @@ def format_table(results, max_depth=6):
     """
     Markdown: one row per (suite, drafter), followed by per-source rows ("standard/mtbench") when a suite mixes
     sources; `tau ×` and `speed ×` are ratios against the first drafter on the same rows. With several passes,
-    tok/s and speed × are medians over passes followed by their (min–max).
+    tok/s and speed × are medians over passes followed by their (min–max). `drafted/cycle` is the mean number of
+    candidates per verifying forward, `wasted` the candidates proposed and rejected (first pass).
     """
     rows = []  # (group label, drafter, summary)
     several_k = len({r.get("num_assistant_tokens") for r in results}) > 1
@@ -598,8 +562,9 @@ def format_table(results, max_depth=6):
     first = rows[0][1]
     base = {group: summary for group, drafter, summary in rows if drafter == first}
     depth = min(max_depth, max(len(s["acceptance_per_depth"]) for _, _, s in rows))
-    head = "| suite | drafter | tau | tau × | tok/s | speed × | " + " | ".join(f"acc@{d}" for d in range(1, depth + 1)) + " |"
-    lines = [head, "|---|---|---|---|---|---|" + "---|" * depth]
+    head = ("| suite | drafter | tau | tau × | tok/s | speed × | " + " | ".join(f"acc@{d}" for d in range(1, depth + 1))
+            + " | drafted/cycle | wasted |")
+    lines = [head, "|---|---|---|---|---|---|" + "---|" * (depth + 2)]
     for group in dict.fromkeys(g for g, _, _ in rows):
         for _, drafter, s in (row for row in rows if row[0] == group):
             b = base.get(group, {})
@@ -607,9 +572,10 @@ def format_table(results, max_depth=6):
             speed_x, speed_spread = _pass_ratios(s, b)
             acc = [s["acceptance_per_depth"][d] if d < len(s["acceptance_per_depth"]) else None for d in range(depth)]
             lines.append(
-                f"| {group} | {drafter} | {_fmt(s['tau'])} | {_fmt(tau_x)} | "
-                f"{_fmt_spread(s['tokens_per_s'], s.get('tokens_per_s_range'), '.1f')} | "
-                f"{_fmt_spread(speed_x, speed_spread)} | " + " | ".join(_fmt(a) for a in acc) + " |"
+                f"| {group} | {drafter} | {format_number(s['tau'])} | {format_number(tau_x)} | "
+                f"{format_spread(s['tokens_per_s'], s.get('tokens_per_s_range'), '.1f')} | "
+                f"{format_spread(speed_x, speed_spread)} | " + " | ".join(format_number(a) for a in acc) + " | "
+                f"{format_number(s.get('drafted_per_cycle'))} | {format_number(s.get('wasted_draft_tokens'), 'd')} |"
             )
     return "\n".join(lines)
 
@@ -619,6 +585,7 @@ def format_table(results, max_depth=6):
 
 def add_cli_arguments(parser):
     from .calibration import add_calibration_arguments
+    from .cli_utils import add_common_arguments, add_json_argument, add_policy_arguments
 
     add_common_arguments(parser, multiple_drafters=True)
     parser.add_argument("--max-new-tokens", type=int, default=128)
@@ -627,12 +594,21 @@ def add_cli_arguments(parser):
     parser.add_argument("--do-sample", action="store_true", help="sample (speculative sampling) instead of greedy")
     parser.add_argument("--temperature", type=float, default=None, help="sampling temperature (implies --do-sample)")
     parser.add_argument("--seed", type=int, default=0)
+    add_policy_arguments(parser)
     add_calibration_arguments(parser)
-    parser.add_argument("--json", default=None, help="write the results as JSON here")
+    add_json_argument(parser)
 
 
 def run_cli(args):
     from .calibration import EXIT_BUSY, MachineBusyError, calibration_from_args, format_calibration
+    from .cli_utils import (
+        drafter_dtype,
+        load_target_for_cli,
+        policies_from_args,
+        prompts_from_args,
+        report_error,
+        write_json_report,
+    )
 
     do_sample = args.do_sample or args.temperature is not None
     target, tokenizer = load_target_for_cli(args)
@@ -642,23 +618,21 @@ def run_cli(args):
         drafters = load_drafters(args.drafter, target, trust_remote_code=args.trust_remote_code,
                                  dtype=drafter_dtype(args))
         prompts = prompts_from_args(args, tokenizer)
+        policies = policies_from_args(args)
         results, _ = evaluate(
             target, tokenizer, drafters, prompts, max_new_tokens=args.max_new_tokens,
             num_assistant_tokens=args.num_assistant_tokens, do_sample=do_sample, temperature=args.temperature,
             system_prompt=args.system_prompt, chat_template=args.chat_template, seed=args.seed,
-            repeats=args.repeats, calibration=calibration,
+            repeats=args.repeats, calibration=calibration, policies=policies,
         )
         calibration.check(args.strict)
     except MachineBusyError as error:
-        print(f"hf-eagle31 eval: error: {error}", file=sys.stderr)
-        return EXIT_BUSY
+        return report_error("eval", error, EXIT_BUSY)
     print(format_table(results))
     print(format_calibration(calibration.summary()))
     if args.json:
         settings = {k: v for k, v in vars(args).items() if k != "json"}
         settings.update(do_sample=do_sample, target=args.target or "smollm2-135m-instruct")
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump({"settings": settings, "results": results, "calibration": calibration.summary()}, f, indent=1)
-        print(f"wrote {args.json}")
+        report = {"settings": settings, "results": results, "calibration": calibration.summary()}
+        write_json_report(args.json, report)
     return 0

@@ -24,6 +24,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from .sources import file_sha256
+
 
 FORMAT = "hf-eagle31-features/1"
 MANIFEST = "manifest.json"
@@ -88,14 +90,6 @@ def chunked_argmax(final_hidden, head_weight, head_bias=None, chunk_size=1024):
 
 
 # ---------------------------------------------------------------------------------------------- offline shards
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def dataset_fingerprint(dataset):
@@ -208,7 +202,7 @@ def precompute_features(
                     tensors[f"{i}.hidden_{layer}"] = out.hidden_states[layer][r, :n].to(dtype).cpu().contiguous()
         save_file(tensors, path + ".tmp", metadata={"format": FORMAT})
         os.replace(path + ".tmp", path)
-        shards[name] = {"start": start, "stop": stop, "bytes": os.path.getsize(path), "sha256": _sha256(path)}
+        shards[name] = {"start": start, "stop": stop, "bytes": os.path.getsize(path), "sha256": file_sha256(path)}
         _write_json_atomic(manifest_path, {**settings, "shards": shards, "complete": False})
     manifest = {**settings, "shards": shards, "complete": len(shards) == num_shards}
     _write_json_atomic(manifest_path, manifest)
@@ -267,7 +261,7 @@ class FeatureDataset(torch.utils.data.Dataset):
             raise ValueError(f"feature shard {path} is missing: {fix}.")
         if os.path.getsize(path) != entry["bytes"]:
             raise ValueError(f"feature shard {path} is corrupted (size {os.path.getsize(path)} != {entry['bytes']}): {fix}.")
-        if verify == "sha256" and _sha256(path) != entry["sha256"]:
+        if verify == "sha256" and file_sha256(path) != entry["sha256"]:
             raise ValueError(f"feature shard {path} is corrupted (sha256 mismatch): {fix}.")
         try:
             with safe_open(path, framework="pt") as f:

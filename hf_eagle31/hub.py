@@ -22,6 +22,7 @@ from string import Template
 
 import yaml
 
+from .calibration import format_number
 from .modeling import SWITCH_NAMES, variant_of
 
 
@@ -74,10 +75,6 @@ def card_metadata(config, base_model=None, license=DEFAULT_LICENSE, tags=()) -> 
     return metadata
 
 
-def _fmt(value, digits=2):
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
 def results_table(results, highlight=None) -> str:
     """Markdown table of measured results; the drafter named `highlight` is set in bold."""
     depth = max(len(r["acceptance_per_depth"]) for r in results)
@@ -92,7 +89,7 @@ def results_table(results, highlight=None) -> str:
         name = f"**{r['drafter']}**" if highlight and r["drafter"] == highlight else r["drafter"]
         rates = list(r["acceptance_per_depth"]) + [None] * (depth - len(r["acceptance_per_depth"]))
         k = [str(r.get("num_assistant_tokens") or "–")] if with_k else []
-        cells = [name, r["suite"], *k, _fmt(r["tau"]), *(_fmt(x) for x in rates)]
+        cells = [name, r["suite"], *k, *(format_number(x, missing="–") for x in (r["tau"], *rates))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

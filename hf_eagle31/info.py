@@ -34,9 +34,9 @@ def describe(drafter):
 
 
 def add_cli_arguments(parser):
-    from .evaluation import add_trust_remote_code_argument
+    from .cli_utils import add_target_argument, add_trust_remote_code_argument
 
-    parser.add_argument("--target", default=None, help="target Hub id / path (default: embedded SmolLM2-135M-Instruct)")
+    add_target_argument(parser)
     parser.add_argument("--drafter", default=None, help="a drafter directory or Hub id to describe instead")
     add_trust_remote_code_argument(parser)
     parser.add_argument("--variant", default="eagle3.1", choices=list(VARIANTS))

@@ -29,6 +29,7 @@ __all__ = [
     "SOURCES",
     "Source",
     "cache_dir",
+    "file_sha256",
     "fetch",
     "load_mtbench",
     "load_humaneval",
@@ -37,6 +38,7 @@ __all__ = [
     "load_squad",
     "load_pg_essays",
     "load_hotpotqa",
+    "parse_turns",
     "to_messages",
     "load_conversations",
     "heldout_sharegpt",
@@ -127,7 +129,8 @@ def _cache_path(source: Source) -> Path:
     return cache_dir() / "sources" / source.name / Path(source.member).name
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (cached sources here, feature shards in `features`)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -145,7 +148,7 @@ def _verify(path: Path, source: Source, cache_entry: Path) -> None:
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     if key in _VERIFIED:
         return
-    actual = _sha256(path)
+    actual = file_sha256(path)
     if actual != source.sha256:
         raise ValueError(
             f"sha256 mismatch for {source.name} ({path}): expected {source.sha256}, got {actual}; "
@@ -342,7 +345,8 @@ def load_hotpotqa(path=None) -> list[dict]:
 # Conversations
 # ---------------------------------------------------------------------------------------------------------------------
 
-# ShareGPT names speakers human/gpt (and, rarely, chatgpt/bing/bard/user/system); other dumps use user/assistant/model.
+# The one table of speaker names (lower case) -> chat-template roles. ShareGPT names speakers human/gpt (and, rarely,
+# chatgpt/bing/bard/user/system); other dumps use user/assistant/model.
 _ROLES = {
     "system": "system",
     "human": "user",
@@ -356,14 +360,13 @@ _ROLES = {
 }
 
 
-def to_messages(record, require_assistant=True) -> list[dict]:
-    """One conversation record -> `[{"role": "system"|"user"|"assistant", "content": str}, ...]`.
+def parse_turns(record) -> list[dict]:
+    """The turns of one conversation record as `[{"role": "system"|"user"|"assistant", "content": str}, ...]`.
 
-    Accepts `{"messages": [...]}`, `{"conversations"|"conversation": [...]}` or a bare list, whose turns use either
-    role/content or ShareGPT's from/value. Chat templates expect a user turn first and strict alternation, so
-    assistant turns before the first user turn are dropped (ShareGPT V3 split long chats, leaving pieces that open
-    mid-answer) and consecutive turns of one role are merged with a blank line. Returns [] when no user turn and
-    assistant turn remain (no user turn, with `require_assistant=False`: prompts the target will answer).
+    Accepts `{"messages": [...]}`, `{"conversations"|"conversation": [...]}` or a bare list (or tuple), whose turns
+    use either role/content or ShareGPT's from/value; speaker names map through one table (case-insensitive).
+    Turns keep their order and count. Strict: anything else raises a ValueError that says what is wrong
+    (`data.normalize_conversation` is the lenient form, None instead of an error).
     """
     if isinstance(record, dict):
         turns = next((record[k] for k in ("messages", "conversations", "conversation") if k in record), None)
@@ -374,9 +377,9 @@ def to_messages(record, require_assistant=True) -> list[dict]:
             )
     else:
         turns = record
-    if not isinstance(turns, list):
+    if not isinstance(turns, (list, tuple)):
         raise ValueError(f"conversation must be a list of turns, got {type(turns).__name__}.")
-    messages: list[dict] = []
+    parsed = []
     for turn in turns:
         if not isinstance(turn, dict):
             raise ValueError(f"each turn must be a dict with role/content or from/value, got {turn!r:.80}.")
@@ -389,6 +392,23 @@ def to_messages(record, require_assistant=True) -> list[dict]:
             raise ValueError(f"unknown speaker {speaker!r}; expected one of {sorted(_ROLES)}.")
         if not isinstance(content, str):
             raise ValueError(f"turn content must be a string, got {type(content).__name__} for speaker {speaker!r}.")
+        parsed.append({"role": role, "content": content})
+    return parsed
+
+
+def to_messages(record, require_assistant=True) -> list[dict]:
+    """One conversation record -> `[{"role": "system"|"user"|"assistant", "content": str}, ...]`, ready for a chat
+    template.
+
+    Reads the turns with `parse_turns` (same shapes, same errors). Chat templates expect a user turn first and strict
+    alternation, so assistant turns before the first user turn are dropped (ShareGPT V3 split long chats, leaving
+    pieces that open mid-answer) and consecutive turns of one role are merged with a blank line. Returns [] when no
+    user turn and assistant turn remain (no user turn, with `require_assistant=False`: prompts the target will
+    answer).
+    """
+    messages: list[dict] = []
+    for turn in parse_turns(record):
+        role, content = turn["role"], turn["content"]
         if role == "assistant" and not any(m["role"] == "user" for m in messages):
             continue
         if role == "system" and any(m["role"] != "system" for m in messages):

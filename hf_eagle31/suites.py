@@ -462,7 +462,7 @@ def render(
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default=None, help="target whose tokenizer renders the prompts (default: SmolLM2)")
-    from .cli import positive_int
+    from .cli_utils import positive_int
 
     parser.add_argument("--num-per-source", type=positive_int, default=10)
     parser.add_argument("--num-per-length", type=positive_int, default=2)

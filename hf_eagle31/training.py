@@ -23,22 +23,23 @@ that step's valid positions).
 """
 
 import dataclasses
+import inspect
 import json
-import logging
 import os
 import re
 
 import torch
 import torch.nn.functional as F
-from transformers import Trainer, TrainingArguments
+from transformers import HfArgumentParser, Trainer, TrainingArguments
+from transformers.utils import logging
 
-from .cli import positive_int
 from .features import FeatureDataset, capture_target_features, chunked_argmax, draft_teacher_logits, output_head
 from .hub import save_drafter, write_model_card
 from .modeling import VARIANTS as VARIANT_REGISTRY
+from .targets import DEFAULT_TARGET
 
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
 DEFAULT_TTT_STEPS = 7  # EAGLE-3
 DEFAULT_TTT_DECAY = 0.8
@@ -253,34 +254,33 @@ def unwrap_drafter(model):
 
 def load_drafter_checkpoint(name_or_path, trust_remote_code=False, **kwargs):
     """
-    A drafter checkpoint (directory or Hub id). hf-eagle31 checkpoints (`model_type` eagle3_drafter / mtp_drafter)
-    load with this package's classes, no remote code; any other checkpoint runs its own code only with
-    `trust_remote_code=True` (as transformers). `kwargs` go to `from_pretrained` (dtype, ...).
+    A drafter checkpoint (directory or Hub id). hf-eagle31 checkpoints (a `model_type` of the variant registry:
+    `modeling.DRAFTER_CLASSES`) load with this package's classes, no remote code; any other checkpoint runs its own
+    code only with `trust_remote_code=True` (as transformers). `kwargs` go to `from_pretrained` (dtype, ...).
     """
     from transformers import AutoModel, PretrainedConfig
 
-    from .modeling import Eagle3Config, Eagle3Drafter, MtpConfig, MtpDrafter
+    from .modeling import DRAFTER_CLASSES, Eagle3Config
     from .modeling.configuration_common import FOREIGN_FORMAT_KEYS, check_checkpoint_config
 
     try:
         config, _ = PretrainedConfig.get_config_dict(str(name_or_path))
     except OSError as error:
         raise ValueError(f"{name_or_path} is not a drafter checkpoint (no readable config.json): {error}") from None
-    classes = {Eagle3Config.model_type: Eagle3Drafter, MtpConfig.model_type: MtpDrafter}
     model_type = config.get("model_type")
-    foreign_drafter = model_type not in classes and (
+    foreign_drafter = model_type not in DRAFTER_CLASSES and (
         any(k in config for k in FOREIGN_FORMAT_KEYS) or "draft_vocab_size" in config
     )
     if not config or (foreign_drafter and not (trust_remote_code and "auto_map" in config)):
         # no config.json, or an EAGLE / vLLM / speculators drafter (no code of its own to trust): convert it
         check_checkpoint_config(Eagle3Config, config, name_or_path)
-    if model_type not in classes and not trust_remote_code:
+    if model_type not in DRAFTER_CLASSES and not trust_remote_code:
         raise ValueError(
             f"{name_or_path} is a {model_type or 'config-less'} checkpoint, not an hf-eagle31 drafter: convert it "
             "(`hf-eagle31 convert SRC DST --to hf-eagle31`), or pass --trust-remote-code to run its own code."
         )
-    if model_type in classes:  # (their from_pretrained already names the checkpoint on unreadable weights)
-        return classes[model_type].from_pretrained(name_or_path, **kwargs)
+    if model_type in DRAFTER_CLASSES:  # (their from_pretrained already names the checkpoint on unreadable weights)
+        return DRAFTER_CLASSES[model_type].from_pretrained(name_or_path, **kwargs)
     try:
         return AutoModel.from_pretrained(name_or_path, trust_remote_code=True, **kwargs)
     except Exception as error:  # safetensors' "incomplete metadata" and friends name no file: add the checkpoint
@@ -293,6 +293,20 @@ def load_drafter_checkpoint(name_or_path, trust_remote_code=False, **kwargs):
 def _is_remote_code_drafter(model):
     """A drafter loaded with `trust_remote_code` is an instance of the checkpoint's copy of the classes, not ours."""
     return any(cls.__name__ == "DrafterPreTrainedModel" for cls in type(model).__mro__) and hasattr(model, "ttt_forward")
+
+
+def _ttt_step_logits(model, drafter, input_ids, target_hidden_states, ttt_steps):
+    """
+    The per-step logits of `drafter.ttt_forward`, computed through `model(...)`: DDP / FSDP / DeepSpeed / PEFT wrappers
+    and accelerate's mixed-precision autocast all act on the drafter's `forward`, so the unroll must go through it.
+    """
+    if "return_dict" in inspect.signature(type(drafter).forward).parameters:
+        out = model(
+            input_ids=input_ids, target_hidden_states=target_hidden_states, ttt_steps=ttt_steps, return_dict=True
+        )
+        return list(out.ttt_logits)
+    # remote code saved before `DrafterOutput.ttt_logits` existed returns the list itself
+    return model(input_ids=input_ids, target_hidden_states=target_hidden_states, ttt_steps=ttt_steps)
 
 
 class EagleTrainer(Trainer):
@@ -395,7 +409,7 @@ class EagleTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         drafter = unwrap_drafter(model)
         features, teacher_logits, argmax = self._teacher(inputs, drafter)
-        step_logits = model(input_ids=inputs["input_ids"], target_hidden_states=features, ttt_steps=self.ttt_steps)
+        step_logits = _ttt_step_logits(model, drafter, inputs["input_ids"], features, self.ttt_steps)
         total, stats = ttt_loss(
             step_logits, teacher_logits, argmax, drafter.t2d, inputs["loss_mask"], inputs["attention_mask"],
             self.ttt_decay,
@@ -542,11 +556,46 @@ def check_has_loss_tokens(dataset):
 
 def build_drafter_like(drafter_config):
     """An empty-weight copy of a drafter (for parameter counts) without allocating memory."""
-    from .modeling import Eagle3Drafter, MtpDrafter
+    from .modeling import DRAFTER_CLASSES
 
-    cls = MtpDrafter if drafter_config.model_type == "mtp_drafter" else Eagle3Drafter
     with torch.device("meta"):
-        return cls(drafter_config)
+        return DRAFTER_CLASSES[drafter_config.model_type](drafter_config)
+
+
+def _features_complete(feature_dir):
+    path = os.path.join(feature_dir, "manifest.json") if feature_dir else None
+    if path is None or not os.path.exists(path):
+        return False
+    with open(path) as f:
+        return bool(json.load(f).get("complete"))
+
+
+def load_target_for_features(name_or_path, feature_dir=None, dtype=torch.float32):
+    """
+    The frozen target `name_or_path` (`targets.load_target` in `dtype`), or None when training needs none: the
+    features in `feature_dir` are complete. Features still to compute need a single process (several would write
+    the same shards), so under `accelerate launch` / torchrun they are refused with the command that computes them.
+    """
+    if _features_complete(feature_dir):
+        return None
+    if feature_dir is not None and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        raise ValueError(
+            f"features in {feature_dir} are not complete: compute them in a single process first "
+            "(`hf-eagle31 train --data ... --offline-features DIR --features-only`), then launch the training."
+        )
+    from .targets import load_target
+
+    return load_target(name_or_path, dtype=dtype)[0]
+
+
+def precompute_training_features(target, dataset, target_layer_ids, feature_dir, eval_dataset=None):
+    """The offline features of the training rows in `feature_dir` and of `eval_dataset` (if any) in
+    `feature_dir-eval` (`features.precompute_features`: resumable, one process)."""
+    from .features import precompute_features
+
+    precompute_features(target, dataset, target_layer_ids, feature_dir)
+    if eval_dataset is not None:
+        precompute_features(target, eval_dataset, target_layer_ids, feature_dir + "-eval")
 
 
 def train_drafter(
@@ -565,20 +614,25 @@ def train_drafter(
     target_name_or_path=None,
     head_init="target",
     overwrite=False,
+    target_dtype=torch.float32,
+    trust_remote_code=False,
 ):
     """
     The `hf-eagle31 train` pipeline as a function. Online: pass `target`. Offline: pass `feature_dir` (features
     made by `precompute_features`; with `target` too, missing features are computed first and the target is
-    released before training). `drafter`: continue from a trained drafter (otherwise a fresh one is built and its
-    draft vocabulary chosen from `dataset`). `lora`: dict of `apply_lora` kwargs to train an adapter instead.
-    `target_name_or_path`: recorded in the drafter config (model cards use it as `base_model`).
+    released before training). `target` may be a name or path (`targets.load_target`, in `target_dtype`): it is
+    loaded after the checks below, and not at all when the features in `feature_dir` are complete.
+    `drafter`: continue from a trained drafter, or its checkpoint directory / Hub id (`load_drafter_checkpoint`, with
+    `trust_remote_code`); otherwise a fresh one is built and its draft vocabulary chosen from `dataset`.
+    `lora`: dict of `apply_lora` kwargs to train an adapter instead.
+    `target_name_or_path`: recorded in the drafter config (model cards use it as `base_model`; default: the Hub id of
+    a target given by name).
     `head_init`: "target" starts a fresh drafter's `lm_head` from the target's LM head rows of the draft vocabulary
     (`init_lm_head_from_target`); "random" keeps the usual initialisation.
     `overwrite`: replace a drafter already saved in `output_dir` (otherwise refused; see `check_training_outputs`).
     Returns the trainer (its model trained; the drafter or adapter saved to `output_dir`).
     """
     from .draft_vocab import draft_vocab_from_dataset
-    from .features import precompute_features
 
     if target is None and feature_dir is None:
         raise ValueError("pass the target (online training) or a feature directory (offline training).")
@@ -590,6 +644,14 @@ def train_drafter(
     check_training_outputs(output_dir, args.output_dir, overwrite, args.resume_from_checkpoint,
                            saves_checkpoints=args.save_strategy != "no")
     check_has_loss_tokens(dataset)
+    if isinstance(target, (str, os.PathLike)):
+        from .targets import target_hub_id
+
+        if target_name_or_path is None:
+            target_name_or_path = target_hub_id(target)
+        target = load_target_for_features(target, feature_dir, target_dtype)
+    if isinstance(drafter, (str, os.PathLike)):
+        drafter = load_drafter_checkpoint(drafter, trust_remote_code=trust_remote_code)
     if target is not None:
         target_config = target.config
     else:
@@ -607,9 +669,7 @@ def train_drafter(
     train_data = dataset
     if feature_dir is not None:
         if target is not None:
-            precompute_features(target, dataset, drafter.config.target_layer_ids, feature_dir)
-            if eval_dataset is not None:
-                precompute_features(target, eval_dataset, drafter.config.target_layer_ids, feature_dir + "-eval")
+            precompute_training_features(target, dataset, drafter.config.target_layer_ids, feature_dir, eval_dataset)
             if not drafter.embeddings_ready:
                 drafter.load_target_embeddings(target)
             target = None  # offline: the trainer never holds it
@@ -641,128 +701,163 @@ def train_drafter(
 # ---------------------------------------------------------------------------------------------- CLI
 
 
-def add_cli_arguments(parser):
-    from transformers import HfArgumentParser
+@dataclasses.dataclass
+class DrafterArguments:
+    """`hf-eagle31 train` options for the drafter: what is trained, from what, and where it is saved."""
 
-    ours = parser.add_argument_group("hf-eagle31")
-    ours.add_argument("--target", default=None, help="target model id/path (default: embedded SmolLM2-135M-Instruct)")
-    ours.add_argument("--data", required=True, nargs="+", metavar="DIR",
-                      help="dataset directory written by `hf-eagle31 prepare-data` (several: rows concatenated)")
-    ours.add_argument("--variant", default="eagle3.1", choices=VARIANTS)
-    ours.add_argument("--out", required=True, help="where the trained drafter (or LoRA adapter) is saved")
-    ours.add_argument("--ttt-steps", type=positive_int, default=DEFAULT_TTT_STEPS, help="train-time-test unroll length")
-    ours.add_argument("--draft-vocab-size", type=positive_int, default=32000, help="D (capped at the target's vocab size)")
-    ours.add_argument("--eval-fraction", type=float, default=0.0, help="hold out this share of rows for evaluation")
-    ours.add_argument("--offline-features", default=None, metavar="DIR",
-                      help="precompute target features into DIR (resumable), free the target, train from them")
-    ours.add_argument("--features-only", action="store_true",
-                      help="with --offline-features: compute the features (one process) and exit")
-    ours.add_argument("--init-from", default=None, metavar="DRAFTER", help="start from a trained drafter directory")
-    ours.add_argument("--trust-remote-code", action="store_true",
-                      help="let --init-from run a foreign checkpoint's own code (hf-eagle31 drafters never need it)")
-    ours.add_argument("--overwrite", action="store_true", help="replace a drafter already saved in --out")
-    ours.add_argument("--head-init", default="target", choices=["target", "random"],
-                      help="a fresh drafter's lm_head: the target's LM head rows of the draft vocabulary, or random")
-    ours.add_argument("--lora-r", type=int, default=0, help="> 0: train a LoRA adapter of this rank on --init-from")
-    ours.add_argument("--lora-alpha", type=int, default=16)
-    ours.add_argument("--merge-lora", action="store_true", help="also save the merged drafter to OUT/merged")
-    ours.add_argument("--target-dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    ours.add_argument("--estimate-memory", action="store_true", help="print the per-step memory estimate and exit")
-    # Every TrainingArguments flag (--learning_rate, --per_device_train_batch_size, --report_to, ...).
-    hf = HfArgumentParser(TrainingArguments, add_help=False)
-    parser._add_container_actions(hf)  # what argparse's `parents=` does; the parser is built by cli.py
-    parser.set_defaults(output_dir=None, report_to="none")
+    _argument_group_name = "drafter"
+
+    out: str | None = dataclasses.field(default=None, metadata={
+        "metavar": "DIR", "help": "where the trained drafter (or LoRA adapter) is saved; needed to train (not with "
+        "--features-only / --estimate-memory)"})
+    target: str = dataclasses.field(default=DEFAULT_TARGET, metadata={
+        "help": "target model: Hub id, folder or .gguf; the default is the embedded SmolLM2-135M-Instruct"})
+    target_dtype: str = dataclasses.field(default="float32", metadata={
+        "choices": ["float32", "bfloat16", "float16"], "help": "dtype of the frozen target"})
+    variant: str = dataclasses.field(default="eagle3.1", metadata={"choices": VARIANTS, "help": "drafter variant"})
+    ttt_steps: int = dataclasses.field(default=DEFAULT_TTT_STEPS, metadata={"help": "train-time-test unroll length"})
+    draft_vocab_size: int = dataclasses.field(default=32000, metadata={
+        "help": "D, the drafter's vocabulary (capped at the target's vocab size)"})
+    head_init: str = dataclasses.field(default="target", metadata={
+        "choices": ["target", "random"],
+        "help": "a fresh drafter's lm_head: the target's LM head rows of the draft vocabulary, or random"})
+    init_from: str | None = dataclasses.field(default=None, metadata={
+        "metavar": "DRAFTER", "help": "start from a trained drafter directory"})
+    trust_remote_code: bool = dataclasses.field(default=False, metadata={
+        "help": "let --init-from run a foreign checkpoint's own code (hf-eagle31 drafters never need it)"})
+    overwrite: bool = dataclasses.field(default=False, metadata={"help": "replace a drafter already saved in --out"})
+    lora_r: int = dataclasses.field(default=0, metadata={
+        "help": "> 0: train a LoRA adapter of this rank on --init-from"})
+    lora_alpha: int = dataclasses.field(default=16, metadata={"help": "LoRA alpha"})
+    merge_lora: bool = dataclasses.field(default=False, metadata={
+        "help": "also save the merged drafter to OUT/merged"})
+    estimate_memory: bool = dataclasses.field(default=False, metadata={
+        "help": "print the per-step memory estimate and exit"})
+
+    def __post_init__(self):
+        for flag, value in (("--ttt-steps", self.ttt_steps), ("--draft-vocab-size", self.draft_vocab_size)):
+            if value < 1:
+                raise ValueError(f"{flag} {value}: must be >= 1.")
+        if self.lora_r > 0 and not self.init_from:
+            raise ValueError("--lora-r trains an adapter on a trained drafter: pass --init-from DRAFTER_DIR.")
 
 
-def _training_args_from(args):
-    values = {}
-    for f in dataclasses.fields(TrainingArguments):
-        if f.init and hasattr(args, f.name):
-            values[f.name] = getattr(args, f.name)
-    values["output_dir"] = values.get("output_dir") or args.out
+@dataclasses.dataclass
+class DataArguments:
+    """`hf-eagle31 train` options for the training data and the target features."""
+
+    _argument_group_name = "data"
+
+    data: list[str] = dataclasses.field(metadata={
+        "metavar": "DIR",
+        "help": "dataset directory written by `hf-eagle31 prepare-data` (several: rows concatenated)"})
+    eval_fraction: float = dataclasses.field(default=0.0, metadata={
+        "help": "hold out this share of rows for evaluation"})
+    offline_features: str | None = dataclasses.field(default=None, metadata={
+        "metavar": "DIR", "help": "precompute target features into DIR (resumable), free the target, train from them"})
+    features_only: bool = dataclasses.field(default=False, metadata={
+        "help": "with --offline-features: compute the features (one process) and exit"})
+
+    def __post_init__(self):
+        if not 0 <= self.eval_fraction < 1:
+            raise ValueError(f"--eval-fraction {self.eval_fraction}: pass a share in [0, 1), e.g. 0.05.")
+        if self.features_only and self.offline_features is None:
+            raise ValueError("--features-only needs --offline-features DIR.")
+
+
+class _TrainerOptions(TrainingArguments):
+    # Only for `--help`: shows every TrainingArguments option under its own heading, after ours. Parsing builds the
+    # plain `TrainingArguments` (`parse_cli_arguments`), which is what checkpoints save.
+    _argument_group_name = "Trainer (every transformers.TrainingArguments option)"
+
+
+def build_cli_parser(prog=None, description=None):
+    """`hf-eagle31 train`'s parser: transformers' `HfArgumentParser` over `DrafterArguments`, `DataArguments` and
+    `TrainingArguments` (--learning_rate, --per_device_train_batch_size, --report_to, ...)."""
+    parser = HfArgumentParser(
+        (DrafterArguments, DataArguments, _TrainerOptions), prog=prog, description=description,
+        usage="%(prog)s --data DIR [DIR ...] [--out DIR] [drafter / data options] [TrainingArguments options]",
+    )
+    parser.set_defaults(output_dir=None, report_to="none")  # output_dir: --out; no logging integration unless asked
+    return parser
+
+
+def parse_cli_arguments(args):
+    """
+    The parsed `hf-eagle31 train` namespace as `(DrafterArguments, DataArguments, TrainingArguments)`. `--out` is the
+    default `--output_dir`; `--bf16` without a GPU trains with bf16 autocast on the CPU (transformers asks for
+    `use_cpu` to allow it).
+    """
+    values = dict(vars(args))
+    values["output_dir"] = values.get("output_dir") or values.get("out")
     if values.get("bf16") and not torch.cuda.is_available():
-        values["use_cpu"] = True  # bf16 autocast on the CPU (transformers asks for `use_cpu` to allow it)
-    return TrainingArguments(**values)
+        values["use_cpu"] = True
+    return HfArgumentParser((DrafterArguments, DataArguments, TrainingArguments)).parse_dict(values)
 
 
-def _features_complete(feature_dir):
-    path = os.path.join(feature_dir, "manifest.json") if feature_dir else None
-    if path is None or not os.path.exists(path):
-        return False
-    with open(path) as f:
-        return bool(json.load(f).get("complete"))
+def _print_memory_estimate(drafter_args, data_args, training_args, dataset):
+    target_dtype = getattr(torch, drafter_args.target_dtype)
+    target = load_target_for_features(drafter_args.target, data_args.offline_features, target_dtype)
+    drafter = None
+    if drafter_args.init_from:
+        drafter = load_drafter_checkpoint(drafter_args.init_from, trust_remote_code=drafter_args.trust_remote_code)
+    if target is not None:
+        config = target.config
+    else:
+        config = FeatureDataset(data_args.offline_features, verify="size").target_config()
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    drafter_config = drafter.config if drafter is not None else build_drafter_config(
+        text, drafter_args.variant, min(drafter_args.draft_vocab_size, text.vocab_size)
+    )
+    terms = estimate_step_memory(
+        text, drafter_config, training_args.per_device_train_batch_size, max(len(r) for r in dataset["input_ids"]),
+        drafter_args.ttt_steps, target_bytes=torch.finfo(target_dtype).bits // 8,
+        online=data_args.offline_features is None,
+    )
+    for name, value in terms.items():
+        print(f"{value / 2**30:9.3f} GiB  {name}")
 
 
 def run_cli(args):
+    """`hf-eagle31 train`: `train_drafter` on the prepared data, or only the offline features (`--features-only`),
+    or only the memory estimate (`--estimate-memory`)."""
     from .data import load_prepared
-    from .targets import target_hub_id
 
-    if not 0 <= args.eval_fraction < 1:
-        raise ValueError(f"--eval-fraction {args.eval_fraction}: pass a share in [0, 1), e.g. 0.05.")
-    if args.lora_r > 0 and not args.init_from:
-        raise ValueError("--lora-r trains an adapter on a trained drafter: pass --init-from DRAFTER_DIR.")
-    training_args = _training_args_from(args)
-    if not args.features_only and not args.estimate_memory:
-        check_training_outputs(args.out, training_args.output_dir, args.overwrite, training_args.resume_from_checkpoint,
-                               saves_checkpoints=training_args.save_strategy != "no")
-    dataset = load_prepared(args.data)
-    if not args.features_only and not args.estimate_memory:
-        check_has_loss_tokens(dataset)
+    drafter_args, data_args, training_args = parse_cli_arguments(args)
+    if drafter_args.out is None and not (data_args.features_only or drafter_args.estimate_memory):
+        raise ValueError("--out DIR is needed to train: where the drafter (or LoRA adapter) is saved "
+                         "(only --features-only and --estimate-memory run without it).")
+    dataset = load_prepared(data_args.data)
     eval_dataset = None
-    if args.eval_fraction > 0:
-        split = dataset.train_test_split(test_size=args.eval_fraction, seed=0)
+    if data_args.eval_fraction > 0:
+        split = dataset.train_test_split(test_size=data_args.eval_fraction, seed=0)
         dataset, eval_dataset = split["train"], split["test"]
-    target = None
-    if args.offline_features and not _features_complete(args.offline_features) and int(os.environ.get("WORLD_SIZE", 1)) > 1:
-        raise ValueError(
-            f"features in {args.offline_features} are not complete: compute them in a single process first "
-            "(`hf-eagle31 train --data ... --offline-features DIR --features-only`), then launch the training."
-        )
-    if not _features_complete(args.offline_features):  # offline with finished features: no target needed at all
-        from .targets import load_target
-
-        target, _ = load_target(args.target, dtype=getattr(torch, args.target_dtype))
-    if args.features_only:
-        from .features import precompute_features
-
-        if args.offline_features is None:
-            raise ValueError("--features-only needs --offline-features DIR.")
+    target_dtype = getattr(torch, drafter_args.target_dtype)
+    if data_args.features_only:
+        target = load_target_for_features(drafter_args.target, data_args.offline_features, target_dtype)
         if target is not None:
             text = target.config.get_text_config()
-            layer_ids = build_drafter_config(text, args.variant, min(args.draft_vocab_size, text.vocab_size)).target_layer_ids
-            precompute_features(target, dataset, layer_ids, args.offline_features)
-            if eval_dataset is not None:
-                precompute_features(target, eval_dataset, layer_ids, args.offline_features + "-eval")
-        print(f"features complete in {args.offline_features}")
+            layer_ids = build_drafter_config(
+                text, drafter_args.variant, min(drafter_args.draft_vocab_size, text.vocab_size)
+            ).target_layer_ids
+            precompute_training_features(target, dataset, layer_ids, data_args.offline_features, eval_dataset)
+        print(f"features complete in {data_args.offline_features}")
         return 0
-    drafter = None
-    if args.init_from:
-        drafter = load_drafter_checkpoint(args.init_from, trust_remote_code=args.trust_remote_code)
-    if args.estimate_memory:
-        config = target.config if target is not None else FeatureDataset(args.offline_features, verify="size").target_config()
-        text = config.get_text_config() if hasattr(config, "get_text_config") else config
-        drafter_config = drafter.config if drafter is not None else build_drafter_config(
-            text, args.variant, min(args.draft_vocab_size, text.vocab_size)
-        )
-        terms = estimate_step_memory(
-            text, drafter_config, training_args.per_device_train_batch_size, max(len(r) for r in dataset["input_ids"]),
-            args.ttt_steps, target_bytes=torch.finfo(getattr(torch, args.target_dtype)).bits // 8,
-            online=args.offline_features is None,
-        )
-        for name, value in terms.items():
-            print(f"{value / 2**30:9.3f} GiB  {name}")
+    if drafter_args.estimate_memory:
+        _print_memory_estimate(drafter_args, data_args, training_args, dataset)
         return 0
-    lora = {"r": args.lora_r, "alpha": args.lora_alpha} if args.lora_r > 0 else None
+    lora = {"r": drafter_args.lora_r, "alpha": drafter_args.lora_alpha} if drafter_args.lora_r > 0 else None
     trainer = train_drafter(
-        dataset, args.out, target=target, feature_dir=args.offline_features, variant=args.variant,
-        draft_vocab_size=args.draft_vocab_size, ttt_steps=args.ttt_steps, training_args=training_args,
-        drafter=drafter, eval_dataset=eval_dataset, lora=lora, target_name_or_path=target_hub_id(args.target),
-        head_init=args.head_init, overwrite=args.overwrite,
+        dataset, drafter_args.out, target=drafter_args.target, target_dtype=target_dtype,
+        feature_dir=data_args.offline_features, variant=drafter_args.variant,
+        draft_vocab_size=drafter_args.draft_vocab_size, ttt_steps=drafter_args.ttt_steps, training_args=training_args,
+        drafter=drafter_args.init_from, trust_remote_code=drafter_args.trust_remote_code, eval_dataset=eval_dataset,
+        lora=lora, head_init=drafter_args.head_init, overwrite=drafter_args.overwrite,
     )
-    if lora and args.merge_lora and trainer.args.should_save:
-        save_drafter(merge_lora(trainer.model), os.path.join(args.out, "merged"))
+    if lora and drafter_args.merge_lora and trainer.args.should_save:
+        save_drafter(merge_lora(trainer.model), os.path.join(drafter_args.out, "merged"))
     if trainer.args.should_save:
-        print(f"saved to {args.out}")
+        print(f"saved to {drafter_args.out}")
     return 0
 
 
@@ -782,4 +877,8 @@ __all__ = [
     "load_drafter_checkpoint",
     "resolve_resume_checkpoint",
     "check_training_outputs",
+    "load_target_for_features",
+    "precompute_training_features",
+    "DrafterArguments",
+    "DataArguments",
 ]

@@ -7,13 +7,18 @@ from .modeling_eagle3 import Eagle3Drafter
 from .modeling_mtp import MtpDrafter
 
 
-def variant_classes(variant):
+def variant_classes(variant: str | Variant) -> tuple[type, type]:
     """(config class, drafter class) of a registry variant (a name or a `Variant`)."""
     entry = get_variant(variant) if isinstance(variant, str) else variant
     return globals()[entry.config_class], globals()[entry.drafter_class]
 
 
+# model_type -> drafter class (what a checkpoint's config.json names), read from the registry.
+DRAFTER_CLASSES = {entry.model_type: variant_classes(entry)[1] for entry in VARIANTS.values()}
+
+
 __all__ = [
+    "DRAFTER_CLASSES",
     "Eagle3Config",
     "Eagle3Drafter",
     "MtpConfig",

@@ -22,6 +22,7 @@ import inspect
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import transformers
@@ -29,6 +30,12 @@ from packaging.version import Version
 from transformers import GenerationConfig
 from transformers.cache_utils import DynamicCache
 from transformers.generation.candidate_generator import CandidateGenerator
+
+
+if TYPE_CHECKING:  # annotations only
+    from transformers import LogitsProcessorList, PreTrainedModel
+
+    from .drafter_common import DrafterPreTrainedModel
 
 
 DEFAULT_NUM_DRAFT_TOKENS = 6
@@ -66,17 +73,27 @@ class SpeculationStats:
     copied_cycles: int = 0  # cycles whose candidates continued an n-gram match of the context
 
     @property
-    def cycles(self):
+    def cycles(self) -> int:
         return len(self.accepted)
 
     @property
-    def tau(self):
+    def tau(self) -> float | None:
         if not self.accepted:
             return None
         return sum(a + 1 for a in self.accepted) / len(self.accepted)
 
     @property
-    def acceptance_per_depth(self):
+    def drafted_per_cycle(self):
+        """Mean candidates proposed per cycle (what a confidence bound or a copy changes)."""
+        return sum(self.draft_lengths) / len(self.draft_lengths) if self.draft_lengths else None
+
+    @property
+    def wasted_draft_tokens(self):
+        """Candidates proposed and then rejected: each cost a drafter step (or a copy) and a verified position."""
+        return sum(self.draft_lengths) - sum(self.accepted)
+
+    @property
+    def acceptance_per_depth(self) -> list[float | None]:
         depth = max(self.draft_lengths, default=0)
         rates = []
         for d in range(1, depth + 1):
@@ -86,7 +103,7 @@ class SpeculationStats:
         return rates
 
     @property
-    def conditional_acceptance_per_depth(self):
+    def conditional_acceptance_per_depth(self) -> list[float | None]:
         rates = []  # P(depth d accepted | depth d - 1 accepted)
         for d in range(1, max(self.draft_lengths, default=0) + 1):
             reached = [a for k, a in zip(self.draft_lengths, self.accepted) if k >= d and a >= d - 1]
@@ -94,7 +111,7 @@ class SpeculationStats:
         return rates
 
     @classmethod
-    def pooled(cls, stats_list):
+    def pooled(cls, stats_list: "list[SpeculationStats]") -> "SpeculationStats":
         """One `SpeculationStats` over the cycles of several (e.g. one per prompt), in order."""
         return cls(
             target_forwards=sum(s.target_forwards for s in stats_list),
@@ -105,7 +122,7 @@ class SpeculationStats:
             copied_cycles=sum(s.copied_cycles for s in stats_list),
         )
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return {
             "target_forwards": self.target_forwards,
             "cycles": self.cycles,
@@ -116,10 +133,12 @@ class SpeculationStats:
             "drafter_forwards": self.drafter_forwards,
             "drafter_time_s": self.drafter_time_s,
             "copied_cycles": self.copied_cycles,
+            "drafted_per_cycle": self.drafted_per_cycle,
+            "wasted_draft_tokens": self.wasted_draft_tokens,
         }
 
 
-def tau_from_forwards(candidates_per_forward, new_tokens):
+def tau_from_forwards(candidates_per_forward: list[int], new_tokens: int) -> float | None:
     """
     Mean tokens per verifying target forward (the bonus counted), from a generate call's forward log. Forwards that
     verified no candidate produced one token each; the others produced the rest. Equals `SpeculationStats.tau` for
@@ -137,7 +156,16 @@ class EagleCandidateGenerator(CandidateGenerator):
 
     requires_model_outputs = True
 
-    def __init__(self, drafter, target, generation_config, input_ids, logits_processor=None, model_kwargs=None, **_):
+    def __init__(
+        self,
+        drafter: "DrafterPreTrainedModel",
+        target: "PreTrainedModel",
+        generation_config: GenerationConfig,
+        input_ids: torch.LongTensor,
+        logits_processor: "LogitsProcessorList | None" = None,
+        model_kwargs: dict | None = None,
+        **_,
+    ):
         if input_ids.shape[0] != 1:
             raise ValueError(
                 f"EAGLE speculative decoding runs inside transformers' assisted-generation loop, which supports batch "
@@ -211,7 +239,15 @@ class EagleCandidateGenerator(CandidateGenerator):
     # ------------------------------------------------------------------ the protocol transformers calls
 
     @torch.no_grad()
-    def get_candidates(self, input_ids, model_kwargs=None, model_outputs=None, is_first_iteration=False, **kwargs):
+    def get_candidates(
+        self,
+        input_ids: torch.LongTensor,
+        model_kwargs: dict | None = None,
+        model_outputs=None,
+        is_first_iteration: bool = False,
+        **kwargs,
+    ) -> tuple[torch.LongTensor, torch.FloatTensor | None]:
+        """(input_ids + candidates, their processed full-vocabulary logits when sampling, else None)."""
         self.last_draft_length = 0
         if is_first_iteration:
             return input_ids, None  # let the target prefill the prompt first
@@ -228,7 +264,9 @@ class EagleCandidateGenerator(CandidateGenerator):
         self.stats.drafter_time_s += time.perf_counter() - start
         return candidate_ids.to(input_ids.device), candidate_logits
 
-    def update_candidate_strategy(self, input_ids, scores, num_matches):
+    def update_candidate_strategy(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, num_matches: int | torch.Tensor
+    ) -> None:
         num_matches = int(num_matches)
         self.stats.target_forwards += 1
         if self.last_draft_length == 0:
@@ -268,7 +306,7 @@ class EagleCandidateGenerator(CandidateGenerator):
         )
         self.stats.drafter_forwards += 1
         self.num_fed += new
-        self.last_logits, self.last_hidden = out.logits[:, -1], out.hidden_states[:, -1:]
+        self.last_logits, self.last_hidden = out.logits[:, -1], out.next_hidden[:, -1:]
 
     def _draft(self, input_ids, k, copy=None):
         """
@@ -306,7 +344,7 @@ class EagleCandidateGenerator(CandidateGenerator):
                 cache=self.cache,
             )
             self.stats.drafter_forwards += 1
-            logits, hidden = out.logits[:, -1], out.hidden_states
+            logits, hidden = out.logits[:, -1], out.next_hidden
         candidate_logits = torch.stack(processed, dim=1) if self.do_sample else None  # (1, k, V)
         return ids, candidate_logits
 
@@ -372,7 +410,7 @@ def _explicit(value, global_default):
 # ---------------------------------------------------------------------- transformers versions
 
 
-def check_transformers_version(version=None):
+def check_transformers_version(version: str | None = None) -> None:
     """
     Warns (one log line) when the installed transformers is outside the tested range, and raises a one-line
     RuntimeError when something EAGLE drafting relies on is missing from it.
@@ -421,7 +459,7 @@ def _incompatible(what):
 _EXPECTED_PARAMETERS = ("generation_config", "input_ids", "logits_processor", "model_kwargs", "assistant_model")
 
 
-def install_generate_hook():
+def install_generate_hook() -> None:
     """
     Makes `target.generate(..., assistant_model=drafter)` use the drafter's own candidate generator.
 

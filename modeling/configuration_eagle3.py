@@ -1,6 +1,8 @@
 # Copyright 2026 The hf-eagle31 authors. Apache-2.0.
 """Configuration of the EAGLE-3 / EAGLE-3.1 drafter."""
 
+from transformers import PretrainedConfig
+
 from .configuration_common import DrafterConfig, check_variant, default_target_layer_ids
 
 
@@ -46,7 +48,9 @@ class Eagle3Config(DrafterConfig):
     num_target_hidden_states = 3
     default_layer_ids = staticmethod(default_target_layer_ids)
 
-    def __init__(self, fc_norm=False, norm_before_fc=False, norm_before_residual=False, **kwargs):
+    def __init__(
+        self, fc_norm: bool = False, norm_before_fc: bool = False, norm_before_residual: bool = False, **kwargs
+    ):
         if fc_norm and norm_before_fc:
             raise ValueError(
                 "`fc_norm` (one RMSNorm per captured state, EAGLE-3.1) and `norm_before_fc` (one RMSNorm over the "
@@ -58,7 +62,13 @@ class Eagle3Config(DrafterConfig):
         super().__init__(**kwargs)
 
     @classmethod
-    def from_target(cls, target_config, variant="eagle3.1", draft_vocab_size=None, **overrides):
+    def from_target(
+        cls,
+        target_config: PretrainedConfig | dict,
+        variant: str = "eagle3.1",
+        draft_vocab_size: int | None = None,
+        **overrides,
+    ) -> "Eagle3Config":
         """
         Builds a drafter config sized for `target_config` (a transformers config or dict of a Llama-, Qwen2-, ...
         family decoder). `variant="eagle3"` is the pre-norm baseline, `"eagle3.1"` turns on `fc_norm` and

@@ -1,6 +1,8 @@
 # Copyright 2026 The hf-eagle31 authors. Apache-2.0.
 """Configuration of the DeepSeek-V3-style MTP drafter head."""
 
+from transformers import PretrainedConfig
+
 from .configuration_common import VARIANTS, DrafterConfig
 
 
@@ -27,7 +29,7 @@ class MtpConfig(DrafterConfig):
     num_target_hidden_states = 1
 
     @staticmethod
-    def default_layer_ids(num_hidden_layers):
+    def default_layer_ids(num_hidden_layers: int) -> list[int]:
         return [num_hidden_layers]
 
     def __init__(self, **kwargs):
@@ -37,7 +39,13 @@ class MtpConfig(DrafterConfig):
         super().__init__(**kwargs)
 
     @classmethod
-    def from_target(cls, target_config, variant="mtp", draft_vocab_size=None, **overrides):
+    def from_target(
+        cls,
+        target_config: PretrainedConfig | dict,
+        variant: str = "mtp",
+        draft_vocab_size: int | None = None,
+        **overrides,
+    ) -> "MtpConfig":
         """Builds an MTP head sized for `target_config`; `variant="mtp-postnorm"` turns on `norm_output`."""
         if variant not in MTP_VARIANTS:
             raise ValueError(f"unknown MTP variant {variant!r}: use one of {sorted(MTP_VARIANTS)}.")

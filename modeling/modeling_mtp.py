@@ -51,7 +51,9 @@ class MtpDrafter(DrafterPreTrainedModel):
         self.layers = nn.ModuleList([MtpDecoderLayer(config, 0)])
         self.post_init()
 
-    def project_target_hidden_states(self, target_hidden_states):
+    def project_target_hidden_states(
+        self, target_hidden_states: torch.Tensor | list[torch.Tensor] | tuple[torch.Tensor, ...]
+    ) -> torch.Tensor:
         """The MTP head reads the target state as is: (B, T, H) or a one-element list."""
         if isinstance(target_hidden_states, (list, tuple)):
             if len(target_hidden_states) != 1:
@@ -64,7 +66,7 @@ class MtpDrafter(DrafterPreTrainedModel):
             )
         return target_hidden_states.to(self.lm_head.weight.dtype)
 
-    def get_candidate_generator(self, **kwargs):
+    def get_candidate_generator(self, **kwargs) -> EagleCandidateGenerator:
         """Factory used by `target.generate(..., assistant_model=drafter)` (see `candidate_generator.py`)."""
         return EagleCandidateGenerator(drafter=self, **kwargs)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import make_drafter, save_tiny_setup, tiny_target
 
-from hf_eagle31.bench import METHODS, DrafterForwardTimer, bare_forward_times, benchmark, profile_drafter
+from hf_eagle31.bench import METHODS, DrafterForwardTimer, bare_forward_times, benchmark, format_report, profile_drafter
 from hf_eagle31.cli import main
 from hf_eagle31.evaluation import TargetForwardTimer, tau_from_forwards, timed_generate
 
@@ -110,8 +110,8 @@ def test_drafter_forward_timer_sorts_feed_and_chain_steps(target, variant):
     features = [hidden[i] for i in drafter.config.target_layer_ids]
     with torch.no_grad(), DrafterForwardTimer(drafter) as timer:
         fed = drafter(ids, target_hidden_states=features)
-        drafter(ids[:, :1], hidden_states=fed.hidden_states[:, -1:], cache=fed.cache)
-        drafter(ids[:, :1], fed.hidden_states[:, -1:])  # positional hidden_states: still a chain step
+        drafter(ids[:, :1], hidden_states=fed.next_hidden[:, -1:], cache=fed.cache)
+        drafter(ids[:, :1], fed.next_hidden[:, -1:])  # positional hidden_states: still a chain step
     assert [len(timer.times_s[k]) for k in ("feed", "chain", "other")] == [1, 2, 0]
     assert all(t > 0 for t in timer.times_s["feed"] + timer.times_s["chain"])
     drafter(ids, target_hidden_states=features)  # hooks removed on exit
@@ -182,6 +182,28 @@ def test_benchmark_compares_drafting_policies(target):
     assert by_method["drafter:constant"]["copied_cycles"] == 0 and by_method["drafter:confidence+copy"]["copied_cycles"] > 0
     with pytest.raises(ValueError, match="unknown drafting policy 'fast'"):
         drafting_policy("fast")
+
+
+def test_benchmark_profiles_a_chosen_policy(target):
+    """`profile_policy` profiles that policy's runs (its draft lengths) and sets them against its own speed-up."""
+    from hf_eagle31.bench import drafting_policy
+
+    drafter = make_drafter(target, "eagle3.1", seed=2)
+    with torch.no_grad():
+        drafter.lm_head.weight.mul_(0.0)  # a uniform drafter: the confidence policy drafts one token a cycle
+    drafter.generation_config.assistant_confidence_threshold = 0.5  # as shipped: confidence-bounded
+    prompts = [[5, 6, 7, 8] * 4]
+    policies = {"constant": drafting_policy("constant")}
+    report = benchmark(target, drafter, prompts, max_new_tokens=16, num_assistant_tokens=3, warmup_tokens=2,
+                       progress=False, policies=policies, profile=True, profile_policy="constant")
+    profile = report["profile"]
+    by_method = {r["method"]: r for r in report["results"]}
+    assert profile["method"] == "drafter:constant" and by_method["drafter"]["drafted_per_cycle"] == pytest.approx(1.0)
+    assert profile["mean_draft_length"] > 2.5  # the constant policy's chains, not the shipped configuration's
+    assert profile["achieved_speedup"] == by_method["drafter:constant"]["speedup_vs_plain"]
+    assert "profile: drafter:constant at K=3" in format_report(report)
+    with pytest.raises(ValueError, match="add it to --policies"):
+        benchmark(target, drafter, prompts, max_new_tokens=4, progress=False, profile=True, profile_policy="copy")
 
 
 def test_bench_cli_drafter_dtype(tmp_path):

@@ -34,8 +34,8 @@ def manual_drift(target, drafter, prompt, generate_tokens, depth, sink_tokens):
     for k in range(2, depth + 1):
         best = outputs[-1].logits[0, -1].argmax()
         token = (best + drafter.d2t[best]).view(1, 1)
-        fed.append(outputs[-1].hidden_states[0, -1])
-        outputs.append(drafter(token, hidden_states=outputs[-1].hidden_states[:, -1:], cache=cache,
+        fed.append(outputs[-1].next_hidden[0, -1])
+        outputs.append(drafter(token, hidden_states=outputs[-1].next_hidden[:, -1:], cache=cache,
                                output_attentions=True))
         rows.append(outputs[-1].attentions[0, :, -1])
     masses = []
@@ -71,7 +71,7 @@ def test_masses_and_norms_match_manual_computation(target, variant):
     assert summary["attention"]["draft"][0] == 0.0 and summary["attention"]["draft"][1] > 0
     # depth >= 2 is fed the previous step's output: a (EAGLE-3, MTP) or norm(a) (`norm_output`)
     for row, (_, fed, outputs) in zip(summary["per_prompt"], manual):
-        a = outputs[0].last_hidden_state[0, -1]
+        a = outputs[0].pre_norm_hidden[0, -1]
         expected = drafter.norm(a) if drafter.config.norm_output else a
         assert row["hidden_norm"][1] == pytest.approx(expected.norm().item(), rel=1e-5)
         assert row["output_norm"][0] == pytest.approx(a.norm().item(), rel=1e-5)

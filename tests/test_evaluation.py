@@ -154,3 +154,37 @@ def test_drift_acceptance_is_speculation_stats_acceptance():
     assert stats.acceptance_per_depth == [sum(col) / len(rows) for col in zip(*rows)]  # mean over prompts
     assert stats.conditional_acceptance_per_depth == pytest.approx([3 / 4, 2 / 3, 1 / 2, 1.0])
     assert SpeculationStats.pooled([stats, SpeculationStats()]).acceptance_per_depth == stats.acceptance_per_depth
+
+
+def test_evaluate_compares_drafting_policies(setup):
+    """`policies` adds a `<drafter>:<policy>` row per drafter; every policy's output equals the shipped run's
+    (greedy); the per-policy columns count what each policy drafted and wasted."""
+    import torch
+
+    from hf_eagle31.evaluation import drafting_policy
+
+    target, tokenizer = setup
+    drafter = make_drafter(target, "eagle3.1", seed=8)
+    with torch.no_grad():
+        drafter.lm_head.weight.mul_(0.0)  # a uniform drafter: always unsure
+    policies = {name: drafting_policy(name, confidence_threshold=0.5, copy_tokens=4)
+                for name in ("constant", "confidence", "confidence+copy")}
+    prompts = [prompt(0, length=12), prompt(1, length=12)]
+    results, runs = evaluate(target, tokenizer, {"d": drafter}, prompts, max_new_tokens=12, num_assistant_tokens=3,
+                             progress=False, policies=policies)
+    by_row = {r["drafter"]: r for r in results}
+    assert list(by_row) == ["d", "d:constant", "d:confidence", "d:confidence+copy"]
+    assert by_row["d"]["policy"] is None and by_row["d:confidence"]["policy"] == "confidence"
+    for p in ("p0", "p1"):  # greedy: every policy generates the same tokens
+        outputs = {x["drafter"]: x["run"].new_tokens for x in runs if x["prompt"] == p}
+        assert len(set(map(tuple, outputs.values()))) == 1
+    assert by_row["d:constant"]["drafted_per_cycle"] > 2.5  # K = 3, less only where max_new_tokens cuts a chain
+    assert by_row["d:confidence"]["drafted_per_cycle"] == pytest.approx(1.0)  # unsure: one token a cycle
+    assert by_row["d:constant"]["wasted_draft_tokens"] > by_row["d:confidence"]["wasted_draft_tokens"]
+    mine = [x["run"].stats for x in runs if x["drafter"] == "d:constant"]
+    assert by_row["d:constant"]["wasted_draft_tokens"] == sum(sum(s.draft_lengths) - sum(s.accepted) for s in mine)
+    assert by_row["d:constant"]["copied_cycles"] == 0
+    table = format_table(results)
+    assert "| toy | d:confidence |" in table and "drafted/cycle | wasted |" in table
+    with pytest.raises(ValueError, match="clashes"):
+        evaluate(target, tokenizer, {"d": drafter}, prompts, progress=False, policies={"d": {}})

@@ -1,6 +1,7 @@
 """Drafter models: configs derived from targets, the EAGLE-3.1 switches, TTT == inference, checkpoints."""
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ from safetensors.torch import load_file, save_file
 from transformers import DynamicCache, Qwen2Config
 
 from hf_eagle31 import Eagle3Config, Eagle3Drafter, MtpConfig, MtpDrafter
+from hf_eagle31.modeling.drafter_common import DrafterOutput
 
 
 # ---------------------------------------------------------------------------------------------- configs
@@ -76,11 +78,11 @@ def _chain(drafter, ids, feats, steps=2):
     cache = DynamicCache()
     out = drafter(ids[:, 1:], target_hidden_states=feats[:, :-1], cache=cache)
     results = [(out.logits[:, -1], None)]
-    hidden = out.hidden_states[:, -1:]
+    hidden = out.next_hidden[:, -1:]
     for j in range(steps):
         fed = hidden
         out = drafter(ids[:, -1:] * 0 + j + 1, hidden_states=fed, cache=cache)
-        hidden = out.hidden_states
+        hidden = out.next_hidden
         results.append((out.logits[:, -1], fed))
     return results
 
@@ -111,8 +113,8 @@ def test_norm_output_feeds_post_norm_state_to_next_step(target, family):
     res_on, res_off = _chain(on, ids, feats), _chain(off, ids, feats)
     torch.testing.assert_close(res_on[0][0], res_off[0][0])  # prefill logits identical: only the chain differs
     out = on(ids[:, 1:], target_hidden_states=feats[:, :-1])
-    torch.testing.assert_close(res_on[1][1], on.norm(out.last_hidden_state)[:, -1:])
-    torch.testing.assert_close(res_off[1][1], out.last_hidden_state[:, -1:])
+    torch.testing.assert_close(res_on[1][1], on.norm(out.pre_norm_hidden)[:, -1:])
+    torch.testing.assert_close(res_off[1][1], out.pre_norm_hidden[:, -1:])
     assert not torch.allclose(res_on[2][0], res_off[2][0], atol=1e-3)  # second chain step differs
 
 
@@ -134,10 +136,10 @@ def test_ttt_logits_equal_step_by_step_inference(target, variant):
             torch.testing.assert_close(out.logits, ttt[0][:, : t + 1], atol=1e-5, rtol=1e-4)
             last = drafter(ids[:, 1 : t + 2], target_hidden_states=feats[:, : t + 1], logits_to_keep=1).logits
             assert last.shape[1] == 1 and torch.allclose(last[:, 0], out.logits[:, -1], atol=1e-6)
-            hidden = out.hidden_states[:, -1:]
+            hidden = out.next_hidden[:, -1:]
             for j in range(1, steps):
                 out = drafter(ids[:, t + 1 + j : t + 2 + j], hidden_states=hidden, cache=cache)
-                hidden = out.hidden_states
+                hidden = out.next_hidden
                 torch.testing.assert_close(out.logits[:, -1], ttt[j][:, t], atol=1e-5, rtol=1e-4)
                 assert cache.get_seq_length() == t + 1 + j
 
@@ -154,6 +156,43 @@ def test_ttt_step_uses_shifted_tokens_and_positions(target):
     new = drafter.ttt_forward(changed, feats, 3)
     assert not torch.allclose(base[j][:, t], new[j][:, t])
     torch.testing.assert_close(base[j][:, : t], new[j][:, : t])
+
+
+def test_forward_ttt_steps_returns_a_drafter_output_and_the_deprecated_list(target):
+    """`forward(ttt_steps=N, return_dict=True)` (the trainer's call) gives `ttt_forward`'s logits as
+    `DrafterOutput.ttt_logits` without a warning; the old bare call still returns the list, with a FutureWarning."""
+    drafter = make_drafter(target, "eagle3.1", draft_vocab_size=40)
+    ids, feats = torch.randint(0, 64, (2, 9)), torch.randn(2, 9, 96)
+    with torch.no_grad():
+        expected = drafter.ttt_forward(ids, feats, 3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FutureWarning)
+            out = drafter(input_ids=ids, target_hidden_states=feats, ttt_steps=3, return_dict=True)
+        with pytest.warns(FutureWarning, match="ttt_forward"):
+            legacy = drafter(input_ids=ids, target_hidden_states=feats, ttt_steps=3)
+    assert isinstance(out, DrafterOutput) and out.logits is None and len(out.ttt_logits) == 3
+    assert isinstance(legacy, list) and len(legacy) == 3
+    for step, (want, new, old) in enumerate(zip(expected, out.ttt_logits, legacy)):
+        assert torch.equal(new, want) and torch.equal(old, want), step
+
+
+@pytest.mark.parametrize("variant", ["eagle3", "eagle3.1"])
+def test_output_names_and_their_deprecated_aliases(target, variant):
+    """`next_hidden` feeds the next chain step (norm(a) with `norm_output`), `pre_norm_hidden` is a; the old names
+    are read-only aliases that warn."""
+    drafter = make_drafter(target, variant)
+    ids, feats = torch.randint(0, 64, (1, 6)), torch.randn(1, 6, 96)
+    with torch.no_grad():
+        out = drafter(ids[:, 1:], target_hidden_states=feats[:, :-1])
+        fed = drafter.norm(out.pre_norm_hidden) if drafter.config.norm_output else out.pre_norm_hidden
+    assert torch.equal(out.next_hidden, fed)
+    assert list(out.keys()) == ["logits", "next_hidden", "pre_norm_hidden", "cache"]  # positional order kept
+    with pytest.warns(FutureWarning, match="next_hidden"):
+        assert out.hidden_states is out.next_hidden
+    with pytest.warns(FutureWarning, match="pre_norm_hidden"):
+        assert out.last_hidden_state is out.pre_norm_hidden
+    with pytest.raises(AttributeError):
+        out.hidden_states = out.next_hidden
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints

@@ -7,15 +7,17 @@ import socket
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import datasets
 import pytest
 import torch
 from transformers import AutoModel, LlamaConfig, LlamaForCausalLM, TrainingArguments
 
-from hf_eagle31.features import FeatureDataset, precompute_features
+from hf_eagle31.features import FeatureDataset, capture_target_features, precompute_features
 from hf_eagle31.training import (
     EagleTrainer,
+    _ttt_step_logits,
     apply_lora,
     build_drafter,
     estimate_step_memory,
@@ -127,6 +129,38 @@ def test_trainer_learns_and_logs_every_variant(tmp_path, variant):
     history = [h for h in trainer.state.log_history if "loss" in h]
     assert all(f"ttt_loss_{j}" in history[0] and f"ttt_acc_{j}" in history[0] for j in range(3))
     assert history[-1]["loss"] < history[0]["loss"]  # the same 4 rows every step: the loss must go down
+
+
+def test_trainer_runs_the_ttt_unroll_through_forward(tmp_path):
+    """The loss calls `model(..., ttt_steps=N, return_dict=True)` (DDP / FSDP / DeepSpeed wrappers and accelerate's
+    autocast act on `forward`), never the deprecated list-returning call, and gets `ttt_forward`'s logits; a drafter
+    whose remote code predates `return_dict` is called the old way."""
+    target = tiny_target()
+    drafter = drafter_for(target)
+    trainer = EagleTrainer(model=drafter, args=args_for(tmp_path), target=target, ttt_steps=2,
+                           train_dataset=random_rows(4))
+    calls = []
+    drafter.register_forward_hook(
+        lambda module, args, kwargs, out: calls.append((kwargs.get("ttt_steps"), kwargs.get("return_dict"))),
+        with_kwargs=True,
+    )
+    batch = trainer.data_collator([random_rows(2)[i] for i in range(2)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        _, step_logits = trainer.compute_loss(drafter, batch, return_outputs=True)
+    assert calls == [(2, True)]
+    features, _ = capture_target_features(target, batch["input_ids"], batch["attention_mask"],
+                                          drafter.config.target_layer_ids)
+    expected = drafter.ttt_forward(batch["input_ids"], features, 2)
+    assert len(step_logits) == 2 and all(torch.equal(a, b) for a, b in zip(step_logits, expected))
+
+    class OlderRemoteCode(type(drafter)):  # a forward from before `return_dict`: returns the list itself
+        def forward(self, input_ids, target_hidden_states=None, ttt_steps=None):
+            return self.ttt_forward(input_ids, target_hidden_states, ttt_steps)
+
+    drafter.__class__ = OlderRemoteCode
+    old = _ttt_step_logits(drafter, drafter, batch["input_ids"], features, 2)
+    assert all(torch.equal(a, b) for a, b in zip(old, expected))
 
 
 def test_gradient_accumulation_matches_big_batch(tmp_path):
@@ -337,15 +371,16 @@ def test_training_raises_tau_through_generate(tmp_path):
 # ------------------------------------------------------------------------------------------------ pipeline, CLI, DDP
 
 
-def test_train_drafter_offline_pipeline_picks_draft_vocab(tmp_path, capsys):
+def test_train_drafter_offline_pipeline_picks_draft_vocab(tmp_path, caplog):
     target = tiny_target()
     data = random_rows(6)
-    trainer = train_drafter(
-        data, str(tmp_path / "out"), target=target, feature_dir=str(tmp_path / "feat"), variant="eagle3",
-        draft_vocab_size=40, ttt_steps=2, training_args=args_for(tmp_path / "run", max_steps=2),
-    )
+    with caplog.at_level("INFO", logger="hf_eagle31"):  # the draft vocabulary's coverage is logged
+        trainer = train_drafter(
+            data, str(tmp_path / "out"), target=target, feature_dir=str(tmp_path / "feat"), variant="eagle3",
+            draft_vocab_size=40, ttt_steps=2, training_args=args_for(tmp_path / "run", max_steps=2),
+        )
     assert trainer.target is None  # offline: the trainer never held the target
-    assert "draft vocabulary: 40/64" in capsys.readouterr().out
+    assert "draft vocabulary: 40/64" in caplog.text
     loaded = AutoModel.from_pretrained(str(tmp_path / "out"), trust_remote_code=True)
     counts = torch.bincount(torch.tensor([t for r in data for t, m in zip(r["input_ids"], r["loss_mask"]) if m]),
                             minlength=VOCAB)

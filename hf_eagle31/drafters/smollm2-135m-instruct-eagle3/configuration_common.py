@@ -39,8 +39,8 @@ class Variant:
     model_type: str
     config_class: str
     drafter_class: str
-    switches: dict
-    tags: tuple
+    switches: dict[str, bool]
+    tags: tuple[str, ...]
 
 
 # The variant registry: the one table of variant name -> config class, drafter class and switches.
@@ -72,7 +72,7 @@ def get_variant(name: str, model_type: str | None = None) -> Variant:
     return VARIANTS[name]
 
 
-def variant_of(config) -> Variant:
+def variant_of(config: PretrainedConfig) -> Variant:
     """
     The registry entry a drafter config matches: the variant of its `model_type` whose switches it has, else the
     first (base) variant of that `model_type` (e.g. `fc_norm` without `norm_output` counts as EAGLE-3).
@@ -163,7 +163,9 @@ def default_target_layer_ids(num_hidden_layers: int) -> list[int]:
     )
 
 
-def validate_target_layer_ids(target_layer_ids, target_num_hidden_layers, expected_count=None) -> list[int]:
+def validate_target_layer_ids(
+    target_layer_ids: Any, target_num_hidden_layers: int | None, expected_count: int | None = None
+) -> list[int]:
     """A list of distinct non-negative ints (in range of the target's layers when known), or a one-line ValueError."""
     if isinstance(target_layer_ids, str):
         numbers = [int(n) for n in re.findall(r"-?\d+", target_layer_ids)]
@@ -207,7 +209,7 @@ def validate_target_layer_ids(target_layer_ids, target_num_hidden_layers, expect
     return ids
 
 
-def validate_draft_vocab_size(draft_vocab_size, vocab_size) -> int:
+def validate_draft_vocab_size(draft_vocab_size: Any, vocab_size: int) -> int:
     """An int in [1, vocab_size], or a one-line ValueError."""
     try:
         value = None if isinstance(draft_vocab_size, (bool, str)) else operator.index(draft_vocab_size)
@@ -303,7 +305,7 @@ def check_checkpoint_config(config_class, config_dict, source):
     if not foreign and model_type in (None, config_class.model_type):
         check_config_keys(config_class, config_dict, source)
         return
-    drafters = {"eagle3_drafter": "Eagle3Drafter", "mtp_drafter": "MtpDrafter"}
+    drafters = {variant.model_type: variant.drafter_class for variant in VARIANTS.values()}
     if not foreign and model_type in drafters:
         raise ValueError(
             f"{source} is an hf-eagle31 `{model_type}` checkpoint, not `{config_class.model_type}`: load it with "
@@ -337,30 +339,30 @@ class DrafterConfig(PretrainedConfig):
     num_target_hidden_states = 1
 
     @staticmethod
-    def default_layer_ids(num_hidden_layers):
+    def default_layer_ids(num_hidden_layers: int) -> list[int]:
         raise NotImplementedError
 
     def __init__(
         self,
-        vocab_size=32000,
-        draft_vocab_size=None,
-        hidden_size=4096,
-        intermediate_size=14336,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        head_dim=None,
-        hidden_act="silu",
-        rms_norm_eps=1e-5,
-        max_position_embeddings=8192,
-        rope_parameters=None,
-        attention_bias=False,
-        target_hidden_size=None,
-        target_layer_ids=None,
-        target_num_hidden_layers=None,
-        norm_output=False,
-        embeddings_in_checkpoint=True,
-        initializer_range=0.02,
-        tie_word_embeddings=False,
+        vocab_size: int = 32000,
+        draft_vocab_size: int | None = None,
+        hidden_size: int = 4096,
+        intermediate_size: int = 14336,
+        num_attention_heads: int = 32,
+        num_key_value_heads: int | None = 8,
+        head_dim: int | None = None,
+        hidden_act: str = "silu",
+        rms_norm_eps: float = 1e-5,
+        max_position_embeddings: int = 8192,
+        rope_parameters: dict | None = None,
+        attention_bias: bool = False,
+        target_hidden_size: int | None = None,
+        target_layer_ids: list[int] | None = None,
+        target_num_hidden_layers: int | None = None,
+        norm_output: bool = False,
+        embeddings_in_checkpoint: bool = True,
+        initializer_range: float = 0.02,
+        tie_word_embeddings: bool = False,
         **kwargs,
     ):
         check_config_keys(type(self), kwargs)
@@ -400,7 +402,9 @@ class DrafterConfig(PretrainedConfig):
         return config_dict, kwargs
 
     @classmethod
-    def target_kwargs(cls, target_config, draft_vocab_size=None, overrides=None):
+    def target_kwargs(
+        cls, target_config: PretrainedConfig | dict, draft_vocab_size: int | None = None, overrides: dict | None = None
+    ) -> dict:
         """
         The constructor arguments a drafter of this class inherits from `target_config`; `overrides` fill the fields
         the target config lacks (e.g. `intermediate_size` of a GPT-2 config).

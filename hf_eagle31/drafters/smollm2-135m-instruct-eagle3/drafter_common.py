@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import GenerationConfig, PreTrainedModel
+from transformers import GenerationConfig, PretrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache
@@ -200,7 +200,7 @@ def _cache_argument(cache, past_key_values):
     return past_key_values
 
 
-def install_target_check_hook():
+def install_target_check_hook() -> None:
     """
     Checks a drafter against its target at the start of `target.generate(..., assistant_model=drafter)`.
 
@@ -228,25 +228,51 @@ def install_target_check_hook():
     GenerationMixin._validate_generation_mode = _validate_generation_mode
 
 
+def _warn_renamed_output(old: str, new: str) -> None:
+    warnings.warn(
+        f"`DrafterOutput.{old}` is deprecated and will be removed in the next release: read `DrafterOutput.{new}` "
+        "(`next_hidden` feeds the next chain step, `pre_norm_hidden` is the decoder output before the final norm).",
+        FutureWarning,
+        stacklevel=3,
+    )
+
+
 @dataclass
 class DrafterOutput(ModelOutput):
     """
     logits: (B, T, draft_vocab_size) draft-vocabulary logits.
-    hidden_states: (B, T, H) the state the *next* chain step receives — `norm(a)` with `norm_output`, else `a`.
-    last_hidden_state: (B, T, H) the pre-norm decoder output `a`.
+    next_hidden: (B, T, H) the state the *next* chain step receives (`forward(hidden_states=...)`) — `norm(a)` with
+        `norm_output`, else `a`.
+    pre_norm_hidden: (B, T, H) the decoder layer's output `a` before the final norm.
     cache: the drafter's cache (`past_key_values` is a read-only alias, the name transformers < 5.24 used).
     attentions: (B, nh, T, kv_len) attention probabilities when `output_attentions=True`.
+    ttt_logits: with `forward(..., ttt_steps=N, return_dict=True)`, the N (B, T, draft_vocab_size) logits of the
+        train-time-test unroll, one per step (what `ttt_forward` returns); the fields above are then None.
+
+    `hidden_states` and `last_hidden_state` are read-only deprecated aliases of `next_hidden` and `pre_norm_hidden`
+    (they are not fields: transformers gives those names other meanings).
     """
 
-    logits: torch.FloatTensor = None
-    hidden_states: torch.FloatTensor = None
-    last_hidden_state: torch.FloatTensor = None
+    logits: torch.FloatTensor | None = None
+    next_hidden: torch.FloatTensor | None = None
+    pre_norm_hidden: torch.FloatTensor | None = None
     cache: Cache | None = None
     attentions: torch.FloatTensor | None = None
+    ttt_logits: tuple[torch.FloatTensor, ...] | None = None
 
     @property
-    def past_key_values(self):
+    def past_key_values(self) -> Cache | None:
         return self.cache
+
+    @property
+    def hidden_states(self) -> torch.FloatTensor | None:
+        _warn_renamed_output("hidden_states", "next_hidden")
+        return self.next_hidden
+
+    @property
+    def last_hidden_state(self) -> torch.FloatTensor | None:
+        _warn_renamed_output("last_hidden_state", "pre_norm_hidden")
+        return self.pre_norm_hidden
 
 
 def _tensor_identity(tensor):
@@ -294,10 +320,10 @@ class DrafterPreTrainedModel(PreTrainedModel):
 
     # ------------------------------------------------------------------ embeddings and draft vocabulary
 
-    def get_input_embeddings(self):
+    def get_input_embeddings(self) -> nn.Embedding:
         return self.embed_tokens
 
-    def load_target_embeddings(self, target):
+    def load_target_embeddings(self, target: PreTrainedModel | torch.Tensor) -> "DrafterPreTrainedModel":
         """Copies the target's input embeddings (frozen). `target` is a model or an embedding weight tensor."""
         if isinstance(target, torch.Tensor):
             weight = target
@@ -314,7 +340,7 @@ class DrafterPreTrainedModel(PreTrainedModel):
         self._embeddings_source = _tensor_identity(weight)
         return self
 
-    def use_target_embeddings(self, target):
+    def use_target_embeddings(self, target: PreTrainedModel) -> "DrafterPreTrainedModel":
         """
         Makes sure the embeddings are `target`'s before drafting for it: loads them when missing, or when they were
         copied from another target's embedding matrix (a drafter reused with a second target of the same shape).
@@ -326,7 +352,7 @@ class DrafterPreTrainedModel(PreTrainedModel):
             self.load_target_embeddings(target)
         return self
 
-    def set_draft_vocab(self, target_token_ids):
+    def set_draft_vocab(self, target_token_ids: torch.Tensor | list[int]) -> None:
         """Sets the draft vocabulary to `target_token_ids` (D distinct target ids, kept in ascending order)."""
         ids = torch.as_tensor(target_token_ids, dtype=torch.long).flatten().unique()  # sorted
         if ids.numel() != self.config.draft_vocab_size:
@@ -349,7 +375,7 @@ class DrafterPreTrainedModel(PreTrainedModel):
                 f"{expected}: {fix}."
             )
 
-    def init_lm_head_from_target(self, head_weight):
+    def init_lm_head_from_target(self, head_weight: torch.Tensor) -> "DrafterPreTrainedModel":
         """
         Warm start for training: copies the rows of the target's LM head (V, H) that belong to the draft vocabulary
         into `lm_head`, so the drafter starts out speaking the target's output space. Call after `set_draft_vocab`.
@@ -363,11 +389,11 @@ class DrafterPreTrainedModel(PreTrainedModel):
         return self
 
     @property
-    def draft_to_target_ids(self):
+    def draft_to_target_ids(self) -> torch.LongTensor:
         """(D,) target id of every draft id."""
         return torch.arange(self.d2t.numel(), device=self.d2t.device) + self.d2t
 
-    def to_target_logits(self, draft_logits):
+    def to_target_logits(self, draft_logits: torch.Tensor) -> torch.Tensor:
         """Scatters draft logits (..., D) into full-vocabulary logits (..., V), -inf outside the draft vocabulary."""
         full = draft_logits.new_full((*draft_logits.shape[:-1], self.config.vocab_size), float("-inf"))
         full[..., self.draft_to_target_ids] = draft_logits
@@ -375,7 +401,7 @@ class DrafterPreTrainedModel(PreTrainedModel):
 
     # ------------------------------------------------------------------ target compatibility
 
-    def check_target(self, target_config):
+    def check_target(self, target_config: PretrainedConfig) -> None:
         """Raises a ValueError naming both values if this drafter was not built for `target_config`."""
         text = target_config.get_text_config() if hasattr(target_config, "get_text_config") else target_config
         cfg = self.config
@@ -412,40 +438,59 @@ class DrafterPreTrainedModel(PreTrainedModel):
                 "does it automatically)."
             )
 
-    def project_target_hidden_states(self, target_hidden_states):
+    def project_target_hidden_states(
+        self, target_hidden_states: torch.Tensor | list[torch.Tensor] | tuple[torch.Tensor, ...]
+    ) -> torch.Tensor:
+        """The captured target states of a block -> the (B, T, H) hidden input of the decoder layer."""
         raise NotImplementedError
 
     def forward(
         self,
-        input_ids,
-        hidden_states=None,
-        target_hidden_states=None,
-        position_ids=None,
-        cache=None,
-        use_cache=True,
-        output_attentions=False,
-        ttt_steps=None,
-        logits_to_keep=0,
-        past_key_values=None,
-    ):
+        input_ids: torch.LongTensor,
+        hidden_states: torch.Tensor | None = None,
+        target_hidden_states: torch.Tensor | list[torch.Tensor] | tuple[torch.Tensor, ...] | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        use_cache: bool = True,
+        output_attentions: bool = False,
+        ttt_steps: int | None = None,
+        logits_to_keep: int = 0,
+        past_key_values: Cache | None = None,
+        return_dict: bool | None = None,
+    ) -> DrafterOutput | list[torch.FloatTensor]:
         r"""
-        Runs the drafter on a block of positions, or, with `ttt_steps`, the train-time-test unroll
-        (`ttt_forward`; returns its list of per-step logits). Training goes through `forward` so that DDP / FSDP /
-        DeepSpeed wrappers see the call.
+        Runs the drafter on a block of positions and returns a `DrafterOutput`.
 
         input_ids (`(B, T)`): the *token input* of each position — for position t, the token x_{t+1} that follows
             the target position whose features are given (or the previously drafted token in a chain step).
         target_hidden_states (`(B, T, k*H')` or a list of k `(B, T, H')` tensors): captured target states
             (prefill / after verification); mutually exclusive with `hidden_states`.
-        hidden_states (`(B, T, H)`): the drafter's own `DrafterOutput.hidden_states` from the previous chain step.
+        hidden_states (`(B, T, H)`): the drafter's own state from the previous chain step (its
+            `DrafterOutput.next_hidden`).
         position_ids (`(B, T)`): rotary positions; default continues after the cache.
         cache (`Cache`): the drafter's cache, extended in place (a fresh `DynamicCache` when omitted and `use_cache`).
         logits_to_keep (`int`): compute logits for the last n positions only (0 = all), as transformers' LMs do.
+        ttt_steps (`int`, *optional*): run the train-time-test unroll of `ttt_forward` instead (`input_ids` and
+            `target_hidden_states` aligned as there). With `return_dict=True` its per-step logits come back as
+            `DrafterOutput.ttt_logits`: this is how a trainer calls the unroll through `model(...)`, so that DDP /
+            FSDP / DeepSpeed wrappers and accelerate's mixed-precision autocast (which all act on `forward`) see it.
+            Without `return_dict=True` it still returns the bare list, deprecated (FutureWarning): call `ttt_forward`
+            for the list; from the next release on `forward` returns a `DrafterOutput` in every case.
         past_key_values: deprecated alias of `cache` (transformers < 5.24 naming).
         """
         cache = _cache_argument(cache, past_key_values)
         if ttt_steps is not None:
-            return self.ttt_forward(input_ids, target_hidden_states, ttt_steps)
+            step_logits = self.ttt_forward(input_ids, target_hidden_states, ttt_steps)
+            if return_dict:
+                return DrafterOutput(ttt_logits=tuple(step_logits))
+            warnings.warn(
+                "`forward(..., ttt_steps=N)` returning a list is deprecated and will return a `DrafterOutput` in the "
+                "next release: call `drafter.ttt_forward(input_ids, target_hidden_states, N)` for the list, or pass "
+                "`return_dict=True` and read `.ttt_logits` (the call to use through DDP / FSDP / DeepSpeed wrappers).",
+                FutureWarning,
+                stacklevel=2,
+            )
+            return step_logits
         self._require_embeddings()
         if (hidden_states is None) == (target_hidden_states is None):
             raise ValueError("pass exactly one of `hidden_states` (chain step) or `target_hidden_states` (prefill).")
@@ -465,17 +510,25 @@ class DrafterPreTrainedModel(PreTrainedModel):
         normed = self.norm(a)
         return DrafterOutput(
             logits=self.lm_head(normed[:, -logits_to_keep:] if logits_to_keep else normed),
-            hidden_states=normed if self.config.norm_output else a,
-            last_hidden_state=a,
+            next_hidden=normed if self.config.norm_output else a,
+            pre_norm_hidden=a,
             cache=cache if use_cache else None,
             attentions=attentions,
         )
 
     # ------------------------------------------------------------------ train-time test
 
-    def ttt_forward(self, input_ids, target_hidden_states, ttt_steps, return_hidden_states=False):
+    def ttt_forward(
+        self,
+        input_ids: torch.LongTensor,
+        target_hidden_states: torch.Tensor | list[torch.Tensor] | tuple[torch.Tensor, ...],
+        ttt_steps: int,
+        return_hidden_states: bool = False,
+    ) -> list[torch.FloatTensor] | tuple[list[torch.FloatTensor], list[torch.Tensor]]:
         r"""
-        Unrolls the drafter for `ttt_steps` train-time-test steps over whole sequences (EAGLE-3 training).
+        Unrolls the drafter for `ttt_steps` train-time-test steps over whole sequences (EAGLE-3 training). A trainer
+        whose model may be wrapped (DDP / FSDP / DeepSpeed / accelerate autocast) calls the same unroll as
+        `model(input_ids=..., target_hidden_states=..., ttt_steps=N, return_dict=True).ttt_logits`.
 
         Inputs are aligned as the target saw them: `input_ids` (B, n) are x_0..x_{n-1} and `target_hidden_states`
         (B, n, k*H') the features g_0..g_{n-1}. Step j at position t receives token x_{t+1+j} (shifted here; past the
@@ -546,7 +599,14 @@ class DrafterPreTrainedModel(PreTrainedModel):
                 pass
         return (model, info) if want_info else model
 
-    def save_pretrained(self, save_directory, *args, include_embeddings=None, state_dict=None, **kwargs):
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        *args,
+        include_embeddings: bool | None = None,
+        state_dict: dict | None = None,
+        **kwargs,
+    ):
         """
         transformers' `save_pretrained` (weights, config, the remote-code files), plus generation_config.json. Embeddings
         are stored only when they are real (taken from the target): saving random ones raises.

@@ -60,7 +60,9 @@ class Eagle3Drafter(DrafterPreTrainedModel):
         self.layers = nn.ModuleList([Eagle3DecoderLayer(config, 0)])
         self.post_init()
 
-    def project_target_hidden_states(self, target_hidden_states):
+    def project_target_hidden_states(
+        self, target_hidden_states: torch.Tensor | list[torch.Tensor] | tuple[torch.Tensor, ...]
+    ) -> torch.Tensor:
         """(B, T, 3H') or a list of three (B, T, H') captured states -> u = fc(g) (B, T, H)."""
         if isinstance(target_hidden_states, (list, tuple)):
             parts = list(target_hidden_states)
@@ -81,7 +83,7 @@ class Eagle3Drafter(DrafterPreTrainedModel):
             g = self.input_norm(g)
         return self.fc(g)
 
-    def get_candidate_generator(self, **kwargs):
+    def get_candidate_generator(self, **kwargs) -> EagleCandidateGenerator:
         """Factory used by `target.generate(..., assistant_model=drafter)` (see `candidate_generator.py`)."""
         return EagleCandidateGenerator(drafter=self, **kwargs)
 

@@ -1,0 +1,198 @@
+# Copyright 2026 The hf-eagle31 authors. Apache-2.0.
+"""
+What the `hf-eagle31` commands share: one-line error reports, `--json` reports, the package's log messages on the
+terminal while a command runs, and the arguments and loaders of the commands that run a target with drafters
+(`eval`, `bench`, `drift`, `demo`, `info`).
+
+Library code never imports this module: a command module imports it inside its `add_cli_arguments` / `run_cli`.
+"""
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+
+import torch
+
+
+EXIT_USAGE = 2  # argparse's code for bad arguments; bad input found later gets the same
+# Bad input, reported in one line. OSError covers missing/unwritable files and transformers' "can't load" errors;
+# ModuleNotFoundError an optional dependency that is not installed (matplotlib, peft).
+EXPECTED_ERRORS = (ValueError, OSError, ModuleNotFoundError)
+PACKAGE_LOGGER = "hf_eagle31"  # library modules log under it (`transformers.utils.logging.get_logger(__name__)`)
+
+
+# ---------------------------------------------------------------------------------------------- errors and reports
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1 (counts and sizes where 0 or a negative number means nothing sensible)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def is_expected_error(error):
+    """Bad input rather than a bug: `EXPECTED_ERRORS`, safetensors' error for a truncated or corrupt weights file and
+    Jinja's for a bad chat template (or a conversation the template rejects), matched by name: no import of either."""
+    return (isinstance(error, EXPECTED_ERRORS) or type(error).__name__ == "SafetensorError"
+            or type(error).__module__.startswith("jinja2"))
+
+
+def one_line(error):
+    """The error's message on one line (transformers' multi-line messages included)."""
+    text = " ".join(str(error).split())
+    if type(error).__name__ == "SafetensorError":
+        text = f"unreadable .safetensors weights (a truncated or corrupt file: copy or save it again): {text}"
+    elif type(error).__module__.startswith("jinja2"):
+        line = getattr(error, "lineno", None)
+        text = f"chat template: {text or type(error).__name__}" + (f" (line {line})" if line else "")
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        text = f"{error.strerror}: {error.filename}"  # "[Errno 2] No such file or directory: 'x'" -> no errno
+    return text or type(error).__name__
+
+
+def report_error(command, error, exit_code=EXIT_USAGE):
+    """Prints `hf-eagle31 <command>: error: <message>` (one line) to stderr and returns `exit_code`."""
+    print(f"hf-eagle31 {command}: error: {one_line(error)}", file=sys.stderr)
+    return exit_code
+
+
+def write_json_report(path, report, announce=True):
+    """Writes a command's report as indented JSON (creating the folder) and, with `announce`, prints `wrote PATH`."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=1)
+    if announce:
+        print(f"wrote {path}")
+    return path
+
+
+@contextlib.contextmanager
+def package_log_messages(level=logging.INFO):
+    """
+    While a command runs, the package's log records of `level` and above go to stderr as plain lines (e.g. the draft
+    vocabulary's coverage during `train`, conversion notes during `convert`). The handler is bound to the current
+    stderr and removed afterwards, so nothing is configured beyond the command.
+    """
+    logger = logging.getLogger(PACKAGE_LOGGER)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
+# ---------------------------------------------------------------------------------------------- arguments
+
+
+def add_target_argument(parser):
+    parser.add_argument("--target", default=None,
+                        help="target model: Hub id, folder or .gguf (default: embedded SmolLM2-135M-Instruct)")
+
+
+def add_trust_remote_code_argument(parser):
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="let a --drafter that is not an hf-eagle31 checkpoint run its own code (hf-eagle31 "
+                             "drafters load with this package's classes and never need it)")
+
+
+def add_drafter_dtype_argument(parser, default="same"):
+    parser.add_argument("--drafter-dtype", default=default, choices=["same", "auto", "float32", "bfloat16"],
+                        help=f"drafter dtype (default: {default}; same = the target's, auto = bf16 where bf16 "
+                             "matmuls are native). The target verifies every token, so a bf16 drafter beside an "
+                             "fp32 target keeps greedy output exact and halves the drafter's weight traffic")
+
+
+def add_json_argument(parser):
+    parser.add_argument("--json", default=None, help="write the results as JSON here")
+
+
+def add_common_arguments(parser, multiple_drafters=False):
+    """The target, drafter(s), prompts, chat template and dtype options of `eval`, `bench` and `drift`."""
+    add_target_argument(parser)
+    if multiple_drafters:
+        parser.add_argument("--drafter", action="append", required=True,
+                            help="drafter checkpoint (folder or Hub id); repeat to compare drafters side by side")
+    else:
+        parser.add_argument("--drafter", required=True, help="drafter checkpoint (folder or Hub id)")
+    add_trust_remote_code_argument(parser)
+    parser.add_argument("--prompts", default=None, help="JSON-lines prompts: 'prompt', 'turns' or 'messages' per line")
+    parser.add_argument("--suite", default="standard", choices=["standard", "perturbed", "long", "all"],
+                        help="prompt suite used when no --prompts file is given (default standard)")
+    parser.add_argument("--sources", nargs="+", default=None,
+                        help="restrict the suites to these sources (e.g. mtbench gsm8k; long: pg-essays hotpotqa)")
+    parser.add_argument("--long-lengths", type=int, nargs="+", default=None,
+                        help="prompt lengths in tokens for the long suite (default 2048 4096 7168)")
+
+    parser.add_argument("--num-prompts", type=int, default=None,
+                        help="first N prompts of --prompts; with a suite, N per source (per source and length for long)")
+    parser.add_argument("--chat-template", default=None,
+                        help="a .jinja file (or 'plain' / 'alpaca' text format) replacing the tokenizer's chat template")
+    parser.add_argument("--system-prompt", default=None, help="system prompt for every prompt")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="target/drafter dtype")
+    add_drafter_dtype_argument(parser)
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+
+
+# ---------------------------------------------------------------------------------------------- loaders
+
+
+def policies_from_args(args):
+    """`{name: generate options}` from `--policies a,b --confidence-threshold T --copy-tokens N` (empty: none)."""
+    from .evaluation import drafting_policy
+
+    names = [n.strip() for n in args.policies.split(",") if n.strip()] if args.policies else []
+    return {name: drafting_policy(name, args.confidence_threshold, args.copy_tokens) for name in names}
+
+
+def add_policy_arguments(parser):
+    from .evaluation import DRAFTING_POLICIES
+
+    parser.add_argument("--policies", default=None,
+                        help=f"comma-separated drafting policies to compare beside each drafter as shipped "
+                             f"({', '.join(DRAFTING_POLICIES)})")
+    parser.add_argument("--confidence-threshold", type=float, default=0.3,
+                        help="assistant_confidence_threshold of the confidence policies (default 0.3)")
+    parser.add_argument("--copy-tokens", type=int, default=8,
+                        help="prompt_lookup_num_tokens of the copy policies: longest copied span (default 8)")
+
+
+def load_target_for_cli(args):
+    """`(model, tokenizer)` for `--target` (None = the embedded SmolLM2-135M-Instruct) in `--dtype`."""
+    from .targets import load_target
+
+    dtype = getattr(torch, args.dtype)
+    device = getattr(args, "device", None) or ("cuda" if torch.cuda.is_available() else "cpu")
+    return load_target(args.target, dtype=dtype, device=device)
+
+
+def drafter_dtype(args, device="cpu"):
+    """`--drafter-dtype` as a torch dtype (None = the target's; "auto" = bf16 where bf16 matmuls are native)."""
+    from .evaluation import native_bf16
+
+    value = getattr(args, "drafter_dtype", "same")
+    if value == "auto":
+        return torch.bfloat16 if native_bf16(device) else None
+    return None if value in (None, "same") else getattr(torch, value)
+
+
+def prompts_from_args(args, tokenizer, default_suite="standard"):
+    """The prompts of `--prompts FILE` (first `--num-prompts`), or of `--suite` / `--sources` / `--long-lengths`."""
+    from .evaluation import read_prompt_file, suite_prompts
+
+    if getattr(args, "prompts", None):
+        return read_prompt_file(args.prompts, args.num_prompts)
+    return suite_prompts(getattr(args, "suite", None) or default_suite, tokenizer, args.num_prompts,
+                         getattr(args, "long_lengths", None), args.chat_template, getattr(args, "sources", None))
