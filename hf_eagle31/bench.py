@@ -35,8 +35,19 @@ import time
 from collections import Counter
 
 import torch
+from tqdm.auto import tqdm
+from transformers import DynamicCache
 
-from .calibration import Calibration, format_spread, median_range
+from .calibration import (
+    EXIT_BUSY,
+    Calibration,
+    MachineBusyError,
+    add_calibration_arguments,
+    calibration_from_args,
+    format_calibration,
+    format_spread,
+    median_range,
+)
 from .evaluation import (  # noqa: F401  (DRAFTING_POLICIES, drafting_policy: also importable from here)
     DRAFTING_POLICIES,
     TargetForwardTimer,
@@ -69,8 +80,6 @@ def benchmark(target, drafter, prompts: list[list[int]], max_new_tokens: int = 1
     "outputs_identical": bool, "mismatched_prompts": [...], "repeats": int, "calibration": {...} | None,
     "profile": {...} (with `profile`)}`.
     """
-    from tqdm.auto import tqdm
-
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}.")
     if profile_policy is not None and profile_policy not in (policies or {}):
@@ -239,8 +248,6 @@ def _cache_keyword(model):
 
 
 def _new_cache(config):
-    from transformers.cache_utils import DynamicCache
-
     try:
         return DynamicCache(config=config)
     except TypeError:
@@ -443,8 +450,6 @@ def format_profile(profile: dict) -> str:
 def format_report(report: dict) -> str:
     """The benchmark as a markdown table (medians over passes with their min–max), the identity check, the
     calibration line (and its WARNING when flagged) and, when profiled, the profile."""
-    from .calibration import format_calibration
-
     lines = []
     if report.get("repeats", 1) > 1:
         lines.append(f"{report['repeats']} passes; tok/s and × plain: median (min–max) over passes")
@@ -477,7 +482,6 @@ def format_report(report: dict) -> str:
 
 
 def add_cli_arguments(parser):
-    from .calibration import add_calibration_arguments
     from .cli_utils import add_common_arguments, add_json_argument, add_policy_arguments
 
     add_common_arguments(parser)
@@ -497,15 +501,9 @@ def add_cli_arguments(parser):
 
 
 def run_cli(args):
-    from .calibration import EXIT_BUSY, MachineBusyError, calibration_from_args
-    from .cli_utils import (
-        drafter_dtype,
-        load_target_for_cli,
-        policies_from_args,
-        prompts_from_args,
-        report_error,
-        write_json_report,
-    )
+    from .cli_utils import drafter_dtype, load_target_for_cli, policies_from_args, prompts_from_args
+    from .cli_utils import report_error, write_json_report
+    from .small_batch import is_enabled
 
     target, tokenizer = load_target_for_cli(args)
     calibration = calibration_from_args(args, target)
@@ -532,7 +530,7 @@ def run_cli(args):
         "dtype": args.dtype, "drafter_dtype": str(drafter.dtype).removeprefix("torch."), "device": str(target.device),
         "threads": torch.get_num_threads(),
         "repeats": args.repeats, "strict": args.strict, "max_drift": args.max_drift, "profile": args.profile,
-        "profile_policy": args.profile_policy,
+        "profile_policy": args.profile_policy, "small_batch_linears": is_enabled(target),
         "policies": policies,
     }
     print(format_report(report))

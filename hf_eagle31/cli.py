@@ -114,7 +114,7 @@ def _preflight(args):
             if isinstance(value, str):
                 check_model_path(value, "--" + key.replace("_", "-") if key != "src" else "SRC")
     if getattr(args, "chat_template", None) is not None:  # a mistyped path is an error, never template text
-        from .suites import load_chat_template
+        from .suites import load_chat_template  # a command's module: loaded only when used (see above)
 
         load_chat_template(args.chat_template)
 

@@ -5,6 +5,8 @@ terminal while a command runs, and the arguments and loaders of the commands tha
 (`eval`, `bench`, `drift`, `demo`, `info`).
 
 Library code never imports this module: a command module imports it inside its `add_cli_arguments` / `run_cli`.
+This module in turn imports the library modules it uses inside the functions that use them: `cli.py` imports it at
+startup, and a command's modules load only when that command runs.
 """
 
 import argparse
@@ -144,6 +146,23 @@ def add_common_arguments(parser, multiple_drafters=False):
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="target/drafter dtype")
     add_drafter_dtype_argument(parser)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    add_small_batch_argument(parser)
+
+
+def add_small_batch_argument(parser):
+    parser.add_argument("--small-batch-linears", default="auto", choices=["auto", "on", "off"],
+                        help="route the target's fp32 CPU linear layers through the product that makes a K+1-token "
+                             "verification cost about a 1-token forward (hf_eagle31.small_batch; auto: on for an "
+                             "fp32 target on the CPU)")
+
+
+def apply_small_batch_argument(args, target):
+    """Enables `small_batch` on `target` as `--small-batch-linears` asks; returns whether it is on."""
+    from .small_batch import enable, wanted
+
+    if wanted(getattr(args, "small_batch_linears", "off"), target):
+        return enable(target) > 0
+    return False
 
 
 # ---------------------------------------------------------------------------------------------- loaders
@@ -170,12 +189,15 @@ def add_policy_arguments(parser):
 
 
 def load_target_for_cli(args):
-    """`(model, tokenizer)` for `--target` (None = the embedded SmolLM2-135M-Instruct) in `--dtype`."""
+    """`(model, tokenizer)` for `--target` (None = the embedded SmolLM2-135M-Instruct) in `--dtype`, with
+    `--small-batch-linears` applied."""
     from .targets import load_target
 
     dtype = getattr(torch, args.dtype)
     device = getattr(args, "device", None) or ("cuda" if torch.cuda.is_available() else "cpu")
-    return load_target(args.target, dtype=dtype, device=device)
+    target, tokenizer = load_target(args.target, dtype=dtype, device=device)
+    apply_small_batch_argument(args, target)
+    return target, tokenizer
 
 
 def drafter_dtype(args, device="cpu"):

@@ -36,10 +36,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
+from huggingface_hub import snapshot_download
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from transformers import AutoConfig, LlamaConfig
 from transformers.utils import logging
 
 from .hub import save_drafter  # converted hf-eagle31 checkpoints get a README.md
 from .modeling import SWITCH_NAMES, Eagle3Config, Eagle3Drafter, MtpConfig, variant_of
+from .targets import load_target
 
 
 logger = logging.get_logger(__name__)  # `hf-eagle31 convert` shows its INFO notes (cli_utils.package_log_messages)
@@ -87,8 +92,6 @@ class DrafterCheckpoint:
 
 def _read_weights(directory: Path) -> dict:
     """All tensors of a checkpoint directory: safetensors (single or sharded) or pytorch_model.bin (single/sharded)."""
-    from safetensors.torch import load_file
-
     for index_name, loader in (
         ("model.safetensors.index.json", load_file),
         ("pytorch_model.bin.index.json", lambda p: torch.load(p, map_location="cpu", weights_only=True)),
@@ -111,8 +114,6 @@ def _read_weights(directory: Path) -> dict:
 
 
 def _write_safetensors(state_dict: dict, directory: Path):
-    from safetensors.torch import save_file
-
     tensors = {k: v.contiguous() for k, v in state_dict.items()}
     save_file(tensors, directory / "model.safetensors", metadata={"format": "pt"})
 
@@ -128,8 +129,6 @@ def _local_dir(path_or_id) -> Path:
         return path
     if path.exists() or str(path_or_id).startswith((".", "/", "~")):
         raise ValueError(f"{path_or_id} is not a checkpoint directory: pass a directory with config.json and weights.")
-    from huggingface_hub import snapshot_download
-
     patterns = ["*.json", "*.safetensors", "*.bin", "*.py", "*.md"]
     return Path(snapshot_download(str(path_or_id), allow_patterns=patterns))
 
@@ -462,8 +461,6 @@ def load_target_parts(target) -> TargetSource:
     if hasattr(target, "get_input_embeddings"):
         name = getattr(target.config, "_name_or_path", None) or None
         return TargetSource(name, target.config, lambda: target.get_input_embeddings().weight.detach())
-    from transformers import AutoConfig
-
     name = str(target)
     directory = Path(name).expanduser()
     if directory.is_dir():
@@ -474,15 +471,11 @@ def load_target_parts(target) -> TargetSource:
             return weight if weight is not None else _embedding_from_model(name)
 
         return TargetSource(name, config, embeddings)
-    from .targets import load_target
-
     model, _ = load_target(name)
     return TargetSource(name, model.config, lambda: model.get_input_embeddings().weight.detach())
 
 
 def _embedding_from_safetensors(directory: Path, text_config):
-    from safetensors import safe_open
-
     index = directory / "model.safetensors.index.json"
     if index.is_file():
         weight_map = json.loads(index.read_text())["weight_map"]
@@ -501,8 +494,6 @@ def _embedding_from_safetensors(directory: Path, text_config):
 
 
 def _embedding_from_model(name):
-    from .targets import load_target
-
     model, _ = load_target(name)
     return model.get_input_embeddings().weight.detach()
 
@@ -653,8 +644,6 @@ def _eagle_config(ckpt: DrafterCheckpoint, to: str) -> dict:
 
 
 def _speculators_config(ckpt: DrafterCheckpoint, num_speculative_tokens) -> dict:
-    from transformers import LlamaConfig
-
     cfg = ckpt.config
     # speculators serializes its layer config with `LlamaConfig(...).to_diff_dict()`; so do we.
     layer = LlamaConfig(**_llama_fields(cfg, _dtype_name(ckpt.state_dict))).to_diff_dict()

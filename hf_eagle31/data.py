@@ -14,16 +14,26 @@ silently.
 """
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging
 
-from .sources import parse_turns
+from .sources import load_conversations, parse_turns
+from .suites import load_chat_template
+from .targets import load_target
+
+
+if TYPE_CHECKING:  # annotations only: `datasets` is imported where it is used (slow to import)
+    import datasets
 
 
 logger = logging.get_logger(__name__)
@@ -52,11 +62,11 @@ class PrepareReport:
     assistant_tokens: int = 0
     examples: dict = field(default_factory=dict)  # reason -> index of the first conversation dropped for it
 
-    def drop(self, reason, index):
+    def drop(self, reason: str, index: int) -> None:
         setattr(self, reason, getattr(self, reason) + 1)
         self.examples.setdefault(reason, index)
 
-    def summary(self):
+    def summary(self) -> str:
         dropped = {k: v for k, v in asdict(self).items() if k.startswith("dropped_") and v}
         text = (
             f"{self.kept}/{self.conversations_in} conversations kept ({self.truncated} truncated to max_length), "
@@ -78,7 +88,7 @@ class PrepareReport:
 # ---------------------------------------------------------------------------------------------- conversations
 
 
-def normalize_conversation(conversation):
+def normalize_conversation(conversation: object) -> list[dict] | None:
     """
     The lenient form of `sources.parse_turns` (same shapes, same role table): the conversation's
     `{"role", "content"}` turns, in order, or None when the input is not a conversation (`parse_turns` says why; the
@@ -91,7 +101,7 @@ def normalize_conversation(conversation):
         return None
 
 
-def check_chat_template(tokenizer):
+def check_chat_template(tokenizer: PreTrainedTokenizerBase) -> None:
     if getattr(tokenizer, "chat_template", None) is None:
         raise ValueError(
             f"the tokenizer ({type(tokenizer).__name__}) has no chat template: use the target's instruct tokenizer, "
@@ -99,11 +109,13 @@ def check_chat_template(tokenizer):
         )
 
 
-def _render(tokenizer, messages, add_generation_prompt=False):
+def _render(tokenizer: PreTrainedTokenizerBase, messages: list[dict], add_generation_prompt: bool = False) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
 
-def assistant_char_spans(tokenizer, messages):
+def assistant_char_spans(
+    tokenizer: PreTrainedTokenizerBase, messages: list[dict]
+) -> tuple[str, list[tuple[int, int]], bool]:
     """
     Character spans of the assistant turns inside the rendered conversation, each covering the reply *and* the
     end-of-turn marker the template appends (the drafter must learn to predict the end of a turn too).
@@ -131,7 +143,9 @@ def assistant_char_spans(tokenizer, messages):
     return full, spans, fallback
 
 
-def tokenize_conversation(tokenizer, messages, max_length=None):
+def tokenize_conversation(
+    tokenizer: PreTrainedTokenizerBase, messages: list[dict], max_length: int | None = None
+) -> tuple[list[int], list[int], dict]:
     """
     Renders `messages` with the tokenizer's chat template and returns `(input_ids, loss_mask, info)`: `loss_mask[k]`
     is 1 when token k belongs to an assistant turn. `info` has `truncated` and `template_fallback`. Sequences longer
@@ -158,7 +172,13 @@ def tokenize_conversation(tokenizer, messages, max_length=None):
     return ids, mask, {"truncated": truncated, "template_fallback": fallback}
 
 
-def tokenize_conversations(tokenizer, conversations, max_length=2048, report=None, show_progress=True):
+def tokenize_conversations(
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: list,
+    max_length: int | None = 2048,
+    report: PrepareReport | None = None,
+    show_progress: bool = True,
+) -> tuple[list[dict], PrepareReport]:
     """
     Tokenizes many conversations; returns `(records, report)` with records `{"input_ids", "loss_mask", "messages"}`.
     Conversations without an assistant turn, empty ones and those whose assistant tokens all lie past `max_length`
@@ -199,7 +219,7 @@ def tokenize_conversations(tokenizer, conversations, max_length=2048, report=Non
 # ---------------------------------------------------------------------------------------------- self-distillation
 
 
-def keep_first_turns(messages, max_turns):
+def keep_first_turns(messages: list[dict], max_turns: int | None) -> list[dict]:
     """The conversation up to (excluding) its `max_turns + 1`-th user message; long multi-turn chats cost one
     regeneration round per turn, and most of the drafter's signal is in the first answers."""
     if max_turns is None or not isinstance(messages, list):
@@ -214,25 +234,161 @@ def keep_first_turns(messages, max_turns):
     return kept
 
 
-def _prompt_turns(messages):
+def _prompt_turns(messages: list[dict]) -> list[dict]:
     """The prompts of a conversation: system/user messages, original assistant replies removed."""
     return [m for m in messages if m["role"] != "assistant"]
 
 
+def _has_user_turn(messages: list[dict]) -> bool:
+    return any(m["role"] == "user" for m in messages)
+
+
+@dataclass
+class _RowState:
+    """One conversation of a regeneration batch: its prompts, the history regenerated so far, where it stands."""
+
+    prompts: list[dict] | None  # its system/user messages (None: the input is not a conversation)
+    history: list[dict] = field(default_factory=list)  # messages asked so far, each user turn followed by its answer
+    cursor: int = 0  # index in `prompts` of the next message to ask
+    turns: int = 0  # assistant turns regenerated
+    cut: int = 0  # user turns left unanswered because the prompt filled `max_length`
+    finished: bool = False
+
+    @classmethod
+    def start(cls, conversation) -> "_RowState":
+        messages = normalize_conversation(conversation)
+        prompts = _prompt_turns(messages) if messages is not None else None
+        return cls(prompts, finished=prompts is None or not _has_user_turn(prompts))
+
+    def next_turn(self, tokenizer: PreTrainedTokenizerBase, max_length: int) -> str | None:
+        """
+        Moves on to the next user turn (asking the system messages before it) and returns the text the target
+        answers: the history, that turn and the generation prompt. None when the row is finished: no user turn is
+        left, or the prompt would fill `max_length` (its remaining user turns are counted in `cut`).
+        """
+        prompts = self.prompts
+        while self.cursor < len(prompts) and prompts[self.cursor]["role"] != "user":
+            self.history.append(prompts[self.cursor])
+            self.cursor += 1
+        if self.cursor >= len(prompts):
+            self.finished = True
+            return None
+        candidate = self.history + [prompts[self.cursor]]
+        text = _render(tokenizer, candidate, add_generation_prompt=True)
+        if len(tokenizer(text, add_special_tokens=False)["input_ids"]) >= max_length - 1:
+            self.cut = sum(1 for m in prompts[self.cursor :] if m["role"] == "user")
+            self.finished = True
+            return None
+        self.history = candidate
+        self.cursor += 1
+        return text
+
+    def add_reply(self, reply: str) -> None:
+        self.history.append({"role": "assistant", "content": reply.strip()})
+        self.turns += 1
+        self.finished = not _has_user_turn(self.prompts[self.cursor :])
+
+    def record(self) -> dict:
+        """The line of the shard file: the regenerated conversation (None when no turn was answered) and counts."""
+        return {"messages": self.history if self.turns else None, "turns": self.turns, "cut": self.cut}
+
+
+def _generate_replies(
+    target: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str], max_new_tokens: int,
+    temperature: float,
+) -> list[str]:
+    """One batched `generate` call (the tokenizer pads on the left): the decoded continuation of every text."""
+    device = next(target.parameters()).device
+    enc = tokenizer(texts, add_special_tokens=False, return_tensors="pt", padding=True).to(device)
+    gen_kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
+    if temperature > 0:
+        gen_kwargs.update(do_sample=True, temperature=temperature, top_p=1.0, top_k=0)
+    else:
+        gen_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    out = target.generate(**enc, **gen_kwargs)
+    return tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+def _regenerate_batch(
+    target: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, conversations: list, max_new_tokens: int,
+    max_length: int, temperature: float,
+) -> list[dict]:
+    """The shard records of one batch: turn after turn, every row that still has a user turn to answer is asked
+    in the same `generate` call."""
+    rows = [_RowState.start(c) for c in conversations]
+    while True:
+        asked, texts = [], []
+        for row in rows:
+            text = None if row.finished else row.next_turn(tokenizer, max_length)
+            if text is not None:
+                asked.append(row)
+                texts.append(text)
+        if not asked:
+            break
+        for row, reply in zip(asked, _generate_replies(target, tokenizer, texts, max_new_tokens, temperature)):
+            row.add_reply(reply)
+    return [row.record() for row in rows]
+
+
+def _check_regeneration_dir(out_dir: str, settings: dict) -> None:
+    """Writes `out_dir/meta.json`, or refuses to resume into a directory made with other settings."""
+    meta_path = os.path.join(out_dir, "meta.json")
+    if not os.path.exists(meta_path):
+        with open(meta_path, "w") as f:
+            json.dump(settings, f, indent=1)
+        return
+    with open(meta_path) as f:
+        previous = json.load(f)
+    if previous != settings:
+        changed = sorted(k for k in settings if previous.get(k) != settings[k])
+        raise ValueError(
+            f"{out_dir} holds regenerated data made with different settings ({', '.join(changed)}): delete it "
+            "or rerun with the same settings to resume."
+        )
+
+
+def _read_shard(path: str) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def _write_shard(path: str, records: list[dict]) -> None:
+    with open(path + ".tmp", "w") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    os.replace(path + ".tmp", path)  # atomic: a killed run never leaves a half-written shard
+
+
+@contextlib.contextmanager
+def _left_padding(tokenizer: PreTrainedTokenizerBase) -> Iterator[None]:
+    """Left padding (generate continues from the right end of every row) while the block runs, with eos as the pad
+    token when there is none (Llama-3 style tokenizers; padded positions are masked out anyway)."""
+    old_side, old_pad = tokenizer.padding_side, tokenizer.pad_token
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    try:
+        yield
+    finally:
+        tokenizer.padding_side = old_side
+        if old_pad is None:
+            tokenizer.pad_token = None
+
+
 @torch.no_grad()
 def regenerate_conversations(
-    target,
-    tokenizer,
-    conversations,
-    out_dir,
-    batch_size=8,
-    max_new_tokens=256,
-    max_length=2048,
-    temperature=0.0,
-    seed=0,
-    report=None,
-    show_progress=True,
-):
+    target: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: list,
+    out_dir: str,
+    batch_size: int = 8,
+    max_new_tokens: int = 256,
+    max_length: int = 2048,
+    temperature: float = 0.0,
+    seed: int = 0,
+    report: PrepareReport | None = None,
+    show_progress: bool = True,
+) -> list[list[dict] | None]:
     """
     Self-distillation: answers every user turn of every conversation with the target (batched HF `generate`, left
     padding), keeping the original system/user prompts and conditioning each turn on the regenerated history.
@@ -248,7 +404,7 @@ def regenerate_conversations(
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is None:
         raise ValueError("the tokenizer has neither a pad nor an eos token to pad batches with: set tokenizer.pad_token.")
     os.makedirs(out_dir, exist_ok=True)
-    settings = {
+    _check_regeneration_dir(out_dir, {
         "num_conversations": len(conversations),
         "batch_size": batch_size,
         "max_new_tokens": max_new_tokens,
@@ -257,100 +413,23 @@ def regenerate_conversations(
         "seed": seed,
         "target": getattr(target.config, "_name_or_path", None) or type(target).__name__,
         "prompts_sha256": hashlib.sha256(json.dumps(conversations, sort_keys=True, default=str).encode()).hexdigest(),
-    }
-    meta_path = os.path.join(out_dir, "meta.json")
-    if os.path.exists(meta_path):
-        with open(meta_path) as f:
-            previous = json.load(f)
-        if previous != settings:
-            changed = sorted(k for k in settings if previous.get(k) != settings[k])
-            raise ValueError(
-                f"{out_dir} holds regenerated data made with different settings ({', '.join(changed)}): delete it "
-                "or rerun with the same settings to resume."
-            )
-    else:
-        with open(meta_path, "w") as f:
-            json.dump(settings, f, indent=1)
-
+    })
     report = report or PrepareReport(conversations_in=len(conversations))
-    old_side, old_pad = tokenizer.padding_side, tokenizer.pad_token
-    tokenizer.padding_side = "left"  # generate continues from the right end of every row
-    if tokenizer.pad_token is None:  # Llama-3 style tokenizers have none: pad with eos (masked out anyway)
-        tokenizer.pad_token = tokenizer.eos_token
-    pad_id = tokenizer.pad_token_id
-    device = next(target.parameters()).device
     results = []
     num_batches = (len(conversations) + batch_size - 1) // batch_size
-    try:
+    with _left_padding(tokenizer):
         for k in tqdm(range(num_batches), desc="regenerate", disable=not show_progress):
             shard = os.path.join(out_dir, f"shard_{k:05d}.jsonl")
             if os.path.exists(shard):
-                with open(shard) as f:
-                    batch_out = [json.loads(line) for line in f]
-                results += [r["messages"] for r in batch_out]
-                report.regenerated_turns += sum(r["turns"] for r in batch_out)
-                report.regeneration_turns_cut_at_max_length += sum(r["cut"] for r in batch_out)
-                continue
-            torch.manual_seed(seed + k)
-            batch = [normalize_conversation(c) for c in conversations[k * batch_size : (k + 1) * batch_size]]
-            prompts = [_prompt_turns(m) if m is not None else None for m in batch]
-            histories = [[] for _ in batch]
-            turns = [0] * len(batch)
-            cut = [0] * len(batch)
-            done = [p is None or not any(m["role"] == "user" for m in p) for p in prompts]
-            cursor = [0] * len(batch)  # next prompt message to append
-            while not all(done):
-                rows, texts = [], []
-                for i, p in enumerate(prompts):
-                    if done[i]:
-                        continue
-                    # Append prompt messages up to and including the next user turn.
-                    while cursor[i] < len(p) and p[cursor[i]]["role"] != "user":
-                        histories[i].append(p[cursor[i]])
-                        cursor[i] += 1
-                    if cursor[i] >= len(p):
-                        done[i] = True
-                        continue
-                    candidate = histories[i] + [p[cursor[i]]]
-                    text = _render(tokenizer, candidate, add_generation_prompt=True)
-                    if len(tokenizer(text, add_special_tokens=False)["input_ids"]) >= max_length - 1:
-                        cut[i] = sum(1 for m in p[cursor[i] :] if m["role"] == "user")
-                        done[i] = True
-                        continue
-                    histories[i] = candidate
-                    cursor[i] += 1
-                    rows.append(i)
-                    texts.append(text)
-                if not rows:
-                    break
-                enc = tokenizer(texts, add_special_tokens=False, return_tensors="pt", padding=True).to(device)
-                gen_kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=pad_id)
-                if temperature > 0:
-                    gen_kwargs.update(do_sample=True, temperature=temperature, top_p=1.0, top_k=0)
-                else:
-                    gen_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-                out = target.generate(**enc, **gen_kwargs)
-                replies = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-                for i, reply in zip(rows, replies):
-                    histories[i].append({"role": "assistant", "content": reply.strip()})
-                    turns[i] += 1
-                    if cursor[i] >= len(prompts[i]) or not any(m["role"] == "user" for m in prompts[i][cursor[i] :]):
-                        done[i] = True
-            batch_out = [
-                {"messages": histories[i] if turns[i] else None, "turns": turns[i], "cut": cut[i]}
-                for i in range(len(batch))
-            ]
-            with open(shard + ".tmp", "w") as f:
-                for record in batch_out:
-                    f.write(json.dumps(record, ensure_ascii=False) + "\n")
-            os.replace(shard + ".tmp", shard)  # atomic: a killed run never leaves a half-written shard
-            results += [r["messages"] for r in batch_out]
-            report.regenerated_turns += sum(turns)
-            report.regeneration_turns_cut_at_max_length += sum(cut)
-    finally:
-        tokenizer.padding_side = old_side
-        if old_pad is None:
-            tokenizer.pad_token = None
+                records = _read_shard(shard)
+            else:
+                torch.manual_seed(seed + k)
+                batch = conversations[k * batch_size : (k + 1) * batch_size]
+                records = _regenerate_batch(target, tokenizer, batch, max_new_tokens, max_length, temperature)
+                _write_shard(shard, records)
+            results += [r["messages"] for r in records]
+            report.regenerated_turns += sum(r["turns"] for r in records)
+            report.regeneration_turns_cut_at_max_length += sum(r["cut"] for r in records)
     report.regenerated = sum(r is not None for r in results)
     return results
 
@@ -359,26 +438,26 @@ def regenerate_conversations(
 
 
 def prepare_dataset(
-    tokenizer,
-    conversations,
-    out_dir=None,
-    max_length=2048,
-    target=None,
-    regenerate=False,
-    batch_size=8,
-    max_new_tokens=256,
-    temperature=0.0,
-    seed=0,
-    show_progress=True,
-    source_skipped=None,
-):
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: list,
+    out_dir: str | None = None,
+    max_length: int | None = 2048,
+    target: PreTrainedModel | None = None,
+    regenerate: bool = False,
+    batch_size: int = 8,
+    max_new_tokens: int = 256,
+    temperature: float = 0.0,
+    seed: int = 0,
+    show_progress: bool = True,
+    source_skipped: dict[str, int] | None = None,
+) -> tuple["datasets.Dataset", PrepareReport]:
     """
     Conversations -> `datasets.Dataset` (`input_ids`, `loss_mask`, `messages`), saved to `out_dir` when given along
     with `prepare_report.json`. With `regenerate=True` the assistant turns are first rewritten by `target`
     (resumable shards under `out_dir/regenerated/`). `source_skipped`: records the source loader skipped, by reason
     (`sources.load_conversations(skipped=...)`), kept in the report. Returns `(dataset, report)`.
     """
-    import datasets
+    import datasets  # slow to import: only the commands that build or read datasets pay for it
 
     check_chat_template(tokenizer)
     report = PrepareReport(conversations_in=len(conversations), source_skipped=dict(source_skipped or {}))
@@ -412,12 +491,12 @@ def prepare_dataset(
     return dataset, report
 
 
-def load_prepared(path):
+def load_prepared(path: str | os.PathLike | list | tuple) -> "datasets.Dataset":
     """
     Loads a dataset written by `prepare_dataset` / `hf-eagle31 prepare-data`, checking its columns. `path` may be a
     list of such directories: their rows are concatenated in the given order.
     """
-    import datasets
+    import datasets  # slow to import (see prepare_dataset)
 
     if isinstance(path, (list, tuple)):
         parts = [load_prepared(p) for p in path]
@@ -444,7 +523,7 @@ def load_prepared(path):
 # ---------------------------------------------------------------------------------------------- CLI
 
 
-def add_cli_arguments(parser):
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     from .cli_utils import add_target_argument, positive_int
 
     add_target_argument(parser)
@@ -467,11 +546,7 @@ def add_cli_arguments(parser):
     parser.add_argument("--out", required=True, help="output directory (a datasets dataset on disk)")
 
 
-def run_cli(args):
-    from .sources import load_conversations
-    from .suites import load_chat_template
-    from .targets import load_target
-
+def run_cli(args: argparse.Namespace) -> int:
     chat_template = load_chat_template(args.chat_template, text_formats=False)  # before any compute
     skipped = {}
     # Without regeneration a conversation needs an assistant reply to learn from; with it, a prompt is enough.

@@ -10,13 +10,18 @@ from pathlib import Path
 
 import torch
 
+from .evaluation import TargetForwardTimer, load_drafter, timed_generate
+from .targets import load_target
+
+
 SHIPPED_DRAFTERS = Path(__file__).resolve().parent / "drafters"
 DEFAULT_DRAFTER = SHIPPED_DRAFTERS / "smollm2-135m-instruct-eagle3.1"
 DEFAULT_PROMPT = "Explain in a few sentences why the sky is blue."
 
 
 def add_cli_arguments(parser):
-    from .cli_utils import add_drafter_dtype_argument, add_target_argument, add_trust_remote_code_argument
+    from .cli_utils import add_drafter_dtype_argument, add_small_batch_argument, add_target_argument
+    from .cli_utils import add_trust_remote_code_argument
 
     add_target_argument(parser)
     parser.add_argument("--drafter", default=None, help=f"drafter dir or Hub id (default: {DEFAULT_DRAFTER.name})")
@@ -29,12 +34,11 @@ def add_cli_arguments(parser):
                              "tokens is slow on CPUs without bf16 matmul units (see README)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each method, alternated")
     add_drafter_dtype_argument(parser, default="auto")
+    add_small_batch_argument(parser)
 
 
 def run_cli(args):
-    from .cli_utils import drafter_dtype
-    from .evaluation import TargetForwardTimer, load_drafter, timed_generate
-    from .targets import load_target
+    from .cli_utils import apply_small_batch_argument, drafter_dtype
 
     drafter_path = args.drafter or DEFAULT_DRAFTER
     if args.drafter is None and not (DEFAULT_DRAFTER / "config.json").is_file():
@@ -44,6 +48,7 @@ def run_cli(args):
         )
     torch.manual_seed(0)
     target, tokenizer = load_target(args.target, dtype=getattr(torch, args.dtype))
+    small_batch = apply_small_batch_argument(args, target)
     drafter = load_drafter(str(drafter_path), target, trust_remote_code=args.trust_remote_code,
                            dtype=drafter_dtype(args, target.device))
     text = tokenizer.apply_chat_template(
@@ -65,7 +70,7 @@ def run_cli(args):
     drafter_tps = [len(r.new_tokens) / r.wall_s for r in drafter_runs]
     stats = drafter_runs[-1].stats
     print(f"target: {args.target or 'smollm2-135m-instruct'} ({args.dtype}); drafter: {drafter_path} "
-          f"({str(drafter.dtype).removeprefix('torch.')})")
+          f"({str(drafter.dtype).removeprefix('torch.')})" + ("; small-batch linears on" if small_batch else ""))
     print(f"user: {args.prompt}")
     print(f"assistant: {tokenizer.decode(answer, skip_special_tokens=True).strip()}")
     print(f"tau {stats.tau:.2f} tokens per target forward (drafted {sum(stats.draft_lengths) / max(stats.cycles, 1):.2f} "

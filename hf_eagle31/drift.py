@@ -30,8 +30,10 @@ import math
 import os
 
 import torch
+from tqdm.auto import tqdm
 from transformers import DynamicCache
 
+from .evaluation import load_drafters, render_prompt
 from .features import capture_target_features
 from .modeling import SpeculationStats, variant_of
 
@@ -132,8 +134,6 @@ def measure_drift(target, drafters, prompts, depth=8, generate_tokens=32, sink_t
     Returns {"settings": ..., "drafters": {label: {"attention": {category: [mass per depth]}, "hidden_norm": [...],
     "output_norm": [...], "acceptance_per_depth": [...], "match_per_depth": [...], "per_prompt": [...]}}}.
     """
-    from tqdm.auto import tqdm
-
     if depth < 1 or generate_tokens < 0 or sink_tokens < 0:
         raise ValueError("need depth >= 1, generate_tokens >= 0 and sink_tokens >= 0.")
     for label, drafter in drafters.items():
@@ -211,7 +211,7 @@ def _as_speculation_stats(accepted_rows):
 
 def plot_drift(report, path):
     """One PNG: attention mass per category, hidden-state norm and acceptance vs chain depth, one line per drafter."""
-    import matplotlib
+    import matplotlib  # optional (the `plots` extra): only the plot needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -272,7 +272,6 @@ def add_cli_arguments(parser):
 
 def run_cli(args):
     from .cli_utils import drafter_dtype, load_target_for_cli, prompts_from_args, write_json_report
-    from .evaluation import load_drafters, render_prompt
 
     torch.manual_seed(0)
     target, tokenizer = load_target_for_cli(args)

@@ -24,21 +24,48 @@ forwards with hooks. The command-line glue of `hf-eagle31 eval` is the `add_cli_
 end (arguments and loaders shared with `bench` / `drift` are in `cli_utils`).
 """
 
+import argparse
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .calibration import format_number, format_spread, median_range
+from .calibration import (
+    EXIT_BUSY,
+    Calibration,
+    MachineBusyError,
+    add_calibration_arguments,
+    calibration_from_args,
+    format_calibration,
+    format_number,
+    format_spread,
+    median_range,
+)
 from .modeling import SpeculationStats, tau_from_forwards  # the one definition of tau and acceptance
+from .suites import (
+    LONG_SOURCES,
+    STANDARD_SOURCES,
+    EvalPrompt,
+    load_chat_template,
+    long_suite,
+    perturbed_suite,
+    render,
+    standard_suite,
+)
 
 
 # ---------------------------------------------------------------------------------------------- loading
 
 
-def load_drafter(name_or_path, target, trust_remote_code=False, dtype=None):
+def load_drafter(
+    name_or_path: str | os.PathLike, target: PreTrainedModel, trust_remote_code: bool = False,
+    dtype: torch.dtype | None = None,
+) -> PreTrainedModel:
     """
     A drafter checkpoint (local folder or Hub id) in `dtype` (default: the target's) on the target's device, checked
     against the target
@@ -47,7 +74,7 @@ def load_drafter(name_or_path, target, trust_remote_code=False, dtype=None):
     code only with `trust_remote_code` (`training.load_drafter_checkpoint`); EAGLE / vLLM / speculators formats are
     refused with the `hf-eagle31 convert` command that makes them loadable.
     """
-    from .training import load_drafter_checkpoint
+    from .training import load_drafter_checkpoint  # not at the top: `training` loads transformers' Trainer (slow)
 
     drafter, info = load_drafter_checkpoint(
         name_or_path, trust_remote_code=trust_remote_code, dtype=dtype or target.dtype, output_loading_info=True
@@ -71,7 +98,9 @@ def load_drafter(name_or_path, target, trust_remote_code=False, dtype=None):
     return drafter
 
 
-def load_drafters(names, target, trust_remote_code=False, dtype=None):
+def load_drafters(
+    names: list[str], target: PreTrainedModel, trust_remote_code: bool = False, dtype: torch.dtype | None = None
+) -> dict[str, PreTrainedModel]:
     """`{name as given: drafter}`; the same checkpoint given twice is loaded twice under distinct labels."""
     drafters = {}
     for name in names:
@@ -80,7 +109,7 @@ def load_drafters(names, target, trust_remote_code=False, dtype=None):
     return drafters
 
 
-def native_bf16(device="cpu"):
+def native_bf16(device: str | torch.device = "cpu") -> bool:
     """Whether bf16 matmuls run natively here (a CUDA device, or a CPU with AVX512-BF16 / AMX)."""
     if str(device).startswith("cuda"):
         return True
@@ -88,15 +117,13 @@ def native_bf16(device="cpu"):
     return any(getattr(cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
 
-def read_prompt_file(path, num_prompts=None):
+def read_prompt_file(path: str, num_prompts: int | None = None) -> list[EvalPrompt]:
     """
     Prompts from a JSON-lines file, one object per line with "prompt" (a string), "turns" (a list of user turns,
     MT-Bench's format) or "messages" (role/content turns; the user turns are asked in order, each later turn
     conditioned on the target's own answers, and a leading "system" message becomes the system prompt).
     Optional keys: "id" (or "question_id"), "system", "suite" (default: the file name), "template" (a chat template).
     """
-    from .suites import EvalPrompt
-
     if not os.path.isfile(path):
         raise ValueError(f"prompt file {path} does not exist: pass a .jsonl file with one {{'prompt': ...}} per line.")
     if num_prompts is not None and num_prompts < 1:
@@ -142,46 +169,49 @@ def read_prompt_file(path, num_prompts=None):
     return prompts
 
 
-def read_chat_template(chat_template):
+def read_chat_template(chat_template: str | None) -> str | None:
     """`--chat-template` value: a path to a .jinja file (read here), a Jinja string, or a `suites.TEXT_FORMATS` name;
     anything else (a mistyped path) raises (`suites.load_chat_template`)."""
-    from .suites import load_chat_template
-
     return load_chat_template(chat_template)
 
 
-def suite_prompts(name, tokenizer, num_prompts=None, long_lengths=None, chat_template=None, source_names=None):
+def suite_prompts(
+    name: str,
+    tokenizer: PreTrainedTokenizerBase,
+    num_prompts: int | None = None,
+    long_lengths: Sequence[int] | None = None,
+    chat_template: str | None = None,
+    source_names: Sequence[str] | None = None,
+) -> list[EvalPrompt]:
     """
     Prompts of a named suite from `hf_eagle31.suites`: `standard`, `perturbed`, `long` or `all` (the three).
     `num_prompts` is per source (standard/perturbed) or per source and length (long); None keeps the suites' defaults.
     `source_names` restricts the suites to those sources (e.g. ["mtbench", "gsm8k"]).
     """
-    from . import suites
-
     per_source = {} if num_prompts is None else {"num_per_source": num_prompts}
     if source_names:
-        known = set(suites.STANDARD_SOURCES) | set(suites.LONG_SOURCES)
+        known = set(STANDARD_SOURCES) | set(LONG_SOURCES)
         unknown = [s for s in source_names if s not in known]
         if unknown:
             raise ValueError(f"unknown source(s) {unknown}: choose from {', '.join(sorted(known))}.")
-        standard = tuple(s for s in source_names if s in suites.STANDARD_SOURCES)
-        long = tuple(s for s in source_names if s in suites.LONG_SOURCES)
+        standard = tuple(s for s in source_names if s in STANDARD_SOURCES)
+        long = tuple(s for s in source_names if s in LONG_SOURCES)
         if name in ("standard", "perturbed") and not standard:
-            raise ValueError(f"none of {source_names} is a {name}-suite source: use {', '.join(suites.STANDARD_SOURCES)}.")
+            raise ValueError(f"none of {source_names} is a {name}-suite source: use {', '.join(STANDARD_SOURCES)}.")
         per_source["source_names"] = standard
     if name == "standard":
-        return suites.standard_suite(**per_source)
+        return standard_suite(**per_source)
     if name == "perturbed":
-        return suites.perturbed_suite(**per_source)
+        return perturbed_suite(**per_source)
     if name == "long":
         kwargs = {} if num_prompts is None else {"num_per_length": num_prompts}
         if source_names:
             if not long:
-                raise ValueError(f"none of {source_names} is a long-suite source: use {', '.join(suites.LONG_SOURCES)}.")
+                raise ValueError(f"none of {source_names} is a long-suite source: use {', '.join(LONG_SOURCES)}.")
             kwargs["source_names"] = long
         if long_lengths:
             kwargs["lengths"] = tuple(long_lengths)
-        return suites.long_suite(tokenizer, chat_template=read_chat_template(chat_template), **kwargs)
+        return long_suite(tokenizer, chat_template=read_chat_template(chat_template), **kwargs)
     if name == "all":
         parts = ["standard", "perturbed", "long"]
         if source_names:  # only the suites that have one of the requested sources
@@ -191,14 +221,18 @@ def suite_prompts(name, tokenizer, num_prompts=None, long_lengths=None, chat_tem
     raise ValueError(f"unknown suite {name!r}: use standard, perturbed, long or all (or --prompts FILE.jsonl).")
 
 
-def render_prompt(tokenizer, prompt, answers=(), system_prompt=None, chat_template=None):
+def render_prompt(
+    tokenizer: PreTrainedTokenizerBase,
+    prompt: EvalPrompt,
+    answers: Sequence[str] = (),
+    system_prompt: str | None = None,
+    chat_template: str | None = None,
+) -> list[int]:
     """
     Token ids of turn `len(answers)` of `prompt` (`suites.render`): the previous user turns with the target's
     `answers` (strings) as history, then the next user turn and the generation prompt. `chat_template` is a path to a
     .jinja file, a template string or a `suites.TEXT_FORMATS` name; `system_prompt` overrides the prompt's own.
     """
-    from .suites import render
-
     return render(tokenizer, prompt, history=tuple(answers), system_prompt=system_prompt,
                   chat_template=read_chat_template(chat_template))
 
@@ -213,13 +247,13 @@ class TargetForwardTimer:
     context manager.
     """
 
-    def __init__(self, model):
+    def __init__(self, model: PreTrainedModel):
         self.model = model
         self.cuda = model.device.type == "cuda"
         self.handles = []
         self.reset()
 
-    def reset(self):
+    def reset(self) -> None:
         self.time_s = 0.0
         self.query_lengths = []
         self.times_s = []
@@ -243,7 +277,7 @@ class TargetForwardTimer:
         self.time_s += elapsed
         self.times_s.append(elapsed)
 
-    def __enter__(self):
+    def __enter__(self) -> "TargetForwardTimer":
         self.handles = [
             self.model.register_forward_pre_hook(self._pre, with_kwargs=True),
             self.model.register_forward_hook(self._post),
@@ -256,10 +290,10 @@ class TargetForwardTimer:
         self.handles = []
 
     @property
-    def forwards(self):
+    def forwards(self) -> int:
         return len(self.query_lengths)
 
-    def candidates_per_forward(self, prompt_length):
+    def candidates_per_forward(self, prompt_length: int) -> list[int]:
         """Candidates verified by each recorded forward of one `generate` call: the first forward also carries the
         prompt, every later one the single not-yet-cached token before its candidates."""
         return [q - (prompt_length if i == 0 else 1) for i, q in enumerate(self.query_lengths)]
@@ -269,16 +303,16 @@ class TargetForwardTimer:
 class GenerationRun:
     """One timed `generate` call."""
 
-    new_tokens: list
+    new_tokens: list[int]
     wall_s: float
     target_forwards: int
     target_time_s: float
     drafter_time_s: float = 0.0
     tau: float | None = None
-    stats: object = None  # SpeculationStats of a drafter run
-    candidates_per_forward: list = field(default_factory=list)
-    query_lengths: list = field(default_factory=list)  # tokens fed to each target forward (the first: the prompt)
-    forward_times_s: list = field(default_factory=list)  # duration of each target forward
+    stats: SpeculationStats | None = None  # of a drafter run
+    candidates_per_forward: list[int] = field(default_factory=list)
+    query_lengths: list[int] = field(default_factory=list)  # tokens fed to each target forward (the first: the prompt)
+    forward_times_s: list[float] = field(default_factory=list)  # duration of each target forward
 
 
 def _sync(device):
@@ -287,8 +321,19 @@ def _sync(device):
 
 
 @torch.no_grad()
-def timed_generate(target, input_ids, timer, drafter=None, prompt_lookup_tokens=None, max_new_tokens=128,
-                   num_assistant_tokens=None, do_sample=False, temperature=None, seed=None, drafting=None):
+def timed_generate(
+    target: PreTrainedModel,
+    input_ids: Sequence[int] | torch.Tensor,
+    timer: TargetForwardTimer,
+    drafter: PreTrainedModel | None = None,
+    prompt_lookup_tokens: int | None = None,
+    max_new_tokens: int = 128,
+    num_assistant_tokens: int | None = None,
+    do_sample: bool = False,
+    temperature: float | None = None,
+    seed: int | None = None,
+    drafting: dict | None = None,
+) -> GenerationRun:
     """
     One `generate` call, plain (no drafter, no prompt lookup), with HF prompt lookup (`prompt_lookup_tokens`), or
     with `drafter` as the assistant. `timer` is an active `TargetForwardTimer` on `target`. `drafting`: more
@@ -336,7 +381,7 @@ def timed_generate(target, input_ids, timer, drafter=None, prompt_lookup_tokens=
 # ---------------------------------------------------------------------------------------------- pooled statistics
 
 
-def pool_speculation_stats(stats_list):
+def pool_speculation_stats(stats_list: Sequence[SpeculationStats]) -> dict:
     """Pools the SpeculationStats of several generate calls into one suite-level summary (cycles pooled, so tau
     is total accepted + bonus tokens over total verifying forwards, not a mean of per-prompt taus)."""
     pooled = SpeculationStats.pooled(stats_list)
@@ -378,7 +423,7 @@ def drafting_policy(name: str, confidence_threshold: float = 0.3, copy_tokens: i
 # ---------------------------------------------------------------------------------------------- evaluation
 
 
-def check_context(target, prompt_ids, max_new_tokens, what):
+def check_context(target: PreTrainedModel, prompt_ids: Sequence[int], max_new_tokens: int, what: str) -> None:
     limit = getattr(target.config.get_text_config(), "max_position_embeddings", None)
     if limit is not None and len(prompt_ids) + max_new_tokens > limit:
         raise ValueError(
@@ -387,9 +432,23 @@ def check_context(target, prompt_ids, max_new_tokens, what):
         )
 
 
-def evaluate(target, tokenizer, drafters, prompts, max_new_tokens=128, num_assistant_tokens=None, do_sample=False,
-             temperature=None, system_prompt=None, chat_template=None, seed=0, progress=True, repeats=1,
-             calibration=None, policies=None):
+def evaluate(
+    target: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    drafters: dict[str, PreTrainedModel],
+    prompts: list[EvalPrompt],
+    max_new_tokens: int = 128,
+    num_assistant_tokens: int | Sequence[int] | None = None,
+    do_sample: bool = False,
+    temperature: float | None = None,
+    system_prompt: str | None = None,
+    chat_template: str | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    repeats: int = 1,
+    calibration: Calibration | None = None,
+    policies: dict[str, dict] | None = None,
+) -> tuple[list[dict], list[dict]]:
     """
     Runs every prompt (every turn) with every drafter, interleaved, and pools the statistics per suite.
 
@@ -405,8 +464,6 @@ def evaluate(target, tokenizer, drafters, prompts, max_new_tokens=128, num_assis
     Returns `(results, runs)`: one result dict per (K, drafter, policy, suite), and the raw per-turn records (with their
     `repeat`, the pass index).
     """
-    from tqdm.auto import tqdm
-
     if not drafters:
         raise ValueError("pass at least one drafter.")
     if not prompts:
@@ -543,7 +600,7 @@ def _pass_ratios(mine, base):
                          for a, b in zip(mine.get("tokens_per_s_per_pass", ()), base.get("tokens_per_s_per_pass", ()))])
 
 
-def format_table(results, max_depth=6):
+def format_table(results: list[dict], max_depth: int = 6) -> str:
     """
     Markdown: one row per (suite, drafter), followed by per-source rows ("standard/mtbench") when a suite mixes
     sources; `tau ×` and `speed ×` are ratios against the first drafter on the same rows. With several passes,
@@ -583,8 +640,7 @@ def format_table(results, max_depth=6):
 # ---------------------------------------------------------------------------------------------- CLI
 
 
-def add_cli_arguments(parser):
-    from .calibration import add_calibration_arguments
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     from .cli_utils import add_common_arguments, add_json_argument, add_policy_arguments
 
     add_common_arguments(parser, multiple_drafters=True)
@@ -599,16 +655,9 @@ def add_cli_arguments(parser):
     add_json_argument(parser)
 
 
-def run_cli(args):
-    from .calibration import EXIT_BUSY, MachineBusyError, calibration_from_args, format_calibration
-    from .cli_utils import (
-        drafter_dtype,
-        load_target_for_cli,
-        policies_from_args,
-        prompts_from_args,
-        report_error,
-        write_json_report,
-    )
+def run_cli(args: argparse.Namespace) -> int:
+    from .cli_utils import drafter_dtype, load_target_for_cli, policies_from_args, prompts_from_args
+    from .cli_utils import report_error, write_json_report
 
     do_sample = args.do_sample or args.temperature is not None
     target, tokenizer = load_target_for_cli(args)

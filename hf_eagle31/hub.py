@@ -21,6 +21,7 @@ from pathlib import Path
 from string import Template
 
 import yaml
+from transformers.utils import hub as transformers_hub
 
 from .calibration import format_number
 from .modeling import SWITCH_NAMES, variant_of
@@ -221,8 +222,6 @@ def push_drafter_to_hub(drafter, repo_id, *, commit_message=None, commit_descrip
     Uploads code, weights, config and the model card (`model_card` as in `save_drafter`; its `repo_id` defaults to
     this repo) in one commit. (`drafter.push_to_hub` would keep the Hub's card or write a generic one.)
     """
-    from transformers.utils import hub as transformers_hub
-
     repo_id = transformers_hub.hf_api().create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
     options = dict(model_card or {}) if not isinstance(model_card, (str, bool)) else model_card
     if isinstance(options, dict):

@@ -9,7 +9,9 @@ import time
 
 import torch
 
+from .evaluation import load_drafter
 from .modeling import VARIANTS
+from .targets import load_target
 
 
 def describe(drafter):
@@ -46,9 +48,7 @@ def add_cli_arguments(parser):
 
 
 def run_cli(args):
-    from .evaluation import load_drafter
-    from .targets import load_target
-    from .training import build_drafter
+    from .training import build_drafter  # not at the top: `training` loads transformers' Trainer (slow)
 
     torch.manual_seed(0)
     target, tokenizer = load_target(args.target)

@@ -520,7 +520,7 @@ def heldout_sharegpt(n: int | None = None, path=None) -> list[list[dict]]:
 
 
 def _iter_dataset_records(source: str, split: str | None):
-    import datasets
+    import datasets  # slow to import: only a `datasets` name or directory as the source needs it
 
     if Path(source).is_dir() and (
         (Path(source) / "dataset_info.json").is_file() or (Path(source) / "dataset_dict.json").is_file()

@@ -21,7 +21,10 @@ import random
 import re
 from dataclasses import dataclass, field, replace
 
+from transformers import AutoTokenizer
+
 from . import sources
+from .targets import DEFAULT_TARGET, TARGETS, _cached_copy, load_target
 
 __all__ = [
     "EvalPrompt",
@@ -471,10 +474,6 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args) -> int:
-    from transformers import AutoTokenizer
-
-    from .targets import DEFAULT_TARGET, TARGETS, _cached_copy, load_target
-
     name = args.target or DEFAULT_TARGET
     if name in TARGETS and _cached_copy(name) is not None:
         tokenizer = AutoTokenizer.from_pretrained(_cached_copy(name))

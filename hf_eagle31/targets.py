@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from .sources import SOURCES, cache_dir, fetch
 
@@ -39,8 +40,6 @@ def target_cache_dir(name: str = DEFAULT_TARGET) -> Path:
 
 def _load_gguf(path: Path, dtype: torch.dtype):
     """Load a GGUF checkpoint as a plain (dequantized) transformers model + tokenizer."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
     tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     return _clear_quantizer(model), tokenizer
@@ -91,8 +90,6 @@ def load_target(name_or_path: str | None = None, dtype: torch.dtype = torch.floa
     copy under `$HF_EAGLE31_CACHE/targets/`; later calls read that copy). A path ending in `.gguf` loads that GGUF
     file (dequantized). Anything else goes to `AutoModelForCausalLM.from_pretrained` / `AutoTokenizer` unchanged.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     name = DEFAULT_TARGET if name_or_path is None else str(name_or_path)
     if name in TARGETS:
         directory = _cached_copy(name) or _materialize_default(name)

@@ -22,21 +22,48 @@ as one k-times larger batch. Per-step loss and accuracy are logged as `ttt_loss_
 that step's valid positions).
 """
 
+import argparse
 import dataclasses
 import inspect
 import json
 import os
 import re
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from transformers import HfArgumentParser, Trainer, TrainingArguments
+from transformers import (
+    AutoModel,
+    HfArgumentParser,
+    PretrainedConfig,
+    PreTrainedModel,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
 from transformers.utils import logging
 
-from .features import FeatureDataset, capture_target_features, chunked_argmax, draft_teacher_logits, output_head
+from . import targets
+from .data import load_prepared
+from .draft_vocab import draft_vocab_from_dataset
+from .features import (
+    FeatureDataset,
+    capture_target_features,
+    chunked_argmax,
+    draft_teacher_logits,
+    output_head,
+    precompute_features,
+)
 from .hub import save_drafter, write_model_card
+from .modeling import DRAFTER_CLASSES, Eagle3Config, variant_classes
 from .modeling import VARIANTS as VARIANT_REGISTRY
-from .targets import DEFAULT_TARGET
+from .modeling.configuration_common import FOREIGN_FORMAT_KEYS, check_checkpoint_config
+from .modeling.drafter_common import DrafterPreTrainedModel
+
+
+if TYPE_CHECKING:  # annotations only
+    import datasets
+    from peft import PeftModel
 
 
 logger = logging.get_logger(__name__)
@@ -49,7 +76,15 @@ VARIANTS = tuple(VARIANT_REGISTRY)  # the names of modeling/configuration_common
 # ---------------------------------------------------------------------------------------------- loss
 
 
-def ttt_loss(step_logits, teacher_logits, teacher_argmax, t2d, loss_mask, attention_mask=None, decay=DEFAULT_TTT_DECAY):
+def ttt_loss(
+    step_logits: list[torch.Tensor],
+    teacher_logits: torch.Tensor,
+    teacher_argmax: torch.Tensor,
+    t2d: torch.Tensor,
+    loss_mask: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    decay: float = DEFAULT_TTT_DECAY,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """
     Train-time-test loss of one batch, *not* normalized (the caller divides by the token count it chooses).
 
@@ -88,7 +123,7 @@ def ttt_loss(step_logits, teacher_logits, teacher_argmax, t2d, loss_mask, attent
     return total, stats
 
 
-def loss_token_count(loss_mask, attention_mask=None):
+def loss_token_count(loss_mask: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
     """N of the normalization: assistant positions step 0 predicts (`loss_mask` of x_{t+2}, t = 0..n-3)."""
     mask = loss_mask[:, 2:].bool()
     if attention_mask is not None:
@@ -106,11 +141,11 @@ class DrafterDataCollator:
     target saw them; padded positions are masked out of the loss.
     """
 
-    def __init__(self, pad_token_id=0, max_length=None):
+    def __init__(self, pad_token_id: int = 0, max_length: int | None = None):
         self.pad_token_id = pad_token_id
         self.max_length = max_length
 
-    def __call__(self, rows):
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         lengths = [min(len(r["input_ids"]), self.max_length or len(r["input_ids"])) for r in rows]
         if min(lengths) == 0:
             raise ValueError("a training row has no tokens: drop empty rows when preparing data (prepare-data does).")
@@ -142,7 +177,7 @@ FINAL_MODEL_FILES = ("config.json", "model.safetensors", "adapter_config.json", 
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 
 
-def checkpoint_dirs(folder):
+def checkpoint_dirs(folder: str | None) -> list[str]:
     """The `checkpoint-<step>` directories in `folder`, lowest step first."""
     if not folder or not os.path.isdir(folder):
         return []
@@ -154,7 +189,7 @@ def checkpoint_dirs(folder):
     return [path for _, path in sorted(found)]
 
 
-def is_complete_checkpoint(path):
+def is_complete_checkpoint(path: str) -> bool:
     """True when the Trainer finished writing `path`: its trainer_state.json (written last) exists and parses."""
     try:
         with open(os.path.join(path, TRAINER_STATE), encoding="utf-8") as f:
@@ -164,11 +199,11 @@ def is_complete_checkpoint(path):
     return True
 
 
-def _resume_requested(resume):
+def _resume_requested(resume: str | bool | None) -> bool:
     return resume is not None and resume is not False and str(resume).strip().lower() not in ("", "false", "none", "no")
 
 
-def resolve_resume_checkpoint(resume, output_dir):
+def resolve_resume_checkpoint(resume: str | bool | None, output_dir: str | None) -> str | None:
     """
     The checkpoint to resume from, never a partial one (a save killed half-way):
 
@@ -208,7 +243,13 @@ def resolve_resume_checkpoint(resume, output_dir):
     return chosen
 
 
-def check_training_outputs(out, output_dir=None, overwrite=False, resume=None, saves_checkpoints=True):
+def check_training_outputs(
+    out: str,
+    output_dir: str | None = None,
+    overwrite: bool = False,
+    resume: str | bool | None = None,
+    saves_checkpoints: bool = True,
+) -> None:
     """
     Refuses, before any compute, to destroy earlier work: a trained drafter (or adapter) already in `out` needs
     `overwrite=True`; checkpoints of another run in the checkpoint folder (`output_dir`, default `out`) are never
@@ -235,10 +276,8 @@ def check_training_outputs(out, output_dir=None, overwrite=False, resume=None, s
 # ---------------------------------------------------------------------------------------------- trainer
 
 
-def unwrap_drafter(model):
+def unwrap_drafter(model: torch.nn.Module) -> PreTrainedModel:
     """The `DrafterPreTrainedModel` inside DDP / FSDP / DeepSpeed / PEFT wrappers."""
-    from .modeling.drafter_common import DrafterPreTrainedModel
-
     seen = model
     for _ in range(8):
         if isinstance(seen, DrafterPreTrainedModel) or _is_remote_code_drafter(seen):
@@ -252,17 +291,15 @@ def unwrap_drafter(model):
     raise ValueError(f"{type(model).__name__} does not wrap an hf-eagle31 drafter: pass an Eagle3Drafter / MtpDrafter.")
 
 
-def load_drafter_checkpoint(name_or_path, trust_remote_code=False, **kwargs):
+def load_drafter_checkpoint(
+    name_or_path: str | os.PathLike, trust_remote_code: bool = False, **kwargs
+) -> PreTrainedModel | tuple[PreTrainedModel, dict]:
     """
     A drafter checkpoint (directory or Hub id). hf-eagle31 checkpoints (a `model_type` of the variant registry:
     `modeling.DRAFTER_CLASSES`) load with this package's classes, no remote code; any other checkpoint runs its own
-    code only with `trust_remote_code=True` (as transformers). `kwargs` go to `from_pretrained` (dtype, ...).
+    code only with `trust_remote_code=True` (as transformers). `kwargs` go to `from_pretrained` (dtype, ...; with
+    `output_loading_info=True` the result is `(drafter, loading_info)`, as there).
     """
-    from transformers import AutoModel, PretrainedConfig
-
-    from .modeling import DRAFTER_CLASSES, Eagle3Config
-    from .modeling.configuration_common import FOREIGN_FORMAT_KEYS, check_checkpoint_config
-
     try:
         config, _ = PretrainedConfig.get_config_dict(str(name_or_path))
     except OSError as error:
@@ -323,14 +360,14 @@ class EagleTrainer(Trainer):
 
     def __init__(
         self,
-        model=None,
-        args=None,
-        target=None,
-        teacher_head=None,
-        teacher_head_bias=None,
-        ttt_steps=DEFAULT_TTT_STEPS,
-        ttt_decay=DEFAULT_TTT_DECAY,
-        argmax_chunk_size=1024,
+        model: torch.nn.Module | None = None,
+        args: TrainingArguments | None = None,
+        target: PreTrainedModel | None = None,
+        teacher_head: torch.Tensor | None = None,
+        teacher_head_bias: torch.Tensor | None = None,
+        ttt_steps: int = DEFAULT_TTT_STEPS,
+        ttt_decay: float = DEFAULT_TTT_DECAY,
+        argmax_chunk_size: int = 1024,
         data_collator=None,
         **kwargs,
     ):
@@ -360,7 +397,7 @@ class EagleTrainer(Trainer):
         self.teacher_head_bias = teacher_head_bias.to(self.args.device) if teacher_head_bias is not None else None
         self._ttt_stats = {"train": None, "eval": None}
 
-    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
         """`Trainer.train`, resuming only from a complete checkpoint (`resolve_resume_checkpoint`: "latest" / True
         is the newest complete one in `output_dir`; a partial one falls back to the newest complete one before it)."""
         resume = resolve_resume_checkpoint(resume_from_checkpoint, self.args.output_dir)
@@ -460,31 +497,33 @@ class EagleTrainer(Trainer):
 # ---------------------------------------------------------------------------------------------- building blocks
 
 
-def build_drafter(target_config, variant="eagle3.1", draft_vocab_size=None, **overrides):
+def build_drafter(
+    target_config: PretrainedConfig, variant: str = "eagle3.1", draft_vocab_size: int | None = None, **overrides
+) -> DrafterPreTrainedModel:
     """A fresh drafter for `target_config`: variant in eagle3, eagle3.1 (EAGLE), mtp, mtp-postnorm (MTP head)."""
-    from .modeling import variant_classes
-
     config = build_drafter_config(target_config, variant, draft_vocab_size, **overrides)
     return variant_classes(variant)[1](config)
 
 
-def build_drafter_config(target_config, variant="eagle3.1", draft_vocab_size=None, **overrides):
+def build_drafter_config(
+    target_config: PretrainedConfig, variant: str = "eagle3.1", draft_vocab_size: int | None = None, **overrides
+) -> PretrainedConfig:
     """The drafter config of `build_drafter`."""
-    from .modeling import variant_classes
-
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}: use one of {', '.join(VARIANTS)}.")
     cls = variant_classes(variant)[0]
     return cls.from_target(target_config, variant=variant, draft_vocab_size=draft_vocab_size, **overrides)
 
 
-def apply_lora(drafter, r=8, alpha=16, dropout=0.0, target_modules=None):
+def apply_lora(
+    drafter: PreTrainedModel, r: int = 8, alpha: int = 16, dropout: float = 0.0, target_modules: list[str] | None = None
+) -> "PeftModel":
     """
     Wraps a (trained) drafter with LoRA adapters (peft), e.g. to adapt it to a new chat template or system prompt
     without touching the base weights. Default targets: attention and MLP projections and `fc` / `eh_proj`.
     Train the result with `EagleTrainer` as usual; `trainer.save_model()` then writes the adapter only.
     """
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, get_peft_model  # on use: only LoRA training needs peft
 
     if target_modules is None:
         names = {name.rsplit(".", 1)[-1] for name, _ in drafter.named_modules()}
@@ -495,22 +534,30 @@ def apply_lora(drafter, r=8, alpha=16, dropout=0.0, target_modules=None):
     return get_peft_model(drafter, config)
 
 
-def load_lora(drafter, adapter_dir, is_trainable=False):
+def load_lora(drafter: PreTrainedModel, adapter_dir: str, is_trainable: bool = False) -> "PeftModel":
     """Attaches a saved LoRA adapter to `drafter` (a PeftModel)."""
-    from peft import PeftModel
+    from peft import PeftModel  # on use (see apply_lora)
 
     return PeftModel.from_pretrained(drafter, adapter_dir, is_trainable=is_trainable)
 
 
-def merge_lora(peft_model):
+def merge_lora(peft_model: "PeftModel") -> PreTrainedModel:
     """Folds the adapter into the base weights and returns a plain drafter that saves and loads like any other."""
     merged = peft_model.merge_and_unload()
     unwrap_drafter(merged)  # type check
     return merged
 
 
-def estimate_step_memory(target_config, drafter_config, batch_size, seq_len, ttt_steps, target_bytes=2, drafter_bytes=4,
-                         online=True):
+def estimate_step_memory(
+    target_config: PretrainedConfig,
+    drafter_config: PretrainedConfig,
+    batch_size: int,
+    seq_len: int,
+    ttt_steps: int,
+    target_bytes: int = 2,
+    drafter_bytes: int = 4,
+    online: bool = True,
+) -> dict[str, int]:
     """
     Rough per-step memory (bytes) of drafter training, by term. The drafter logits of every TTT step are kept for
     backward (ttt_steps x B x n x D, plus their softmax for the loss); teacher logits exist once over the draft
@@ -541,7 +588,7 @@ def estimate_step_memory(target_config, drafter_config, batch_size, seq_len, ttt
     return terms
 
 
-def check_has_loss_tokens(dataset):
+def check_has_loss_tokens(dataset: "datasets.Dataset") -> None:
     """Refuses data where no row has an assistant (loss) token the drafter could predict (position >= 2)."""
     if "loss_mask" not in getattr(dataset, "column_names", ()):
         return
@@ -554,15 +601,13 @@ def check_has_loss_tokens(dataset):
     )
 
 
-def build_drafter_like(drafter_config):
+def build_drafter_like(drafter_config: PretrainedConfig) -> DrafterPreTrainedModel:
     """An empty-weight copy of a drafter (for parameter counts) without allocating memory."""
-    from .modeling import DRAFTER_CLASSES
-
     with torch.device("meta"):
         return DRAFTER_CLASSES[drafter_config.model_type](drafter_config)
 
 
-def _features_complete(feature_dir):
+def _features_complete(feature_dir: str | None) -> bool:
     path = os.path.join(feature_dir, "manifest.json") if feature_dir else None
     if path is None or not os.path.exists(path):
         return False
@@ -570,7 +615,15 @@ def _features_complete(feature_dir):
         return bool(json.load(f).get("complete"))
 
 
-def load_target_for_features(name_or_path, feature_dir=None, dtype=torch.float32):
+def _target_text_config(target: PreTrainedModel | None, feature_dir: str | None) -> PretrainedConfig:
+    """The target's text config: the model's, or the one saved with the features when no target is loaded."""
+    config = target.config if target is not None else FeatureDataset(feature_dir, verify="size").target_config()
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+def load_target_for_features(
+    name_or_path: str | os.PathLike | None, feature_dir: str | None = None, dtype: torch.dtype = torch.float32
+) -> PreTrainedModel | None:
     """
     The frozen target `name_or_path` (`targets.load_target` in `dtype`), or None when training needs none: the
     features in `feature_dir` are complete. Features still to compute need a single process (several would write
@@ -583,40 +636,42 @@ def load_target_for_features(name_or_path, feature_dir=None, dtype=torch.float32
             f"features in {feature_dir} are not complete: compute them in a single process first "
             "(`hf-eagle31 train --data ... --offline-features DIR --features-only`), then launch the training."
         )
-    from .targets import load_target
-
-    return load_target(name_or_path, dtype=dtype)[0]
+    return targets.load_target(name_or_path, dtype=dtype)[0]
 
 
-def precompute_training_features(target, dataset, target_layer_ids, feature_dir, eval_dataset=None):
+def precompute_training_features(
+    target: PreTrainedModel,
+    dataset: "datasets.Dataset",
+    target_layer_ids: list[int],
+    feature_dir: str,
+    eval_dataset: "datasets.Dataset | None" = None,
+) -> None:
     """The offline features of the training rows in `feature_dir` and of `eval_dataset` (if any) in
     `feature_dir-eval` (`features.precompute_features`: resumable, one process)."""
-    from .features import precompute_features
-
     precompute_features(target, dataset, target_layer_ids, feature_dir)
     if eval_dataset is not None:
         precompute_features(target, eval_dataset, target_layer_ids, feature_dir + "-eval")
 
 
 def train_drafter(
-    dataset,
-    output_dir,
-    target=None,
-    feature_dir=None,
-    variant="eagle3.1",
-    draft_vocab_size=None,
-    ttt_steps=DEFAULT_TTT_STEPS,
-    training_args=None,
-    drafter=None,
-    eval_dataset=None,
-    lora=None,
-    callbacks=None,
-    target_name_or_path=None,
-    head_init="target",
-    overwrite=False,
-    target_dtype=torch.float32,
-    trust_remote_code=False,
-):
+    dataset: "datasets.Dataset",
+    output_dir: str,
+    target: PreTrainedModel | str | os.PathLike | None = None,
+    feature_dir: str | None = None,
+    variant: str = "eagle3.1",
+    draft_vocab_size: int | None = None,
+    ttt_steps: int = DEFAULT_TTT_STEPS,
+    training_args: TrainingArguments | None = None,
+    drafter: PreTrainedModel | str | os.PathLike | None = None,
+    eval_dataset: "datasets.Dataset | None" = None,
+    lora: dict | None = None,
+    callbacks: list[TrainerCallback] | None = None,
+    target_name_or_path: str | None = None,
+    head_init: str = "target",
+    overwrite: bool = False,
+    target_dtype: torch.dtype = torch.float32,
+    trust_remote_code: bool = False,
+) -> EagleTrainer:
     """
     The `hf-eagle31 train` pipeline as a function. Online: pass `target`. Offline: pass `feature_dir` (features
     made by `precompute_features`; with `target` too, missing features are computed first and the target is
@@ -632,8 +687,6 @@ def train_drafter(
     `overwrite`: replace a drafter already saved in `output_dir` (otherwise refused; see `check_training_outputs`).
     Returns the trainer (its model trained; the drafter or adapter saved to `output_dir`).
     """
-    from .draft_vocab import draft_vocab_from_dataset
-
     if target is None and feature_dir is None:
         raise ValueError("pass the target (online training) or a feature directory (offline training).")
     if draft_vocab_size is not None and draft_vocab_size < 1:
@@ -645,18 +698,12 @@ def train_drafter(
                            saves_checkpoints=args.save_strategy != "no")
     check_has_loss_tokens(dataset)
     if isinstance(target, (str, os.PathLike)):
-        from .targets import target_hub_id
-
         if target_name_or_path is None:
-            target_name_or_path = target_hub_id(target)
+            target_name_or_path = targets.target_hub_id(target)
         target = load_target_for_features(target, feature_dir, target_dtype)
     if isinstance(drafter, (str, os.PathLike)):
         drafter = load_drafter_checkpoint(drafter, trust_remote_code=trust_remote_code)
-    if target is not None:
-        target_config = target.config
-    else:
-        target_config = FeatureDataset(feature_dir, verify="size").target_config()
-    text = target_config.get_text_config() if hasattr(target_config, "get_text_config") else target_config
+    text = _target_text_config(target, feature_dir)
     fresh = drafter is None
     if drafter is None:
         d = min(draft_vocab_size if draft_vocab_size is not None else 32000, text.vocab_size)
@@ -710,7 +757,7 @@ class DrafterArguments:
     out: str | None = dataclasses.field(default=None, metadata={
         "metavar": "DIR", "help": "where the trained drafter (or LoRA adapter) is saved; needed to train (not with "
         "--features-only / --estimate-memory)"})
-    target: str = dataclasses.field(default=DEFAULT_TARGET, metadata={
+    target: str = dataclasses.field(default=targets.DEFAULT_TARGET, metadata={
         "help": "target model: Hub id, folder or .gguf; the default is the embedded SmolLM2-135M-Instruct"})
     target_dtype: str = dataclasses.field(default="float32", metadata={
         "choices": ["float32", "bfloat16", "float16"], "help": "dtype of the frozen target"})
@@ -771,7 +818,7 @@ class _TrainerOptions(TrainingArguments):
     _argument_group_name = "Trainer (every transformers.TrainingArguments option)"
 
 
-def build_cli_parser(prog=None, description=None):
+def build_cli_parser(prog: str | None = None, description: str | None = None) -> HfArgumentParser:
     """`hf-eagle31 train`'s parser: transformers' `HfArgumentParser` over `DrafterArguments`, `DataArguments` and
     `TrainingArguments` (--learning_rate, --per_device_train_batch_size, --report_to, ...)."""
     parser = HfArgumentParser(
@@ -782,7 +829,7 @@ def build_cli_parser(prog=None, description=None):
     return parser
 
 
-def parse_cli_arguments(args):
+def parse_cli_arguments(args: argparse.Namespace) -> tuple[DrafterArguments, DataArguments, TrainingArguments]:
     """
     The parsed `hf-eagle31 train` namespace as `(DrafterArguments, DataArguments, TrainingArguments)`. `--out` is the
     default `--output_dir`; `--bf16` without a GPU trains with bf16 autocast on the CPU (transformers asks for
@@ -801,11 +848,7 @@ def _print_memory_estimate(drafter_args, data_args, training_args, dataset):
     drafter = None
     if drafter_args.init_from:
         drafter = load_drafter_checkpoint(drafter_args.init_from, trust_remote_code=drafter_args.trust_remote_code)
-    if target is not None:
-        config = target.config
-    else:
-        config = FeatureDataset(data_args.offline_features, verify="size").target_config()
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    text = _target_text_config(target, data_args.offline_features)
     drafter_config = drafter.config if drafter is not None else build_drafter_config(
         text, drafter_args.variant, min(drafter_args.draft_vocab_size, text.vocab_size)
     )
@@ -818,11 +861,9 @@ def _print_memory_estimate(drafter_args, data_args, training_args, dataset):
         print(f"{value / 2**30:9.3f} GiB  {name}")
 
 
-def run_cli(args):
+def run_cli(args: argparse.Namespace) -> int:
     """`hf-eagle31 train`: `train_drafter` on the prepared data, or only the offline features (`--features-only`),
     or only the memory estimate (`--estimate-memory`)."""
-    from .data import load_prepared
-
     drafter_args, data_args, training_args = parse_cli_arguments(args)
     if drafter_args.out is None and not (data_args.features_only or drafter_args.estimate_memory):
         raise ValueError("--out DIR is needed to train: where the drafter (or LoRA adapter) is saved "

@@ -1,0 +1,101 @@
+# Copyright 2026 The hf-eagle31 authors. Apache-2.0.
+"""
+Cheap verification forwards for fp32 targets on the CPU.
+
+A speculative cycle verifies K+1 tokens in one target forward, and the bet is that this costs about one plain
+(1-token) forward. On x86 CPUs with fp32 weights it does not: `nn.Linear` computes x·Wᵀ, and the BLAS kernels serve
+2-16 rows of x so badly that every extra row costs almost a whole row's time (measured on SmolLM2-135M, 2 threads:
+a 4-token forward 1.5× a 1-token one, 3 tokens 2×; the LM head alone 3.3× at 3 rows). The same product taken as
+(W·xᵀ)ᵀ reads the weight once for all rows: a 4-token forward then costs ~0.97× a 1-token one
+(`examples/small_batch_linears.py` measures it on the machine at hand).
+
+`small_batch_linears(model)` routes the fp32 CPU `nn.Linear` layers of `model` through that product for inputs of
+2..`max_rows` rows, and leaves every other call (1-token steps, prefills, other dtypes and devices) on `F.linear`.
+Results equal `F.linear`'s up to fp32 summation order, the same kind of difference there already is between a
+1-token step and a K+1-token verification. Use it as a context manager around `generate`, or `enable` / `disable`.
+"""
+
+import contextlib
+import types
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+# Up to 12 rows the product wins on SmolLM2 (2 threads: t(n)/t(1) 0.87-1.0 for n = 2-4, 1.2-1.7 for 5-12 against
+# 1.5-2.1 stock); from 13 rows on the stock kernel is as good or better. Prefills keep the stock kernel.
+DEFAULT_MAX_ROWS = 12
+_MARK = "_hf_eagle31_small_batch_rows"
+
+
+def _small_batch_forward(self, x):
+    rows = x.numel() // x.shape[-1] if x.numel() else 0
+    if 1 < rows <= getattr(self, _MARK):
+        y = torch.mm(self.weight, x.reshape(rows, x.shape[-1]).t()).t()
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*x.shape[:-1], self.out_features)
+    return F.linear(x, self.weight, self.bias)
+
+
+def _eligible(module):
+    """A plain fp32 CPU `nn.Linear` whose forward nobody else has replaced (accelerate hooks, another patch)."""
+    return (
+        type(module) is nn.Linear
+        and module.weight.dtype == torch.float32
+        and module.weight.device.type == "cpu"
+        and "forward" not in vars(module)
+    )
+
+
+def enable(model: nn.Module, max_rows: int = DEFAULT_MAX_ROWS) -> int:
+    """Routes `model`'s eligible linear layers through the small-batch product; returns how many it routed."""
+    if max_rows < 2:
+        raise ValueError(f"max_rows must be >= 2 (1-row inputs always keep F.linear), got {max_rows}.")
+    count = 0
+    for module in model.modules():
+        if _eligible(module):
+            setattr(module, _MARK, max_rows)
+            module.forward = types.MethodType(_small_batch_forward, module)
+            count += 1
+    return count
+
+
+def disable(model: nn.Module) -> int:
+    """Undoes `enable`; returns how many layers it restored."""
+    count = 0
+    for module in model.modules():
+        if hasattr(module, _MARK):
+            delattr(module, _MARK)
+            if getattr(vars(module).get("forward"), "__func__", None) is _small_batch_forward:
+                del module.forward
+            count += 1
+    return count
+
+
+def is_enabled(model: nn.Module) -> bool:
+    return any(hasattr(module, _MARK) for module in model.modules())
+
+
+def wanted(setting: str, model: nn.Module) -> bool:
+    """The `--small-batch-linears {auto,on,off}` choice: auto = on for an fp32 model on the CPU."""
+    if setting not in ("auto", "on", "off"):
+        raise ValueError(f"--small-batch-linears {setting!r}: use auto, on or off.")
+    if setting != "auto":
+        return setting == "on"
+    parameter = next(model.parameters(), None)
+    return parameter is not None and parameter.dtype == torch.float32 and parameter.device.type == "cpu"
+
+
+@contextlib.contextmanager
+def small_batch_linears(model: nn.Module, max_rows: int = DEFAULT_MAX_ROWS):
+    """`with small_batch_linears(target): target.generate(..., assistant_model=drafter)`; restores on exit."""
+    already = is_enabled(model)
+    if not already:
+        enable(model, max_rows)
+    try:
+        yield model
+    finally:
+        if not already:
+            disable(model)
