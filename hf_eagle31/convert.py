@@ -7,6 +7,10 @@ The source format is detected from `config.json` and the weight names. Every con
 format-neutral [`DrafterCheckpoint`] (an `Eagle3Config` + a state dict under our key names, which equal
 speculators' and vLLM's), so weights are copied, never recomputed: a round trip is bit-identical.
 
+Drafter depth (`num_hidden_layers`): hf-eagle31, vLLM and speculators store any depth (`layers.0.*` reads the 2H-wide
+token ‖ hidden input, `layers.1.*` ... are Llama decoder layers; the depth is the Llama config's `num_hidden_layers`).
+The EAGLE format has one `midlayer`: deeper drafters are refused there, on export and on import.
+
 Aux-layer (captured target state) conventions, and how conversion maps them:
 
 | format          | where the ids live                                   | id `i` is                   | ours     |
@@ -217,6 +221,7 @@ def _config_from_llama_dict(d: dict, *, vocab_size, layer_ids, num_layers, rope=
         pad_token_id=d.get("pad_token_id"),
         target_num_hidden_layers=num_layers,
         target_layer_ids=layer_ids,
+        num_hidden_layers=d.get("num_hidden_layers", 1),  # the drafter's depth (foreign configs are Llama dicts)
     )
     kwargs.update(extra or {})
     return Eagle3Config(**kwargs)
@@ -231,11 +236,13 @@ def _target_layers(config: dict, target_config) -> int | None:
 
 
 def _read_eagle_like(directory, config, weights, fmt, target_config, layer_ids):
-    """SafeAILab EAGLE-3 / SpecForge (`midlayer.*`) and vLLM (`layers.0.*`) directories: a Llama config + switches."""
-    if config.get("num_hidden_layers", 1) != 1:
+    """SafeAILab EAGLE-3 / SpecForge (`midlayer.*`, one layer) and vLLM (`layers.N.*`) directories: a Llama config +
+    switches."""
+    if fmt == "eagle" and config.get("num_hidden_layers", 1) != 1:
         raise ValueError(
-            f"{directory} has num_hidden_layers={config['num_hidden_layers']}: only single-layer EAGLE-3 drafters "
-            "(the published layout) can be converted."
+            f"{directory}: the EAGLE format holds one decoder layer (`midlayer.*`); this drafter has "
+            f"{config['num_hidden_layers']} (config.json num_hidden_layers): convert its vLLM or speculators export "
+            "(`layers.N.*`) instead."
         )
     legacy = {"midlayer.": "layers.0.", "aux_norm_low.": "fc_norm.0.", "aux_norm_mid.": "fc_norm.1.",
               "aux_norm_high.": "fc_norm.2."}  # SGLang's older names for fc_norm
@@ -266,10 +273,10 @@ def _read_speculators(directory, config, weights, target_config, layer_ids):
             f"{directory} is a speculators `{algorithm}` checkpoint: only `eagle3` converts to an EAGLE-3 drafter."
         )
     layer = dict(config["transformer_layer_config"])
-    if layer.get("num_hidden_layers", 1) != 1 or layer.get("model_type", "llama") != "llama":
+    if layer.get("model_type", "llama") != "llama":
         raise ValueError(
-            f"{directory} has {layer.get('num_hidden_layers', 1)} `{layer.get('model_type')}` draft layer(s): only "
-            "the single Llama-style layer of EAGLE-3 (no q/k norms) converts; retrain or export with model_type llama."
+            f"{directory} has `{layer.get('model_type')}` draft layers: only the Llama-style layers of EAGLE-3 (no "
+            "q/k norms) convert; retrain or export with model_type llama."
         )
     if layer.get("mlp_bias"):
         raise ValueError(f"{directory} uses mlp_bias=True, which the EAGLE-3 drafter does not have.")
@@ -377,7 +384,8 @@ def _check_state_dict(ckpt: DrafterCheckpoint):
     if unexpected or missing:
         raise ValueError(
             f"the {ckpt.source_format} checkpoint does not match an EAGLE-3 drafter with its config "
-            f"(fc_norm={ckpt.config.fc_norm}, norm_before_fc={ckpt.config.norm_before_fc}): unexpected keys "
+            f"(num_hidden_layers={ckpt.config.num_hidden_layers}, fc_norm={ckpt.config.fc_norm}, "
+            f"norm_before_fc={ckpt.config.norm_before_fc}): unexpected keys "
             f"{unexpected[:8]}, missing keys {missing[:8]}; fix its config.json switches to match its weights."
         )
     for key, tensor in ckpt.state_dict.items():
@@ -601,7 +609,7 @@ def _llama_fields(cfg: Eagle3Config, dtype: str) -> dict:
     fields = {
         "hidden_size": cfg.hidden_size,
         "intermediate_size": cfg.intermediate_size,
-        "num_hidden_layers": 1,
+        "num_hidden_layers": cfg.num_hidden_layers,  # the drafter's depth: layers.0 reads 2H, layers.1.. are Llama's
         "num_attention_heads": cfg.num_attention_heads,
         "num_key_value_heads": cfg.num_key_value_heads,
         "head_dim": cfg.head_dim,
@@ -708,6 +716,11 @@ def write_checkpoint(ckpt: DrafterCheckpoint, path, to: str, num_speculative_tok
         save_drafter(model, directory, include_embeddings=ckpt.has_embeddings, model_card=model_card)
         return directory
     if to == "eagle":
+        if cfg.num_hidden_layers != 1:
+            raise ValueError(
+                f"the EAGLE format holds one decoder layer (`midlayer.*`); this drafter has {cfg.num_hidden_layers}: "
+                "use --to vllm or --to speculators (`layers.N.*`, any depth)."
+            )
         # The ids are EAGLE's default for exactly one layer count, L = ids[2] + 3 (when the target's is unknown).
         layers = cfg.target_num_hidden_layers or cfg.target_layer_ids[-1] + 3
         default = [2, layers // 2, layers - 3]
@@ -799,8 +812,9 @@ def run_cli(args) -> int:
     cfg = ckpt.config
     variant = variant_of(cfg).label
     print(f"{args.src} ({ckpt.source_format}) -> {args.dst} ({args.to})")
-    print(f"  {variant}: hidden {cfg.hidden_size}, draft vocab {cfg.draft_vocab_size}/{cfg.vocab_size}, "
-          f"switches " + ", ".join(f"{n}={getattr(cfg, n)}" for n in _SWITCHES))
+    print(f"  {variant}: {cfg.num_hidden_layers} decoder layer(s), hidden {cfg.hidden_size}, "
+          f"draft vocab {cfg.draft_vocab_size}/{cfg.vocab_size}, switches "
+          + ", ".join(f"{n}={getattr(cfg, n)}" for n in _SWITCHES))
     print(f"  aux layers (HF hidden_states indices = input of layer i): {cfg.target_layer_ids}")
     embeddings = "written (the target's)" if ckpt.has_embeddings else "not written (loaded from the target)"
     print(f"  embeddings: {embeddings}")

@@ -126,6 +126,9 @@ def render_model_card(model_or_config, eval_results=None, base_model=None, repo_
         "one decoder layer over the token embedding and `fc` of three captured target states"
         if is_eagle else "DeepSeek-V3-style MTP block over the token embedding and the target's last hidden state"
     )
+    depth = getattr(config, "num_hidden_layers", 1)
+    if depth > 1:  # the drafter's own depth (the first layer reads token and hidden state)
+        architecture += f", then {depth - 1} standard pre-norm decoder layer{'s' if depth > 2 else ''}"
     embeddings = ("stored in this checkpoint (the target's own)" if config.embeddings_in_checkpoint
                   else "not stored: taken from the target at load time")
     sglang_note = (

@@ -21,7 +21,8 @@ def describe(drafter):
         counts[name.split(".")[0]] = counts.get(name.split(".")[0], 0) + param.numel()
     lines = [
         f"drafter: {type(drafter).__name__} ({cfg.model_type})",
-        f"  hidden {cfg.hidden_size}, heads {cfg.num_attention_heads}/{cfg.num_key_value_heads} (q/kv), "
+        f"  decoder layers {getattr(cfg, 'num_hidden_layers', 1)}, hidden {cfg.hidden_size}, "
+        f"heads {cfg.num_attention_heads}/{cfg.num_key_value_heads} (q/kv), "
         f"head_dim {cfg.head_dim}, mlp {cfg.intermediate_size}",
         f"  vocab {cfg.vocab_size} (target), draft vocab {cfg.draft_vocab_size}",
         f"  target_layer_ids {cfg.target_layer_ids}: indices into the target's hidden_states "

@@ -575,7 +575,8 @@ def estimate_step_memory(
     terms = {
         "drafter weights + grads + Adam (fp32)": drafter_params * 16,
         "drafter logits kept for backward (all TTT steps, fp32, x2 for softmax)": ttt_steps * tokens * d * 4 * 2,
-        "drafter activations (per TTT step, ~12 H-wide tensors)": ttt_steps * tokens * hd * 12 * drafter_bytes,
+        "drafter activations (per TTT step, ~12 H-wide tensors a layer)":
+            ttt_steps * tokens * hd * 12 * getattr(drafter_config, "num_hidden_layers", 1) * drafter_bytes,
         "teacher logits over the draft vocabulary (fp32)": tokens * d * 4,
         "target features (taps + final state)": tokens * (taps + 1) * h * target_bytes,
         "full-vocabulary argmax chunk (fp32)": min(tokens, 1024) * v * 4,
@@ -671,6 +672,7 @@ def train_drafter(
     overwrite: bool = False,
     target_dtype: torch.dtype = torch.float32,
     trust_remote_code: bool = False,
+    drafter_overrides: dict | None = None,
 ) -> EagleTrainer:
     """
     The `hf-eagle31 train` pipeline as a function. Online: pass `target`. Offline: pass `feature_dir` (features
@@ -685,6 +687,8 @@ def train_drafter(
     `head_init`: "target" starts a fresh drafter's `lm_head` from the target's LM head rows of the draft vocabulary
     (`init_lm_head_from_target`); "random" keeps the usual initialisation.
     `overwrite`: replace a drafter already saved in `output_dir` (otherwise refused; see `check_training_outputs`).
+    `drafter_overrides`: config fields of a fresh drafter (`build_drafter(..., **overrides)`), e.g.
+    `{"num_hidden_layers": 2, "intermediate_size": 2048}`; refused with `drafter`, whose shape is its checkpoint's.
     Returns the trainer (its model trained; the drafter or adapter saved to `output_dir`).
     """
     if target is None and feature_dir is None:
@@ -693,6 +697,9 @@ def train_drafter(
         raise ValueError(f"draft_vocab_size={draft_vocab_size}: pass a positive size (capped at the target's vocab).")
     if head_init not in ("target", "random"):
         raise ValueError(f"head_init={head_init!r}: use 'target' or 'random'.")
+    if drafter_overrides and drafter is not None:
+        raise ValueError(f"drafter_overrides={drafter_overrides} shape a fresh drafter, but a trained drafter was "
+                         "given: its checkpoint fixes its shape; drop one of them.")
     args = training_args or TrainingArguments(output_dir=output_dir, report_to="none")
     check_training_outputs(output_dir, args.output_dir, overwrite, args.resume_from_checkpoint,
                            saves_checkpoints=args.save_strategy != "no")
@@ -707,7 +714,7 @@ def train_drafter(
     fresh = drafter is None
     if drafter is None:
         d = min(draft_vocab_size if draft_vocab_size is not None else 32000, text.vocab_size)
-        drafter = build_drafter(text, variant, draft_vocab_size=d)
+        drafter = build_drafter(text, variant, draft_vocab_size=d, **(drafter_overrides or {}))
         if d < text.vocab_size:
             draft_vocab_from_dataset(dataset, text.vocab_size, d).apply(drafter)
     if target_name_or_path is not None:
@@ -768,6 +775,11 @@ class DrafterArguments:
     head_init: str = dataclasses.field(default="target", metadata={
         "choices": ["target", "random"],
         "help": "a fresh drafter's lm_head: the target's LM head rows of the draft vocabulary, or random"})
+    num_layers: int = dataclasses.field(default=1, metadata={
+        "help": "a fresh drafter's depth (config `num_hidden_layers`): the first layer reads token + hidden state, the "
+        "others are standard pre-norm layers; 1 is the published EAGLE-3 layout (the only one --to eagle can export)"})
+    intermediate_size: int | None = dataclasses.field(default=None, metadata={
+        "help": "a fresh drafter's MLP width (default: the target's)"})
     init_from: str | None = dataclasses.field(default=None, metadata={
         "metavar": "DRAFTER", "help": "start from a trained drafter directory"})
     trust_remote_code: bool = dataclasses.field(default=False, metadata={
@@ -782,11 +794,23 @@ class DrafterArguments:
         "help": "print the per-step memory estimate and exit"})
 
     def __post_init__(self):
-        for flag, value in (("--ttt-steps", self.ttt_steps), ("--draft-vocab-size", self.draft_vocab_size)):
-            if value < 1:
+        positive = [("--ttt-steps", self.ttt_steps), ("--draft-vocab-size", self.draft_vocab_size),
+                    ("--num-layers", self.num_layers), ("--intermediate-size", self.intermediate_size)]
+        for flag, value in positive:
+            if value is not None and value < 1:
                 raise ValueError(f"{flag} {value}: must be >= 1.")
         if self.lora_r > 0 and not self.init_from:
             raise ValueError("--lora-r trains an adapter on a trained drafter: pass --init-from DRAFTER_DIR.")
+        if self.init_from and (self.num_layers != 1 or self.intermediate_size is not None):
+            raise ValueError("--num-layers / --intermediate-size shape a fresh drafter, but --init-from keeps its "
+                             "checkpoint's shape: drop them or drop --init-from.")
+
+    def drafter_overrides(self) -> dict:
+        """The config fields these options set on a fresh drafter (`build_drafter(..., **overrides)`)."""
+        overrides = {"num_hidden_layers": self.num_layers}
+        if self.intermediate_size is not None:
+            overrides["intermediate_size"] = self.intermediate_size
+        return overrides
 
 
 @dataclasses.dataclass
@@ -850,7 +874,8 @@ def _print_memory_estimate(drafter_args, data_args, training_args, dataset):
         drafter = load_drafter_checkpoint(drafter_args.init_from, trust_remote_code=drafter_args.trust_remote_code)
     text = _target_text_config(target, data_args.offline_features)
     drafter_config = drafter.config if drafter is not None else build_drafter_config(
-        text, drafter_args.variant, min(drafter_args.draft_vocab_size, text.vocab_size)
+        text, drafter_args.variant, min(drafter_args.draft_vocab_size, text.vocab_size),
+        **drafter_args.drafter_overrides(),
     )
     terms = estimate_step_memory(
         text, drafter_config, training_args.per_device_train_batch_size, max(len(r) for r in dataset["input_ids"]),
@@ -894,6 +919,7 @@ def run_cli(args: argparse.Namespace) -> int:
         draft_vocab_size=drafter_args.draft_vocab_size, ttt_steps=drafter_args.ttt_steps, training_args=training_args,
         drafter=drafter_args.init_from, trust_remote_code=drafter_args.trust_remote_code, eval_dataset=eval_dataset,
         lora=lora, head_init=drafter_args.head_init, overwrite=drafter_args.overwrite,
+        drafter_overrides=None if drafter_args.init_from else drafter_args.drafter_overrides(),
     )
     if lora and drafter_args.merge_lora and trainer.args.should_save:
         save_drafter(merge_lora(trainer.model), os.path.join(drafter_args.out, "merged"))

@@ -88,7 +88,8 @@ def variant_of(config: PretrainedConfig) -> Variant:
     return candidates[0]
 
 
-# A required target field the target config lacks can be given in the drafter overrides, under this name.
+# A required target field the target config lacks can be given in the drafter overrides, under this name. The target's
+# `num_hidden_layers` is the drafter's `target_num_hidden_layers`: the drafter's own `num_hidden_layers` is its depth.
 _OVERRIDE_NAMES = {"num_hidden_layers": "target_num_hidden_layers"}
 
 
@@ -220,6 +221,20 @@ def validate_draft_vocab_size(draft_vocab_size: Any, vocab_size: int) -> int:
             f"draft_vocab_size={draft_vocab_size!r} is not in [1, vocab_size={vocab_size}]: the draft vocabulary is a "
             f"non-empty subset of the target's, so choose 1 <= draft_vocab_size <= {vocab_size} (None = the whole "
             "vocabulary)."
+        )
+    return value
+
+
+def validate_num_hidden_layers(num_hidden_layers: Any) -> int:
+    """The drafter's depth: an int >= 1, or a one-line ValueError."""
+    try:
+        value = None if isinstance(num_hidden_layers, (bool, str)) else operator.index(num_hidden_layers)
+    except TypeError:
+        value = None
+    if value is None or value < 1:
+        raise ValueError(
+            f"num_hidden_layers={num_hidden_layers!r} is not a positive int: it is the drafter's own depth (1 = the "
+            "published EAGLE-3 layout); the target's layer count is `target_num_hidden_layers`."
         )
     return value
 
@@ -359,6 +374,7 @@ class DrafterConfig(PretrainedConfig):
         target_hidden_size: int | None = None,
         target_layer_ids: list[int] | None = None,
         target_num_hidden_layers: int | None = None,
+        num_hidden_layers: int = 1,
         norm_output: bool = False,
         embeddings_in_checkpoint: bool = True,
         initializer_range: float = 0.02,
@@ -389,6 +405,7 @@ class DrafterConfig(PretrainedConfig):
                 target_layer_ids, target_num_hidden_layers, self.num_target_hidden_states
             )
         self.target_layer_ids = target_layer_ids
+        self.num_hidden_layers = validate_num_hidden_layers(num_hidden_layers)
         self.norm_output = bool(norm_output)
         self.embeddings_in_checkpoint = bool(embeddings_in_checkpoint)
         self.initializer_range = initializer_range
@@ -407,7 +424,8 @@ class DrafterConfig(PretrainedConfig):
     ) -> dict:
         """
         The constructor arguments a drafter of this class inherits from `target_config`; `overrides` fill the fields
-        the target config lacks (e.g. `intermediate_size` of a GPT-2 config).
+        the target config lacks (e.g. `intermediate_size` of a GPT-2 config). The drafter's depth (`num_hidden_layers`)
+        is not inherited: the target's layer count becomes `target_num_hidden_layers`.
         """
         target = read_target_config(target_config, overrides)
         return dict(

@@ -19,6 +19,8 @@ class MtpConfig(DrafterConfig):
         vocab_size, draft_vocab_size, hidden_size, intermediate_size, num_attention_heads, num_key_value_heads,
         head_dim, hidden_act, rms_norm_eps, max_position_embeddings, rope_parameters, attention_bias,
         embeddings_in_checkpoint, initializer_range: as in [`Eagle3Config`].
+        num_hidden_layers (`int`): the drafter's depth (default 1): the MTP block, then n-1 standard pre-norm decoder
+            layers.
         target_layer_ids (`list[int]`): one index into the target's `hidden_states`; default `[L]`, the last entry
             (for Llama-family models transformers returns it after the final norm).
         target_num_hidden_layers (`int`, *optional*): number of target decoder layers, checked before decoding.

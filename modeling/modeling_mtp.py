@@ -4,6 +4,7 @@ DeepSeek-V3-style MTP drafter head (remote code: `AutoModel.from_pretrained(dir,
 
     u_t = eh_proj(concat(enorm(embed(tok)), hnorm(h_t)))       h_t: target's last hidden state (B, T, H)
     a_t = decoder_block(u_t)                                    full pre-norm block, H-wide attention
+    num_hidden_layers > 1: a_t -> n-1 standard pre-norm decoder layers -> a_t
     logits = lm_head(norm(a_t))                                 draft vocabulary (B, T, D)
     next chain step gets a_t (MTP) or norm(a_t) (`norm_output`, the same drift fix as EAGLE-3.1)
 """
@@ -15,6 +16,7 @@ from .candidate_generator import EagleCandidateGenerator, install_generate_hook
 from .configuration_mtp import MtpConfig
 from .drafter_common import (
     DrafterAttention,
+    DrafterDecoderLayer,
     DrafterMLP,
     DrafterPreTrainedModel,
     DrafterRMSNorm,
@@ -43,12 +45,14 @@ class MtpDecoderLayer(nn.Module):
 
 class MtpDrafter(DrafterPreTrainedModel):
     config_class = MtpConfig
-    _no_split_modules = ["MtpDecoderLayer"]
+    _no_split_modules = ["MtpDecoderLayer", "DrafterDecoderLayer"]
 
     def __init__(self, config: MtpConfig):
         super().__init__(config)
         self._build_common(config)
-        self.layers = nn.ModuleList([MtpDecoderLayer(config, 0)])
+        # The first layer reads the token and the hidden input; the others are plain pre-norm layers on the stream.
+        later = (DrafterDecoderLayer(config, i) for i in range(1, config.num_hidden_layers))
+        self.layers = nn.ModuleList([MtpDecoderLayer(config, 0), *later])
         self.post_init()
 
     def project_target_hidden_states(

@@ -248,8 +248,8 @@ def test_round_trip_is_bit_identical_and_drafts_identically(tmp_path, target, fm
     before, after = read_checkpoint(tmp_path / "ours").config, read_checkpoint(tmp_path / "back").config
     for name in ("vocab_size", "draft_vocab_size", "hidden_size", "intermediate_size", "num_attention_heads",
                  "num_key_value_heads", "head_dim", "rms_norm_eps", "rope_parameters", "target_hidden_size",
-                 "target_layer_ids", "target_num_hidden_layers", "fc_norm", "norm_output", "norm_before_fc",
-                 "norm_before_residual", "embeddings_in_checkpoint"):
+                 "target_layer_ids", "target_num_hidden_layers", "num_hidden_layers", "fc_norm", "norm_output",
+                 "norm_before_fc", "norm_before_residual", "embeddings_in_checkpoint"):
         assert getattr(after, name) == getattr(before, name), name
     converted = Eagle3Drafter.from_pretrained(tmp_path / "back").float()
     assert drafting_trace(target, converted) == drafting_trace(target, drafter.float())
@@ -290,6 +290,45 @@ def test_eagle_export_refuses_layers_it_cannot_store(tmp_path, target):
     drafter.save_pretrained(tmp_path / "ours")
     with pytest.raises(ValueError, match="--to vllm"):
         convert_checkpoint(tmp_path / "ours", tmp_path / "eagle", "eagle")
+
+
+@pytest.mark.parametrize("fmt", ["speculators", "vllm"])
+def test_deeper_drafters_round_trip_where_the_format_has_layers_n(tmp_path, target, fmt):
+    """A depth-2 drafter exports as `layers.0.*` + `layers.1.*` with the depth in the Llama config, and comes back bit
+    for bit, drafting identically."""
+    drafter = make_drafter(target, "eagle3.1", draft_vocab_size=48, num_hidden_layers=2)
+    drafter.save_pretrained(tmp_path / "ours")
+    convert_checkpoint(tmp_path / "ours", tmp_path / fmt, fmt, target=target)
+    config = json.loads((tmp_path / fmt / "config.json").read_text())
+    assert (config["transformer_layer_config"] if fmt == "speculators" else config)["num_hidden_layers"] == 2
+    assert "layers.1.self_attn.q_proj.weight" in tensors(tmp_path / fmt)
+    ckpt = convert_checkpoint(tmp_path / fmt, tmp_path / "back", "hf-eagle31")
+    assert ckpt.config.num_hidden_layers == 2 and ckpt.config.target_num_hidden_layers == 8
+    assert_same_tensors(tensors(tmp_path / "back"), tensors(tmp_path / "ours"))
+    converted = Eagle3Drafter.from_pretrained(tmp_path / "back")
+    assert len(converted.layers) == 2
+    assert drafting_trace(target, converted) == drafting_trace(target, drafter)
+
+
+def test_eagle_format_refuses_deeper_drafters(tmp_path, target, capsys):
+    """The EAGLE format has one `midlayer`: a depth-2 drafter is refused on export (one line naming the format and the
+    depth), and a `midlayer` checkpoint whose config claims two layers is refused on import."""
+    drafter = make_drafter(target, "eagle3", num_hidden_layers=2)
+    drafter.save_pretrained(tmp_path / "ours")
+    with pytest.raises(ValueError, match=r"EAGLE format holds one decoder layer .*; this drafter has 2: .*--to vllm"):
+        convert_checkpoint(tmp_path / "ours", tmp_path / "eagle", "eagle")
+    capsys.readouterr()  # the progress bars of save_pretrained
+    assert cli_main(["convert", str(tmp_path / "ours"), str(tmp_path / "eagle2"), "--to", "eagle"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert re.fullmatch(r"hf-eagle31 convert: error: .*EAGLE format holds one decoder layer.*this drafter has 2: .*",
+                        err)
+    one_layer = make_drafter(target, "eagle3")
+    src = tmp_path / "claims-two"
+    src.mkdir()
+    (src / "config.json").write_text(json.dumps(llama_eagle_config(one_layer, num_hidden_layers=2)))
+    torch.save(eagle_weights(one_layer, embeddings=False), src / "pytorch_model.bin")
+    with pytest.raises(ValueError, match=r"EAGLE format holds one decoder layer .*; this drafter has 2"):
+        read_checkpoint(src, target_config=target.config)
 
 
 def test_ambiguous_eagle_config_layer_ids_are_not_guessed(tmp_path, target):

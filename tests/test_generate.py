@@ -43,8 +43,8 @@ def _oracle(base_cls):
 OracleEagle3, OracleMtp = _oracle(Eagle3Drafter), _oracle(MtpDrafter)
 
 
-def make_oracle(target, variant, reference, agree):
-    drafter = make_drafter(target, variant)
+def make_oracle(target, variant, reference, agree, **overrides):
+    drafter = make_drafter(target, variant, **overrides)
     oracle = (OracleMtp if variant.startswith("mtp") else OracleEagle3)(drafter.config)
     oracle.load_state_dict(drafter.state_dict())
     oracle.embeddings_ready = True
@@ -63,7 +63,8 @@ def test_generate_hook_is_installed_and_dispatches(target):
 
 
 def test_greedy_equals_plain_generate_fuzzed():
-    """>= 200 random cases: variants, draft vocabularies, K, schedules, prompt lengths, EOS, short budgets."""
+    """>= 200 random cases: variants, drafter depths, draft vocabularies, K, schedules, prompt lengths, EOS, short
+    budgets."""
     rng = random.Random(1234)
     targets = [tiny_target(seed=s) for s in range(3)]
     checked = 0
@@ -81,7 +82,8 @@ def test_greedy_equals_plain_generate_fuzzed():
             pattern = rng.choice([lambda q: True, lambda q: q % 3 != 0, lambda q: (q * 7) % 5 < 2, lambda q: False])
             drafter = make_oracle(target, variant, reference, pattern)
         else:
-            drafter = make_drafter(target, variant, draft_vocab_size=rng.choice([None, 40]), seed=case)
+            drafter = make_drafter(target, variant, draft_vocab_size=rng.choice([None, 40]), seed=case,
+                                   num_hidden_layers=1 + case // 4 % 2)
         out = target.generate(
             prompt, max_new_tokens=max_new, do_sample=False, eos_token_id=eos, assistant_model=drafter,
             num_assistant_tokens=rng.randint(1, 8),
@@ -94,14 +96,14 @@ def test_greedy_equals_plain_generate_fuzzed():
     assert checked >= 200
 
 
-@pytest.mark.parametrize("variant", ["eagle3", "mtp-postnorm"])
-def test_drafter_cache_matches_full_recompute(target, variant):
+@pytest.mark.parametrize("variant,depth", [("eagle3", 1), ("mtp-postnorm", 1), ("eagle3.1", 2), ("mtp", 2)])
+def test_drafter_cache_matches_full_recompute(target, variant, depth):
     """The features fed after each verification are the target's hidden_states[target_layer_ids] at exactly the
     verified positions, and the drafter's incrementally cached outputs equal a from-scratch prefill: cropping of
-    draft-step entries and the feeding of new positions are right."""
+    draft-step entries (in every layer's cache) and the feeding of new positions are right."""
     prompt = torch.tensor([[5, 9, 2, 33, 7]])
     reference = target.generate(prompt, max_new_tokens=25, do_sample=False)
-    oracle = make_oracle(target, variant, reference, lambda q: q % 4 != 1)
+    oracle = make_oracle(target, variant, reference, lambda q: q % 4 != 1, num_hidden_layers=depth)
     oracle.real_calls = []
     out = target.generate(prompt, max_new_tokens=25, do_sample=False, assistant_model=oracle, num_assistant_tokens=4)
     assert torch.equal(out, reference)

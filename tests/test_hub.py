@@ -77,6 +77,13 @@ def test_card_without_results_says_so_and_eagle3_is_tagged_as_such(tmp_path):
     assert "No evaluation results" in card and "| drafter |" not in card
 
 
+def test_card_names_the_drafter_depth():
+    target = tiny_target()
+    assert "one decoder layer over the token embedding" in render_model_card(make_drafter(target, "eagle3.1"))
+    deep = render_model_card(make_drafter(target, "eagle3.1", num_hidden_layers=3))
+    assert "three captured target states, then 2 standard pre-norm decoder layers" in deep
+
+
 @pytest.mark.parametrize(
     "bad, message",
     [

@@ -39,6 +39,40 @@ def test_from_target_qwen2_and_mtp():
     assert mtp.target_layer_ids == [12] and mtp.norm_output and mtp.hidden_size == 48
 
 
+def test_drafter_depth_is_its_own_and_never_the_targets(target, tmp_path):
+    """`num_hidden_layers` is the drafter's depth (default 1, whatever the target's); the target's count stays in
+    `target_num_hidden_layers`, also when the target config lacks it and the depth is overridden."""
+    cfg = Eagle3Config.from_target(target.config)
+    assert (cfg.num_hidden_layers, cfg.target_num_hidden_layers) == (1, 8)
+    deep = Eagle3Config.from_target(target.config.to_dict(), num_hidden_layers=2, intermediate_size=40)
+    assert (deep.num_hidden_layers, deep.target_num_hidden_layers, deep.intermediate_size) == (2, 8, 40)
+    sizes = {k: v for k, v in target.config.to_dict().items() if k != "num_hidden_layers"}
+    with pytest.raises(ValueError, match="`target_num_hidden_layers=`"):
+        MtpConfig.from_target(sizes, num_hidden_layers=2)
+    mtp = MtpConfig.from_target(sizes, num_hidden_layers=2, target_num_hidden_layers=6)
+    assert (mtp.num_hidden_layers, mtp.target_num_hidden_layers, mtp.target_layer_ids) == (2, 6, [6])
+    for bad in (0, "2", 1.5):
+        with pytest.raises(ValueError, match="drafter's own depth"):
+            Eagle3Config.from_target(target.config, num_hidden_layers=bad)
+    drafter = make_drafter(target, "eagle3.1", num_hidden_layers=2, intermediate_size=40)
+    assert drafter.layers[1].self_attn.q_proj.in_features == 32 and drafter.layers[1].mlp.up_proj.out_features == 40
+    captured = []
+    hook = drafter.layers[-1].register_forward_hook(lambda module, args, output: captured.append(output[0]))
+    with torch.no_grad():
+        out = drafter(torch.randint(0, 64, (1, 5)), target_hidden_states=torch.randn(1, 5, 96))
+    hook.remove()
+    # EAGLE-3.1 feeds the post-norm output of the *last* layer forward; pre_norm_hidden is that layer's output.
+    torch.testing.assert_close(out.pre_norm_hidden, captured[0], rtol=0, atol=0)
+    torch.testing.assert_close(out.next_hidden, drafter.norm(captured[0]), rtol=0, atol=0)
+    drafter.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["num_hidden_layers"] == 2
+    loaded = Eagle3Drafter.from_pretrained(tmp_path).eval()
+    ids, feats = torch.randint(0, 64, (1, 6)), torch.randn(1, 6, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids, target_hidden_states=feats).logits,
+                                   drafter(ids, target_hidden_states=feats).logits, rtol=0, atol=0)
+
+
 def test_from_target_invalid_inputs(target):
     with pytest.raises(ValueError, match=r"out of range.*\[0, 8\]"):
         Eagle3Config.from_target(target.config, target_layer_ids=[2, 4, 9])
@@ -121,9 +155,11 @@ def test_norm_output_feeds_post_norm_state_to_next_step(target, family):
 # ---------------------------------------------------------------------------------------------- TTT == inference
 
 
+@pytest.mark.parametrize("depth", [1, 2])
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_ttt_logits_equal_step_by_step_inference(target, variant):
-    drafter = make_drafter(target, variant, draft_vocab_size=40)
+def test_ttt_logits_equal_step_by_step_inference(target, variant, depth):
+    drafter = make_drafter(target, variant, draft_vocab_size=40, num_hidden_layers=depth)
+    assert len(drafter.layers) == depth
     n, steps = 12, 4
     width = 96 if variant.startswith("eagle") else 32
     torch.manual_seed(3)
@@ -142,6 +178,7 @@ def test_ttt_logits_equal_step_by_step_inference(target, variant):
                 hidden = out.next_hidden
                 torch.testing.assert_close(out.logits[:, -1], ttt[j][:, t], atol=1e-5, rtol=1e-4)
                 assert cache.get_seq_length() == t + 1 + j
+            assert len(cache.layers) == depth and all(layer.get_seq_length() == t + steps for layer in cache.layers)
 
 
 def test_ttt_step_uses_shifted_tokens_and_positions(target):

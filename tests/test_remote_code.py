@@ -12,7 +12,9 @@ import torch
 from conftest import make_drafter, tiny_target
 
 
-CASES = [("eagle3.1", True), ("eagle3.1", False), ("mtp-postnorm", True), ("eagle3", False)]
+# (variant, embeddings saved, drafter depth)
+CASES = [("eagle3.1", True, 1), ("eagle3.1", False, 1), ("mtp-postnorm", True, 1), ("eagle3", False, 1),
+         ("eagle3.1", False, 2)]
 
 CHILD = textwrap.dedent(
     """
@@ -42,7 +44,8 @@ CHILD = textwrap.dedent(
             logits = drafter(ids, target_hidden_states=feats).logits
         results[drafter_dir] = {"logits": logits, "class": type(drafter).__name__, "config": type(config).__name__,
                                 "equal": bool(torch.equal(plain, assisted)),
-                                "forwards": drafter.last_speculation_stats.target_forwards}
+                                "forwards": drafter.last_speculation_stats.target_forwards,
+                                "layers": len(drafter.layers)}
     torch.save(results, out_path)
     """
 )
@@ -54,11 +57,11 @@ def child_results(tmp_path_factory):
     target = tiny_target()
     target.save_pretrained(root / "target")
     drafters = {}
-    for variant, with_embeddings in CASES:
-        drafter = make_drafter(target, variant, draft_vocab_size=48)
-        path = root / f"{variant}-{with_embeddings}"
+    for variant, with_embeddings, depth in CASES:
+        drafter = make_drafter(target, variant, draft_vocab_size=48, num_hidden_layers=depth)
+        path = root / f"{variant}-{with_embeddings}-{depth}"
         drafter.save_pretrained(path, include_embeddings=with_embeddings)
-        drafters[(variant, with_embeddings)] = (drafter, path)
+        drafters[(variant, with_embeddings, depth)] = (drafter, path)
     (root / "child.py").write_text(CHILD)
     env = dict(os.environ, HF_MODULES_CACHE=str(root / "modules"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     paths = [str(p) for _, p in drafters.values()]
@@ -70,19 +73,20 @@ def child_results(tmp_path_factory):
     return drafters, torch.load(root / "out.pt")
 
 
-@pytest.mark.parametrize("variant,with_embeddings", CASES)
-def test_remote_code_round_trip_without_package(child_results, variant, with_embeddings):
+@pytest.mark.parametrize("variant,with_embeddings,depth", CASES)
+def test_remote_code_round_trip_without_package(child_results, variant, with_embeddings, depth):
     drafters, results = child_results
-    drafter, path = drafters[(variant, with_embeddings)]
+    drafter, path = drafters[(variant, with_embeddings, depth)]
     family = "eagle3" if variant.startswith("eagle") else "mtp"
     files = {p.name for p in path.iterdir()}
     assert {f"modeling_{family}.py", f"configuration_{family}.py", "candidate_generator.py", "drafter_common.py",
             "configuration_common.py", "config.json", "model.safetensors"} <= files
     config = json.loads((path / "config.json").read_text())
     assert config["auto_map"]["AutoConfig"].startswith(f"configuration_{family}.")
-    assert config["embeddings_in_checkpoint"] is with_embeddings
+    assert config["embeddings_in_checkpoint"] is with_embeddings and config["num_hidden_layers"] == depth
     child = results[str(path)]
     assert child["class"] == type(drafter).__name__ and child["equal"] and child["forwards"] > 0
+    assert child["layers"] == depth
     torch.manual_seed(0)
     ids, feats = torch.randint(0, 64, (1, 6)), torch.randn(1, 6, 32 * len(drafter.config.target_layer_ids))
     with torch.no_grad():

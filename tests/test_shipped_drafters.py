@@ -32,6 +32,8 @@ def test_shipped_drafter_loads_with_trust_remote_code(name):
     assert config["auto_map"]["AutoModel"] == "modeling_eagle3.Eagle3Drafter"
     assert drafter.config.draft_vocab_size == 8192 and drafter.config.target_layer_ids == [2, 15, 27]
     assert drafter.config.fc_norm == drafter.config.norm_output == name.endswith("eagle3.1")
+    # config.json predates the drafter depth field: it loads as the one-layer drafter it is
+    assert "num_hidden_layers" not in config and drafter.config.num_hidden_layers == len(drafter.layers) == 1
     assert drafter.generation_config.num_assistant_tokens >= 1
     assert not drafter.embeddings_ready  # taken from the target at load time
     assert drafter.lm_head.weight.dtype == torch.bfloat16 and torch.isfinite(drafter.lm_head.weight.float()).all()

@@ -314,6 +314,12 @@ def test_memory_estimate_scales_with_ttt_and_length():
     logits = "drafter logits kept for backward (all TTT steps, fp32, x2 for softmax)"
     assert seven[logits] == 7 * one[logits] == 7 * 2048 * 32000 * 4 * 2
     assert seven["total"] > one["total"]
+    deep_config = build_drafter(LlamaConfig(**{**config.to_dict(), "vocab_size": 64}), "eagle3.1",
+                                num_hidden_layers=2).config
+    deep_config.draft_vocab_size = 32000
+    deep = estimate_step_memory(config, deep_config, 1, 2048, 1)
+    activations = "drafter activations (per TTT step, ~12 H-wide tensors a layer)"
+    assert deep[activations] == 2 * one[activations] and deep["total"] > one["total"]
 
 
 # ------------------------------------------------------------------------------------------------ learning
@@ -421,6 +427,34 @@ def test_cli_train_accepts_training_arguments(tmp_path, monkeypatch):
     assert config["target_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"  # the default target's Hub id
     state = torch.load(tmp_path / "out" / "training_args.bin", weights_only=False)
     assert state.max_steps == 2 and state.per_device_train_batch_size == 3
+
+
+def test_cli_train_sets_depth_and_mlp_width_of_a_fresh_drafter(tmp_path, monkeypatch):
+    """`--num-layers` / `--intermediate-size` reach the fresh drafter's config (the target's 8 layers stay
+    `target_num_hidden_layers`); they are refused with --init-from, and out-of-range values are refused."""
+    from hf_eagle31 import cli
+    from hf_eagle31.training import DrafterArguments
+
+    target = tiny_target()
+    random_rows(6).save_to_disk(str(tmp_path / "data"))
+    monkeypatch.setattr("hf_eagle31.targets.load_target", lambda name=None, dtype=torch.float32: (target, None))
+    code = cli.main([
+        "train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--num-layers", "2",
+        "--intermediate-size", "40", "--ttt-steps", "2", "--draft-vocab-size", "32", "--max_steps", "1",
+        "--use_cpu", "--per_device_train_batch_size", "3", "--disable_tqdm", "true",
+    ])
+    assert code == 0
+    config = json.load(open(tmp_path / "out" / "config.json"))
+    assert (config["num_hidden_layers"], config["intermediate_size"], config["target_num_hidden_layers"]) == (2, 40, 8)
+    loaded = AutoModel.from_pretrained(str(tmp_path / "out"), trust_remote_code=True)
+    assert len(loaded.layers) == 2 and loaded.layers[1].mlp.up_proj.out_features == 40
+    assert DrafterArguments().drafter_overrides() == {"num_hidden_layers": 1}  # MLP width: the target's
+    for bad in (dict(num_layers=0), dict(intermediate_size=0), dict(init_from="d", num_layers=2)):
+        with pytest.raises(ValueError, match="--num-layers|--intermediate-size"):
+            DrafterArguments(**bad)
+    with pytest.raises(ValueError, match="drafter_overrides"):
+        train_drafter(random_rows(4), str(tmp_path / "x"), target=target, drafter=loaded,
+                      drafter_overrides={"num_hidden_layers": 3})
 
 
 @pytest.mark.parametrize("variant", ["eagle3", "eagle3.1"])

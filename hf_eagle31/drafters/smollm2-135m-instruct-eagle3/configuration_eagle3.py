@@ -8,7 +8,8 @@ from .configuration_common import DrafterConfig, check_variant, default_target_l
 
 class Eagle3Config(DrafterConfig):
     r"""
-    Configuration of [`Eagle3Drafter`]: one decoder layer fed with three captured hidden states of the target.
+    Configuration of [`Eagle3Drafter`]: decoder layers (one by default) fed with three captured hidden states of the
+    target.
 
     With all switches off this is the EAGLE-3 drafter (pre-norm residual path); `fc_norm=True, norm_output=True`
     is EAGLE-3.1. The switch names are the ones vLLM, SGLang and speculators read.
@@ -32,6 +33,10 @@ class Eagle3Config(DrafterConfig):
             embeddings. This is the EAGLE / vLLM convention; default `[2, L//2, L-3]` (three distinct taps for toy
             targets of L <= 6 layers). Distinct non-negative ints.
         target_num_hidden_layers (`int`, *optional*): number of target decoder layers, checked before decoding.
+        num_hidden_layers (`int`): the drafter's own depth (default 1, the published EAGLE-3 layout; never copied
+            from the target). The first layer reads the 2H-wide (token embedding ‖ hidden state) input; layers
+            1..n-1 are standard pre-norm decoder layers on the H-wide stream, each with its own cache slot
+            (`layer_idx`). The final norm, `lm_head` and the state fed to the next chain step follow the last layer.
         fc_norm (`bool`): EAGLE-3.1 — a separate RMSNorm on each captured hidden state before `fc`.
         norm_output (`bool`): EAGLE-3.1 — the next chain step (and TTT step) receives `norm(a)`, the post-norm
             state that feeds `lm_head`, instead of the pre-norm `a`.

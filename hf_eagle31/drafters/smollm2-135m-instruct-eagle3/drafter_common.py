@@ -186,6 +186,26 @@ class DrafterAttention(nn.Module):
         return out, probs
 
 
+class DrafterDecoderLayer(nn.Module):
+    """
+    A standard pre-norm decoder layer on the H-wide stream: the drafter's layers after the first (which reads the
+    token embedding and the hidden input). Each has its own `layer_idx` in the drafter's cache.
+    """
+
+    def __init__(self, config, layer_idx):
+        super().__init__()
+        self.self_attn = DrafterAttention(config, input_size=config.hidden_size, layer_idx=layer_idx)
+        self.mlp = DrafterMLP(config)
+        self.input_layernorm = DrafterRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.post_attention_layernorm = DrafterRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+
+    def forward(self, hidden, cos, sin, cache=None, ttt_kv=None, output_attentions=False):
+        attn, weights = self.self_attn(self.input_layernorm(hidden), cos, sin, cache, ttt_kv, output_attentions)
+        hidden = hidden + attn
+        hidden = hidden + self.mlp(self.post_attention_layernorm(hidden))
+        return hidden, weights  # (B, T, H), pre-norm
+
+
 def _cache_argument(cache, past_key_values):
     """`cache=` (transformers >= 5.24 naming) with `past_key_values=` accepted as a deprecated alias."""
     if past_key_values is None:
@@ -243,9 +263,10 @@ class DrafterOutput(ModelOutput):
     logits: (B, T, draft_vocab_size) draft-vocabulary logits.
     next_hidden: (B, T, H) the state the *next* chain step receives (`forward(hidden_states=...)`) — `norm(a)` with
         `norm_output`, else `a`.
-    pre_norm_hidden: (B, T, H) the decoder layer's output `a` before the final norm.
+    pre_norm_hidden: (B, T, H) the output `a` of the last decoder layer, before the final norm.
     cache: the drafter's cache (`past_key_values` is a read-only alias, the name transformers < 5.24 used).
-    attentions: (B, nh, T, kv_len) attention probabilities when `output_attentions=True`.
+    attentions: (B, nh, T, kv_len) attention probabilities of the first decoder layer (the one that reads the token
+        and the fed hidden state) when `output_attentions=True`.
     ttt_logits: with `forward(..., ttt_steps=N, return_dict=True)`, the N (B, T, draft_vocab_size) logits of the
         train-time-test unroll, one per step (what `ttt_forward` returns); the fields above are then None.
 
@@ -282,8 +303,9 @@ def _tensor_identity(tensor):
 
 class DrafterPreTrainedModel(PreTrainedModel):
     """
-    Shared machinery of the drafters. Subclasses define `self.layers` (one decoder layer whose forward takes
-    `(token_embeds, hidden, cos, sin, ...)`) and `project_target_hidden_states`.
+    Shared machinery of the drafters. Subclasses define `self.layers` (`config.num_hidden_layers` decoder layers: the
+    first one's forward takes `(token_embeds, hidden, cos, sin, ...)`, the others are `DrafterDecoderLayer`s) and
+    `project_target_hidden_states`.
     """
 
     base_model_prefix = "drafter"
@@ -441,8 +463,22 @@ class DrafterPreTrainedModel(PreTrainedModel):
     def project_target_hidden_states(
         self, target_hidden_states: torch.Tensor | list[torch.Tensor] | tuple[torch.Tensor, ...]
     ) -> torch.Tensor:
-        """The captured target states of a block -> the (B, T, H) hidden input of the decoder layer."""
+        """The captured target states of a block -> the (B, T, H) hidden input of the first decoder layer."""
         raise NotImplementedError
+
+    def _decoder_stack(self, embeds, hidden, cos, sin, cache=None, ttt_kv=None, output_attentions=False):
+        """
+        Runs the decoder layers: the first reads (token embedding, hidden input), the others the (B, T, H) stream.
+        `ttt_kv` holds one TTT key/value list per layer. Returns the last layer's pre-norm output `a` and the first
+        layer's attention probabilities (when asked for).
+        """
+        a, attentions = self.layers[0](
+            embeds, hidden, cos, sin, cache=cache, ttt_kv=None if ttt_kv is None else ttt_kv[0],
+            output_attentions=output_attentions,
+        )
+        for i in range(1, len(self.layers)):
+            a, _ = self.layers[i](a, cos, sin, cache=cache, ttt_kv=None if ttt_kv is None else ttt_kv[i])
+        return a, attentions
 
     def forward(
         self,
@@ -504,7 +540,7 @@ class DrafterPreTrainedModel(PreTrainedModel):
             position_ids = position_ids.expand(input_ids.shape[0], -1)
         embeds = self.embed_tokens(input_ids).to(hidden_states.dtype)
         cos, sin = self.rotary_emb(position_ids, hidden_states.dtype)
-        a, attentions = self.layers[0](
+        a, attentions = self._decoder_stack(
             embeds, hidden_states, cos, sin, cache=cache if use_cache else None, output_attentions=output_attentions,
         )
         normed = self.norm(a)
@@ -533,8 +569,8 @@ class DrafterPreTrainedModel(PreTrainedModel):
         Inputs are aligned as the target saw them: `input_ids` (B, n) are x_0..x_{n-1} and `target_hidden_states`
         (B, n, k*H') the features g_0..g_{n-1}. Step j at position t receives token x_{t+1+j} (shifted here; past the
         end it is a pad that the loss must mask), the hidden input FC(g_t) for j = 0 or the step j-1 output at t
-        otherwise, and rotary position t+j. Its logits predict x_{t+2+j}, whose teacher distribution is the target's
-        logits at position t+1+j.
+        (of the last decoder layer) otherwise, and rotary position t+j; each decoder layer keeps its own TTT keys.
+        Its logits predict x_{t+2+j}, whose teacher distribution is the target's logits at position t+1+j.
 
         Returns a list of `ttt_steps` draft-vocabulary logit tensors (B, n, D) (and, with `return_hidden_states`,
         the list of hidden inputs fed to each step).
@@ -543,7 +579,8 @@ class DrafterPreTrainedModel(PreTrainedModel):
         bsz, seq = input_ids.shape
         hidden = self.project_target_hidden_states(target_hidden_states)  # (B, n, H)
         base_positions = torch.arange(seq, device=input_ids.device)[None].expand(bsz, -1)
-        ttt_kv, all_logits, all_inputs = [], [], []
+        ttt_kv = [[] for _ in self.layers]  # per layer: the (k, v) of every step so far
+        all_logits, all_inputs = [], []
         for step in range(ttt_steps):
             shifted = input_ids.new_zeros(bsz, seq)
             keep = max(seq - 1 - step, 0)
@@ -551,7 +588,7 @@ class DrafterPreTrainedModel(PreTrainedModel):
             embeds = self.embed_tokens(shifted).to(hidden.dtype)
             cos, sin = self.rotary_emb(base_positions + step, hidden.dtype)
             all_inputs.append(hidden)
-            a, _ = self.layers[0](embeds, hidden, cos, sin, ttt_kv=ttt_kv)
+            a, _ = self._decoder_stack(embeds, hidden, cos, sin, ttt_kv=ttt_kv)
             normed = self.norm(a)
             all_logits.append(self.lm_head(normed))
             hidden = normed if self.config.norm_output else a

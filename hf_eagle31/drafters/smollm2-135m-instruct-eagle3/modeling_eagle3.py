@@ -6,6 +6,7 @@ EAGLE-3 / EAGLE-3.1 drafter (remote code: `AutoModel.from_pretrained(dir, trust_
     EAGLE-3.1 `fc_norm`:  g_t = concat(RMSNorm_a(h_a), RMSNorm_b(h_b), RMSNorm_c(h_c))
     u_t = fc(g_t)                                     (B, T, H)
     x   = concat(input_layernorm(embed(tok)), hidden_norm(u))   (B, T, 2H) -> attention -> MLP -> a_t
+    num_hidden_layers > 1: a_t -> n-1 standard pre-norm decoder layers (H-wide) -> a_t
     logits = lm_head(norm(a_t))                       draft vocabulary (B, T, D)
     next chain step gets a_t (EAGLE-3) or norm(a_t) (EAGLE-3.1 `norm_output`)
 """
@@ -17,6 +18,7 @@ from .candidate_generator import EagleCandidateGenerator, install_generate_hook
 from .configuration_eagle3 import Eagle3Config
 from .drafter_common import (
     DrafterAttention,
+    DrafterDecoderLayer,
     DrafterMLP,
     DrafterPreTrainedModel,
     DrafterRMSNorm,
@@ -46,7 +48,7 @@ class Eagle3DecoderLayer(nn.Module):
 
 class Eagle3Drafter(DrafterPreTrainedModel):
     config_class = Eagle3Config
-    _no_split_modules = ["Eagle3DecoderLayer"]
+    _no_split_modules = ["Eagle3DecoderLayer", "DrafterDecoderLayer"]
 
     def __init__(self, config: Eagle3Config):
         super().__init__(config)
@@ -57,7 +59,9 @@ class Eagle3Drafter(DrafterPreTrainedModel):
         if config.norm_before_fc:
             self.input_norm = DrafterRMSNorm(3 * width, eps=config.rms_norm_eps)
         self.fc = nn.Linear(3 * width, config.hidden_size, bias=False)
-        self.layers = nn.ModuleList([Eagle3DecoderLayer(config, 0)])
+        # The first layer reads the token and the hidden input; the others are plain pre-norm layers on the stream.
+        later = (DrafterDecoderLayer(config, i) for i in range(1, config.num_hidden_layers))
+        self.layers = nn.ModuleList([Eagle3DecoderLayer(config, 0), *later])
         self.post_init()
 
     def project_target_hidden_states(
