@@ -41,8 +41,18 @@ fi
 if stage validate; then
   # tau at K = 4 on MT-Bench prompts (never trained on), greedy, bf16 target and drafters, one eval per variant
   # (side by side, one thread each); the shipped drafters are the reference rows.
+  # The shipped EAGLE-3.1 drafter's generation_config.json turns on confidence-bounded, copy-aware drafting: its
+  # reference row runs a copy with a constant-K config, like every checkpoint.
+  shipped=$RUN/shipped-eagle3.1
+  if [ ! -d "$shipped" ]; then
+    cp -r hf_eagle31/drafters/smollm2-135m-instruct-eagle3.1 "$shipped"
+    printf '{\n  "num_assistant_tokens": 3,\n  "num_assistant_tokens_schedule": "constant"\n}\n' \
+      > "$shipped/generation_config.json"
+  fi
   for v in "${VARIANTS[@]}"; do
-    drafters=(--drafter "hf_eagle31/drafters/smollm2-135m-instruct-$v")
+    reference=hf_eagle31/drafters/smollm2-135m-instruct-$v
+    [ "$v" = eagle3.1 ] && reference=$shipped
+    drafters=(--drafter "$reference")
     for step in $CHECKPOINTS; do
       [ -d "$RUN/$v/checkpoint-$step" ] && drafters+=(--drafter "$RUN/$v/checkpoint-$step")
     done
