@@ -50,6 +50,7 @@ from .calibration import (
 )
 from .evaluation import (  # noqa: F401  (DRAFTING_POLICIES, drafting_policy: also importable from here)
     DRAFTING_POLICIES,
+    ForwardHookTimer,
     TargetForwardTimer,
     check_context,
     drafting_policy,
@@ -186,24 +187,23 @@ def benchmark(target, drafter, prompts: list[list[int]], max_new_tokens: int = 1
 # ---------------------------------------------------------------------------------------------- profile
 
 
-class DrafterForwardTimer:
+class DrafterForwardTimer(ForwardHookTimer):
     """
-    Times every forward of the drafter with forward pre/post hooks and sorts the calls by kind: `feed` (called with
-    `target_hidden_states`: the block of verified positions after a target forward), `chain` (called with
-    `hidden_states`: one drafted token) or `other`. Use as a context manager; `times_s[kind]` lists the durations.
+    Times every forward of the drafter and sorts the calls by kind: `feed` (called with `target_hidden_states`: the
+    block of verified positions after a target forward), `chain` (called with `hidden_states`: one drafted token) or
+    `other`. Use as a context manager; `times_s[kind]` lists the durations.
     """
 
     KINDS = ("feed", "chain", "other")
 
     def __init__(self, drafter):
+        super().__init__(drafter)
         self.drafter = drafter
-        self.cuda = drafter.device.type == "cuda"
         parameters = list(inspect.signature(drafter.forward).parameters)
         self._position = {name: parameters.index(name) for name in ("hidden_states", "target_hidden_states")
                           if name in parameters}
-        self.handles = []
         self.times_s = {kind: [] for kind in self.KINDS}
-        self._kind = self._start = None
+        self._kind = None
 
     def _given(self, name, args, kwargs):
         if kwargs.get(name) is not None:
@@ -211,35 +211,16 @@ class DrafterForwardTimer:
         position = self._position.get(name)
         return position is not None and position < len(args) and args[position] is not None
 
-    def _sync(self):
-        if self.cuda:
-            torch.cuda.synchronize()
-
-    def _pre(self, module, args, kwargs):
+    def _started(self, args, kwargs):
         if self._given("target_hidden_states", args, kwargs):
             self._kind = "feed"
         elif self._given("hidden_states", args, kwargs):
             self._kind = "chain"
         else:
             self._kind = "other"
-        self._sync()
-        self._start = time.perf_counter()
 
-    def _post(self, module, args, output):
-        self._sync()
-        self.times_s[self._kind].append(time.perf_counter() - self._start)
-
-    def __enter__(self):
-        self.handles = [
-            self.drafter.register_forward_pre_hook(self._pre, with_kwargs=True),
-            self.drafter.register_forward_hook(self._post),
-        ]
-        return self
-
-    def __exit__(self, *exc):
-        for handle in self.handles:
-            handle.remove()
-        self.handles = []
+    def _finished(self, seconds):
+        self.times_s[self._kind].append(seconds)
 
 
 def _cache_keyword(model):

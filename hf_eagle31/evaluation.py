@@ -240,17 +240,60 @@ def render_prompt(
 # ---------------------------------------------------------------------------------------------- timing
 
 
-class TargetForwardTimer:
+class ForwardHookTimer:
     """
-    Times every forward of the target with forward pre/post hooks and records each call's query length, which
-    tells how many candidates the call verified (`candidates_per_forward`), and its duration (`times_s`). Use as a
-    context manager.
+    Times every forward of `module` with forward pre/post hooks (synchronising CUDA around each call). Subclasses
+    record what they need in `_started(args, kwargs)` (before the call) and `_finished(seconds)` (after it). Use as a
+    context manager: the hooks live inside the `with` block.
+    """
+
+    def __init__(self, module: torch.nn.Module):
+        self.module = module
+        self.cuda = next(module.parameters()).device.type == "cuda"
+        self.handles = []
+        self._start = None
+
+    def _started(self, args, kwargs) -> None:
+        pass
+
+    def _finished(self, seconds: float) -> None:
+        pass
+
+    def _sync(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+
+    def _pre(self, module, args, kwargs):
+        self._started(args, kwargs)
+        self._sync()
+        self._start = time.perf_counter()
+
+    def _post(self, module, args, output):
+        self._sync()
+        self._finished(time.perf_counter() - self._start)
+
+    def __enter__(self):
+        self.handles = [
+            self.module.register_forward_pre_hook(self._pre, with_kwargs=True),
+            self.module.register_forward_hook(self._post),
+        ]
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+
+
+class TargetForwardTimer(ForwardHookTimer):
+    """
+    Times every forward of the target and records each call's query length, which tells how many candidates the
+    call verified (`candidates_per_forward`), and its duration (`times_s`). Use as a context manager.
     """
 
     def __init__(self, model: PreTrainedModel):
+        super().__init__(model)
         self.model = model
-        self.cuda = model.device.type == "cuda"
-        self.handles = []
         self.reset()
 
     def reset(self) -> None:
@@ -259,35 +302,15 @@ class TargetForwardTimer:
         self.times_s = []
         self._start = None
 
-    def _sync(self):
-        if self.cuda:
-            torch.cuda.synchronize()
-
-    def _pre(self, module, args, kwargs):
+    def _started(self, args, kwargs):
         ids = kwargs.get("input_ids", args[0] if args else None)
         if ids is None:
             ids = kwargs["inputs_embeds"]
         self.query_lengths.append(ids.shape[1])
-        self._sync()
-        self._start = time.perf_counter()
 
-    def _post(self, module, args, output):
-        self._sync()
-        elapsed = time.perf_counter() - self._start
-        self.time_s += elapsed
-        self.times_s.append(elapsed)
-
-    def __enter__(self) -> "TargetForwardTimer":
-        self.handles = [
-            self.model.register_forward_pre_hook(self._pre, with_kwargs=True),
-            self.model.register_forward_hook(self._post),
-        ]
-        return self
-
-    def __exit__(self, *exc):
-        for handle in self.handles:
-            handle.remove()
-        self.handles = []
+    def _finished(self, seconds):
+        self.time_s += seconds
+        self.times_s.append(seconds)
 
     @property
     def forwards(self) -> int:
