@@ -60,6 +60,7 @@ from .evaluation import (  # noqa: F401  (DRAFTING_POLICIES, drafting_policy: al
     timed_generate,
 )
 from .modeling import SpeculationStats, tau_from_forwards  # the one definition of tau and acceptance
+from .small_batch import is_enabled as small_batch_enabled
 
 
 METHODS = ("plain", "prompt_lookup", "drafter")
@@ -198,7 +199,6 @@ class DrafterForwardTimer(ForwardHookTimer):
 
     def __init__(self, drafter):
         super().__init__(drafter)
-        self.drafter = drafter
         parameters = list(inspect.signature(drafter.forward).parameters)
         self._position = {name: parameters.index(name) for name in ("hidden_states", "target_hidden_states")
                           if name in parameters}
@@ -484,7 +484,6 @@ def add_cli_arguments(parser):
 def run_cli(args):
     from .cli_utils import drafter_dtype, load_target_for_cli, policies_from_args, prompts_from_args
     from .cli_utils import report_error, write_json_report
-    from .small_batch import is_enabled
 
     target, tokenizer = load_target_for_cli(args)
     calibration = calibration_from_args(args, target)
@@ -511,7 +510,7 @@ def run_cli(args):
         "dtype": args.dtype, "drafter_dtype": str(drafter.dtype).removeprefix("torch."), "device": str(target.device),
         "threads": torch.get_num_threads(),
         "repeats": args.repeats, "strict": args.strict, "max_drift": args.max_drift, "profile": args.profile,
-        "profile_policy": args.profile_policy, "small_batch_linears": is_enabled(target),
+        "profile_policy": args.profile_policy, "small_batch_linears": small_batch_enabled(target),
         "policies": policies,
     }
     print(format_report(report))

@@ -293,7 +293,6 @@ class TargetForwardTimer(ForwardHookTimer):
 
     def __init__(self, model: PreTrainedModel):
         super().__init__(model)
-        self.model = model
         self.reset()
 
     def reset(self) -> None:

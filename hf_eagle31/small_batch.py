@@ -4,10 +4,9 @@ Cheap verification forwards for fp32 targets on the CPU.
 
 A speculative cycle verifies K+1 tokens in one target forward, and the bet is that this costs about one plain
 (1-token) forward. On x86 CPUs with fp32 weights it does not: `nn.Linear` computes x·Wᵀ, and the BLAS kernels serve
-2-16 rows of x so badly that every extra row costs almost a whole row's time (measured on SmolLM2-135M, 2 threads:
-a 4-token forward 1.5× a 1-token one, 3 tokens 2×; the LM head alone 3.3× at 3 rows). The same product taken as
-(W·xᵀ)ᵀ reads the weight once for all rows: a 4-token forward then costs ~0.97× a 1-token one
-(`examples/small_batch_linears.py` measures it on the machine at hand).
+a few rows of x badly (measured on SmolLM2-135M, 2 threads: a 4-token forward 1.5× a 1-token one, 3 tokens 2×).
+The same product taken as (W·xᵀ)ᵀ reads the weight once for all rows: a 4-token forward then costs 0.94-0.97× a
+1-token one (`examples/small_batch_linears.py` measures it on the machine at hand).
 
 `small_batch_linears(model)` routes the fp32 CPU `nn.Linear` layers of `model` through that product for inputs of
 2..`max_rows` rows, and leaves every other call (1-token steps, prefills, other dtypes and devices) on `F.linear`.
@@ -23,8 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
-# Up to 12 rows the product wins on SmolLM2 (2 threads: t(n)/t(1) 0.87-1.0 for n = 2-4, 1.2-1.7 for 5-12 against
-# 1.5-2.1 stock); from 13 rows on the stock kernel is as good or better. Prefills keep the stock kernel.
+# SmolLM2, 2 threads, two runs of examples/small_batch_linears.py: for 2-8 rows the product wins clearly (t(n)/t(1)
+# 0.85-1.40 against 1.31-2.09 stock); for 9-12 rows it is within noise of the stock kernel (one run 5-9% faster, the
+# other 4% slower at 9); from 13 rows on the stock kernel is as good or better. Prefills keep the stock kernel.
 DEFAULT_MAX_ROWS = 12
 _MARK = "_hf_eagle31_small_batch_rows"
 

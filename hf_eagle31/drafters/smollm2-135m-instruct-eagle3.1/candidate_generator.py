@@ -83,12 +83,12 @@ class SpeculationStats:
         return sum(a + 1 for a in self.accepted) / len(self.accepted)
 
     @property
-    def drafted_per_cycle(self):
+    def drafted_per_cycle(self) -> float | None:
         """Mean candidates proposed per cycle (what a confidence bound or a copy changes)."""
         return sum(self.draft_lengths) / len(self.draft_lengths) if self.draft_lengths else None
 
     @property
-    def wasted_draft_tokens(self):
+    def wasted_draft_tokens(self) -> int:
         """Candidates proposed and then rejected: each cost a drafter step (or a copy) and a verified position."""
         return sum(self.draft_lengths) - sum(self.accepted)
 

@@ -61,7 +61,6 @@ SWITCH_NAMES = {
     "eagle3_drafter": ("fc_norm", "norm_output", "norm_before_fc", "norm_before_residual"),
     "mtp_drafter": ("norm_output",),
 }
-VARIANT_SWITCHES = {name: dict(variant.switches) for name, variant in VARIANTS.items()}
 
 
 def get_variant(name: str, model_type: str | None = None) -> Variant:
