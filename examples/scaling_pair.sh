@@ -6,6 +6,12 @@
 #   bash examples/scaling_pair.sh                   # all stages (data is shared with continue_training.sh)
 #   STAGE=train bash examples/scaling_pair.sh       # one stage: data | train | validate | curve
 #   STEPS=400 bash examples/scaling_pair.sh         # a longer run (the curve takes every checkpoint in CHECKPOINTS)
+#   RUNS="eagle3.1-2layers eagle3.1-mlp2x" CHECKPOINTS="50 100 200 300" bash examples/scaling_pair.sh
+#   RUNS="eagle3.1 eagle3.1-2layers eagle3.1-mlp2x" STAGE=curve OUT=docs/results/capacity bash examples/scaling_pair.sh
+#                                                   # the capacity curve: same recipe, more layers / a wider MLP
+#
+# A run's name picks the variant and its capacity: eagle3 / eagle3.1 (one decoder layer, the target's MLP width),
+# <variant>-<n>layers (n decoder layers), <variant>-mlp<m>x (one layer, m times the target's MLP width).
 #
 # Train resumes from each run's newest complete checkpoint when re-run; stop it at any time.
 set -euo pipefail
@@ -16,8 +22,16 @@ CONVERSATIONS=${CONVERSATIONS:-6000}
 STEPS=${STEPS:-2000}                # upper bound: constant learning rate, so every checkpoint is a point on the curve
 CHECKPOINTS=${CHECKPOINTS:-"25 50 100 200 400"}
 STAGE=${STAGE:-all}
-VARIANTS=(eagle3.1 eagle3)
+read -r -a RUN_NAMES <<< "${RUNS:-eagle3.1 eagle3}"
+TARGET_INTERMEDIATE=1536            # SmolLM2-135M's MLP width
 stage() { [ "$STAGE" = all ] || [ "$STAGE" = "$1" ]; }
+variant_of() { echo "${1%%-*}"; }
+capacity_args() {                   # the train options a run's name asks for
+  case "$1" in
+    *-*layers) local n=${1##*-}; echo "--num-layers ${n%layers}" ;;
+    *-mlp*x) local m=${1##*-mlp}; echo "--intermediate-size $(( ${m%x} * TARGET_INTERMEDIATE ))" ;;
+  esac
+}
 
 if stage data; then
   [ -f "$DATA/dataset_info.json" ] || hf-eagle31 prepare-data --source sharegpt --skip "$SKIP" \
@@ -27,9 +41,11 @@ fi
 if stage train; then
   # Both variants side by side, one thread each: online features from the bf16 target, bf16 autocast, TTT 3,
   # batch 2, lr 5e-4 constant after 30 warm-up steps, a checkpoint every 25 steps (all kept: the curve reads them).
-  for v in "${VARIANTS[@]}"; do
+  for v in "${RUN_NAMES[@]}"; do
     resume=(); ls -d "$RUN/$v"/checkpoint-* >/dev/null 2>&1 && resume=(--resume_from_checkpoint latest)
-    OMP_NUM_THREADS=1 hf-eagle31 train --data "$DATA" --variant "$v" --ttt-steps 3 --draft-vocab-size 8192 \
+    read -r -a capacity <<< "$(capacity_args "$v")"
+    OMP_NUM_THREADS=1 hf-eagle31 train --data "$DATA" --variant "$(variant_of "$v")" "${capacity[@]}" \
+      --ttt-steps 3 --draft-vocab-size 8192 \
       --target-dtype bfloat16 --bf16 --out "$RUN/$v/final" --output_dir "$RUN/$v" \
       --per_device_train_batch_size 2 --learning_rate 5e-4 --lr_scheduler_type constant_with_warmup \
       --warmup_steps 30 --max_steps "$STEPS" --save_steps 25 --logging_steps 5 --seed 1 --use_cpu \
@@ -39,32 +55,24 @@ if stage train; then
 fi
 
 if stage validate; then
-  # tau at K = 4 on MT-Bench prompts (never trained on), greedy, bf16 target and drafters, one eval per variant
-  # (side by side, one thread each); the shipped drafters are the reference rows.
-  # The shipped EAGLE-3.1 drafter's generation_config.json turns on confidence-bounded, copy-aware drafting: its
-  # reference row runs a copy with a constant-K config, like every checkpoint.
-  shipped=$RUN/shipped-eagle3.1
-  if [ ! -d "$shipped" ]; then
-    cp -r hf_eagle31/drafters/smollm2-135m-instruct-eagle3.1 "$shipped"
-    printf '{\n  "num_assistant_tokens": 3,\n  "num_assistant_tokens_schedule": "constant"\n}\n' \
-      > "$shipped/generation_config.json"
-  fi
-  for v in "${VARIANTS[@]}"; do
-    reference=hf_eagle31/drafters/smollm2-135m-instruct-$v
-    [ "$v" = eagle3.1 ] && reference=$shipped
-    drafters=(--drafter "$reference")
+  # tau at K = 4 on MT-Bench prompts (never trained on), greedy, bf16 target and drafters, one eval per run
+  # (side by side, one thread each); the shipped drafter of the run's variant is the reference row. Every row drafts
+  # with constant K (`--policy constant`: the shipped EAGLE-3.1 drafter is saved with confidence-bounded, copy-aware
+  # drafting).
+  for v in "${RUN_NAMES[@]}"; do
+    drafters=()
+    case "$v" in eagle3|eagle3.1) drafters=(--drafter "hf_eagle31/drafters/smollm2-135m-instruct-$v") ;; esac
     for step in $CHECKPOINTS; do
       [ -d "$RUN/$v/checkpoint-$step" ] && drafters+=(--drafter "$RUN/$v/checkpoint-$step")
     done
     OMP_NUM_THREADS=1 hf-eagle31 eval "${drafters[@]}" --suite standard --sources mtbench --num-prompts 8 \
-      --num-assistant-tokens 4 --max-new-tokens 96 --repeats 1 --dtype bfloat16 \
+      --num-assistant-tokens 4 --max-new-tokens 96 --repeats 1 --dtype bfloat16 --policy constant \
       --json "$RUN/validate-$v.json" > "$RUN/validate-$v.log" 2>&1 &
   done
   wait
 fi
 
 if stage curve; then
-  python examples/scaling_curve.py --data "$DATA" --batch-size 2 \
-    --eval eagle3.1="$RUN/validate-eagle3.1.json" --eval eagle3="$RUN/validate-eagle3.json" \
-    --out docs/results/scaling
+  curves=(); for v in "${RUN_NAMES[@]}"; do curves+=(--eval "$v=$RUN/validate-$v.json"); done
+  python examples/scaling_curve.py --data "$DATA" --batch-size 2 "${curves[@]}" --out "${OUT:-docs/results/scaling}"
 fi

@@ -470,6 +470,7 @@ def evaluate(
     repeats: int = 1,
     calibration: Calibration | None = None,
     policies: dict[str, dict] | None = None,
+    drafting: dict | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """
     Runs every prompt (every turn) with every drafter, interleaved, and pools the statistics per suite.
@@ -483,6 +484,8 @@ def evaluate(
         one; None measures without).
     policies: `{name: generate options}` (see `drafting_policy`): every drafter also runs under each policy, as
         a row labelled `<drafter>:<policy>` (`policy` is set in its result; None for the drafter as shipped).
+    drafting: generate options (`drafting_policy(name)`) that every drafter's own row runs with instead of the
+        drafter's saved generation_config.json: one policy for drafters saved with different ones.
     Returns `(results, runs)`: one result dict per (K, drafter, policy, suite), and the raw per-turn records (with their
     `repeat`, the pass index).
     """
@@ -506,6 +509,7 @@ def evaluate(
         if name in drafters or ":" in name:
             raise ValueError(f"policy name {name!r} clashes with a drafter label: rename it.")
     settings = [(k, label, policy) for k in ks for label in labels for policy in (None, *policies)]
+    options = {None: drafting, **policies}  # the generate options of each row's policy
     runs = []
     history = {}  # prompt index -> the target's answers to its turns (first pass), the context of later turns
     total_turns = sum(len(p.turns) for p in prompts) * repeats
@@ -515,7 +519,7 @@ def evaluate(
         for drafter in drafters.values():
             for policy in (None, *policies):
                 timed_generate(target, warm, timer, drafter=drafter, max_new_tokens=min(8, max_new_tokens),
-                               num_assistant_tokens=ks[0], drafting=policies.get(policy))
+                               num_assistant_tokens=ks[0], drafting=options[policy])
     # calibration samples run without the timing hooks, so that every sample times the same code
     if calibration is not None:
         calibration.sample("before")
@@ -533,7 +537,7 @@ def evaluate(
                             run = timed_generate(
                                 target, ids, timer, drafter=drafters[label], max_new_tokens=max_new_tokens,
                                 num_assistant_tokens=k, do_sample=do_sample, temperature=temperature,
-                                seed=seed + index, drafting=policies.get(policy),
+                                seed=seed + index, drafting=options[policy],
                             )
                             runs.append({"drafter": _row_label(label, policy), "policy": policy,
                                          "num_assistant_tokens": k, "suite": prompt.suite,
@@ -673,6 +677,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=None, help="sampling temperature (implies --do-sample)")
     parser.add_argument("--seed", type=int, default=0)
     add_policy_arguments(parser)
+    parser.add_argument("--policy", default=None, choices=DRAFTING_POLICIES,
+                        help="run every drafter under this drafting policy instead of its saved generation_config.json "
+                             "(e.g. to compare checkpoints and a shipped drafter under one policy)")
     add_calibration_arguments(parser)
     add_json_argument(parser)
 
@@ -690,11 +697,12 @@ def run_cli(args: argparse.Namespace) -> int:
                                  dtype=drafter_dtype(args))
         prompts = prompts_from_args(args, tokenizer)
         policies = policies_from_args(args)
+        drafting = drafting_policy(args.policy, args.confidence_threshold, args.copy_tokens) if args.policy else None
         results, _ = evaluate(
             target, tokenizer, drafters, prompts, max_new_tokens=args.max_new_tokens,
             num_assistant_tokens=args.num_assistant_tokens, do_sample=do_sample, temperature=args.temperature,
             system_prompt=args.system_prompt, chat_template=args.chat_template, seed=args.seed,
-            repeats=args.repeats, calibration=calibration, policies=policies,
+            repeats=args.repeats, calibration=calibration, policies=policies, drafting=drafting,
         )
         calibration.check(args.strict)
     except MachineBusyError as error:

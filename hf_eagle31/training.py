@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 from transformers import (
     AutoModel,
     HfArgumentParser,
@@ -84,6 +85,7 @@ def ttt_loss(
     loss_mask: torch.Tensor,
     attention_mask: torch.Tensor | None = None,
     decay: float = DEFAULT_TTT_DECAY,
+    chunk_size: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """
     Train-time-test loss of one batch, *not* normalized (the caller divides by the token count it chooses).
@@ -92,6 +94,9 @@ def ttt_loss(
     teacher_logits: (B, n, D) the target's logits at every position restricted to the draft vocabulary.
     teacher_argmax: (B, n) the target's argmax over its *full* vocabulary (negative = unknown, masked).
     t2d: (V,) bool, target ids inside the draft vocabulary. loss_mask / attention_mask: (B, n).
+    chunk_size: > 0 computes the soft cross-entropy in chunks of that many positions under activation checkpointing:
+        backward keeps only each step's (M, D) logits instead of their fp32 copy, log-softmax and teacher
+        probabilities, and recomputes the softmaxes chunk by chunk (same loss and gradients; 0 = all at once).
 
     Returns `(weighted_sum, stats)`: `stats` is a (3, steps) tensor of per-step CE sums, correct counts (drafter
     argmax == teacher argmax) and valid-position counts.
@@ -113,14 +118,25 @@ def ttt_loss(
         valid = present[:, 2 + j : 2 + j + k] & in_draft[:, 1 + j : 1 + j + k]  # (B, k)
         if not valid.any():
             continue
-        student = logits[:, :k][valid].float()  # (M, D): only the positions that count
-        teacher = teacher_logits[:, 1 + j : 1 + j + k][valid].float()  # (M, D)
-        ce = F.cross_entropy(student, teacher.softmax(-1), reduction="none")  # soft targets
+        student = logits[:, :k][valid]  # (M, D): only the positions that count
+        teacher = teacher_logits[:, 1 + j : 1 + j + k][valid]  # (M, D)
+        if chunk_size > 0 and student.requires_grad:
+            ce = torch.cat([
+                checkpoint(_soft_cross_entropy, s, t, use_reentrant=False)
+                for s, t in zip(student.split(chunk_size), teacher.split(chunk_size))
+            ])
+        else:
+            ce = _soft_cross_entropy(student, teacher)
         total = total + (decay**j) * ce.sum()
         stats[0, j] = ce.detach().sum()
         stats[1, j] = (student.detach().argmax(-1) == teacher.argmax(-1)).sum()
         stats[2, j] = valid.sum()
     return total, stats
+
+
+def _soft_cross_entropy(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """(M,) cross-entropy of fp32 student logits against the softmax of the teacher's (soft targets)."""
+    return F.cross_entropy(student.float(), teacher.float().softmax(-1), reduction="none")
 
 
 def loss_token_count(loss_mask: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -332,17 +348,22 @@ def _is_remote_code_drafter(model):
     return any(cls.__name__ == "DrafterPreTrainedModel" for cls in type(model).__mro__) and hasattr(model, "ttt_forward")
 
 
-def _ttt_step_logits(model, drafter, input_ids, target_hidden_states, ttt_steps):
+def _forward_takes_return_dict(drafter) -> bool:
+    """False for remote code saved before `DrafterOutput.ttt_logits`: its `forward(ttt_steps=N)` returns the list."""
+    return "return_dict" in inspect.signature(type(drafter).forward).parameters
+
+
+def _ttt_step_logits(model, input_ids, target_hidden_states, ttt_steps, return_dict=True):
     """
     The per-step logits of `drafter.ttt_forward`, computed through `model(...)`: DDP / FSDP / DeepSpeed / PEFT wrappers
     and accelerate's mixed-precision autocast all act on the drafter's `forward`, so the unroll must go through it.
+    `return_dict`: `_forward_takes_return_dict(drafter)`, decided once per trainer.
     """
-    if "return_dict" in inspect.signature(type(drafter).forward).parameters:
+    if return_dict:
         out = model(
             input_ids=input_ids, target_hidden_states=target_hidden_states, ttt_steps=ttt_steps, return_dict=True
         )
         return list(out.ttt_logits)
-    # remote code saved before `DrafterOutput.ttt_logits` existed returns the list itself
     return model(input_ids=input_ids, target_hidden_states=target_hidden_states, ttt_steps=ttt_steps)
 
 
@@ -356,6 +377,8 @@ class EagleTrainer(Trainer):
 
     ttt_steps: TTT unroll length (EAGLE-3: 7). ttt_decay: per-step loss weight base (0.8^j).
     argmax_chunk_size: positions per chunk when the target's full-vocabulary argmax is computed online.
+    loss_chunk_size: > 0 computes the loss in checkpointed chunks of that many positions (`ttt_loss`'s `chunk_size`:
+        less memory for backward, same gradients); 0 = all positions at once.
     """
 
     def __init__(
@@ -368,6 +391,7 @@ class EagleTrainer(Trainer):
         ttt_steps: int = DEFAULT_TTT_STEPS,
         ttt_decay: float = DEFAULT_TTT_DECAY,
         argmax_chunk_size: int = 1024,
+        loss_chunk_size: int = 0,
         data_collator=None,
         **kwargs,
     ):
@@ -388,6 +412,7 @@ class EagleTrainer(Trainer):
         self.ttt_steps = int(ttt_steps)
         self.ttt_decay = float(ttt_decay)
         self.argmax_chunk_size = argmax_chunk_size
+        self.loss_chunk_size = int(loss_chunk_size)
         self.target = target
         if target is not None:
             drafter.check_target(target.config)
@@ -396,6 +421,7 @@ class EagleTrainer(Trainer):
         self.teacher_head = teacher_head.to(self.args.device)
         self.teacher_head_bias = teacher_head_bias.to(self.args.device) if teacher_head_bias is not None else None
         self._ttt_stats = {"train": None, "eval": None}
+        self._forward_returns_dict = _forward_takes_return_dict(drafter)
 
     def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
         """`Trainer.train`, resuming only from a complete checkpoint (`resolve_resume_checkpoint`: "latest" / True
@@ -446,10 +472,10 @@ class EagleTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         drafter = unwrap_drafter(model)
         features, teacher_logits, argmax = self._teacher(inputs, drafter)
-        step_logits = _ttt_step_logits(model, drafter, inputs["input_ids"], features, self.ttt_steps)
+        step_logits = _ttt_step_logits(model, inputs["input_ids"], features, self.ttt_steps, self._forward_returns_dict)
         total, stats = ttt_loss(
             step_logits, teacher_logits, argmax, drafter.t2d, inputs["loss_mask"], inputs["attention_mask"],
-            self.ttt_decay,
+            self.ttt_decay, self.loss_chunk_size,
         )
         mode = "train" if model.training else "eval"
         self._ttt_stats[mode] = stats if self._ttt_stats[mode] is None else self._ttt_stats[mode] + stats
@@ -557,12 +583,14 @@ def estimate_step_memory(
     target_bytes: int = 2,
     drafter_bytes: int = 4,
     online: bool = True,
+    loss_chunk_size: int = 0,
 ) -> dict[str, int]:
     """
     Rough per-step memory (bytes) of drafter training, by term. The drafter logits of every TTT step are kept for
     backward (ttt_steps x B x n x D, plus their softmax for the loss); teacher logits exist once over the draft
     vocabulary (B x n x D); the target's full-vocabulary logits are never formed (argmax in chunks of 1024
     positions). Online adds the target's weights and one forward's activations (no grad, freed layer by layer).
+    With `loss_chunk_size` the softmaxes exist for one chunk at a time and only the logits are kept.
     """
     text = target_config.get_text_config() if hasattr(target_config, "get_text_config") else target_config
     h, v, layers = text.hidden_size, text.vocab_size, text.num_hidden_layers
@@ -572,9 +600,18 @@ def estimate_step_memory(
         p.numel() for p in build_drafter_like(drafter_config).parameters() if p.requires_grad
     )
     taps = len(drafter_config.target_layer_ids)
+    if loss_chunk_size:
+        loss_terms = {
+            "drafter logits kept for backward (all TTT steps, fp32)": ttt_steps * tokens * d * 4,
+            "loss softmaxes of one chunk (fp32, recomputed in backward)": min(tokens, loss_chunk_size) * d * 4 * 3,
+        }
+    else:
+        loss_terms = {
+            "drafter logits kept for backward (all TTT steps, fp32, x2 for softmax)": ttt_steps * tokens * d * 4 * 2,
+        }
     terms = {
         "drafter weights + grads + Adam (fp32)": drafter_params * 16,
-        "drafter logits kept for backward (all TTT steps, fp32, x2 for softmax)": ttt_steps * tokens * d * 4 * 2,
+        **loss_terms,
         "drafter activations (per TTT step, ~12 H-wide tensors a layer)":
             ttt_steps * tokens * hd * 12 * getattr(drafter_config, "num_hidden_layers", 1) * drafter_bytes,
         "teacher logits over the draft vocabulary (fp32)": tokens * d * 4,
@@ -673,6 +710,7 @@ def train_drafter(
     target_dtype: torch.dtype = torch.float32,
     trust_remote_code: bool = False,
     drafter_overrides: dict | None = None,
+    loss_chunk_size: int = 0,
 ) -> EagleTrainer:
     """
     The `hf-eagle31 train` pipeline as a function. Online: pass `target`. Offline: pass `feature_dir` (features
@@ -689,6 +727,7 @@ def train_drafter(
     `overwrite`: replace a drafter already saved in `output_dir` (otherwise refused; see `check_training_outputs`).
     `drafter_overrides`: config fields of a fresh drafter (`build_drafter(..., **overrides)`), e.g.
     `{"num_hidden_layers": 2, "intermediate_size": 2048}`; refused with `drafter`, whose shape is its checkpoint's.
+    `loss_chunk_size`: see `EagleTrainer` (checkpointed loss chunks: less memory, same gradients).
     Returns the trainer (its model trained; the drafter or adapter saved to `output_dir`).
     """
     if target is None and feature_dir is None:
@@ -744,6 +783,7 @@ def train_drafter(
     trainer = EagleTrainer(
         model=model, args=args, target=target, teacher_head=teacher_head, teacher_head_bias=teacher_bias,
         ttt_steps=ttt_steps, train_dataset=train_data, eval_dataset=eval_dataset, callbacks=callbacks,
+        loss_chunk_size=loss_chunk_size,
     )
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     trainer.save_model(output_dir)
@@ -780,6 +820,9 @@ class DrafterArguments:
         "others are standard pre-norm layers; 1 is the published EAGLE-3 layout (the only one --to eagle can export)"})
     intermediate_size: int | None = dataclasses.field(default=None, metadata={
         "help": "a fresh drafter's MLP width (default: the target's)"})
+    loss_chunk_size: int = dataclasses.field(default=0, metadata={
+        "help": "> 0: compute the loss in checkpointed chunks of this many positions (backward keeps each TTT "
+        "step's logits only, not their softmaxes: less memory at large TTT x draft vocabulary, same gradients)"})
     init_from: str | None = dataclasses.field(default=None, metadata={
         "metavar": "DRAFTER", "help": "start from a trained drafter directory"})
     trust_remote_code: bool = dataclasses.field(default=False, metadata={
@@ -799,6 +842,8 @@ class DrafterArguments:
         for flag, value in positive:
             if value is not None and value < 1:
                 raise ValueError(f"{flag} {value}: must be >= 1.")
+        if self.loss_chunk_size < 0:
+            raise ValueError(f"--loss-chunk-size {self.loss_chunk_size}: must be >= 0 (0 = the whole loss at once).")
         if self.lora_r > 0 and not self.init_from:
             raise ValueError("--lora-r trains an adapter on a trained drafter: pass --init-from DRAFTER_DIR.")
         if self.init_from and (self.num_layers != 1 or self.intermediate_size is not None):
@@ -880,7 +925,7 @@ def _print_memory_estimate(drafter_args, data_args, training_args, dataset):
     terms = estimate_step_memory(
         text, drafter_config, training_args.per_device_train_batch_size, max(len(r) for r in dataset["input_ids"]),
         drafter_args.ttt_steps, target_bytes=torch.finfo(target_dtype).bits // 8,
-        online=data_args.offline_features is None,
+        online=data_args.offline_features is None, loss_chunk_size=drafter_args.loss_chunk_size,
     )
     for name, value in terms.items():
         print(f"{value / 2**30:9.3f} GiB  {name}")
@@ -920,6 +965,7 @@ def run_cli(args: argparse.Namespace) -> int:
         drafter=drafter_args.init_from, trust_remote_code=drafter_args.trust_remote_code, eval_dataset=eval_dataset,
         lora=lora, head_init=drafter_args.head_init, overwrite=drafter_args.overwrite,
         drafter_overrides=None if drafter_args.init_from else drafter_args.drafter_overrides(),
+        loss_chunk_size=drafter_args.loss_chunk_size,
     )
     if lora and drafter_args.merge_lora and trainer.args.should_save:
         save_drafter(merge_lora(trainer.model), os.path.join(drafter_args.out, "merged"))

@@ -188,3 +188,28 @@ def test_evaluate_compares_drafting_policies(setup):
     assert "| toy | d:confidence |" in table and "drafted/cycle | wasted |" in table
     with pytest.raises(ValueError, match="clashes"):
         evaluate(target, tokenizer, {"d": drafter}, prompts, progress=False, policies={"d": {}})
+
+
+def test_evaluate_runs_every_drafter_under_one_policy(setup):
+    """`drafting=` replaces each drafter's saved generation config: a drafter saved with confidence-bounded drafting
+    drafts K tokens a cycle under the constant policy, and one saved with constant K drafts one under confidence."""
+    import torch
+
+    from hf_eagle31.evaluation import drafting_policy
+
+    target, tokenizer = setup
+    unsure = make_drafter(target, "eagle3.1", seed=8)
+    with torch.no_grad():
+        unsure.lm_head.weight.mul_(0.0)  # a uniform drafter: always unsure
+    unsure.generation_config.assistant_confidence_threshold = 0.5
+    prompts = [prompt(0, length=12)]
+    saved, _ = evaluate(target, tokenizer, {"d": unsure}, prompts, max_new_tokens=12, num_assistant_tokens=3,
+                        progress=False)
+    constant, _ = evaluate(target, tokenizer, {"d": unsure}, prompts, max_new_tokens=12, num_assistant_tokens=3,
+                           progress=False, drafting=drafting_policy("constant"))
+    assert saved[0]["drafted_per_cycle"] == pytest.approx(1.0)
+    assert constant[0]["drafter"] == "d" and constant[0]["drafted_per_cycle"] > 2.5
+    unsure.generation_config.assistant_confidence_threshold = 0.0
+    confidence, _ = evaluate(target, tokenizer, {"d": unsure}, prompts, max_new_tokens=12, num_assistant_tokens=3,
+                             progress=False, drafting=drafting_policy("confidence", confidence_threshold=0.5))
+    assert confidence[0]["drafted_per_cycle"] == pytest.approx(1.0)

@@ -17,6 +17,7 @@ from transformers import AutoModel, LlamaConfig, LlamaForCausalLM, TrainingArgum
 from hf_eagle31.features import FeatureDataset, capture_target_features, precompute_features
 from hf_eagle31.training import (
     EagleTrainer,
+    _forward_takes_return_dict,
     _ttt_step_logits,
     apply_lora,
     build_drafter,
@@ -114,6 +115,29 @@ def test_ttt_loss_masks_tokens_outside_draft_vocab():
     assert stats[2].tolist() == [1.0, 0.0]
 
 
+def test_chunked_ttt_loss_equals_whole_loss():
+    """Checkpointed chunks (of sizes that do and do not divide the positions) give the same loss, statistics and
+    gradients as the whole loss at once."""
+    torch.manual_seed(0)
+    b, n, d = 2, 11, 24
+    teacher = torch.randn(b, n, d)
+    argmax = teacher.argmax(-1)
+    t2d = torch.ones(d, dtype=torch.bool)
+    loss_mask = (torch.rand(b, n) > 0.2).float()
+    base = [torch.randn(b, n, d) for _ in range(3)]
+    results = []
+    for chunk in (0, 4, 5, 1000):
+        logits = [x.clone().requires_grad_(True) for x in base]
+        total, stats = ttt_loss(logits, teacher, argmax, t2d, loss_mask, chunk_size=chunk)
+        total.backward()
+        results.append((total.detach(), stats, [x.grad for x in logits]))
+    whole = results[0]
+    for total, stats, grads in results[1:]:
+        assert torch.allclose(total, whole[0]) and torch.equal(stats[1:], whole[1][1:])
+        assert torch.allclose(stats[0], whole[1][0])
+        assert all(torch.allclose(g, w, atol=1e-7) for g, w in zip(grads, whole[2]))
+
+
 # ------------------------------------------------------------------------------------------------ trainer
 
 
@@ -159,7 +183,8 @@ def test_trainer_runs_the_ttt_unroll_through_forward(tmp_path):
             return self.ttt_forward(input_ids, target_hidden_states, ttt_steps)
 
     drafter.__class__ = OlderRemoteCode
-    old = _ttt_step_logits(drafter, drafter, batch["input_ids"], features, 2)
+    assert not _forward_takes_return_dict(drafter)
+    old = _ttt_step_logits(drafter, batch["input_ids"], features, 2, return_dict=False)
     assert all(torch.equal(a, b) for a, b in zip(old, expected))
 
 
@@ -179,6 +204,21 @@ def test_gradient_accumulation_matches_big_batch(tmp_path):
     moved = (params[0] - torch.cat([p.detach().flatten() for p in drafter_for(target).parameters() if p.requires_grad])).abs().max()
     assert moved > 1e-3  # the step did something
     torch.testing.assert_close(params[0], params[1], atol=1e-5, rtol=1e-4)
+
+
+def test_chunked_loss_trains_like_the_whole_loss(tmp_path):
+    """`loss_chunk_size` (checkpointed loss chunks) gives the same SGD update as the whole loss."""
+    target = tiny_target()
+    data = random_rows(4, min_len=5, max_len=14)
+    params = []
+    for chunk in (0, 7):
+        drafter = drafter_for(target)
+        args = args_for(tmp_path / f"c{chunk}", per_device_train_batch_size=4, max_steps=1, optim="sgd",
+                        learning_rate=1.0, lr_scheduler_type="constant")
+        EagleTrainer(model=drafter, args=args, target=target, ttt_steps=3, train_dataset=data,
+                     loss_chunk_size=chunk).train()
+        params.append(torch.cat([p.detach().flatten() for p in drafter.parameters() if p.requires_grad]))
+    torch.testing.assert_close(params[0], params[1], atol=1e-6, rtol=1e-5)
 
 
 def test_online_and_offline_give_the_same_losses(tmp_path):
@@ -320,6 +360,9 @@ def test_memory_estimate_scales_with_ttt_and_length():
     deep = estimate_step_memory(config, deep_config, 1, 2048, 1)
     activations = "drafter activations (per TTT step, ~12 H-wide tensors a layer)"
     assert deep[activations] == 2 * one[activations] and deep["total"] > one["total"]
+    chunked = estimate_step_memory(config, drafter_config, 1, 2048, 7, loss_chunk_size=256)
+    assert chunked["drafter logits kept for backward (all TTT steps, fp32)"] == seven[logits] // 2
+    assert chunked["total"] < seven["total"]
 
 
 # ------------------------------------------------------------------------------------------------ learning
@@ -441,7 +484,7 @@ def test_cli_train_sets_depth_and_mlp_width_of_a_fresh_drafter(tmp_path, monkeyp
     code = cli.main([
         "train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--num-layers", "2",
         "--intermediate-size", "40", "--ttt-steps", "2", "--draft-vocab-size", "32", "--max_steps", "1",
-        "--use_cpu", "--per_device_train_batch_size", "3", "--disable_tqdm", "true",
+        "--use_cpu", "--per_device_train_batch_size", "3", "--disable_tqdm", "true", "--loss-chunk-size", "5",
     ])
     assert code == 0
     config = json.load(open(tmp_path / "out" / "config.json"))
@@ -449,8 +492,9 @@ def test_cli_train_sets_depth_and_mlp_width_of_a_fresh_drafter(tmp_path, monkeyp
     loaded = AutoModel.from_pretrained(str(tmp_path / "out"), trust_remote_code=True)
     assert len(loaded.layers) == 2 and loaded.layers[1].mlp.up_proj.out_features == 40
     assert DrafterArguments().drafter_overrides() == {"num_hidden_layers": 1}  # MLP width: the target's
-    for bad in (dict(num_layers=0), dict(intermediate_size=0), dict(init_from="d", num_layers=2)):
-        with pytest.raises(ValueError, match="--num-layers|--intermediate-size"):
+    for bad in (dict(num_layers=0), dict(intermediate_size=0), dict(init_from="d", num_layers=2),
+                dict(loss_chunk_size=-1)):
+        with pytest.raises(ValueError, match="--num-layers|--intermediate-size|--loss-chunk-size"):
             DrafterArguments(**bad)
     with pytest.raises(ValueError, match="drafter_overrides"):
         train_drafter(random_rows(4), str(tmp_path / "x"), target=target, drafter=loaded,
