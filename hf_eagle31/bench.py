@@ -322,6 +322,9 @@ def profile_drafter(target, drafter, prompts: list[list[int]], max_new_tokens: i
     length K that is the familiar `tau * t(1) / (t(K+1) + K * t_step)`; with confidence-bounded or copied drafts it
     charges each cycle what it really verified and ran. K (reported) is the draft length most cycles used. With
     `achieved_speedup` (the benchmark's drafter vs plain), `fraction_of_ceiling` is achieved / ceiling.
+    `stopping_rule_bound` = (mean_c t(d_c + 1) + f * t_step) / (t(2) + t_step): the most any rule that only stops
+    drafts early (e.g. a confidence threshold) could gain over this run in tokens/s — at best it drafts one token a
+    cycle (one verification of 2 tokens, the feed as the only drafter forward) and it never raises tau.
     `drafting`: `generate` options of a drafting policy to profile (default: the drafter as configured).
     """
     runs = []
@@ -372,6 +375,7 @@ def profile_drafter(target, drafter, prompts: list[list[int]], max_new_tokens: i
     verify = statistics.mean(bare["target_ms"][d + 1] for d in lengths)  # mean bare verification per cycle
     forwards_per_cycle = counted / cycles
     ceiling = tau * t1 / (verify + forwards_per_cycle * step)
+    stopping_bound = (verify + forwards_per_cycle * step) / (bare["target_ms"][2] + step) if 2 in bare["target_ms"] else None
     return {
         "prompts": len(prompts), "cycles": cycles, "tau": tau, "num_assistant_tokens": k,
         "mean_draft_length": statistics.mean(lengths), "drafter_forwards_per_cycle": forwards_per_cycle,
@@ -380,6 +384,7 @@ def profile_drafter(target, drafter, prompts: list[list[int]], max_new_tokens: i
         "target": target_parts, "drafter": drafter_parts, "glue": glue,
         "bare": bare, "ceiling_speedup": ceiling, "achieved_speedup": achieved_speedup,
         "fraction_of_ceiling": achieved_speedup / ceiling if achieved_speedup else None,
+        "stopping_rule_bound": stopping_bound,
     }
 
 
@@ -425,6 +430,10 @@ def format_profile(profile: dict) -> str:
         ceiling += (f"; achieved {profile['achieved_speedup']:.2f}× = {100 * profile['fraction_of_ceiling']:.0f}% "
                     "of the ceiling")
     lines.append(ceiling)
+    if profile.get("stopping_rule_bound") is not None:
+        lines.append(f"stopping drafts early (e.g. a confidence threshold) can gain at most (mean t(d+1) + f·t_step) / "
+                     f"(t(2) + t_step) = {profile['stopping_rule_bound']:.2f}× over this run (one drafted token a "
+                     "cycle, tau no higher)")
     return "\n".join(lines)
 
 

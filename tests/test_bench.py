@@ -7,7 +7,15 @@ import pytest
 import torch
 from conftest import make_drafter, save_tiny_setup, tiny_target
 
-from hf_eagle31.bench import METHODS, DrafterForwardTimer, bare_forward_times, benchmark, format_report, profile_drafter
+from hf_eagle31.bench import (
+    METHODS,
+    DrafterForwardTimer,
+    bare_forward_times,
+    benchmark,
+    format_profile,
+    format_report,
+    profile_drafter,
+)
 from hf_eagle31.cli import main
 from hf_eagle31.evaluation import TargetForwardTimer, tau_from_forwards, timed_generate
 
@@ -161,6 +169,10 @@ def test_profile_splits_one_run_per_cycle(target):
     assert profile["ceiling_speedup"] == pytest.approx(ceiling)
     assert profile["fraction_of_ceiling"] == pytest.approx(0.5 / ceiling)
     assert abs(forwards - 3) < 0.5 and profile["mean_draft_length"] == pytest.approx(3, abs=0.5)
+    # a rule that only stops drafts early at best verifies 2 tokens a cycle with the feed as the only drafter forward
+    bound = (verify + forwards * bare["drafter_step_ms"]) / (t[2] + bare["drafter_step_ms"])
+    assert profile["stopping_rule_bound"] == pytest.approx(bound)
+    assert "stopping drafts early" in format_profile(profile)
 
 
 def test_benchmark_compares_drafting_policies(target):
