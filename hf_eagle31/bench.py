@@ -261,7 +261,10 @@ def bare_forward_times(target, drafter, token_ids: list[int], context_length: in
                          tokens (a DynamicCache prefilled once and cropped back after each call; all logits, no
                          hidden-state capture, no attention mask);
         drafter_step_ms  one drafter chain step: a forward of 1 token with `hidden_states` against a drafter cache
-                         fed with the target's features of the `context_length` positions (cropped back likewise).
+                         fed with the target's features of the `context_length` positions (cropped back likewise);
+        drafter_step_weight_mb  the weights one chain step reads (decoder layers, final norm, lm_head: all but the
+                         embeddings, of which it reads one row, and the feature projection), so that
+                         weight_mb / drafter_step_ms is the memory bandwidth a weight-bound step runs at.
 
     token_ids: at least `context_length + max_new_tokens` token ids (content does not matter for the timing).
     """
@@ -292,7 +295,10 @@ def bare_forward_times(target, drafter, token_ids: list[int], context_length: in
                          lambda: drafter_cache.crop(-1), repeats, cuda)
     if (cache.get_seq_length(), drafter_cache.get_seq_length()) != (context_length, context_length):
         raise RuntimeError("bare_forward_times: a cache was not cropped back to the context; the timings are void.")
-    return {"context_tokens": context_length, "repeats": repeats, "target_ms": target_ms, "drafter_step_ms": step_ms}
+    step_modules = [*drafter.layers, drafter.norm, drafter.lm_head]
+    weight_mb = sum(p.numel() * p.element_size() for m in step_modules for p in m.parameters()) / 1e6
+    return {"context_tokens": context_length, "repeats": repeats, "target_ms": target_ms, "drafter_step_ms": step_ms,
+            "drafter_step_weight_mb": weight_mb}
 
 
 def _part(calls, total_s, cycles, wall_s):
@@ -420,6 +426,9 @@ def format_profile(profile: dict) -> str:
         f"bare forwards over a {bare['context_tokens']}-token cache (median of {bare['repeats']}): target "
         + ", ".join(f"t({n}) {ms:.3f} ms" for n, ms in t.items())
         + f"; drafter chain step t_step {bare['drafter_step_ms']:.3f} ms"
+        + (f" reading {bare['drafter_step_weight_mb']:.1f} MB of weights "
+           f"({bare['drafter_step_weight_mb'] / bare['drafter_step_ms']:.1f} GB/s)"
+           if bare.get("drafter_step_weight_mb") else "")
     )
     ceiling = (f"ceiling speed-up at τ {profile['tau']:.2f}: τ·t(1) / (mean t(d+1) + f·t_step) = "
                f"{profile['tau']:.2f}·{t[1]:.2f} / ({profile['mean_bare_verify_ms']:.2f} + "

@@ -132,6 +132,10 @@ def test_bare_forward_times(target, variant):
     bare = bare_forward_times(target, drafter, list(range(30)), context_length=20, max_new_tokens=4, repeats=3)
     assert bare["context_tokens"] == 20 and sorted(bare["target_ms"]) == [1, 2, 3, 4]
     assert all(ms > 0 for ms in bare["target_ms"].values()) and bare["drafter_step_ms"] > 0
+    read = [*drafter.layers, drafter.norm, drafter.lm_head]  # not the embeddings, not the feature projection
+    expected = sum(p.numel() * p.element_size() for m in read for p in m.parameters()) / 1e6
+    assert bare["drafter_step_weight_mb"] == pytest.approx(expected)
+    assert expected < sum(p.numel() * p.element_size() for p in drafter.parameters()) / 1e6
     with pytest.raises(ValueError, match="needs 24 token ids, got 10"):
         bare_forward_times(target, drafter, list(range(10)), context_length=20, max_new_tokens=4)
 
