@@ -39,9 +39,7 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache
 
 from .calibration import (
-    EXIT_BUSY,
     Calibration,
-    MachineBusyError,
     add_calibration_arguments,
     calibration_from_args,
     format_calibration,
@@ -500,27 +498,23 @@ def add_cli_arguments(parser):
 
 
 def run_cli(args):
-    from .cli_utils import drafter_dtype, load_target_for_cli, policies_from_args, prompts_from_args
-    from .cli_utils import report_error, write_json_report
+    from .cli_utils import drafter_dtype, load_target_for_cli, policies_from_args, prompts_from_args, write_json_report
 
     target, tokenizer = load_target_for_cli(args)
     calibration = calibration_from_args(args, target)
-    try:
-        calibration.check_load_at_start(args.strict)
-        drafter = load_drafter(args.drafter, target, trust_remote_code=args.trust_remote_code,
-                               dtype=drafter_dtype(args))
-        prompts = prompts_from_args(args, tokenizer)
-        rendered = [render_prompt(tokenizer, p, (), args.system_prompt, args.chat_template) for p in prompts]
-        policies = policies_from_args(args)
-        torch.manual_seed(0)
-        report = benchmark(target, drafter, rendered, max_new_tokens=args.max_new_tokens,
-                           num_assistant_tokens=args.num_assistant_tokens,
-                           prompt_lookup_tokens=args.prompt_lookup_tokens, repeats=args.repeats,
-                           calibration=calibration, profile=args.profile, policies=policies,
-                           profile_policy=args.profile_policy)
-        calibration.check(args.strict)
-    except MachineBusyError as error:
-        return report_error("bench", error, EXIT_BUSY)
+    calibration.check_load_at_start(args.strict)
+    drafter = load_drafter(args.drafter, target, trust_remote_code=args.trust_remote_code,
+                           dtype=drafter_dtype(args))
+    prompts = prompts_from_args(args, tokenizer)
+    rendered = [render_prompt(tokenizer, p, (), args.system_prompt, args.chat_template) for p in prompts]
+    policies = policies_from_args(args)
+    torch.manual_seed(0)
+    report = benchmark(target, drafter, rendered, max_new_tokens=args.max_new_tokens,
+                       num_assistant_tokens=args.num_assistant_tokens,
+                       prompt_lookup_tokens=args.prompt_lookup_tokens, repeats=args.repeats,
+                       calibration=calibration, profile=args.profile, policies=policies,
+                       profile_policy=args.profile_policy)
+    calibration.check(args.strict)
     report["settings"] = {
         "target": args.target or "smollm2-135m-instruct", "drafter": args.drafter, "prompts": args.prompts,
         "prompt_ids": [p.id for p in prompts], "max_new_tokens": args.max_new_tokens,

