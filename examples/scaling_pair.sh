@@ -10,8 +10,11 @@
 #   RUNS="eagle3.1 eagle3.1-2layers eagle3.1-mlp2x" STAGE=curve OUT=docs/results/capacity bash examples/scaling_pair.sh
 #                                                   # the capacity curve: same recipe, more layers / a wider MLP
 #
-# A run's name picks the variant and its capacity: eagle3 / eagle3.1 (one decoder layer, the target's MLP width),
-# <variant>-<n>layers (n decoder layers), <variant>-mlp<m>x (one layer, m times the target's MLP width).
+#   RUNS="eagle3.1-alltokens" CHECKPOINTS="50 100 200 300" bash examples/scaling_pair.sh   # loss on every token
+#
+# A run's name picks the variant and what differs from the recipe: eagle3 / eagle3.1 (one decoder layer, the
+# target's MLP width, loss on assistant tokens), <variant>-<n>layers (n decoder layers), <variant>-mlp<m>x (one
+# layer, m times the target's MLP width), <variant>-alltokens (loss on prompt tokens too).
 #
 # Train resumes from each run's newest complete checkpoint when re-run; stop it at any time.
 set -euo pipefail
@@ -26,8 +29,9 @@ read -r -a RUN_NAMES <<< "${RUNS:-eagle3.1 eagle3}"
 TARGET_INTERMEDIATE=1536            # SmolLM2-135M's MLP width
 stage() { [ "$STAGE" = all ] || [ "$STAGE" = "$1" ]; }
 variant_of() { echo "${1%%-*}"; }
-capacity_args() {                   # the train options a run's name asks for
+run_args() {                        # the train options a run's name asks for
   case "$1" in
+    *-alltokens) echo "--loss-tokens all" ;;
     *-*layers) local n=${1##*-}; echo "--num-layers ${n%layers}" ;;
     *-mlp*x) local m=${1##*-mlp}; echo "--intermediate-size $(( ${m%x} * TARGET_INTERMEDIATE ))" ;;
   esac
@@ -43,8 +47,8 @@ if stage train; then
   # batch 2, lr 5e-4 constant after 30 warm-up steps, a checkpoint every 25 steps (all kept: the curve reads them).
   for v in "${RUN_NAMES[@]}"; do
     resume=(); ls -d "$RUN/$v"/checkpoint-* >/dev/null 2>&1 && resume=(--resume_from_checkpoint latest)
-    read -r -a capacity <<< "$(capacity_args "$v")"
-    OMP_NUM_THREADS=1 hf-eagle31 train --data "$DATA" --variant "$(variant_of "$v")" "${capacity[@]}" \
+    read -r -a extra <<< "$(run_args "$v")"
+    OMP_NUM_THREADS=1 hf-eagle31 train --data "$DATA" --variant "$(variant_of "$v")" "${extra[@]}" \
       --ttt-steps 3 --draft-vocab-size 8192 \
       --target-dtype bfloat16 --bf16 --out "$RUN/$v/final" --output_dir "$RUN/$v" \
       --per_device_train_batch_size 2 --learning_rate 5e-4 --lr_scheduler_type constant_with_warmup \

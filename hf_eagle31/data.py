@@ -491,6 +491,11 @@ def prepare_dataset(
     return dataset, report
 
 
+def with_loss_on_every_token(dataset: "datasets.Dataset") -> "datasets.Dataset":
+    """The rows with `loss_mask` set on every position (training on prompts as well as answers)."""
+    return dataset.map(lambda row: {"loss_mask": [1] * len(row["input_ids"])}, desc="loss on every token")
+
+
 def load_prepared(path: str | os.PathLike | list | tuple) -> "datasets.Dataset":
     """
     Loads a dataset written by `prepare_dataset` / `hf-eagle31 prepare-data`, checking its columns. `path` may be a

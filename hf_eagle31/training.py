@@ -45,7 +45,7 @@ from transformers import (
 from transformers.utils import logging
 
 from . import targets
-from .data import load_prepared
+from .data import load_prepared, with_loss_on_every_token
 from .draft_vocab import draft_vocab_from_dataset
 from .features import (
     FeatureDataset,
@@ -711,6 +711,7 @@ def train_drafter(
     trust_remote_code: bool = False,
     drafter_overrides: dict | None = None,
     loss_chunk_size: int = 0,
+    loss_tokens: str = "assistant",
 ) -> EagleTrainer:
     """
     The `hf-eagle31 train` pipeline as a function. Online: pass `target`. Offline: pass `feature_dir` (features
@@ -728,12 +729,17 @@ def train_drafter(
     `drafter_overrides`: config fields of a fresh drafter (`build_drafter(..., **overrides)`), e.g.
     `{"num_hidden_layers": 2, "intermediate_size": 2048}`; refused with `drafter`, whose shape is its checkpoint's.
     `loss_chunk_size`: see `EagleTrainer` (checkpointed loss chunks: less memory, same gradients).
+    `loss_tokens`: "assistant" (the rows' `loss_mask`) or "all": the loss covers every position (the target's
+        distribution is the label everywhere, prompts included); a fresh drafter's draft vocabulary is still chosen
+        from the assistant tokens.
     Returns the trainer (its model trained; the drafter or adapter saved to `output_dir`).
     """
     if target is None and feature_dir is None:
         raise ValueError("pass the target (online training) or a feature directory (offline training).")
     if draft_vocab_size is not None and draft_vocab_size < 1:
         raise ValueError(f"draft_vocab_size={draft_vocab_size}: pass a positive size (capped at the target's vocab).")
+    if loss_tokens not in ("assistant", "all"):
+        raise ValueError(f"loss_tokens={loss_tokens!r}: use 'assistant' or 'all'.")
     if head_init not in ("target", "random"):
         raise ValueError(f"head_init={head_init!r}: use 'target' or 'random'.")
     if drafter_overrides and drafter is not None:
@@ -758,6 +764,8 @@ def train_drafter(
             draft_vocab_from_dataset(dataset, text.vocab_size, d).apply(drafter)
     if target_name_or_path is not None:
         drafter.config.target_name_or_path = target_name_or_path
+    if loss_tokens == "all":
+        dataset = with_loss_on_every_token(dataset)
     teacher_head = teacher_bias = None
     train_data = dataset
     if feature_dir is not None:
@@ -873,6 +881,10 @@ class DataArguments:
         "metavar": "DIR", "help": "precompute target features into DIR (resumable), free the target, train from them"})
     features_only: bool = dataclasses.field(default=False, metadata={
         "help": "with --offline-features: compute the features (one process) and exit"})
+    loss_tokens: str = dataclasses.field(default="assistant", metadata={
+        "choices": ["assistant", "all"],
+        "help": "positions the loss covers: the assistant tokens (the rows' loss_mask) or all of them (prompts too: "
+        "the target's own distribution is the label everywhere); held-out rows are scored on assistant tokens"})
 
     def __post_init__(self):
         if not 0 <= self.eval_fraction < 1:
@@ -951,7 +963,8 @@ def run_cli(args: argparse.Namespace) -> int:
             layer_ids = build_drafter_config(
                 text, drafter_args.variant, min(drafter_args.draft_vocab_size, text.vocab_size)
             ).target_layer_ids
-            precompute_training_features(target, dataset, layer_ids, data_args.offline_features, eval_dataset)
+            rows = with_loss_on_every_token(dataset) if data_args.loss_tokens == "all" else dataset  # as train's
+            precompute_training_features(target, rows, layer_ids, data_args.offline_features, eval_dataset)
         print(f"features complete in {data_args.offline_features}")
         return 0
     if drafter_args.estimate_memory:
@@ -965,7 +978,7 @@ def run_cli(args: argparse.Namespace) -> int:
         drafter=drafter_args.init_from, trust_remote_code=drafter_args.trust_remote_code, eval_dataset=eval_dataset,
         lora=lora, head_init=drafter_args.head_init, overwrite=drafter_args.overwrite,
         drafter_overrides=None if drafter_args.init_from else drafter_args.drafter_overrides(),
-        loss_chunk_size=drafter_args.loss_chunk_size,
+        loss_chunk_size=drafter_args.loss_chunk_size, loss_tokens=data_args.loss_tokens,
     )
     if lora and drafter_args.merge_lora and trainer.args.should_save:
         save_drafter(merge_lora(trainer.model), os.path.join(drafter_args.out, "merged"))

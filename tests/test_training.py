@@ -221,6 +221,24 @@ def test_chunked_loss_trains_like_the_whole_loss(tmp_path):
     torch.testing.assert_close(params[0], params[1], atol=1e-6, rtol=1e-5)
 
 
+def test_loss_on_every_token(tmp_path):
+    """`loss_tokens="all"` trains on prompt positions too, with the draft vocabulary still
+    chosen from the assistant tokens; anything else is refused."""
+    target = tiny_target()
+    data = random_rows(8)
+    trainers = {}
+    for tokens in ("assistant", "all"):
+        trainers[tokens] = train_drafter(data, str(tmp_path / tokens), target=target, draft_vocab_size=16,
+                                         ttt_steps=2, training_args=args_for(tmp_path / tokens, max_steps=2),
+                                         loss_tokens=tokens)
+    assert all(all(m == 1 for m in row["loss_mask"]) for row in trainers["all"].train_dataset)
+    assert data[0]["loss_mask"][:3] == [0, 0, 0]  # the caller's rows are unchanged
+    assert torch.equal(trainers["all"].model.t2d, trainers["assistant"].model.t2d)
+    assert losses(trainers["all"]) != losses(trainers["assistant"])  # more positions: another loss
+    with pytest.raises(ValueError, match="loss_tokens"):
+        train_drafter(data, str(tmp_path / "x"), target=target, loss_tokens="prompt")
+
+
 def test_online_and_offline_give_the_same_losses(tmp_path):
     target = tiny_target()
     data = random_rows(8)
