@@ -1,6 +1,7 @@
 """
 Drafter training throughput on this machine, one setting after another in one process on the same rows: tokens/s
-of an `hf-eagle31 train` step (online features from the target included) and of feature extraction alone.
+of an `hf-eagle31 train` step (online features from the target included), of feature extraction alone, and of
+self-distillation (the target generating answers, batched as `prepare-data --regenerate` does).
 
     python examples/train_throughput.py --data runs/data/sg-800-6800 --out docs/results/train-throughput
 
@@ -126,6 +127,19 @@ def time_features(target, rows, batch, threads, repeats=3):
     return ids.numel() / statistics.median(seconds)
 
 
+def time_generation(target, rows, batch, threads, prompt_tokens=64, new_tokens=64):
+    """Greedy generation tokens/s of `batch` prompts at once (every row's first `prompt_tokens` tokens, so no
+    padding), each answer exactly `new_tokens` long."""
+    torch.set_num_threads(threads)
+    ids = torch.tensor([r[:prompt_tokens] for r in rows["input_ids"][:batch]])
+    options = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, pad_token_id=0)
+    with torch.no_grad():
+        target.generate(ids, **{**options, "max_new_tokens": 4, "min_new_tokens": 4})  # warm-up
+        start = time.perf_counter()
+        target.generate(ids, attention_mask=torch.ones_like(ids), **options)
+    return ids.shape[0] * new_tokens / (time.perf_counter() - start)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="a prepared dataset (`hf-eagle31 prepare-data`)")
@@ -134,13 +148,16 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=3, help="timed steps per setting (after one warm-up step)")
     parser.add_argument("--settings", default=",".join(SETTINGS),
                         help=f"comma-separated rows to measure (default all: {', '.join(SETTINGS)})")
+    parser.add_argument("--generation-batches", default="1,8,32",
+                        help="batch sizes of the self-distillation timing (bf16 target, 2 threads)")
     parser.add_argument("--out", default=None, help="writes <out>.json")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.settings.split(",") if n.strip()]
     unknown = [n for n in names if n not in SETTINGS]
     if unknown:
         parser.error(f"unknown settings {unknown}: use {', '.join(SETTINGS)}")
-    rows = cut_rows(args.data, args.length, (args.steps + 1) * args.batch_size)
+    batches = [int(b) for b in args.generation_batches.split(",") if b.strip()]
+    rows = cut_rows(args.data, args.length, max((args.steps + 1) * args.batch_size, *batches))
     settings = {n: {**BASELINE, **SETTINGS[n]} for n in names}
     targets = {dtype: load_target(None, dtype=getattr(torch, dtype))[0]
                for dtype in dict.fromkeys(s["target_dtype"] for s in settings.values())}
@@ -158,6 +175,8 @@ def main(argv=None):
         for threads in (1, 2):
             features.append({"target_dtype": dtype, "threads": threads,
                              "tokens_per_s": time_features(target, rows, args.batch_size, threads)})
+    generator = targets.get("bfloat16") or load_target(None, dtype=torch.bfloat16)[0]
+    generation = [{"batch": b, "threads": 2, "tokens_per_s": time_generation(generator, rows, b, 2)} for b in batches]
     torch.set_num_threads(1)
     calibration.sample("after")
     base = next((r for r in results if r["setting"] == "baseline"), results[0])
@@ -172,10 +191,14 @@ def main(argv=None):
     print("| target dtype | threads | tokens/s |\n|---|---|---|")
     for f in features:
         print(f"| {f['target_dtype']} | {f['threads']} | {f['tokens_per_s']:.0f} |")
+    print("\nself-distillation: greedy generation of 64 tokens after 64-token prompts, bf16 target, 2 threads")
+    print("| prompts at once | tokens/s |\n|---|---|")
+    for g in generation:
+        print(f"| {g['batch']} | {g['tokens_per_s']:.0f} |")
     print(format_calibration(calibration.summary()))
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        report = {"settings": vars(args), "training": results, "features": features,
+        report = {"settings": vars(args), "training": results, "features": features, "generation": generation,
                   "calibration": calibration.summary()}
         with open(args.out + ".json", "w") as f:
             json.dump(report, f, indent=1)
