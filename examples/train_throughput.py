@@ -37,11 +37,11 @@ SETTINGS = {  # name: what differs from BASELINE
     "fp32 target features": {"target_dtype": "float32"},
     "2 threads": {"threads": 2},
     "TTT 7": {"ttt_steps": 7},
-    "TTT 7, loss in chunks of 256": {"ttt_steps": 7, "loss_chunk_size": 256},
+    "TTT 7 + loss chunks of 256": {"ttt_steps": 7, "loss_chunk_size": 256},
     "draft vocab 4096": {"draft_vocab_size": 4096},
     "draft vocab 16384": {"draft_vocab_size": 16384},
     "draft vocab 32000": {"draft_vocab_size": 32000},
-    "draft vocab 32000, loss in chunks of 256": {"draft_vocab_size": 32000, "loss_chunk_size": 256},
+    "draft vocab 32000 + loss chunks of 256": {"draft_vocab_size": 32000, "loss_chunk_size": 256},
 }
 
 

@@ -479,7 +479,7 @@ def format_report(report: dict) -> str:
 
 
 def add_cli_arguments(parser):
-    from .cli_utils import add_common_arguments, add_json_argument, add_policy_arguments
+    from .cli_utils import add_common_arguments, add_compile_argument, add_json_argument, add_policy_arguments
 
     add_common_arguments(parser)
     parser.add_argument("--max-new-tokens", type=int, default=128)
@@ -494,17 +494,20 @@ def add_cli_arguments(parser):
     parser.add_argument("--profile-policy", default=None,
                         help="with --profile: profile this policy (one of --policies) instead of the drafter as "
                              "configured, e.g. --policies constant --profile-policy constant")
+    add_compile_argument(parser)
     add_json_argument(parser)
 
 
 def run_cli(args):
-    from .cli_utils import drafter_dtype, load_target_for_cli, policies_from_args, prompts_from_args, write_json_report
+    from .cli_utils import apply_compile_argument, drafter_dtype, load_target_for_cli, policies_from_args
+    from .cli_utils import prompts_from_args, write_json_report
 
     target, tokenizer = load_target_for_cli(args)
     calibration = calibration_from_args(args, target)
     calibration.check_load_at_start(args.strict)
     drafter = load_drafter(args.drafter, target, trust_remote_code=args.trust_remote_code,
                            dtype=drafter_dtype(args))
+    compiled = apply_compile_argument(args, drafter)
     prompts = prompts_from_args(args, tokenizer)
     rendered = [render_prompt(tokenizer, p, (), args.system_prompt, args.chat_template) for p in prompts]
     policies = policies_from_args(args)
@@ -523,7 +526,7 @@ def run_cli(args):
         "threads": torch.get_num_threads(),
         "repeats": args.repeats, "strict": args.strict, "max_drift": args.max_drift, "profile": args.profile,
         "profile_policy": args.profile_policy, "small_batch_linears": small_batch_enabled(target),
-        "policies": policies,
+        "policies": policies, "compile_drafter": compiled,
     }
     print(format_report(report))
     if args.json:

@@ -127,6 +127,27 @@ def add_drafter_dtype_argument(parser, default="same"):
                              "fp32 target keeps greedy output exact and halves the drafter's weight traffic")
 
 
+def add_compile_argument(parser):
+    parser.add_argument("--compile-drafter", action="store_true",
+                        help="run the drafter's forward through torch.compile(dynamic=True) (compiles on first use, "
+                             "seconds per shape family; see examples/chain_step_cost.py for what it saves)")
+
+
+def apply_compile_argument(args, drafter):
+    """`--compile-drafter`: `drafter.forward = torch.compile(drafter.forward, dynamic=True)`; returns whether it did.
+    Refused in one line where torch.compile's CPU backend has no C++ compiler to call."""
+    import shutil
+
+    if not getattr(args, "compile_drafter", False):
+        return False
+    if drafter.device.type == "cpu" and not any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "c++",
+                                                                          "clang++")):
+        raise ValueError("--compile-drafter needs a C++ compiler on the PATH for torch.compile on the CPU: install "
+                         "g++ (or set CXX), or drop the flag.")
+    drafter.forward = torch.compile(drafter.forward, dynamic=True)
+    return True
+
+
 def add_json_argument(parser):
     parser.add_argument("--json", default=None, help="write the results as JSON here")
 

@@ -95,8 +95,9 @@ def ttt_loss(
     teacher_argmax: (B, n) the target's argmax over its *full* vocabulary (negative = unknown, masked).
     t2d: (V,) bool, target ids inside the draft vocabulary. loss_mask / attention_mask: (B, n).
     chunk_size: > 0 computes the soft cross-entropy in chunks of that many positions under activation checkpointing:
-        backward keeps only each step's (M, D) logits instead of their fp32 copy, log-softmax and teacher
-        probabilities, and recomputes the softmaxes chunk by chunk (same loss and gradients; 0 = all at once).
+        backward keeps only the step logits themselves (in their dtype) instead of two fp32 (M, D) tensors per step
+        (log-softmax and teacher probabilities), and recomputes each chunk's softmaxes (same loss and gradients;
+        0 = all at once).
 
     Returns `(weighted_sum, stats)`: `stats` is a (3, steps) tensor of per-step CE sums, correct counts (drafter
     argmax == teacher argmax) and valid-position counts.
@@ -118,18 +119,25 @@ def ttt_loss(
         valid = present[:, 2 + j : 2 + j + k] & in_draft[:, 1 + j : 1 + j + k]  # (B, k)
         if not valid.any():
             continue
-        student = logits[:, :k][valid]  # (M, D): only the positions that count
-        teacher = teacher_logits[:, 1 + j : 1 + j + k][valid]  # (M, D)
-        if chunk_size > 0 and student.requires_grad:
+        if chunk_size > 0 and logits.requires_grad:
+            # Backward keeps views of the logits (no copies) and the positions; each chunk's fp32 softmaxes are
+            # recomputed in backward.
+            rows, cols = valid.nonzero(as_tuple=True)
+            student_all, teacher_all = logits[:, :k], teacher_logits[:, 1 + j : 1 + j + k]
             ce = torch.cat([
-                checkpoint(_soft_cross_entropy, s, t, use_reentrant=False)
-                for s, t in zip(student.split(chunk_size), teacher.split(chunk_size))
+                checkpoint(_soft_cross_entropy_at, student_all, teacher_all, r, c, use_reentrant=False)
+                for r, c in zip(rows.split(chunk_size), cols.split(chunk_size))
             ])
+            with torch.no_grad():
+                picks = logits[:, :k][valid].argmax(-1), teacher_all[valid].argmax(-1)
         else:
+            student = logits[:, :k][valid]  # (M, D): only the positions that count
+            teacher = teacher_logits[:, 1 + j : 1 + j + k][valid]  # (M, D)
             ce = _soft_cross_entropy(student, teacher)
+            picks = student.detach().argmax(-1), teacher.argmax(-1)
         total = total + (decay**j) * ce.sum()
         stats[0, j] = ce.detach().sum()
-        stats[1, j] = (student.detach().argmax(-1) == teacher.argmax(-1)).sum()
+        stats[1, j] = (picks[0] == picks[1]).sum()
         stats[2, j] = valid.sum()
     return total, stats
 
@@ -137,6 +145,11 @@ def ttt_loss(
 def _soft_cross_entropy(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """(M,) cross-entropy of fp32 student logits against the softmax of the teacher's (soft targets)."""
     return F.cross_entropy(student.float(), teacher.float().softmax(-1), reduction="none")
+
+
+def _soft_cross_entropy_at(student, teacher, rows, cols):
+    """`_soft_cross_entropy` at the positions (rows, cols) of (B, k, D) student / teacher logits."""
+    return _soft_cross_entropy(student[rows, cols], teacher[rows, cols])
 
 
 def loss_token_count(loss_mask: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:

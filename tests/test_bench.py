@@ -232,3 +232,20 @@ def test_bench_cli_drafter_dtype(tmp_path):
     assert rc == 0
     report = json.loads(out.read_text())
     assert report["outputs_identical"] and report["settings"]["drafter_dtype"] == "bfloat16"
+
+
+def test_bench_cli_compile_drafter(tmp_path, monkeypatch):
+    """`--compile-drafter` runs the drafter's forward through torch.compile (greedy output stays exact); without a
+    C++ compiler for the CPU backend it is refused in one line."""
+    import shutil
+
+    _, _, target_dir, (drafter_dir,), prompts = save_tiny_setup(tmp_path)
+    command = ["bench", "--target", str(target_dir), "--drafter", str(drafter_dir), "--prompts", str(prompts),
+               "--max-new-tokens", "6", "--num-prompts", "1", "--repeats", "1", "--compile-drafter"]
+    if shutil.which("g++") or shutil.which("c++") or shutil.which("clang++"):
+        out = tmp_path / "bench.json"
+        assert main(command + ["--json", str(out)]) == 0
+        report = json.loads(out.read_text())
+        assert report["outputs_identical"] and report["settings"]["compile_drafter"] is True
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert main(command) == 2
