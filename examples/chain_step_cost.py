@@ -20,6 +20,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from transformers import DynamicCache
 
+from hf_eagle31.bench import chain_step_weight_mb
 from hf_eagle31.demo import DEFAULT_DRAFTER
 from hf_eagle31.evaluation import load_drafter
 from hf_eagle31.features import capture_target_features
@@ -70,7 +71,8 @@ def main(argv=None):
         fed = drafter(ids[:, 1:], target_hidden_states=features, position_ids=torch.arange(args.context)[None],
                       cache=cache, logits_to_keep=1)
     hidden = fed.next_hidden[:, -1:]
-    token = fed.logits[:, -1:].argmax(-1) + drafter.d2t[fed.logits[:, -1:].argmax(-1)]
+    pick = fed.logits[:, -1:].argmax(-1)  # draft-vocabulary id -> target id
+    token = pick + drafter.d2t[pick]
     position = torch.tensor([[args.context]])
     eager = step_timer(drafter, token, hidden, position, cache)
 
@@ -96,8 +98,7 @@ def main(argv=None):
     total = sum(e.self_cpu_time_total for e in ops)
     shares = [{"op": e.key, "calls_per_step": e.count / args.repeats, "share": e.self_cpu_time_total / total}
               for e in ops[:8]]
-    weights_mb = sum(p.numel() * p.element_size()
-                     for m in [*drafter.layers, drafter.norm, drafter.lm_head] for p in m.parameters()) / 1e6
+    weights_mb = chain_step_weight_mb(drafter)
     eager_ms, compiled_ms = statistics.median(rounds["eager"]), statistics.median(rounds["compiled"])
     print(f"chain step, {args.dtype}, {args.threads} threads, {args.context}-token drafter cache "
           f"(median of {args.rounds} alternating rounds of {args.repeats} steps)")

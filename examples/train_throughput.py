@@ -25,6 +25,7 @@ from transformers import TrainerCallback, TrainingArguments
 from hf_eagle31.calibration import Calibration, format_calibration
 from hf_eagle31.data import load_prepared
 from hf_eagle31.features import capture_target_features
+from hf_eagle31.modeling.configuration_common import default_target_layer_ids
 from hf_eagle31.targets import load_target
 from hf_eagle31.training import train_drafter
 
@@ -116,7 +117,7 @@ def time_features(target, rows, batch, threads, repeats=3):
     torch.set_num_threads(threads)
     ids = torch.tensor(rows["input_ids"][:batch])
     mask = torch.ones_like(ids)
-    layer_ids = [2, target.config.num_hidden_layers // 2, target.config.num_hidden_layers - 3]
+    layer_ids = default_target_layer_ids(target.config.num_hidden_layers)
     seconds = []
     with torch.no_grad():
         capture_target_features(target, ids, mask, layer_ids)  # warm-up

@@ -249,6 +249,13 @@ def _median_ms(call, reset, repeats, cuda):
     return 1e3 * statistics.median(times)
 
 
+def chain_step_weight_mb(drafter) -> float:
+    """MB of weights one chain step reads: the decoder layers, the final norm and lm_head (of the embeddings it reads
+    one row; the feature projection it does not use)."""
+    modules = [*drafter.layers, drafter.norm, drafter.lm_head]
+    return sum(p.numel() * p.element_size() for m in modules for p in m.parameters()) / 1e6
+
+
 @torch.no_grad()
 def bare_forward_times(target, drafter, token_ids: list[int], context_length: int, max_new_tokens: int,
                        repeats: int = 15) -> dict:
@@ -260,9 +267,8 @@ def bare_forward_times(target, drafter, token_ids: list[int], context_length: in
                          hidden-state capture, no attention mask);
         drafter_step_ms  one drafter chain step: a forward of 1 token with `hidden_states` against a drafter cache
                          fed with the target's features of the `context_length` positions (cropped back likewise);
-        drafter_step_weight_mb  the weights one chain step reads (decoder layers, final norm, lm_head: all but the
-                         embeddings, of which it reads one row, and the feature projection), so that
-                         weight_mb / drafter_step_ms is the memory bandwidth a weight-bound step runs at.
+        drafter_step_weight_mb  `chain_step_weight_mb(drafter)`, so that weight_mb / drafter_step_ms is the memory
+                         bandwidth a weight-bound step runs at.
 
     token_ids: at least `context_length + max_new_tokens` token ids (content does not matter for the timing).
     """
@@ -293,10 +299,8 @@ def bare_forward_times(target, drafter, token_ids: list[int], context_length: in
                          lambda: drafter_cache.crop(-1), repeats, cuda)
     if (cache.get_seq_length(), drafter_cache.get_seq_length()) != (context_length, context_length):
         raise RuntimeError("bare_forward_times: a cache was not cropped back to the context; the timings are void.")
-    step_modules = [*drafter.layers, drafter.norm, drafter.lm_head]
-    weight_mb = sum(p.numel() * p.element_size() for m in step_modules for p in m.parameters()) / 1e6
     return {"context_tokens": context_length, "repeats": repeats, "target_ms": target_ms, "drafter_step_ms": step_ms,
-            "drafter_step_weight_mb": weight_mb}
+            "drafter_step_weight_mb": chain_step_weight_mb(drafter)}
 
 
 def _part(calls, total_s, cycles, wall_s):
@@ -379,7 +383,7 @@ def profile_drafter(target, drafter, prompts: list[list[int]], max_new_tokens: i
     verify = statistics.mean(bare["target_ms"][d + 1] for d in lengths)  # mean bare verification per cycle
     forwards_per_cycle = counted / cycles
     ceiling = tau * t1 / (verify + forwards_per_cycle * step)
-    stopping_bound = (verify + forwards_per_cycle * step) / (bare["target_ms"][2] + step) if 2 in bare["target_ms"] else None
+    stopping_bound = (verify + forwards_per_cycle * step) / (bare["target_ms"][2] + step)  # t(2): every run drafts
     return {
         "prompts": len(prompts), "cycles": cycles, "tau": tau, "num_assistant_tokens": k,
         "mean_draft_length": statistics.mean(lengths), "drafter_forwards_per_cycle": forwards_per_cycle,
@@ -424,9 +428,8 @@ def format_profile(profile: dict) -> str:
         f"bare forwards over a {bare['context_tokens']}-token cache (median of {bare['repeats']}): target "
         + ", ".join(f"t({n}) {ms:.3f} ms" for n, ms in t.items())
         + f"; drafter chain step t_step {bare['drafter_step_ms']:.3f} ms"
-        + (f" reading {bare['drafter_step_weight_mb']:.1f} MB of weights "
-           f"({bare['drafter_step_weight_mb'] / bare['drafter_step_ms']:.1f} GB/s)"
-           if bare.get("drafter_step_weight_mb") else "")
+        + f" reading {bare['drafter_step_weight_mb']:.1f} MB of weights "
+        f"({bare['drafter_step_weight_mb'] / bare['drafter_step_ms']:.1f} GB/s)"
     )
     ceiling = (f"ceiling speed-up at τ {profile['tau']:.2f}: τ·t(1) / (mean t(d+1) + f·t_step) = "
                f"{profile['tau']:.2f}·{t[1]:.2f} / ({profile['mean_bare_verify_ms']:.2f} + "
@@ -437,10 +440,9 @@ def format_profile(profile: dict) -> str:
         ceiling += (f"; achieved {profile['achieved_speedup']:.2f}× = {100 * profile['fraction_of_ceiling']:.0f}% "
                     "of the ceiling")
     lines.append(ceiling)
-    if profile.get("stopping_rule_bound") is not None:
-        lines.append(f"stopping drafts early (e.g. a confidence threshold) can gain at most (mean t(d+1) + f·t_step) / "
-                     f"(t(2) + t_step) = {profile['stopping_rule_bound']:.2f}× over this run (one drafted token a "
-                     "cycle, tau no higher)")
+    lines.append(f"stopping drafts early (e.g. a confidence threshold) can gain at most (mean t(d+1) + f·t_step) / "
+                 f"(t(2) + t_step) = {profile['stopping_rule_bound']:.2f}× over this run (one drafted token a cycle, "
+                 "tau no higher)")
     return "\n".join(lines)
 
 

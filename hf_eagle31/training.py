@@ -129,7 +129,7 @@ def ttt_loss(
                 for r, c in zip(rows.split(chunk_size), cols.split(chunk_size))
             ])
             with torch.no_grad():
-                picks = logits[:, :k][valid].argmax(-1), teacher_all[valid].argmax(-1)
+                picks = logits[:, :k].argmax(-1)[valid], teacher_all.argmax(-1)[valid]  # no (M, D) copies
         else:
             student = logits[:, :k][valid]  # (M, D): only the positions that count
             teacher = teacher_logits[:, 1 + j : 1 + j + k][valid]  # (M, D)
