@@ -42,9 +42,10 @@ if [ -z "$CHECKPOINT" ]; then
 fi
 
 if stage validate; then
-  # tau at K = 3 on MT-Bench prompts (never trained on), greedy fp32: the shipped drafter vs the candidate.
+  # tau at K = 3 on MT-Bench prompts (never trained on), greedy fp32: the shipped drafter vs the candidate, both with
+  # constant K (the shipped drafter's saved confidence/copy defaults would otherwise make it a different policy).
   OMP_NUM_THREADS=$THREADS hf-eagle31 eval --drafter "$SHIPPED" --drafter "$CHECKPOINT" --suite standard \
-    --sources mtbench --num-prompts 8 --num-assistant-tokens 3 --max-new-tokens 96 --repeats 1 \
+    --sources mtbench --num-prompts 8 --num-assistant-tokens 3 --max-new-tokens 96 --repeats 1 --policy constant \
     --json "$RUN/validate.json"
 fi
 

@@ -58,33 +58,9 @@ if stage train; then
 fi
 
 if stage eval; then
-  # τ EAGLE-3 vs EAGLE-3.1 (greedy, fp32). Depth 7 everywhere (past the TTT-3 training depth: the TTT-depth
-  # generalisation row), plus the trained depth 3 on the standard suite. Two measurements at a time (τ does not
-  # depend on timing); the speed benchmark runs alone.
-  drafters=(--drafter "$RUN/eagle3-ttt$TTT" --drafter "$RUN/eagle3.1-ttt$TTT")
-  ev() { OMP_NUM_THREADS=$THREADS hf-eagle31 eval "${drafters[@]}" --max-new-tokens 128 --dtype float32 "$@"; }
-  ev --suite standard --num-prompts 2 --num-assistant-tokens 3 7 --json "$RUN/eval-standard.json" \
-    > "$RUN/eval-standard.log" 2>&1 &
-  ev --suite perturbed --sources mtbench gsm8k --num-prompts 1 --num-assistant-tokens 7 \
-    --json "$RUN/eval-perturbed.json" > "$RUN/eval-perturbed.log" 2>&1 &
-  wait
-  ev --suite long --long-lengths 2048 4096 --num-prompts 1 --num-assistant-tokens 7 --json "$RUN/eval-long.json" \
-    > "$RUN/eval-long.log" 2>&1 &
-  OMP_NUM_THREADS=$THREADS hf-eagle31 drift "${drafters[@]}" --suite standard --sources mtbench sharegpt \
-    --num-prompts 2 --depth 7 --out "$RUN/drift" > "$RUN/drift.log" 2>&1 &
-  wait
-  # Train/inference consistency check: the same measurement on 6 short prompts the drafters were trained on.
-  python - "${DATA[-1]}" "$RUN/train-prompts.jsonl" <<'EOF'
-import json, sys
-from hf_eagle31.data import load_prepared
-rows = [json.loads(r["messages"]) for r in load_prepared(sys.argv[1])]
-prompts = [next(m["content"] for m in row if m["role"] == "user") for row in rows]
-with open(sys.argv[2], "w") as f:
-    for i, prompt in enumerate([p for p in prompts if len(p) < 600][:6]):
-        f.write(json.dumps({"prompt": prompt, "id": f"train-{i}"}) + "\n")
-EOF
-  ev --prompts "$RUN/train-prompts.jsonl" --num-assistant-tokens 3 --json "$RUN/eval-trainprompts.json" \
-    > "$RUN/eval-trainprompts.log" 2>&1
+  # τ EAGLE-3 vs EAGLE-3.1 (greedy, fp32, constant K) and the drift diagnostic; the speed benchmark runs alone.
+  EAGLE3="$RUN/eagle3-ttt$TTT" EAGLE31="$RUN/eagle3.1-ttt$TTT" OUT="$RUN" TRAIN_DATA="${DATA[-1]}" \
+    bash examples/compare_pair.sh
   # Speed: plain greedy vs prompt lookup vs the EAGLE-3.1 drafter on MT-Bench at the shipped draft length, in fp32
   # (exact) and bf16.
   for dtype in float32 bfloat16; do

@@ -66,7 +66,8 @@ METHODS = ("plain", "prompt_lookup", "drafter")
 def benchmark(target, drafter, prompts: list[list[int]], max_new_tokens: int = 128,
               num_assistant_tokens: int | None = None, prompt_lookup_tokens: int = 10, warmup_tokens: int = 16,
               progress: bool = True, repeats: int = 1, calibration: Calibration | None = None,
-              profile: bool = False, policies: dict | None = None, profile_policy: str | None = None) -> dict:
+              profile: bool = False, policies: dict | None = None, profile_policy: str | None = None,
+              static_cache: bool = False) -> dict:
     """
     prompts: list of token-id lists (rendered prompts).
     repeats: passes over all prompts (speeds are the median over passes, with min/max).
@@ -75,6 +76,9 @@ def benchmark(target, drafter, prompts: list[list[int]], max_new_tokens: int = 1
     profile: also run `profile_drafter` (one more drafter pass with hooks, and the bare microbenchmark).
     policies: `{name: generate options}` (see `drafting_policy`): each adds a method `drafter:<name>`.
     profile_policy: profile that policy (one of `policies`) instead of the drafter as configured.
+    static_cache: every method decodes with a static target cache (with `compile_target_generation(target)`
+        beforehand, generate compiles the target's forward; the warm-up pays the compilation), plus a method
+        `plain:eager`, plain decoding with the usual dynamic cache (never compiled), for the compiled-vs-eager ratio.
 
     Returns the result dict written as JSON: `{"results": [per-method summary], "per_prompt": [...],
     "outputs_identical": bool, "mismatched_prompts": [...], "repeats": int, "calibration": {...} | None,
@@ -95,6 +99,10 @@ def benchmark(target, drafter, prompts: list[list[int]], max_new_tokens: int = 1
     for name, drafting in (policies or {}).items():
         options[f"drafter:{name}"] = {"drafter": drafter, "num_assistant_tokens": num_assistant_tokens,
                                       "drafting": drafting}
+    for method_options in options.values():
+        method_options["static_cache"] = static_cache
+    if static_cache:  # the eager reference in the same run: a dynamic cache never triggers generate's compilation
+        options = {"plain": options.pop("plain"), "plain:eager": {"static_cache": False}, **options}
     methods = tuple(options)
     for ids in prompts:
         check_context(target, ids, max_new_tokens, f"a prompt of {len(ids)} tokens")
@@ -504,21 +512,24 @@ def run_cli(args):
     from .cli_utils import apply_compile_argument, drafter_dtype, load_target_for_cli, policies_from_args
     from .cli_utils import prompts_from_args, write_json_report
 
+    policies = policies_from_args(args)  # before loading anything: a misspelt policy fails at once
     target, tokenizer = load_target_for_cli(args)
     calibration = calibration_from_args(args, target)
     calibration.check_load_at_start(args.strict)
     drafter = load_drafter(args.drafter, target, trust_remote_code=args.trust_remote_code,
                            dtype=drafter_dtype(args))
-    compiled = apply_compile_argument(args, drafter)
+    if args.profile and args.compile_target:
+        raise ValueError("--profile sets the run against bare eager target forwards: drop --profile or "
+                         "--compile-target.")
+    compiled = apply_compile_argument(args, drafter, target)
     prompts = prompts_from_args(args, tokenizer)
     rendered = [render_prompt(tokenizer, p, (), args.system_prompt, args.chat_template) for p in prompts]
-    policies = policies_from_args(args)
     torch.manual_seed(0)
     report = benchmark(target, drafter, rendered, max_new_tokens=args.max_new_tokens,
                        num_assistant_tokens=args.num_assistant_tokens,
                        prompt_lookup_tokens=args.prompt_lookup_tokens, repeats=args.repeats,
                        calibration=calibration, profile=args.profile, policies=policies,
-                       profile_policy=args.profile_policy)
+                       profile_policy=args.profile_policy, static_cache=compiled["target"])
     calibration.check(args.strict)
     report["settings"] = {
         "target": args.target or "smollm2-135m-instruct", "drafter": args.drafter, "prompts": args.prompts,
@@ -528,7 +539,7 @@ def run_cli(args):
         "threads": torch.get_num_threads(),
         "repeats": args.repeats, "strict": args.strict, "max_drift": args.max_drift, "profile": args.profile,
         "profile_policy": args.profile_policy, "small_batch_linears": small_batch_enabled(target),
-        "policies": policies, "compile_drafter": compiled,
+        "policies": policies, "compile_drafter": compiled["drafter"], "compile_target": compiled["target"],
     }
     print(format_report(report))
     if args.json:

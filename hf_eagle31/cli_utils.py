@@ -131,21 +131,56 @@ def add_compile_argument(parser):
     parser.add_argument("--compile-drafter", action="store_true",
                         help="run the drafter's forward through torch.compile(dynamic=True) (compiles on first use, "
                              "seconds per shape family; see examples/chain_step_cost.py for what it saves)")
+    parser.add_argument("--compile-target", action="store_true",
+                        help="every method (plain, prompt lookup, drafter) decodes with a static target cache and the "
+                             "target's forward compiled by generate (cache_implementation='static' + compile_config; "
+                             "minutes of compilation on a CPU, excluded by the warm-up)")
 
 
-def apply_compile_argument(args, drafter):
-    """`--compile-drafter`: `drafter.forward = torch.compile(drafter.forward, dynamic=True)`; returns whether it did.
-    Refused in one line where torch.compile's CPU backend has no C++ compiler to call."""
+def _require_compiler(device, flag):
     import shutil
 
-    if not getattr(args, "compile_drafter", False):
-        return False
-    if drafter.device.type == "cpu" and not any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "c++",
-                                                                          "clang++")):
-        raise ValueError("--compile-drafter needs a C++ compiler on the PATH for torch.compile on the CPU: install "
-                         "g++ (or set CXX), or drop the flag.")
-    drafter.forward = torch.compile(drafter.forward, dynamic=True)
-    return True
+    if device.type == "cpu" and not any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "c++", "clang++")):
+        raise ValueError(f"{flag} needs a C++ compiler on the PATH for torch.compile on the CPU: install g++ (or set "
+                         "CXX), or drop the flag.")
+
+
+def static_cache_rollback_supported() -> bool:
+    """Whether this transformers can roll a static cache back after rejected draft tokens (5.24 added
+    `StaticLayer.crop`, and with it a compiled target forward in assisted decoding)."""
+    from transformers.cache_utils import StaticLayer
+
+    return "crop" in vars(StaticLayer)
+
+
+def compile_target_generation(target) -> None:
+    """Let `target.generate` compile the target's forward whenever it decodes with a static cache (transformers does
+    so itself when the cache is static and `compile_config` allows the device; on a CPU that takes
+    `_compile_all_devices`, and CUDA-graph mode is CUDA-only). Pass the static cache per call:
+    `cache_implementation="static"`, or a `StaticCache` (what `bench --compile-target` does)."""
+    from transformers import CompileConfig
+
+    if not static_cache_rollback_supported():
+        raise ValueError("--compile-target needs transformers >= 5.24 (static-cache rollback in assisted decoding): "
+                         "pip install -U 'transformers>=5.24', or drop the flag.")
+    config = CompileConfig(dynamic=True, mode="reduce-overhead" if target.device.type == "cuda" else "default")
+    config._compile_all_devices = True
+    target.generation_config.compile_config = config
+
+
+def apply_compile_argument(args, drafter, target=None):
+    """`--compile-drafter`: `drafter.forward = torch.compile(drafter.forward, dynamic=True)`; `--compile-target`:
+    `compile_target_generation(target)`. Returns `{"drafter": bool, "target": bool}` (what was compiled). Refused
+    in one line where torch.compile's CPU backend has no C++ compiler to call."""
+    done = {"drafter": bool(getattr(args, "compile_drafter", False)),
+            "target": bool(getattr(args, "compile_target", False))}
+    if done["drafter"]:
+        _require_compiler(drafter.device, "--compile-drafter")
+        drafter.forward = torch.compile(drafter.forward, dynamic=True)
+    if done["target"]:
+        _require_compiler(target.device, "--compile-target")
+        compile_target_generation(target)
+    return done
 
 
 def add_json_argument(parser):
@@ -212,7 +247,8 @@ def add_policy_arguments(parser):
 
     parser.add_argument("--policies", default=None,
                         help=f"comma-separated drafting policies to compare beside each drafter as shipped "
-                             f"({', '.join(DRAFTING_POLICIES)})")
+                             f"({', '.join(DRAFTING_POLICIES)}; a confidence policy may set its own threshold: "
+                             "confidence@0.2)")
     parser.add_argument("--confidence-threshold", type=float, default=0.3,
                         help="assistant_confidence_threshold of the confidence policies (default 0.3)")
     parser.add_argument("--copy-tokens", type=int, default=8,

@@ -271,9 +271,11 @@ class ForwardHookTimer:
         self._finished(time.perf_counter() - self._start)
 
     def __enter__(self):
+        # Kept out of torch.compile: generate compiles the target's whole call, hooks included, and tracing them would
+        # recompile at every call (their bookkeeping changes) and put the timer inside the graph it times.
         self.handles = [
-            self.module.register_forward_pre_hook(self._pre, with_kwargs=True),
-            self.module.register_forward_hook(self._post),
+            self.module.register_forward_pre_hook(torch.compiler.disable(self._pre), with_kwargs=True),
+            self.module.register_forward_hook(torch.compiler.disable(self._post)),
         ]
         return self
 
@@ -353,11 +355,13 @@ def timed_generate(
     temperature: float | None = None,
     seed: int | None = None,
     drafting: dict | None = None,
+    static_cache: bool = False,
 ) -> GenerationRun:
     """
     One `generate` call, plain (no drafter, no prompt lookup), with HF prompt lookup (`prompt_lookup_tokens`), or
     with `drafter` as the assistant. `timer` is an active `TargetForwardTimer` on `target`. `drafting`: more
-    `generate` options for the drafter (a drafting policy, see `DRAFTING_POLICIES`).
+    `generate` options for the drafter (a drafting policy, see `DRAFTING_POLICIES`). `static_cache`: decode with a
+    `StaticCache` (with room for HF prompt lookup, whose candidates are not cut at `max_length`).
     """
     ids = torch.as_tensor(input_ids, device=target.device).reshape(1, -1)
     kwargs = {"attention_mask": torch.ones_like(ids), "max_new_tokens": max_new_tokens, "do_sample": do_sample}
@@ -376,6 +380,11 @@ def timed_generate(
         kwargs.update(drafting or {})
     elif prompt_lookup_tokens:
         kwargs["prompt_lookup_num_tokens"] = prompt_lookup_tokens
+    if static_cache:
+        from transformers import StaticCache
+
+        room = ids.shape[1] + max_new_tokens + (prompt_lookup_tokens or 0) + 1
+        kwargs["cache"] = StaticCache(config=target.config, max_cache_len=room)
     if seed is not None:
         torch.manual_seed(seed)
     timer.reset()
@@ -426,17 +435,30 @@ def pool_speculation_stats(stats_list: Sequence[SpeculationStats]) -> dict:
 # Drafting policies that `eval --policies` and `bench --policies` compare (each one more row/method,
 # `<drafter>:<policy>`). Every policy sets all three switches, so the drafter's saved defaults
 # (generation_config.json) never leak into another policy; the drafter alone is the drafter as shipped.
+# A confidence policy may name its own threshold, `confidence@0.2` / `confidence+copy@0.5`, so that one run
+# compares several thresholds side by side.
 DRAFTING_POLICIES = ("constant", "heuristic", "confidence", "copy", "confidence+copy")
 
 
 def drafting_policy(name: str, confidence_threshold: float = 0.3, copy_tokens: int = 8) -> dict:
-    """The `generate` options of a drafting policy (see `DRAFTING_POLICIES`)."""
-    if name not in DRAFTING_POLICIES:
-        raise ValueError(f"unknown drafting policy {name!r}: use one of {', '.join(DRAFTING_POLICIES)}.")
+    """The `generate` options of a drafting policy (see `DRAFTING_POLICIES`; `<policy>@<threshold>` overrides
+    `confidence_threshold` for a confidence policy)."""
+    base, at, threshold = name.partition("@")
+    if base not in DRAFTING_POLICIES:
+        raise ValueError(f"unknown drafting policy {name!r}: use one of {', '.join(DRAFTING_POLICIES)} "
+                         "(confidence policies may add @<threshold>, e.g. confidence@0.2).")
+    if at:
+        try:
+            confidence_threshold = float(threshold)
+        except ValueError:
+            confidence_threshold = -1.0
+        if "confidence" not in base or not 0.0 < confidence_threshold < 1.0:
+            raise ValueError(f"drafting policy {name!r}: only a confidence policy takes @<threshold>, a number "
+                             "strictly between 0 and 1 (e.g. confidence@0.2).")
     return {
-        "num_assistant_tokens_schedule": "heuristic_transient" if name == "heuristic" else "constant",
-        "assistant_confidence_threshold": confidence_threshold if "confidence" in name else 0.0,
-        "prompt_lookup_num_tokens": copy_tokens if "copy" in name else 0,
+        "num_assistant_tokens_schedule": "heuristic_transient" if base == "heuristic" else "constant",
+        "assistant_confidence_threshold": confidence_threshold if "confidence" in base else 0.0,
+        "prompt_lookup_num_tokens": copy_tokens if "copy" in base else 0,
     }
 
 
@@ -675,8 +697,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=None, help="sampling temperature (implies --do-sample)")
     parser.add_argument("--seed", type=int, default=0)
     add_policy_arguments(parser)
-    parser.add_argument("--policy", default=None, choices=DRAFTING_POLICIES,
-                        help="run every drafter under this drafting policy instead of its saved generation_config.json "
+    parser.add_argument("--policy", default=None,
+                        help=f"run every drafter under this drafting policy ({', '.join(DRAFTING_POLICIES)}; "
+                             "confidence ones may add @<threshold>) instead of its saved generation_config.json "
                              "(e.g. to compare checkpoints and a shipped drafter under one policy)")
     add_calibration_arguments(parser)
     add_json_argument(parser)
@@ -686,14 +709,14 @@ def run_cli(args: argparse.Namespace) -> int:
     from .cli_utils import drafter_dtype, load_target_for_cli, policies_from_args, prompts_from_args, write_json_report
 
     do_sample = args.do_sample or args.temperature is not None
+    policies = policies_from_args(args)  # before loading anything: a misspelt policy fails at once
+    drafting = drafting_policy(args.policy, args.confidence_threshold, args.copy_tokens) if args.policy else None
     target, tokenizer = load_target_for_cli(args)
     calibration = calibration_from_args(args, target)
     calibration.check_load_at_start(args.strict)
     drafters = load_drafters(args.drafter, target, trust_remote_code=args.trust_remote_code,
                              dtype=drafter_dtype(args))
     prompts = prompts_from_args(args, tokenizer)
-    policies = policies_from_args(args)
-    drafting = drafting_policy(args.policy, args.confidence_threshold, args.copy_tokens) if args.policy else None
     results, _ = evaluate(
         target, tokenizer, drafters, prompts, max_new_tokens=args.max_new_tokens,
         num_assistant_tokens=args.num_assistant_tokens, do_sample=do_sample, temperature=args.temperature,

@@ -200,6 +200,19 @@ def test_benchmark_compares_drafting_policies(target):
         drafting_policy("fast")
 
 
+def test_drafting_policy_names_its_own_threshold():
+    """`confidence@T` sets that policy's threshold (so one run compares thresholds); anything else is refused."""
+    from hf_eagle31.bench import drafting_policy
+
+    assert drafting_policy("confidence@0.2", confidence_threshold=0.5)["assistant_confidence_threshold"] == 0.2
+    both = drafting_policy("confidence+copy@0.7", copy_tokens=4)
+    assert both["assistant_confidence_threshold"] == 0.7 and both["prompt_lookup_num_tokens"] == 4
+    assert drafting_policy("confidence", confidence_threshold=0.5)["assistant_confidence_threshold"] == 0.5
+    for bad in ("copy@0.2", "confidence@x", "confidence@1.5", "confidence@"):
+        with pytest.raises(ValueError, match="only a confidence policy takes @<threshold>"):
+            drafting_policy(bad)
+
+
 def test_benchmark_profiles_a_chosen_policy(target):
     """`profile_policy` profiles that policy's runs (its draft lengths) and sets them against its own speed-up."""
     from hf_eagle31.bench import drafting_policy
@@ -234,18 +247,28 @@ def test_bench_cli_drafter_dtype(tmp_path):
     assert report["outputs_identical"] and report["settings"]["drafter_dtype"] == "bfloat16"
 
 
-def test_bench_cli_compile_drafter(tmp_path, monkeypatch):
-    """`--compile-drafter` runs the drafter's forward through torch.compile (greedy output stays exact); without a
-    C++ compiler for the CPU backend it is refused in one line."""
+def test_bench_cli_compile_drafter_and_target(tmp_path, monkeypatch):
+    """`--compile-drafter` runs the drafter's forward through torch.compile and `--compile-target` makes every method
+    decode with a static target cache and generate's compiled target forward (greedy output stays exact for plain,
+    prompt lookup and the drafter); without a C++ compiler for the CPU backend (or, for the target, without
+    transformers' static-cache rollback, 5.24+) each is refused in one line."""
     import shutil
+
+    from hf_eagle31.cli_utils import static_cache_rollback_supported
 
     _, _, target_dir, (drafter_dir,), prompts = save_tiny_setup(tmp_path)
     command = ["bench", "--target", str(target_dir), "--drafter", str(drafter_dir), "--prompts", str(prompts),
-               "--max-new-tokens", "6", "--num-prompts", "1", "--repeats", "1", "--compile-drafter"]
-    if shutil.which("g++") or shutil.which("c++") or shutil.which("clang++"):
+               "--max-new-tokens", "6", "--num-prompts", "1", "--repeats", "1"]
+    if not static_cache_rollback_supported():
+        assert main(command + ["--compile-target"]) == 2
+    elif shutil.which("g++") or shutil.which("c++") or shutil.which("clang++"):
         out = tmp_path / "bench.json"
-        assert main(command + ["--json", str(out)]) == 0
+        assert main(command + ["--compile-drafter", "--compile-target", "--json", str(out)]) == 0
         report = json.loads(out.read_text())
-        assert report["outputs_identical"] and report["settings"]["compile_drafter"] is True
+        assert report["outputs_identical"]
+        assert report["settings"]["compile_drafter"] is True and report["settings"]["compile_target"] is True
+        assert [r["method"] for r in report["results"]][:2] == ["plain", "plain:eager"]
+    assert main(command + ["--compile-target", "--profile"]) == 2
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    assert main(command) == 2
+    assert main(command + ["--compile-drafter"]) == 2
+    assert main(command + ["--compile-target"]) == 2
