@@ -28,15 +28,19 @@ def main():
     parser.add_argument("dst")
     parser.add_argument("--variant", required=True, help="the drafter's name in the eval tables (eagle3 / eagle3.1)")
     parser.add_argument("--eval", nargs="*", default=[], help="eval JSONs whose rows fill the card's Results table")
+    parser.add_argument("--label", nargs="*", default=[], metavar="PATH=NAME",
+                        help="show eval rows of drafter PATH as NAME (default: the directory name without -ttt*)")
     parser.add_argument("--training-file", required=True, help="markdown for the card's Training section")
     parser.add_argument("--num-assistant-tokens", type=int, default=3)
     parser.add_argument("--confidence-threshold", type=float, default=None)
     parser.add_argument("--copy-tokens", type=int, default=None)
     args = parser.parse_args()
 
+    labels = dict(item.split("=", 1) for item in args.label)
     results = [row for path in args.eval for row in json.load(open(path))["results"]]
     for row in results:  # rows are labelled with run directories: name them by variant
-        row["drafter"] = os.path.basename(row["drafter"].rstrip("/")).rsplit("-ttt", 1)[0]
+        path = row["drafter"]
+        row["drafter"] = labels.get(path, os.path.basename(path.rstrip("/")).rsplit("-ttt", 1)[0])
     drafter = Eagle3Drafter.from_pretrained(args.src, dtype=torch.bfloat16)
     config = drafter.generation_config
     config.num_assistant_tokens = args.num_assistant_tokens

@@ -32,13 +32,26 @@ def test_shipped_drafter_loads_with_trust_remote_code(name):
     assert config["auto_map"]["AutoModel"] == "modeling_eagle3.Eagle3Drafter"
     assert drafter.config.draft_vocab_size == 8192 and drafter.config.target_layer_ids == [2, 15, 27]
     assert drafter.config.fc_norm == drafter.config.norm_output == name.endswith("eagle3.1")
-    # config.json predates the drafter depth field: it loads as the one-layer drafter it is
-    assert "num_hidden_layers" not in config and drafter.config.num_hidden_layers == len(drafter.layers) == 1
+    assert config.get("num_hidden_layers", 1) == drafter.config.num_hidden_layers == len(drafter.layers) == 1
     assert drafter.generation_config.num_assistant_tokens >= 1
     assert not drafter.embeddings_ready  # taken from the target at load time
     assert drafter.lm_head.weight.dtype == torch.bfloat16 and torch.isfinite(drafter.lm_head.weight.float()).all()
     assert int(drafter.t2d.sum()) == 8192
     assert "## Results" in (path / "README.md").read_text() and "| **" in (path / "README.md").read_text()
+
+
+def test_config_without_the_depth_field_loads_as_one_layer(tmp_path):
+    """A config.json written before drafters had their own `num_hidden_layers` (the published EAGLE-3 layout) loads
+    as the one-layer drafter it is."""
+    import shutil
+
+    path = tmp_path / "legacy"
+    shutil.copytree(SHIPPED / NAMES[0], path)
+    config = json.loads((path / "config.json").read_text())
+    config.pop("num_hidden_layers", None)
+    (path / "config.json").write_text(json.dumps(config))
+    drafter = AutoModel.from_pretrained(path, trust_remote_code=True)
+    assert drafter.config.num_hidden_layers == len(drafter.layers) == 1
 
 
 @pytest.mark.parametrize("name", NAMES)
