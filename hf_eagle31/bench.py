@@ -513,14 +513,14 @@ def run_cli(args):
     from .cli_utils import prompts_from_args, write_json_report
 
     policies = policies_from_args(args)  # before loading anything: a misspelt policy fails at once
+    if args.profile and args.compile_target:
+        raise ValueError("--profile sets the run against bare eager target forwards: drop --profile or "
+                         "--compile-target.")
     target, tokenizer = load_target_for_cli(args)
     calibration = calibration_from_args(args, target)
     calibration.check_load_at_start(args.strict)
     drafter = load_drafter(args.drafter, target, trust_remote_code=args.trust_remote_code,
                            dtype=drafter_dtype(args))
-    if args.profile and args.compile_target:
-        raise ValueError("--profile sets the run against bare eager target forwards: drop --profile or "
-                         "--compile-target.")
     compiled = apply_compile_argument(args, drafter, target)
     prompts = prompts_from_args(args, tokenizer)
     rendered = [render_prompt(tokenizer, p, (), args.system_prompt, args.chat_template) for p in prompts]

@@ -133,7 +133,7 @@ def add_compile_argument(parser):
                              "seconds per shape family; see examples/chain_step_cost.py for what it saves)")
     parser.add_argument("--compile-target", action="store_true",
                         help="every method (plain, prompt lookup, drafter) decodes with a static target cache and the "
-                             "target's forward compiled by generate (cache_implementation='static' + compile_config; "
+                             "target's forward compiled by generate (a StaticCache per call + compile_config; "
                              "minutes of compilation on a CPU, excluded by the warm-up)")
 
 
@@ -168,7 +168,7 @@ def compile_target_generation(target) -> None:
     target.generation_config.compile_config = config
 
 
-def apply_compile_argument(args, drafter, target=None):
+def apply_compile_argument(args, drafter, target):
     """`--compile-drafter`: `drafter.forward = torch.compile(drafter.forward, dynamic=True)`; `--compile-target`:
     `compile_target_generation(target)`. Returns `{"drafter": bool, "target": bool}` (what was compiled). Refused
     in one line where torch.compile's CPU backend has no C++ compiler to call."""

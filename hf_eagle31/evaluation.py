@@ -449,12 +449,13 @@ def drafting_policy(name: str, confidence_threshold: float = 0.3, copy_tokens: i
                          "(confidence policies may add @<threshold>, e.g. confidence@0.2).")
     if at:
         try:
-            confidence_threshold = float(threshold)
+            value = float(threshold)
         except ValueError:
-            confidence_threshold = -1.0
-        if "confidence" not in base or not 0.0 < confidence_threshold < 1.0:
+            value = None
+        if "confidence" not in base or value is None or not 0.0 < value < 1.0:
             raise ValueError(f"drafting policy {name!r}: only a confidence policy takes @<threshold>, a number "
                              "strictly between 0 and 1 (e.g. confidence@0.2).")
+        confidence_threshold = value
     return {
         "num_assistant_tokens_schedule": "heuristic_transient" if base == "heuristic" else "constant",
         "assistant_confidence_threshold": confidence_threshold if "confidence" in base else 0.0,
