@@ -131,6 +131,8 @@ def benchmark(target, drafter, prompts: list[list[int]], max_new_tokens: int = 1
         return sum(len(r.new_tokens) for r in pass_runs) / wall if wall else None
 
     plain_speeds = [pass_speed(p) for p in runs["plain"]]
+    # a stopping rule or a copy is judged against the same drafter drafting K every cycle, pass by pass
+    constant_speeds = [pass_speed(p) for p in runs["drafter:constant"]] if "drafter:constant" in runs else None
     results = []
     for method in methods:
         first = runs[method][0]
@@ -143,11 +145,15 @@ def benchmark(target, drafter, prompts: list[list[int]], max_new_tokens: int = 1
         new_tokens = sum(len(r.new_tokens) for r in first)
         forwards = sum(r.target_forwards for r in first)
         drafting = {}
+        if constant_speeds is not None and method.startswith("drafter"):
+            drafting["speedup_vs_constant"], drafting["speedup_vs_constant_range"] = median_range(
+                [s / c if s and c else None for s, c in zip(speeds, constant_speeds)]
+            )
         if method.startswith("drafter"):
             pooled = pool_speculation_stats([r.stats for r in first])
             tau = pooled["tau"]
-            drafting = {key: pooled[key] for key in  # drafter_forwards: feeds + chain steps
-                        ("drafted_per_cycle", "drafter_forwards", "wasted_draft_tokens", "copied_cycles")}
+            drafting.update({key: pooled[key] for key in  # drafter_forwards: feeds + chain steps
+                             ("drafted_per_cycle", "drafter_forwards", "wasted_draft_tokens", "copied_cycles")})
         elif method == "prompt_lookup":
             tau = tau_from_forwards([c for r in first for c in r.candidates_per_forward], new_tokens)
         else:
@@ -458,11 +464,14 @@ def format_report(report: dict) -> str:
     """The benchmark as a markdown table (medians over passes with their min–max), the identity check, the
     calibration line (and its WARNING when flagged) and, when profiled, the profile."""
     lines = []
+    # with a constant-K policy in the run, drafter rows also get their ratio to it (pass by pass)
+    vs_constant = any("speedup_vs_constant" in r for r in report["results"])
     if report.get("repeats", 1) > 1:
-        lines.append(f"{report['repeats']} passes; tok/s and × plain: median (min–max) over passes")
-    lines += ["| method | tok/s | × plain | tau | drafted/cycle | rejected | copied cycles | target fwd s | "
-              "drafter s | other s |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+        ratios = "× plain, × constant" if vs_constant else "× plain"
+        lines.append(f"{report['repeats']} passes; tok/s and {ratios}: median (min–max) over passes")
+    lines += [f"| method | tok/s | × plain |{' × constant |' if vs_constant else ''} tau | drafted/cycle | rejected | "
+              "copied cycles | target fwd s | drafter s | other s |",
+              "|---|---|---|" + ("---|" if vs_constant else "") + "---|---|---|---|---|---|---|"]
 
     def count(r, key, spec="d"):
         return "—" if r.get(key) is None else format(r[key], spec)
@@ -472,7 +481,9 @@ def format_report(report: dict) -> str:
         lines.append(
             f"| {r['method']} | {format_spread(r['tokens_per_s'], r.get('tokens_per_s_range'), '.2f')} | "
             f"{format_spread(r['speedup_vs_plain'], r.get('speedup_vs_plain_range'), '.2f')} | "
-            f"{'—' if r['tau'] is None else format(r['tau'], '.2f')} | {count(r, 'drafted_per_cycle', '.2f')} | "
+            + (f"{format_spread(r.get('speedup_vs_constant'), r.get('speedup_vs_constant_range'), '.2f')} | "
+               if vs_constant else "")
+            + f"{'—' if r['tau'] is None else format(r['tau'], '.2f')} | {count(r, 'drafted_per_cycle', '.2f')} | "
             f"{count(r, 'wasted_draft_tokens')} | {count(r, 'copied_cycles')} | {t['target_forwards']:.2f} | "
             f"{t['drafter_forwards']:.2f} | {t['other']:.2f} |"
         )

@@ -230,7 +230,15 @@ def test_benchmark_profiles_a_chosen_policy(target):
     assert profile["method"] == "drafter:constant" and by_method["drafter"]["drafted_per_cycle"] == pytest.approx(1.0)
     assert profile["mean_draft_length"] > 2.5  # the constant policy's chains, not the shipped configuration's
     assert profile["achieved_speedup"] == by_method["drafter:constant"]["speedup_vs_plain"]
-    assert "profile: drafter:constant at K=3" in format_report(report)
+    # with a constant policy in the run, every drafter row carries its ratio to it, pass by pass
+    assert by_method["drafter:constant"]["speedup_vs_constant"] == pytest.approx(1.0)
+    shipped = by_method["drafter"]
+    expected = shipped["tokens_per_s_per_pass"][0] / by_method["drafter:constant"]["tokens_per_s_per_pass"][0]
+    assert shipped["speedup_vs_constant"] == pytest.approx(expected)
+    assert "speedup_vs_constant" not in by_method["plain"] and "speedup_vs_constant" not in by_method["prompt_lookup"]
+    text = format_report(report)
+    assert "| method | tok/s | × plain | × constant | tau |" in text
+    assert "profile: drafter:constant at K=3" in text
     with pytest.raises(ValueError, match="add it to --policies"):
         benchmark(target, drafter, prompts, max_new_tokens=4, progress=False, profile=True, profile_policy="copy")
 
