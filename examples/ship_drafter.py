@@ -5,7 +5,7 @@ rendered from eval JSONs (`hf-eagle31 eval --json`) plus a training note.
 
     python examples/ship_drafter.py runs/r1/checkpoint-400 hf_eagle31/drafters/smollm2-135m-instruct-eagle3.1 \
         --variant eagle3.1 --training-file runs/r1/TRAINING.md --num-assistant-tokens 3 \
-        --confidence-threshold 0.3 --copy-tokens 8
+        --confidence-threshold 0.5 --copy-tokens 8
 
 SRC may be DST (re-render the card / change the defaults); the drafter is written to a temporary folder first.
 """

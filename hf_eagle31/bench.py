@@ -247,20 +247,26 @@ def _new_cache(config):
         return DynamicCache()
 
 
-def _median_ms(call, reset, repeats, cuda):
-    """Median milliseconds of `call()` over `repeats` timed runs (one untimed run first); `reset()` after each."""
-    times = []
-    for i in range(repeats + 1):
-        if cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        call()
-        if cuda:
-            torch.cuda.synchronize()
-        if i:
-            times.append(time.perf_counter() - start)
-        reset()
-    return 1e3 * statistics.median(times)
+def _interleaved_median_ms(workloads: dict, repeats: int, cuda: bool) -> dict:
+    """
+    Median milliseconds of each workload over `repeats` rounds; `workloads` maps a name to `(call, reset)`, and
+    `reset()` runs after each call. Every round times every workload once, in turn (after one untimed round), so
+    that a machine that slows down or speeds up during the measurement shifts all of them alike instead of the
+    ones that happened to run at that moment.
+    """
+    times = {name: [] for name in workloads}
+    for round_index in range(repeats + 1):
+        for name, (call, reset) in workloads.items():
+            if cuda:
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            call()
+            if cuda:
+                torch.cuda.synchronize()
+            if round_index:
+                times[name].append(time.perf_counter() - start)
+            reset()
+    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
 
 
 def chain_step_weight_mb(drafter) -> float:
@@ -274,7 +280,8 @@ def chain_step_weight_mb(drafter) -> float:
 def bare_forward_times(target, drafter, token_ids: list[int], context_length: int, max_new_tokens: int,
                        repeats: int = 15) -> dict:
     """
-    The bare microbenchmark of `profile_drafter`: medians in ms over `repeats` runs of
+    The bare microbenchmark of `profile_drafter`: medians in ms over `repeats` rounds (each round times every
+    workload once, in turn) of
 
         target_ms[n]     a target forward of n = 1..max_new_tokens new tokens over a cache of `context_length`
                          tokens (a DynamicCache prefilled once and cropped back after each call; all logits, no
@@ -295,12 +302,6 @@ def bare_forward_times(target, drafter, token_ids: list[int], context_length: in
     cache = _new_cache(target.config)
     out = target(input_ids=ids[:, :context_length], use_cache=True, output_hidden_states=True, **{cache_name: cache})
     features = [out.hidden_states[i].to(drafter.device) for i in drafter.config.target_layer_ids]
-    target_ms = {}
-    for n in range(1, max_new_tokens + 1):
-        block = ids[:, context_length : context_length + n]
-        target_ms[n] = _median_ms(lambda: target(input_ids=block, use_cache=True, **{cache_name: cache}),
-                                  lambda: cache.crop(-n), repeats, cuda)  # drop the n new positions
-
     drafter_cache = _new_cache(None)
     fed = drafter(
         ids[:, 1 : context_length + 1].to(drafter.device), target_hidden_states=features,
@@ -309,8 +310,17 @@ def bare_forward_times(target, drafter, token_ids: list[int], context_length: in
     hidden = fed.next_hidden[:, -1:]
     token = ids[:, context_length + 1 : context_length + 2].to(drafter.device)
     position = torch.tensor([[context_length]], device=drafter.device)
-    step_ms = _median_ms(lambda: drafter(token, hidden_states=hidden, position_ids=position, cache=drafter_cache),
-                         lambda: drafter_cache.crop(-1), repeats, cuda)
+
+    def target_forward(n):  # n new tokens over the cache, then cropped back to the context
+        block = ids[:, context_length : context_length + n]
+        return lambda: target(input_ids=block, use_cache=True, **{cache_name: cache}), lambda: cache.crop(-n)
+
+    workloads = {n: target_forward(n) for n in range(1, max_new_tokens + 1)}
+    workloads["step"] = (lambda: drafter(token, hidden_states=hidden, position_ids=position, cache=drafter_cache),
+                         lambda: drafter_cache.crop(-1))
+    medians = _interleaved_median_ms(workloads, repeats, cuda)
+    step_ms = medians.pop("step")
+    target_ms = medians
     if (cache.get_seq_length(), drafter_cache.get_seq_length()) != (context_length, context_length):
         raise RuntimeError("bare_forward_times: a cache was not cropped back to the context; the timings are void.")
     return {"context_tokens": context_length, "repeats": repeats, "target_ms": target_ms, "drafter_step_ms": step_ms,
@@ -400,7 +410,7 @@ def profile_drafter(target, drafter, prompts: list[list[int]], max_new_tokens: i
     stopping_bound = (verify + forwards_per_cycle * step) / (bare["target_ms"][2] + step)  # t(2): every run drafts
     return {
         "prompts": len(prompts), "cycles": cycles, "tau": tau, "num_assistant_tokens": k,
-        "mean_draft_length": statistics.mean(lengths), "drafter_forwards_per_cycle": forwards_per_cycle,
+        "mean_draft_length": statistics.mean(lengths), "longest_draft_length": longest_draft, "drafter_forwards_per_cycle": forwards_per_cycle,
         "mean_bare_verify_ms": verify,
         "mean_context_tokens": context, "wall_s": wall, "cycle_ms": 1e3 * wall / cycles,
         "target": target_parts, "drafter": drafter_parts, "glue": glue,
@@ -413,8 +423,14 @@ def profile_drafter(target, drafter, prompts: list[list[int]], max_new_tokens: i
 def format_profile(profile: dict) -> str:
     """The profile as a markdown table of parts per cycle, then the bare times and the ceiling."""
     k, cycles = profile["num_assistant_tokens"], profile["cycles"]
+    longest = profile.get("longest_draft_length", k)
+    # constant K (the most common length is the longest): "at K=3"; confidence-bounded or copied drafts vary: their
+    # longest, mean and most common length
+    drafts = (f"at K={k}" if longest == k else
+              f"with drafts of ≤{longest} tokens (mean {profile['mean_draft_length']:.2f}, most often {k})")
     lines = [
-        f"profile: {profile.get('method', 'drafter')} at K={k} over {profile['prompts']} prompts: {cycles} cycles, τ {profile['tau']:.2f}, "
+        f"profile: {profile.get('method', 'drafter')} {drafts} over {profile['prompts']} prompts: {cycles} cycles, "
+        f"τ {profile['tau']:.2f}, "
         f"mean context {profile['mean_context_tokens']} tokens, {profile['cycle_ms']:.2f} ms per cycle",
         "| part | calls | ms/call | ms/cycle | share of wall |", "|---|---|---|---|---|",
     ]

@@ -249,8 +249,9 @@ def add_policy_arguments(parser):
                         help=f"comma-separated drafting policies to compare beside each drafter as shipped "
                              f"({', '.join(DRAFTING_POLICIES)}; a confidence policy may set its own threshold: "
                              "confidence@0.2)")
-    parser.add_argument("--confidence-threshold", type=float, default=0.3,
-                        help="assistant_confidence_threshold of the confidence policies (default 0.3)")
+    parser.add_argument("--confidence-threshold", type=float, default=0.5,
+                        help="assistant_confidence_threshold of the confidence policies without their own @<threshold> "
+                             "(default 0.5, the shipped drafters' value)")
     parser.add_argument("--copy-tokens", type=int, default=8,
                         help="prompt_lookup_num_tokens of the copy policies: longest copied span (default 8)")
 

@@ -440,7 +440,7 @@ def pool_speculation_stats(stats_list: Sequence[SpeculationStats]) -> dict:
 DRAFTING_POLICIES = ("constant", "heuristic", "confidence", "copy", "confidence+copy")
 
 
-def drafting_policy(name: str, confidence_threshold: float = 0.3, copy_tokens: int = 8) -> dict:
+def drafting_policy(name: str, confidence_threshold: float = 0.5, copy_tokens: int = 8) -> dict:
     """The `generate` options of a drafting policy (see `DRAFTING_POLICIES`; `<policy>@<threshold>` overrides
     `confidence_threshold` for a confidence policy)."""
     base, at, threshold = name.partition("@")

@@ -2,6 +2,9 @@
 
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -126,6 +129,18 @@ def test_drafter_forward_timer_sorts_feed_and_chain_steps(target, variant):
     assert len(timer.times_s["feed"]) == 1
 
 
+def test_bare_timings_are_interleaved():
+    """Each round times every workload once, in turn (one untimed round first), so a drift hits all of them alike."""
+    from hf_eagle31.bench import _interleaved_median_ms
+
+    order = []
+    workloads = {name: (lambda name=name: order.append(name), lambda name=name: order.append(f"reset {name}"))
+                 for name in ("a", "b", "c")}
+    medians = _interleaved_median_ms(workloads, repeats=2, cuda=False)
+    assert sorted(medians) == ["a", "b", "c"] and all(ms >= 0 for ms in medians.values())
+    assert order == ["a", "reset a", "b", "reset b", "c", "reset c"] * 3
+
+
 @pytest.mark.parametrize("variant", ["eagle3.1", "mtp"])
 def test_bare_forward_times(target, variant):
     drafter = make_drafter(target, variant, seed=3)
@@ -239,6 +254,8 @@ def test_benchmark_profiles_a_chosen_policy(target):
     text = format_report(report)
     assert "| method | tok/s | × plain | × constant | tau |" in text
     assert "profile: drafter:constant at K=3" in text
+    varied = {**profile, "num_assistant_tokens": 1, "longest_draft_length": 5, "mean_draft_length": 1.7}
+    assert "with drafts of ≤5 tokens (mean 1.70, most often 1)" in format_profile(varied)
     with pytest.raises(ValueError, match="add it to --policies"):
         benchmark(target, drafter, prompts, max_new_tokens=4, progress=False, profile=True, profile_policy="copy")
 
@@ -280,3 +297,18 @@ def test_bench_cli_compile_drafter_and_target(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     assert main(command + ["--compile-drafter"]) == 2
     assert main(command + ["--compile-target"]) == 2
+
+
+def test_machine_noise_example(tmp_path):
+    """examples/machine_noise.py samples the bench calibration back to back and reports their drift."""
+    _, _, target_dir, _, _ = save_tiny_setup(tmp_path)
+    out = tmp_path / "noise.json"
+    script = Path(__file__).resolve().parents[1] / "examples" / "machine_noise.py"
+    done = subprocess.run([sys.executable, str(script), "--target", str(target_dir), "--dtype", "float32",
+                           "--threads", "1", "--samples", "3", "--gap", "0", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert [s["label"] for s in report["samples"]] == ["sample 1", "sample 2", "sample 3"]
+    assert len(report["consecutive_drifts"]) == 2 and report["drift"] >= max(report["consecutive_drifts"])
+    assert "drift" in done.stdout and "bench flags above 15%" in done.stdout
