@@ -19,7 +19,8 @@ from hf_eagle31.targets import load_target
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument("--target", default=None, help="target id or path (default: the embedded SmolLM2-135M-Instruct)")
+    parser.add_argument("--target", default=None,
+                        help="target id or path (default: the embedded SmolLM2-135M-Instruct)")
     parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--samples", type=int, default=8, help="calibration samples to take (default 8)")
@@ -39,8 +40,8 @@ def main():
             time.sleep(args.gap)
         sample = calibration.sample(f"sample {index + 1}")
         timings = ", ".join(f"{1e3 * t:.1f}" for t in sample.timings_s)
-        print(f"sample {index + 1}: {1e3 * sample.seconds:.2f} ms (timings {timings}; load {sample.load_average[0]:.2f})",
-              flush=True)
+        load = sample.load_average[0]
+        print(f"sample {index + 1}: {1e3 * sample.seconds:.2f} ms (timings {timings}; load {load:.2f})", flush=True)
     medians = [s.seconds for s in calibration.samples]
     drift = relative_drift(medians)
     pairs = [relative_drift(medians[i : i + 2]) for i in range(len(medians) - 1)]

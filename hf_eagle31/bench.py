@@ -145,15 +145,15 @@ def benchmark(target, drafter, prompts: list[list[int]], max_new_tokens: int = 1
         new_tokens = sum(len(r.new_tokens) for r in first)
         forwards = sum(r.target_forwards for r in first)
         drafting = {}
-        if constant_speeds is not None and method.startswith("drafter"):
-            drafting["speedup_vs_constant"], drafting["speedup_vs_constant_range"] = median_range(
-                [s / c if s and c else None for s, c in zip(speeds, constant_speeds)]
-            )
         if method.startswith("drafter"):
             pooled = pool_speculation_stats([r.stats for r in first])
             tau = pooled["tau"]
-            drafting.update({key: pooled[key] for key in  # drafter_forwards: feeds + chain steps
-                             ("drafted_per_cycle", "drafter_forwards", "wasted_draft_tokens", "copied_cycles")})
+            drafting = {key: pooled[key] for key in  # drafter_forwards: feeds + chain steps
+                        ("drafted_per_cycle", "drafter_forwards", "wasted_draft_tokens", "copied_cycles")}
+            if constant_speeds is not None:
+                drafting["speedup_vs_constant"], drafting["speedup_vs_constant_range"] = median_range(
+                    [s / c if s and c else None for s, c in zip(speeds, constant_speeds)]
+                )
         elif method == "prompt_lookup":
             tau = tau_from_forwards([c for r in first for c in r.candidates_per_forward], new_tokens)
         else:
@@ -410,7 +410,8 @@ def profile_drafter(target, drafter, prompts: list[list[int]], max_new_tokens: i
     stopping_bound = (verify + forwards_per_cycle * step) / (bare["target_ms"][2] + step)  # t(2): every run drafts
     return {
         "prompts": len(prompts), "cycles": cycles, "tau": tau, "num_assistant_tokens": k,
-        "mean_draft_length": statistics.mean(lengths), "longest_draft_length": longest_draft, "drafter_forwards_per_cycle": forwards_per_cycle,
+        "mean_draft_length": statistics.mean(lengths), "longest_draft_length": longest_draft,
+        "drafter_forwards_per_cycle": forwards_per_cycle,
         "mean_bare_verify_ms": verify,
         "mean_context_tokens": context, "wall_s": wall, "cycle_ms": 1e3 * wall / cycles,
         "target": target_parts, "drafter": drafter_parts, "glue": glue,
@@ -485,8 +486,9 @@ def format_report(report: dict) -> str:
     if report.get("repeats", 1) > 1:
         ratios = "× plain, × constant" if vs_constant else "× plain"
         lines.append(f"{report['repeats']} passes; tok/s and {ratios}: median (min–max) over passes")
-    lines += [f"| method | tok/s | × plain |{' × constant |' if vs_constant else ''} tau | drafted/cycle | rejected | "
-              "copied cycles | target fwd s | drafter s | other s |",
+    constant_column = " × constant |" if vs_constant else ""
+    lines += [f"| method | tok/s | × plain |{constant_column} tau | drafted/cycle | rejected | copied cycles | "
+              "target fwd s | drafter s | other s |",
               "|---|---|---|" + ("---|" if vs_constant else "") + "---|---|---|---|---|---|---|"]
 
     def count(r, key, spec="d"):

@@ -73,9 +73,11 @@ def run_cli(args):
           f"({str(drafter.dtype).removeprefix('torch.')})" + ("; small-batch linears on" if small_batch else ""))
     print(f"user: {args.prompt}")
     print(f"assistant: {tokenizer.decode(answer, skip_special_tokens=True).strip()}")
+    chain = args.num_assistant_tokens or drafter.generation_config.num_assistant_tokens
+    copy = drafter.generation_config.prompt_lookup_num_tokens
     print(f"tau {stats.tau:.2f} tokens per target forward (drafted {sum(stats.draft_lengths) / max(stats.cycles, 1):.2f} "
-          f"tokens per cycle, at most K = {args.num_assistant_tokens or drafter.generation_config.num_assistant_tokens}"
-          f", {stats.copied_cycles} cycles copied from the context), "
+          f"tokens per cycle: chains of at most K = {chain}" + (f", copies of up to {copy}" if copy else "") +
+          f"; {stats.copied_cycles} cycles copied from the context), "
           f"acceptance per depth {[round(a, 2) for a in stats.acceptance_per_depth if a is not None]}")
     print(f"plain greedy {statistics.median(plain_tps):.1f} tok/s, with drafter {statistics.median(drafter_tps):.1f} "
           f"tok/s: speed-up x{statistics.median(d / p for d, p in zip(drafter_tps, plain_tps)):.2f} "
