@@ -312,3 +312,30 @@ def test_machine_noise_example(tmp_path):
     assert [s["label"] for s in report["samples"]] == ["sample 1", "sample 2", "sample 3"]
     assert len(report["consecutive_drifts"]) == 2 and report["drift"] >= max(report["consecutive_drifts"])
     assert "drift" in done.stdout and "bench flags above 15%" in done.stdout
+
+
+def test_static_cache_warm_up_reaches_every_graph(target, monkeypatch):
+    """With a static (compiled) target cache every method is warmed up once more on 2 new tokens, which ends on a
+    1-token forward with that method's own arguments: no graph is first compiled inside a timed pass."""
+    import hf_eagle31.bench as bench_module
+    from hf_eagle31.cli_utils import static_cache_rollback_supported
+
+    if not static_cache_rollback_supported():
+        pytest.skip("static-cache assisted decoding needs transformers >= 5.24")
+    calls = []
+    original = bench_module.timed_generate
+
+    def recording(*args, **kwargs):
+        calls.append(kwargs["max_new_tokens"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(bench_module, "timed_generate", recording)
+    drafter = make_drafter(target, "eagle3.1", seed=2)
+    prompts = [[5, 6, 7, 8] * 4]
+    for static_cache in (False, True):
+        calls.clear()
+        report = benchmark(target, drafter, prompts, max_new_tokens=6, warmup_tokens=4, progress=False,
+                           static_cache=static_cache)
+        methods = len(report["results"])
+        assert calls[: 2 * methods if static_cache else methods] == ([4, 2] * methods if static_cache else [4] * methods)
+        assert calls.count(6) == methods  # then one timed pass
