@@ -43,7 +43,7 @@ def main():
         load = sample.load_average[0]
         print(f"sample {index + 1}: {1e3 * sample.seconds:.2f} ms (timings {timings}; load {load:.2f})", flush=True)
     medians = [s.seconds for s in calibration.samples]
-    drift = relative_drift(medians)
+    drift = calibration.drift
     pairs = [relative_drift(medians[i : i + 2]) for i in range(len(medians) - 1)]
     print(f"{calibration.description}, {args.threads} threads: {len(medians)} samples {1e3 * min(medians):.2f}-"
           f"{1e3 * max(medians):.2f} ms, drift {100 * drift:.1f}% (bench flags above {100 * DRIFT_THRESHOLD:.0f}%); "

@@ -243,17 +243,18 @@ def policies_from_args(args):
 
 
 def add_policy_arguments(parser):
-    from .evaluation import DRAFTING_POLICIES
+    from .evaluation import DEFAULT_CONFIDENCE_THRESHOLD, DEFAULT_COPY_TOKENS, DRAFTING_POLICIES
 
     parser.add_argument("--policies", default=None,
                         help=f"comma-separated drafting policies to compare beside each drafter as shipped "
                              f"({', '.join(DRAFTING_POLICIES)}; a confidence policy may set its own threshold: "
                              "confidence@0.2)")
-    parser.add_argument("--confidence-threshold", type=float, default=0.5,
+    parser.add_argument("--confidence-threshold", type=float, default=DEFAULT_CONFIDENCE_THRESHOLD,
                         help="assistant_confidence_threshold of the confidence policies without their own @<threshold> "
-                             "(default 0.5, the shipped drafters' value)")
-    parser.add_argument("--copy-tokens", type=int, default=8,
-                        help="prompt_lookup_num_tokens of the copy policies: longest copied span (default 8)")
+                             f"(default {DEFAULT_CONFIDENCE_THRESHOLD}, the shipped drafters' value)")
+    parser.add_argument("--copy-tokens", type=int, default=DEFAULT_COPY_TOKENS,
+                        help="prompt_lookup_num_tokens of the copy policies: longest copied span "
+                             f"(default {DEFAULT_COPY_TOKENS})")
 
 
 def load_target_for_cli(args):

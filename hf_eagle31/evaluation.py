@@ -438,9 +438,13 @@ def pool_speculation_stats(stats_list: Sequence[SpeculationStats]) -> dict:
 # A confidence policy may name its own threshold, `confidence@0.2` / `confidence+copy@0.5`, so that one run
 # compares several thresholds side by side.
 DRAFTING_POLICIES = ("constant", "heuristic", "confidence", "copy", "confidence+copy")
+# What the confidence and copy policies use unless told otherwise: the shipped drafters' generation_config values.
+DEFAULT_CONFIDENCE_THRESHOLD = 0.5
+DEFAULT_COPY_TOKENS = 8
 
 
-def drafting_policy(name: str, confidence_threshold: float = 0.5, copy_tokens: int = 8) -> dict:
+def drafting_policy(name: str, confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD,
+                    copy_tokens: int = DEFAULT_COPY_TOKENS) -> dict:
     """The `generate` options of a drafting policy (see `DRAFTING_POLICIES`; `<policy>@<threshold>` overrides
     `confidence_threshold` for a confidence policy)."""
     base, at, threshold = name.partition("@")

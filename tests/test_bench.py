@@ -337,5 +337,6 @@ def test_static_cache_warm_up_reaches_every_graph(target, monkeypatch):
         report = benchmark(target, drafter, prompts, max_new_tokens=6, warmup_tokens=4, progress=False,
                            static_cache=static_cache)
         methods = len(report["results"])
-        assert calls[: 2 * methods if static_cache else methods] == ([4, 2] * methods if static_cache else [4] * methods)
+        warmups = [4, 2] if static_cache else [4]
+        assert calls[: len(warmups) * methods] == warmups * methods
         assert calls.count(6) == methods  # then one timed pass

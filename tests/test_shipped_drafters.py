@@ -34,6 +34,11 @@ def test_shipped_drafter_loads_with_trust_remote_code(name):
     assert drafter.config.fc_norm == drafter.config.norm_output == name.endswith("eagle3.1")
     assert config.get("num_hidden_layers", 1) == drafter.config.num_hidden_layers == len(drafter.layers) == 1
     assert drafter.generation_config.num_assistant_tokens >= 1
+    # the policy defaults of `bench` / `eval` (--confidence-threshold, --copy-tokens) are the shipped values
+    from hf_eagle31.evaluation import DEFAULT_CONFIDENCE_THRESHOLD, DEFAULT_COPY_TOKENS
+
+    assert drafter.generation_config.assistant_confidence_threshold == DEFAULT_CONFIDENCE_THRESHOLD
+    assert drafter.generation_config.prompt_lookup_num_tokens == DEFAULT_COPY_TOKENS
     assert not drafter.embeddings_ready  # taken from the target at load time
     assert drafter.lm_head.weight.dtype == torch.bfloat16 and torch.isfinite(drafter.lm_head.weight.float()).all()
     assert int(drafter.t2d.sum()) == 8192
