@@ -11,7 +11,11 @@ from transformers import DynamicCache, GenerationConfig
 from transformers.generation.utils import GenerationMixin
 
 from hf_eagle31.modeling import candidate_generator
-from hf_eagle31.modeling.candidate_generator import TESTED_TRANSFORMERS, check_transformers_version
+from hf_eagle31.modeling.candidate_generator import (
+    TESTED_TRANSFORMERS,
+    EagleCandidateGenerator,
+    check_transformers_version,
+)
 
 from conftest import make_drafter
 
@@ -66,7 +70,8 @@ def _hf_eagle31_warnings(caplog, version):
 def test_untested_transformers_release_warns_once_per_check_in_one_line(caplog):
     assert _hf_eagle31_warnings(caplog, "5.23.0") == []
     assert _hf_eagle31_warnings(caplog, "5.24.3") == []
-    for version in ("5.22.2", "5.25.0", "5.25.0.dev0", "6.0.0"):
+    assert _hf_eagle31_warnings(caplog, "5.25.0") == []
+    for version in ("5.22.2", "5.26.0", "5.26.0.dev0", "6.0.0"):
         (message,) = _hf_eagle31_warnings(caplog, version)
         assert version in message and TESTED_TRANSFORMERS in message and "\n" not in message
 
@@ -76,6 +81,76 @@ def test_missing_transformers_internals_raise_one_line(monkeypatch):
     with pytest.raises(RuntimeError, match=r"_get_default_generation_params.*pip install 'transformers>=5\.23") as error:
         check_transformers_version()
     assert "\n" not in str(error.value)
+
+
+def test_candidate_generator_conforms_to_the_installed_assisted_loop(target):
+    """Every member the installed `_assisted_decoding` reads from a candidate generator (derived from its source) is
+    provided by ours, with call signatures that accept the loop's calls; and every public member that all of
+    transformers' built-in generators add to the base class is ours too. transformers 5.25's `num_drafting_tokens`
+    fails both checks on a generator without it."""
+    import transformers.generation.candidate_generator as builtin
+
+    protocol = candidate_generator.assisted_loop_protocol()
+    assert protocol and {"get_candidates", "update_candidate_strategy", "requires_model_outputs"} <= set(protocol)
+    assert candidate_generator.protocol_gaps(EagleCandidateGenerator) == []
+    generator = make_drafter(target).get_candidate_generator(
+        target=target, generation_config=GenerationConfig(), input_ids=torch.zeros(1, 3, dtype=torch.long)
+    )
+    assert candidate_generator.protocol_gaps(generator) == []
+    classes = [c for c in vars(builtin).values() if isinstance(c, type) and issubclass(c, builtin.CandidateGenerator)]
+    surfaces = [{n for n in dir(c) if not n.startswith("_")} for c in classes if c is not builtin.CandidateGenerator]
+    shared = set.intersection(*surfaces) - set(dir(builtin.CandidateGenerator))
+    assert not shared - set(dir(EagleCandidateGenerator)), f"built-in generators all have {shared}"
+    if "num_drafting_tokens" in protocol:  # the check would have caught the 5.25 break
+        assert "`num_drafting_tokens`" in candidate_generator.protocol_gaps(builtin.CandidateGenerator)
+
+
+def test_a_new_protocol_member_fails_generate_in_one_line(monkeypatch, target):
+    """A release whose loop reads a member our generator lacks: one line naming the member and the tested range."""
+    original = GenerationMixin._assisted_decoding
+
+    def _assisted_decoding(self, input_ids, logits_processor=None, stopping_criteria=None, generation_config=None,
+                           synced_gpus=False, streamer=None, inputs_tensor=None, assistant_model=None,
+                           assistant_tokenizer=None, tokenizer=None, **model_kwargs):
+        candidate_generator = self._get_candidate_generator(
+            generation_config=generation_config, input_ids=input_ids, inputs_tensor=inputs_tensor,
+            assistant_model=assistant_model, logits_processor=logits_processor, target_tokenizer=tokenizer,
+            assistant_tokenizer=assistant_tokenizer, model_kwargs=model_kwargs,
+        )
+        candidate_generator.get_candidates(input_ids, model_outputs=None, is_first_iteration=True, new_keyword=1)
+        return candidate_generator.brand_new_member
+
+    monkeypatch.setattr(GenerationMixin, "_assisted_decoding", _assisted_decoding)
+    gaps = candidate_generator.protocol_gaps(EagleCandidateGenerator)
+    assert gaps == ["`brand_new_member`"]  # get_candidates takes **kwargs: the new keyword is accepted
+    monkeypatch.setattr(GenerationMixin, "_assisted_decoding", original)
+
+    def strict(self, input_ids, model_outputs=None):  # a generator that would reject the loop's keywords
+        return input_ids, None
+
+    monkeypatch.setattr(EagleCandidateGenerator, "get_candidates", strict)
+    assert any(g.startswith("`get_candidates(") for g in candidate_generator.protocol_gaps(EagleCandidateGenerator))
+    monkeypatch.undo()
+
+    monkeypatch.setattr(GenerationMixin, "_assisted_decoding", _assisted_decoding)
+    with pytest.raises(RuntimeError, match=r"brand_new_member.*pip install 'transformers>=5\.23") as error:
+        target.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=4, do_sample=False, assistant_model=make_drafter(target))
+    assert "\n" not in str(error.value)
+
+
+def test_num_drafting_tokens_bounds_every_cycle(target):
+    """The recurrent-state history transformers >= 5.25 keeps is sized from it once: it must cover the longest cycle
+    any policy can propose (a growing schedule, a copy), plus the last accepted token."""
+    drafter = make_drafter(target)
+
+    def generator(**options):
+        config = GenerationConfig(**options)
+        return drafter.get_candidate_generator(target=target, generation_config=config, input_ids=torch.zeros(1, 3, dtype=torch.long))
+
+    assert generator(num_assistant_tokens=3).num_drafting_tokens == 4
+    assert generator(num_assistant_tokens=3, prompt_lookup_num_tokens=8).num_drafting_tokens == 10
+    grown = generator(num_assistant_tokens=3, num_assistant_tokens_schedule="heuristic_transient")
+    assert grown.num_drafting_tokens == grown.max_assistant_tokens + 1
 
 
 def test_assisted_loop_protocol_change_is_detected(monkeypatch):

@@ -17,9 +17,11 @@ features (the same protocol transformers' own MTP / DFlash generators use).
 This file travels with every Hub checkpoint (remote code): it imports torch and transformers only.
 """
 
+import ast
 import functools
 import inspect
 import logging
+import textwrap
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -42,8 +44,8 @@ DEFAULT_NUM_DRAFT_TOKENS = 6
 
 # The transformers releases this code is tested with (pyproject.toml declares the same range; CI runs both ends).
 # It wraps a private method of transformers' generation loop, so a release outside the range may break it.
-TESTED_TRANSFORMERS = ">=5.23,<5.25"
-_TESTED_MIN, _TESTED_END = Version("5.23.0"), Version("5.25.0.dev0")
+TESTED_TRANSFORMERS = ">=5.23,<5.26"
+_TESTED_MIN, _TESTED_END = Version("5.23.0"), Version("5.26.0.dev0")
 
 logger = logging.getLogger("hf_eagle31.modeling")
 
@@ -155,6 +157,7 @@ class EagleCandidateGenerator(CandidateGenerator):
     """Drafts with an EAGLE-3 / EAGLE-3.1 / MTP drafter fed by the target's captured hidden states."""
 
     requires_model_outputs = True
+    model_kwargs_overrides: dict  # what the target's verifying forward is asked for (the captured hidden states)
 
     def __init__(
         self,
@@ -173,6 +176,7 @@ class EagleCandidateGenerator(CandidateGenerator):
                 "with vLLM/SGLang, which read this drafter's checkpoint)."
             )
         drafter.check_target(target.config)
+        check_assisted_target(target)
         drafter.use_target_embeddings(target)
         self.drafter = drafter
         self.device = drafter.device
@@ -237,6 +241,21 @@ class EagleCandidateGenerator(CandidateGenerator):
         drafter.last_speculation_stats = self.stats
 
     # ------------------------------------------------------------------ the protocol transformers calls
+
+    @property
+    def num_drafting_tokens(self) -> int:
+        """
+        The recurrent states a hybrid target must keep per verifying forward: the most candidates one cycle can propose
+        in this `generate` call, plus one (transformers >= 5.25 reads it once, before the first cycle, to size the
+        history that targets with linear-attention layers keep for rolling back a rejected draft). A chain proposes at most K (up to `max_assistant_tokens` under a growing schedule); a copy-aware cycle
+        at most the drafter's pick plus `copy_tokens` copied tokens.
+        """
+        chain = self.num_assistant_tokens if self.schedule == "constant" else self.max_assistant_tokens
+        copy = self.copy_tokens + 1 if self.copy_tokens else 0
+        # + 1: a verifying forward carries the last accepted token and the candidates, and rejecting every candidate
+        # rolls the recurrent state back to the one after that first token (without it a fully rejected cycle of
+        # maximal length restores the state before the forward: greedy output then differs from plain decoding).
+        return max(chain, copy) + 1
 
     @torch.no_grad()
     def get_candidates(
@@ -435,16 +454,151 @@ def check_transformers_version(version: str | None = None) -> None:
         raise RuntimeError(_incompatible(f"it lacks {', '.join(missing)}"))
 
 
+def assisted_loop_protocol(mixin=None) -> dict[str, list[tuple[int, tuple[str, ...]]]] | None:
+    """
+    What the installed transformers' assisted loop (`GenerationMixin._assisted_decoding`) needs from every candidate
+    generator, read from its source: member name -> the calls made to it, each as (positional argument count,
+    keyword names); an attribute that is only read maps to []. Reads under an `isinstance(candidate_generator, ...)`
+    or `hasattr(...)` guard, and `getattr(candidate_generator, name, default)`, are optional and left out. None when
+    the installed release ships no source to read.
+    """
+    from transformers.generation.utils import GenerationMixin
+
+    loop = getattr(mixin or GenerationMixin, "_assisted_decoding", None)
+    return {} if loop is None else _read_protocol(loop)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_protocol(loop):
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(loop)))
+    except (OSError, TypeError, SyntaxError):  # no source shipped (e.g. a frozen install): nothing to check against
+        return None
+    reader = _GeneratorReads("candidate_generator")
+    reader.visit(tree)
+    return reader.members
+
+
+class _GeneratorReads(ast.NodeVisitor):
+    """Collects the unguarded member reads and calls on one variable (see `assisted_loop_protocol`)."""
+
+    def __init__(self, name: str):
+        self.name, self.members, self.guarded = name, {}, 0
+
+    def _is_ours(self, node) -> bool:
+        return isinstance(node, ast.Name) and node.id == self.name
+
+    def _has_guard(self, node) -> bool:
+        return any(
+            isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in ("isinstance", "hasattr")
+            and n.args and self._is_ours(n.args[0])
+            for n in ast.walk(node)
+        )
+
+    def _visit_guarded(self, nodes, guarded):
+        self.guarded += guarded
+        for node in nodes:
+            self.visit(node)
+        self.guarded -= guarded
+
+    def visit_If(self, node):
+        self.visit(node.test)
+        self._visit_guarded(node.body, self._has_guard(node.test))
+        self._visit_guarded(node.orelse, False)
+
+    visit_While = visit_If
+
+    def visit_IfExp(self, node):
+        self.visit(node.test)
+        self._visit_guarded([node.body], self._has_guard(node.test))
+        self.visit(node.orelse)
+
+    def visit_BoolOp(self, node):  # `isinstance(g, X) and g.member`: operands after a guard are guarded
+        guarded = False
+        for value in node.values:
+            self._visit_guarded([value], guarded)
+            guarded = guarded or self._has_guard(value)
+
+    def visit_Call(self, node):
+        func = node.func
+        if self._is_ours(getattr(func, "value", None)) and isinstance(func, ast.Attribute) and not self.guarded:
+            calls = self.members.setdefault(func.attr, [])
+            calls.append((len(node.args), tuple(k.arg for k in node.keywords if k.arg)))
+            self._visit_guarded(node.args + [k.value for k in node.keywords], False)
+            return
+        if isinstance(func, ast.Name) and func.id == "getattr" and len(node.args) == 2 and not self.guarded:
+            target, name = node.args
+            if self._is_ours(target) and isinstance(name, ast.Constant) and isinstance(name.value, str):
+                self.members.setdefault(name.value, [])
+        self.generic_visit(node)
+
+    def visit_Attribute(self, node):
+        if self._is_ours(node.value) and isinstance(node.ctx, ast.Load) and not self.guarded:
+            self.members.setdefault(node.attr, [])
+        self.generic_visit(node)
+
+
+def protocol_gaps(generator, protocol=None) -> list[str]:
+    """
+    What `generator` (an instance, or a class whose instance attributes are declared as class annotations) lacks of
+    the installed assisted loop's protocol: a missing member, or a call its signature does not accept.
+    """
+    protocol = assisted_loop_protocol() if protocol is None else protocol
+    cls = generator if isinstance(generator, type) else type(generator)
+    declared = {n for klass in cls.__mro__ for n in getattr(klass, "__annotations__", {})}
+    gaps = []
+    for name, calls in sorted((protocol or {}).items()):
+        if not (hasattr(generator, name) or name in declared):
+            gaps.append(f"`{name}`")
+            continue
+        member = inspect.getattr_static(cls, name, None)
+        if not callable(member):
+            continue
+        signature = inspect.signature(member)
+        for positional, keywords in calls:
+            try:
+                signature.bind(None, *[None] * positional, **dict.fromkeys(keywords))
+            except TypeError:
+                gaps.append(f"`{name}({', '.join(['...'] * positional + [k + '=' for k in keywords])})`")
+    return gaps
+
+
+def check_generator_protocol(generator) -> None:
+    """Raises a one-line RuntimeError naming what the installed assisted loop needs and `generator` lacks."""
+    gaps = protocol_gaps(generator)
+    if gaps:
+        raise RuntimeError(
+            _incompatible(f"its assisted loop needs {', '.join(gaps)} from a candidate generator, which this drafter's "
+                          "code does not provide")
+        )
+
+
 def _assisted_loop_passes_model_outputs(mixin):
     """Whether the assisted loop hands the target's outputs to generators with `requires_model_outputs`."""
-    loop = getattr(mixin, "_assisted_decoding", None)
-    if loop is None:
-        return False
-    try:
-        source = inspect.getsource(loop)
-    except (OSError, TypeError):  # no source shipped (e.g. a frozen install): nothing to check against
+    protocol = assisted_loop_protocol(mixin)
+    if protocol is None:  # no source to check against
         return True
-    return "requires_model_outputs" in source and "model_kwargs_overrides" in source
+    return "requires_model_outputs" in protocol and "model_kwargs_overrides" in protocol
+
+
+def stateful_targets_supported() -> bool:
+    """Whether the installed transformers rolls back the recurrent states of hybrid / linear-attention targets."""
+    from transformers.cache_utils import Cache
+
+    return hasattr(Cache, "get_recurrent_states_to_keep")
+
+
+def check_assisted_target(target) -> None:
+    """
+    One-line error for a target the installed transformers cannot verify drafts on: a stateful (recurrent or hybrid
+    linear-attention) model before transformers 5.25, which raises its own error without naming a fix.
+    """
+    if getattr(target, "_is_stateful", False) and not stateful_targets_supported():
+        raise ValueError(
+            f"{type(target).__name__} keeps recurrent states, and transformers {transformers.__version__} cannot roll "
+            "them back after a rejected draft: speculative decoding on this target needs transformers >= 5.25, "
+            f"pip install 'transformers{TESTED_TRANSFORMERS}' (with 5.25 or newer)."
+        )
 
 
 def _incompatible(what):
@@ -478,6 +632,9 @@ def install_generate_hook() -> None:
     missing = [name for name in _EXPECTED_PARAMETERS if name not in signature.parameters]
     if missing:
         raise RuntimeError(_incompatible(f"GenerationMixin._get_candidate_generator no longer takes {missing}"))
+    gaps = protocol_gaps(EagleCandidateGenerator)
+    if gaps:  # loading still works (training, conversion); `generate` with the drafter raises the same line
+        logger.warning(_incompatible(f"its assisted loop needs {', '.join(gaps)} from a candidate generator"))
 
     @functools.wraps(original)
     def _get_candidate_generator(self, *args, **kwargs):
@@ -487,13 +644,15 @@ def install_generate_hook() -> None:
         factory = getattr(call.get("assistant_model"), "get_candidate_generator", None)
         if factory is None:  # (with a drafter, `prompt_lookup_num_tokens` turns on its copy-aware drafting)
             return original(self, *args, **kwargs)
-        return factory(
+        generator = factory(
             target=self,
             generation_config=call["generation_config"],
             input_ids=call["input_ids"],
             logits_processor=call["logits_processor"],
             model_kwargs=call["model_kwargs"],
         )
+        check_generator_protocol(generator)  # one line naming the gap, not an AttributeError deep inside the loop
+        return generator
 
     _get_candidate_generator._hf_eagle31_hook = True
     GenerationMixin._get_candidate_generator = _get_candidate_generator

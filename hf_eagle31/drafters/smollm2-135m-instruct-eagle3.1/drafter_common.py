@@ -22,6 +22,8 @@ from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from transformers.utils import ModelOutput
 
+from .candidate_generator import check_assisted_target
+
 
 class DrafterRMSNorm(nn.Module):
     def __init__(self, hidden_size, eps=1e-6):
@@ -242,6 +244,7 @@ def install_target_check_hook() -> None:
         assistant = mode_kwargs.get("assistant_model") if isinstance(mode_kwargs, dict) else None
         if hasattr(assistant, "get_candidate_generator") and hasattr(assistant, "check_target"):
             assistant.check_target(self.config)
+            check_assisted_target(self)  # before transformers' own refusal of stateful targets, which names no fix
         return original(self, *args, **kwargs)
 
     _validate_generation_mode._hf_eagle31_target_check = True

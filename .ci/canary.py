@@ -1,0 +1,61 @@
+"""Helpers of the transformers canary in `.ci/run`.
+
+    python .ci/canary.py in-range VERSION   exit 0 when VERSION is inside pyproject.toml's transformers range
+    python .ci/canary.py failed VERSION     after a failed canary run: one line naming the release and the members of
+                                            its assisted loop the drafters' candidate generator lacks; exit 0 only when
+                                            .ci/known-broken.txt records VERSION (a line "VERSION: reason")
+"""
+
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tested_range():
+    from packaging.specifiers import SpecifierSet
+
+    for dependency in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]:
+        match = re.fullmatch(r"transformers\s*(.*)", dependency)
+        if match:
+            return SpecifierSet(match.group(1))
+    raise SystemExit("pyproject.toml declares no transformers range")
+
+
+def known_broken():
+    path = ROOT / ".ci" / "known-broken.txt"
+    lines = path.read_text().splitlines() if path.exists() else []
+    entries = (line.split(":", 1) for line in lines if line.strip() and not line.startswith("#"))
+    return {version.strip(): reason.strip() for version, reason in entries}
+
+
+def what_is_missing():
+    try:
+        from hf_eagle31.modeling.candidate_generator import EagleCandidateGenerator, protocol_gaps
+
+        gaps = protocol_gaps(EagleCandidateGenerator)
+    except Exception as error:  # the import itself may be what broke
+        return f"importing the drafters' code fails ({type(error).__name__}: {error})"
+    if gaps:
+        return f"its assisted loop needs {', '.join(gaps)} from a candidate generator"
+    return "the protocol check finds no missing member: see the failing tests above"
+
+
+def main(command, version):
+    if command == "in-range":
+        return 0 if version in tested_range() else 1
+    reason = known_broken().get(version)
+    if reason is not None:
+        print(f"canary: transformers {version} fails and is recorded as known-broken ({reason})")
+        return 0
+    print(
+        f"canary: transformers {version} (newest on PyPI) breaks the drafters: {what_is_missing()}; fix it, or record "
+        f"'{version}: <reason>' in .ci/known-broken.txt"
+    )
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:3]))
