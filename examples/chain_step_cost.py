@@ -20,11 +20,11 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from transformers import DynamicCache
 
-from hf_eagle31.bench import chain_step_weight_mb
-from hf_eagle31.demo import DEFAULT_DRAFTER
-from hf_eagle31.evaluation import load_drafter
+from hf_eagle31.evaluation.bench import chain_step_weight_mb
+from hf_eagle31.loading import DEFAULT_DRAFTER
+from hf_eagle31.loading import load_drafter
 from hf_eagle31.features import capture_target_features
-from hf_eagle31.suites import standard_suite
+from hf_eagle31.data.suites import standard_suite
 from hf_eagle31.targets import load_target
 
 

@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from hf_eagle31.calibration import DRIFT_THRESHOLD, Calibration, forward_workload, relative_drift
+from hf_eagle31.evaluation.calibration import DRIFT_THRESHOLD, Calibration, forward_workload, relative_drift
 from hf_eagle31.targets import load_target
 
 

@@ -22,7 +22,7 @@ import time
 import torch
 from transformers import TrainerCallback, TrainingArguments
 
-from hf_eagle31.calibration import Calibration, format_calibration
+from hf_eagle31.evaluation.calibration import Calibration, format_calibration
 from hf_eagle31.data import load_prepared
 from hf_eagle31.features import capture_target_features
 from hf_eagle31.modeling.configuration_common import default_target_layer_ids

@@ -23,9 +23,9 @@ from string import Template
 import yaml
 from transformers.utils import hub as transformers_hub
 
-from .calibration import format_number
+from .errors import InputError
 from .modeling import SWITCH_NAMES, variant_of
-
+from .utils import format_number
 
 CARD_TEMPLATE = Path(str(resources.files("hf_eagle31.hub_cards") / "drafter_card.md"))  # repo: hub_cards/
 DEFAULT_LICENSE = "apache-2.0"
@@ -40,23 +40,23 @@ def load_eval_results(source) -> list[dict]:
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
-            raise ValueError(f"eval results file {path} does not exist: pass the JSON written by `hf-eagle31 eval`.")
+            raise InputError(f"eval results file {path} does not exist: pass the JSON written by `hf-eagle31 eval`.")
         source = json.loads(path.read_text())
     results = source.get("results") if isinstance(source, dict) else source
     if not isinstance(results, list) or not results:
-        raise ValueError('eval results must be {"results": [...]} with at least one entry, as `hf-eagle31 eval` writes.')
+        raise InputError('eval results must be {"results": [...]} with at least one entry, as `hf-eagle31 eval` writes.')
     for i, row in enumerate(results):
         for name, kind in RESULT_FIELDS.items():
             value = row.get(name) if isinstance(row, dict) else None
             if not isinstance(value, kind) or isinstance(value, bool):
-                raise ValueError(
+                raise InputError(
                     f"eval result #{i} has {name}={value!r}; every entry needs drafter (str), suite (str), tau "
                     "(a number) and acceptance_per_depth (list of rates)."
                 )
         if not all(r is None or (isinstance(r, (int, float)) and 0 <= r <= 1) for r in row["acceptance_per_depth"]):
-            raise ValueError(f"eval result #{i} has acceptance rates outside [0, 1]: {row['acceptance_per_depth']}.")
+            raise InputError(f"eval result #{i} has acceptance rates outside [0, 1]: {row['acceptance_per_depth']}.")
         if not (math.isfinite(row["tau"]) and row["tau"] >= 1):
-            raise ValueError(f"eval result #{i} has tau={row['tau']}: tau counts tokens per target forward, so >= 1.")
+            raise InputError(f"eval result #{i} has tau={row['tau']}: tau counts tokens per target forward, so >= 1.")
     return results
 
 
@@ -161,7 +161,7 @@ def render_model_card(model_or_config, eval_results=None, base_model=None, repo_
     )
     path = Path(template) if template is not None else CARD_TEMPLATE
     if not path.is_file():
-        raise ValueError(f"model card template {path} is missing: reinstall hf-eagle31 or pass template=PATH.")
+        raise InputError(f"model card template {path} is missing: reinstall hf-eagle31 or pass template=PATH.")
     body = Template(path.read_text(encoding="utf-8")).substitute(values)
     front = yaml.safe_dump(card_metadata(config, base_model, license, tags), sort_keys=False, allow_unicode=True)
     return f"---\n{front}---\n\n{body}"
@@ -170,11 +170,11 @@ def render_model_card(model_or_config, eval_results=None, base_model=None, repo_
 def parse_card_metadata(card: str) -> dict:
     """The YAML front matter of a rendered card, parsed with `yaml.safe_load` (raises ValueError when malformed)."""
     if not card.startswith("---\n"):
-        raise ValueError("the model card does not start with a YAML front matter block ('---').")
+        raise InputError("the model card does not start with a YAML front matter block ('---').")
     end = card.index("\n---\n", 4)
     metadata = yaml.safe_load(card[4:end])
     if not isinstance(metadata, dict):
-        raise ValueError("the model card's front matter is not a YAML mapping.")
+        raise InputError("the model card's front matter is not a YAML mapping.")
     return metadata
 
 

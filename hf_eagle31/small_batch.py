@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import InputError
 
 # SmolLM2, 2 threads, two runs of examples/small_batch_linears.py: for 2-8 rows the product wins clearly (t(n)/t(1)
 # 0.85-1.40 against 1.31-2.09 stock); for 9-12 rows it is within noise of the stock kernel (one run 5-9% faster, the
@@ -52,7 +53,7 @@ def _eligible(module):
 def enable(model: nn.Module, max_rows: int = DEFAULT_MAX_ROWS) -> int:
     """Routes `model`'s eligible linear layers through the small-batch product; returns how many it routed."""
     if max_rows < 2:
-        raise ValueError(f"max_rows must be >= 2 (1-row inputs always keep F.linear), got {max_rows}.")
+        raise InputError(f"max_rows must be >= 2 (1-row inputs always keep F.linear), got {max_rows}.")
     count = 0
     for module in model.modules():
         if _eligible(module):
@@ -81,7 +82,7 @@ def is_enabled(model: nn.Module) -> bool:
 def wanted(setting: str, model: nn.Module) -> bool:
     """The `--small-batch-linears {auto,on,off}` choice: auto = on for an fp32 model on the CPU."""
     if setting not in ("auto", "on", "off"):
-        raise ValueError(f"--small-batch-linears {setting!r}: use auto, on or off.")
+        raise InputError(f"--small-batch-linears {setting!r}: use auto, on or off.")
     if setting != "auto":
         return setting == "on"
     parameter = next(model.parameters(), None)

@@ -17,7 +17,7 @@ from transformers import AutoModel, TrainingArguments
 
 from hf_eagle31.cli import main
 from hf_eagle31.modeling.drafter_common import DrafterPreTrainedModel
-from hf_eagle31.sources import load_conversations
+from hf_eagle31.data.conversations import load_conversations
 from hf_eagle31.training import (
     EagleTrainer,
     apply_lora,
@@ -96,7 +96,7 @@ def test_cli_expected_error_is_one_line_debug_shows_traceback(tmp_path, capsys, 
     def bug(args):
         raise RuntimeError("a bug")  # unexpected errors keep their traceback
 
-    monkeypatch.setattr("hf_eagle31.sources.run_cli", bug)
+    monkeypatch.setattr("hf_eagle31.commands.fetch.run", bug)
     with pytest.raises(RuntimeError):
         main(["fetch"])
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import make_drafter, save_tiny_setup, tiny_target
 
-from hf_eagle31.bench import (
+from hf_eagle31.evaluation.bench import (
     METHODS,
     DrafterForwardTimer,
     bare_forward_times,
@@ -131,7 +131,7 @@ def test_drafter_forward_timer_sorts_feed_and_chain_steps(target, variant):
 
 def test_bare_timings_are_interleaved():
     """Each round times every workload once, in turn (one untimed round first), so a drift hits all of them alike."""
-    from hf_eagle31.bench import _interleaved_median_ms
+    from hf_eagle31.evaluation.bench import _interleaved_median_ms
 
     order = []
     workloads = {name: (lambda name=name: order.append(name), lambda name=name: order.append(f"reset {name}"))
@@ -196,7 +196,7 @@ def test_profile_splits_one_run_per_cycle(target):
 
 def test_benchmark_compares_drafting_policies(target):
     """Each policy is one more method; every one stays greedy-exact; confidence and copy act as documented."""
-    from hf_eagle31.bench import DRAFTING_POLICIES, drafting_policy
+    from hf_eagle31.evaluation.bench import DRAFTING_POLICIES, drafting_policy
 
     drafter = make_drafter(target, "eagle3.1", seed=2)
     with torch.no_grad():
@@ -217,7 +217,7 @@ def test_benchmark_compares_drafting_policies(target):
 
 def test_drafting_policy_names_its_own_threshold():
     """`confidence@T` sets that policy's threshold (so one run compares thresholds); anything else is refused."""
-    from hf_eagle31.bench import drafting_policy
+    from hf_eagle31.evaluation.bench import drafting_policy
 
     assert drafting_policy("confidence@0.2", confidence_threshold=0.5)["assistant_confidence_threshold"] == 0.2
     both = drafting_policy("confidence+copy@0.7", copy_tokens=4)
@@ -230,7 +230,7 @@ def test_drafting_policy_names_its_own_threshold():
 
 def test_benchmark_profiles_a_chosen_policy(target):
     """`profile_policy` profiles that policy's runs (its draft lengths) and sets them against its own speed-up."""
-    from hf_eagle31.bench import drafting_policy
+    from hf_eagle31.evaluation.bench import drafting_policy
 
     drafter = make_drafter(target, "eagle3.1", seed=2)
     with torch.no_grad():
@@ -279,7 +279,7 @@ def test_bench_cli_compile_drafter_and_target(tmp_path, monkeypatch):
     transformers' static-cache rollback, 5.24+) each is refused in one line."""
     import shutil
 
-    from hf_eagle31.cli_utils import static_cache_rollback_supported
+    from hf_eagle31.evaluation.timing import static_cache_rollback_supported
 
     _, _, target_dir, (drafter_dir,), prompts = save_tiny_setup(tmp_path)
     command = ["bench", "--target", str(target_dir), "--drafter", str(drafter_dir), "--prompts", str(prompts),
@@ -317,8 +317,8 @@ def test_machine_noise_example(tmp_path):
 def test_static_cache_warm_up_reaches_every_graph(target, monkeypatch):
     """With a static (compiled) target cache every method is warmed up once more on 2 new tokens, which ends on a
     1-token forward with that method's own arguments: no graph is first compiled inside a timed pass."""
-    import hf_eagle31.bench as bench_module
-    from hf_eagle31.cli_utils import static_cache_rollback_supported
+    import hf_eagle31.evaluation.bench as bench_module
+    from hf_eagle31.evaluation.timing import static_cache_rollback_supported
 
     if not static_cache_rollback_supported():
         pytest.skip("static-cache assisted decoding needs transformers >= 5.24")

@@ -9,8 +9,8 @@ import sys
 import pytest
 from conftest import make_drafter, save_tiny_setup, tiny_chat_tokenizer, tiny_target
 
-import hf_eagle31.calibration as calibration_module
-from hf_eagle31.calibration import (
+import hf_eagle31.evaluation.calibration as calibration_module
+from hf_eagle31.evaluation.calibration import (
     EXIT_BUSY,
     Calibration,
     MachineBusyError,
@@ -21,7 +21,7 @@ from hf_eagle31.calibration import (
 )
 from hf_eagle31.cli import main
 from hf_eagle31.evaluation import evaluate, format_table
-from hf_eagle31.suites import EvalPrompt
+from hf_eagle31.data.suites import EvalPrompt
 
 
 QUIET = (0.0, 0.0, 0.0)

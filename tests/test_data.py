@@ -16,7 +16,7 @@ from hf_eagle31.data import (
     tokenize_conversation,
     tokenize_conversations,
 )
-from hf_eagle31.draft_vocab import build_draft_vocab, count_token_frequencies, draft_vocab_from_dataset
+from hf_eagle31.training.draft_vocab import build_draft_vocab, count_token_frequencies, draft_vocab_from_dataset
 
 from conftest import tiny_target
 

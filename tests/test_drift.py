@@ -8,7 +8,7 @@ from conftest import make_drafter, save_tiny_setup
 from transformers import DynamicCache
 
 from hf_eagle31.cli import main
-from hf_eagle31.drift import CATEGORIES, attention_split, measure_drift, target_continuation
+from hf_eagle31.evaluation.drift import CATEGORIES, attention_split, measure_drift, target_continuation
 
 
 def test_attention_split_by_hand():

@@ -8,7 +8,7 @@ from conftest import make_drafter, save_tiny_setup, tiny_chat_tokenizer, tiny_ta
 from hf_eagle31.cli import main
 from hf_eagle31.evaluation import evaluate, format_table, pool_speculation_stats, read_prompt_file
 from hf_eagle31.modeling import SpeculationStats
-from hf_eagle31.suites import EvalPrompt, render
+from hf_eagle31.data.suites import EvalPrompt, render
 
 
 def prompt(i, turns=1, suite="toy", length=8):
@@ -147,7 +147,7 @@ def test_draft_length_sweep(setup):
 
 def test_drift_acceptance_is_speculation_stats_acceptance():
     """drift's per-prompt cumulative flags, read as one cycle of `depth` drafts each: the same definitions."""
-    from hf_eagle31.drift import _as_speculation_stats
+    from hf_eagle31.evaluation.drift import _as_speculation_stats
 
     rows = [[1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]]
     stats = _as_speculation_stats(rows)

