@@ -7,6 +7,7 @@ from . import (
 from .modeling import *  # noqa: F401,F403  (Eagle3Config, Eagle3Drafter, MtpConfig, MtpDrafter, ...)
 from .small_batch import small_batch_linears
 
+
 __version__ = "0.1.0"
 
 __all__ = [*modeling.__all__, "small_batch_linears", "__version__"]

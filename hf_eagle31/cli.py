@@ -6,5 +6,6 @@ import sys
 
 from .commands import SUBCOMMANDS, build_parser, main, run  # noqa: F401
 
+
 if __name__ == "__main__":
     sys.exit(main())

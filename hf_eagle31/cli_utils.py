@@ -9,6 +9,10 @@ from .commands.common import *  # noqa: F403
 from .evaluation.timing import compile_target_generation, static_cache_rollback_supported  # noqa: F401
 
 
-warnings.warn("hf_eagle31.cli_utils moved to hf_eagle31.commands.common (command helpers) and "
-              "hf_eagle31.evaluation.timing (compile_target_generation, static_cache_rollback_supported); the old "
-              "path goes away in the next release.", DeprecationWarning, stacklevel=2)
+warnings.warn(
+    "hf_eagle31.cli_utils moved to hf_eagle31.commands.common (command helpers) and "
+    "hf_eagle31.evaluation.timing (compile_target_generation, static_cache_rollback_supported); the old "
+    "path goes away in the next release.",
+    DeprecationWarning,
+    stacklevel=2,
+)

@@ -7,5 +7,9 @@ import warnings
 from .loading import DEFAULT_DRAFTER, SHIPPED_DRAFTERS  # noqa: F401
 
 
-warnings.warn("hf_eagle31.demo moved: DEFAULT_DRAFTER / SHIPPED_DRAFTERS are in hf_eagle31.loading; the old path "
-              "goes away in the next release.", DeprecationWarning, stacklevel=2)
+warnings.warn(
+    "hf_eagle31.demo moved: DEFAULT_DRAFTER / SHIPPED_DRAFTERS are in hf_eagle31.loading; the old path "
+    "goes away in the next release.",
+    DeprecationWarning,
+    stacklevel=2,
+)

@@ -3,4 +3,5 @@
 
 from .utils.deprecation import moved_module
 
+
 moved_module(__name__, "hf_eagle31.evaluation.drift")

@@ -44,8 +44,11 @@ EXIT_BUSY = 3  # exit code of `bench` / `eval --strict` on a busy machine
 def is_input_error(error: BaseException) -> bool:
     """Whether `error` is about the input (one line, exit 2 or 3) rather than a bug (traceback); see the module doc.
     safetensors' and Jinja's errors are matched by name: no import of either."""
-    return (isinstance(error, (InputError, OSError, ModuleNotFoundError, MachineBusyError))
-            or type(error).__name__ == "SafetensorError" or type(error).__module__.startswith("jinja2"))
+    return (
+        isinstance(error, (InputError, OSError, ModuleNotFoundError, MachineBusyError))
+        or type(error).__name__ == "SafetensorError"
+        or type(error).__module__.startswith("jinja2")
+    )
 
 
 def exit_code_for(error: BaseException) -> int:

@@ -27,9 +27,10 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 
-from .errors import InputError
 from .assets import file_sha256
+from .errors import InputError
 from .utils import text_config
+
 
 if TYPE_CHECKING:  # annotations only
     import datasets
@@ -77,7 +78,8 @@ def draft_teacher_logits(
     draft_ids: torch.Tensor,
     head_bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Teacher logits restricted to the draft vocabulary: (B, T, H) x rows `draft_ids` of the head -> (B, T, D), fp32."""
+    """Teacher logits restricted to the draft vocabulary: (B, T, H) x rows `draft_ids` of the head -> (B, T, D),
+    fp32."""
     rows = head_weight[draft_ids].float()
     logits = final_hidden.float() @ rows.T
     if head_bias is not None:
@@ -121,7 +123,10 @@ def _write_json_atomic(path: str, data: dict) -> None:
 
 
 def _feature_settings(
-    target: PreTrainedModel, dataset: "datasets.Dataset", target_layer_ids: list[int], shard_size: int,
+    target: PreTrainedModel,
+    dataset: "datasets.Dataset",
+    target_layer_ids: list[int],
+    shard_size: int,
     dtype: torch.dtype,
 ) -> dict:
     """What the features of a directory were made from: a resumed run must match it (all but `target_config`)."""
@@ -183,8 +188,14 @@ def _right_padded(rows: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _shard_tensors(
-    target: PreTrainedModel, dataset: "datasets.Dataset", start: int, stop: int, target_layer_ids: list[int],
-    batch_size: int, dtype: torch.dtype, argmax_chunk_size: int,
+    target: PreTrainedModel,
+    dataset: "datasets.Dataset",
+    start: int,
+    stop: int,
+    target_layer_ids: list[int],
+    batch_size: int,
+    dtype: torch.dtype,
+    argmax_chunk_size: int,
 ) -> dict[str, torch.Tensor]:
     """The per-row tensors of rows `start..stop-1`, `batch_size` rows per target forward."""
     device = next(target.parameters()).device
@@ -274,7 +285,9 @@ class FeatureDataset(torch.utils.data.Dataset):
         with open(manifest_path) as f:
             self.manifest = json.load(f)
         if self.manifest.get("format") != FORMAT:
-            raise InputError(f"{feature_dir} is not an hf-eagle31 feature directory (format {self.manifest.get('format')!r}).")
+            raise InputError(
+                f"{feature_dir} is not an hf-eagle31 feature directory (format {self.manifest.get('format')!r})."
+            )
         if not self.manifest.get("complete"):
             raise InputError(
                 f"features in {feature_dir} are incomplete ({len(self.manifest['shards'])} shards written): rerun "
@@ -307,7 +320,9 @@ class FeatureDataset(torch.utils.data.Dataset):
         if not os.path.exists(path):
             raise InputError(f"feature shard {path} is missing: {fix}.")
         if os.path.getsize(path) != entry["bytes"]:
-            raise InputError(f"feature shard {path} is corrupted (size {os.path.getsize(path)} != {entry['bytes']}): {fix}.")
+            raise InputError(
+                f"feature shard {path} is corrupted (size {os.path.getsize(path)} != {entry['bytes']}): {fix}."
+            )
         if verify == "sha256" and file_sha256(path) != entry["sha256"]:
             raise InputError(f"feature shard {path} is corrupted (sha256 mismatch): {fix}.")
         try:
@@ -326,12 +341,14 @@ class FeatureDataset(torch.utils.data.Dataset):
             raise IndexError(i)
         path = os.path.join(self.feature_dir, f"shard_{i // self.shard_size:05d}.safetensors")
         with safe_open(path, framework="pt") as f:
-            hidden = {layer: f.get_tensor(f"{i}.hidden_{layer}") for layer in {*self.target_layer_ids, self.final_layer_id}}
+            hidden = {
+                layer: f.get_tensor(f"{i}.hidden_{layer}") for layer in {*self.target_layer_ids, self.final_layer_id}
+            }
             return {
                 "input_ids": f.get_tensor(f"{i}.input_ids").long(),
                 "loss_mask": f.get_tensor(f"{i}.loss_mask").long(),
                 "teacher_argmax": f.get_tensor(f"{i}.teacher_argmax").long(),
-                "target_hidden_states": torch.cat([hidden[l] for l in self.target_layer_ids], dim=-1),
+                "target_hidden_states": torch.cat([hidden[i] for i in self.target_layer_ids], dim=-1),
                 "target_final_hidden": hidden[self.final_layer_id],
             }
 

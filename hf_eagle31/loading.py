@@ -17,6 +17,7 @@ from .errors import InputError, modeling_checks_are_input_errors
 from .modeling import DRAFTER_CLASSES, Eagle3Config
 from .modeling.configuration_common import FOREIGN_FORMAT_KEYS, check_checkpoint_config
 
+
 SHIPPED_DRAFTERS = Path(__file__).resolve().parent / "drafters"
 DEFAULT_DRAFTER = SHIPPED_DRAFTERS / "smollm2-135m-instruct-eagle3.1"
 
@@ -53,14 +54,18 @@ def load_drafter_checkpoint(
         return AutoModel.from_pretrained(name_or_path, trust_remote_code=True, **kwargs)
     except Exception as error:  # safetensors' "incomplete metadata" and friends name no file: add the checkpoint
         if type(error).__name__ == "SafetensorError":
-            raise InputError(f"{name_or_path}: unreadable weights ({error}): the file is truncated or corrupt; "
-                             "copy or save the checkpoint again.") from error
+            raise InputError(
+                f"{name_or_path}: unreadable weights ({error}): the file is truncated or corrupt; "
+                "copy or save the checkpoint again."
+            ) from error
         raise
 
 
 @modeling_checks_are_input_errors()
 def load_drafter(
-    name_or_path: str | os.PathLike, target: PreTrainedModel, trust_remote_code: bool = False,
+    name_or_path: str | os.PathLike,
+    target: PreTrainedModel,
+    trust_remote_code: bool = False,
     dtype: torch.dtype | None = None,
 ) -> PreTrainedModel:
     """
@@ -78,7 +83,8 @@ def load_drafter(
     missing = [k for k in info.get("missing_keys", ()) if not k.endswith("embed_tokens.weight")]
     if missing:
         raise InputError(
-            f"{name_or_path} lacks weights {sorted(missing)[:5]}: the checkpoint is incomplete; re-export or convert it "
+            f"{name_or_path} lacks weights {sorted(missing)[:5]}: the checkpoint is incomplete; re-export or "
+            "convert it "
             "(`hf-eagle31 convert`)."
         )
     if not hasattr(drafter, "check_target"):

@@ -23,6 +23,7 @@ from torch import nn
 
 from .errors import InputError
 
+
 # SmolLM2, 2 threads, two runs of examples/small_batch_linears.py: for 2-8 rows the product wins clearly (t(n)/t(1)
 # 0.85-1.40 against 1.31-2.09 stock); for 9-12 rows it is within noise of the stock kernel (one run 5-9% faster, the
 # other 4% slower at 9); from 13 rows on the stock kernel is as good or better. Prefills keep the stock kernel.

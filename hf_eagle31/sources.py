@@ -10,5 +10,9 @@ from .data.conversations import *  # noqa: F403
 from .data.conversations import SHAREGPT_HELDOUT_EVERY, heldout_sharegpt, load_conversations  # noqa: F401
 
 
-warnings.warn("hf_eagle31.sources moved to hf_eagle31.assets (fetching) and hf_eagle31.data.conversations (parsers); "
-              "the old path goes away in the next release.", DeprecationWarning, stacklevel=2)
+warnings.warn(
+    "hf_eagle31.sources moved to hf_eagle31.assets (fetching) and hf_eagle31.data.conversations (parsers); "
+    "the old path goes away in the next release.",
+    DeprecationWarning,
+    stacklevel=2,
+)

@@ -13,8 +13,9 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from .errors import InputError
 from .assets import SOURCES, cache_dir, fetch
+from .errors import InputError
+
 
 __all__ = ["DEFAULT_TARGET", "TARGETS", "load_target", "target_cache_dir", "target_hub_id"]
 

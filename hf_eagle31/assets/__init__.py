@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import InputError
 
+
 __all__ = ["SOURCES", "Source", "cache_dir", "file_sha256", "fetch"]
 
 

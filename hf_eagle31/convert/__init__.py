@@ -19,4 +19,19 @@ from .checkpoint import (
     settle_embeddings,
     write_checkpoint,
 )
-from .checkpoint import __all__  # noqa: F401
+
+
+__all__ = [
+    "FORMATS",
+    "EMBEDDING_MODES",
+    "SWITCHES",
+    "DrafterCheckpoint",
+    "detect_format",
+    "read_checkpoint",
+    "settle_embeddings",
+    "write_checkpoint",
+    "drafter_from_checkpoint",
+    "convert_checkpoint",
+    "load_target_parts",
+    "TargetSource",
+]

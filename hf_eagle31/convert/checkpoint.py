@@ -51,6 +51,7 @@ from ..modeling import SWITCH_NAMES, Eagle3Config, Eagle3Drafter, MtpConfig
 from ..targets import load_target
 from ..utils import text_config
 
+
 logger = logging.get_logger(__name__)  # `hf-eagle31 convert` shows its INFO notes (cli_utils.package_log_messages)
 
 FORMATS = ("hf-eagle31", "eagle", "speculators", "vllm")
@@ -244,13 +245,17 @@ def _read_eagle_like(directory, config, weights, fmt, target_config, layer_ids):
             f"{config['num_hidden_layers']} (config.json num_hidden_layers): convert its vLLM or speculators export "
             "(`layers.N.*`) instead."
         )
-    legacy = {"midlayer.": "layers.0.", "aux_norm_low.": "fc_norm.0.", "aux_norm_mid.": "fc_norm.1.",
-              "aux_norm_high.": "fc_norm.2."}  # SGLang's older names for fc_norm
+    legacy = {
+        "midlayer.": "layers.0.",
+        "aux_norm_low.": "fc_norm.0.",
+        "aux_norm_mid.": "fc_norm.1.",
+        "aux_norm_high.": "fc_norm.2.",
+    }  # SGLang's older names for fc_norm
     state = {}
     for key, value in weights.items():
         for old, new in legacy.items():
             if key.startswith(old):
-                key = new + key[len(old):]
+                key = new + key[len(old) :]
         state[key] = value
     # vocab: `t2d` has the target's size; config `vocab_size` is the target's too in every published EAGLE-3 config.
     vocab_size = state["t2d"].shape[0] if "t2d" in state else config["vocab_size"]
@@ -260,7 +265,10 @@ def _read_eagle_like(directory, config, weights, fmt, target_config, layer_ids):
     switches = {name: bool(config.get(name, eagle_config.get(name, False))) for name in SWITCHES}
     target_hidden = config.get("target_hidden_size") or config["hidden_size"]
     cfg = _config_from_llama_dict(
-        config, vocab_size=vocab_size, layer_ids=ids, num_layers=num_layers,
+        config,
+        vocab_size=vocab_size,
+        layer_ids=ids,
+        num_layers=num_layers,
         extra=dict(target_hidden_size=target_hidden, **switches),
     )
     return DrafterCheckpoint(cfg, state, fmt)
@@ -293,7 +301,10 @@ def _read_speculators(directory, config, weights, target_config, layer_ids):
         state["t2d"] = torch.ones(vocab_size, dtype=torch.bool)
     layer["draft_vocab_size"] = draft_vocab
     cfg = _config_from_llama_dict(
-        layer, vocab_size=vocab_size, layer_ids=ids, num_layers=num_layers,
+        layer,
+        vocab_size=vocab_size,
+        layer_ids=ids,
+        num_layers=num_layers,
         extra=dict(
             target_hidden_size=config.get("target_hidden_size") or layer["hidden_size"],
             **{name: bool(config.get(name, False)) for name in SWITCHES},
@@ -301,8 +312,9 @@ def _read_speculators(directory, config, weights, target_config, layer_ids):
     )
     if config.get("embed_requires_grad"):
         cfg.embed_requires_grad = True  # trained embeddings: they legitimately differ from the target's
-    return DrafterCheckpoint(cfg, state, "speculators", verifier=verifier,
-                             speculative_tokens=proposals[0].get("speculative_tokens"))
+    return DrafterCheckpoint(
+        cfg, state, "speculators", verifier=verifier, speculative_tokens=proposals[0].get("speculative_tokens")
+    )
 
 
 def _read_ours(directory, weights, layer_ids, embeddings_from_target):
@@ -653,8 +665,10 @@ def _speculators_config(ckpt: DrafterCheckpoint, num_speculative_tokens) -> dict
     # speculators serializes its layer config with `LlamaConfig(...).to_diff_dict()`; so do we.
     layer = LlamaConfig(**_llama_fields(cfg, _dtype_name(ckpt.state_dict))).to_diff_dict()
     layer["model_type"] = "llama"
-    verifier = {"architectures": list(ckpt.verifier.get("architectures") or []),
-                "name_or_path": ckpt.verifier.get("name_or_path")}
+    verifier = {
+        "architectures": list(ckpt.verifier.get("architectures") or []),
+        "name_or_path": ckpt.verifier.get("name_or_path"),
+    }
     tokens = num_speculative_tokens or ckpt.speculative_tokens or 3
     config = {
         "architectures": [SPECULATORS_ARCHITECTURE],
@@ -663,8 +677,14 @@ def _speculators_config(ckpt: DrafterCheckpoint, num_speculative_tokens) -> dict
         "speculators_config": {
             "algorithm": "eagle3",
             "default_proposal_method": "greedy",
-            "proposal_methods": [{"accept_tolerance": 0.0, "proposal_type": "greedy",
-                                  "speculative_tokens": int(tokens), "verifier_accept_k": 1}],
+            "proposal_methods": [
+                {
+                    "accept_tolerance": 0.0,
+                    "proposal_type": "greedy",
+                    "speculative_tokens": int(tokens),
+                    "verifier_accept_k": 1,
+                }
+            ],
             "verifier": verifier,
         },
         "transformer_layer_config": layer,
@@ -727,15 +747,18 @@ def write_checkpoint(ckpt: DrafterCheckpoint, path, to: str, num_speculative_tok
                 "cannot store aux layers, so this drafter would read the wrong layers. Use --to vllm (same weights, "
                 "records the layers) or --to speculators."
             )
-        state = {("midlayer." + k[len("layers.0."):] if k.startswith("layers.0.") else k): v
-                 for k, v in ckpt.state_dict.items()}
+        state = {
+            ("midlayer." + k[len("layers.0.") :] if k.startswith("layers.0.") else k): v
+            for k, v in ckpt.state_dict.items()
+        }
         config = _eagle_config(ckpt, to)
     else:
         ckpt = _ascending(ckpt, to)
         if cfg.target_num_hidden_layers is not None and cfg.target_num_hidden_layers in ckpt.config.target_layer_ids:
             logger.warning(
                 "aux layer %d is the last hidden state: transformers returns it after the final norm, vLLM/SGLang "
-                "before it; this drafter sees different features there.", cfg.target_num_hidden_layers,
+                "before it; this drafter sees different features there.",
+                cfg.target_num_hidden_layers,
             )
         state = dict(ckpt.state_dict)
         if to == "speculators":
@@ -753,12 +776,27 @@ def write_checkpoint(ckpt: DrafterCheckpoint, path, to: str, num_speculative_tok
 
 
 @modeling_checks_are_input_errors()
-def convert_checkpoint(src, dst, to, source_format=None, target=None, embeddings="auto", target_layer_ids=None,
-                       num_speculative_tokens=None, overwrite=False, model_card=None) -> DrafterCheckpoint:
+def convert_checkpoint(
+    src,
+    dst,
+    to,
+    source_format=None,
+    target=None,
+    embeddings="auto",
+    target_layer_ids=None,
+    num_speculative_tokens=None,
+    overwrite=False,
+    model_card=None,
+) -> DrafterCheckpoint:
     """Reads `src` (any format, detected), settles its embeddings, writes `dst` as `to`. Returns what was written."""
     target = load_target_parts(target) if target is not None else None
-    ckpt = read_checkpoint(src, source_format, target_config=target.config if target else None,
-                           target_layer_ids=target_layer_ids, embeddings_from_target=target is not None)
+    ckpt = read_checkpoint(
+        src,
+        source_format,
+        target_config=target.config if target else None,
+        target_layer_ids=target_layer_ids,
+        embeddings_from_target=target is not None,
+    )
     ckpt = settle_embeddings(ckpt, to, target=target, mode=embeddings)
     dst = Path(dst)
     if overwrite and dst.exists():

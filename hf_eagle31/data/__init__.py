@@ -21,6 +21,7 @@ from .prepare import (
     with_loss_on_every_token,
 )
 
+
 __all__ = [
     "PrepareReport",
     "normalize_conversation",

@@ -16,6 +16,7 @@ from typing import Iterator
 from ..assets import fetch
 from ..errors import InputError
 
+
 __all__ = [
     "load_mtbench",
     "load_humaneval",
@@ -364,8 +365,14 @@ def _iter_dataset_records(source: str, split: str | None):
     return iter(loaded)
 
 
-def load_conversations(source: str, limit: int | None = None, skip: int = 0, split: str | None = None,
-                       require_assistant: bool = True, skipped: dict | None = None) -> list:
+def load_conversations(
+    source: str,
+    limit: int | None = None,
+    skip: int = 0,
+    split: str | None = None,
+    require_assistant: bool = True,
+    skipped: dict | None = None,
+) -> list:
     """Training conversations in messages form from `source`:
 
     - `"sharegpt"`: the ShareGPT V3 wheel, minus the held-out evaluation split (`heldout_sharegpt`);

@@ -29,6 +29,7 @@ from transformers.utils import logging
 from ..errors import InputError
 from .conversations import parse_turns
 
+
 if TYPE_CHECKING:  # annotations only: `datasets` is imported where it is used (slow to import)
     import datasets
 
@@ -70,7 +71,7 @@ class PrepareReport:
             f"{self.total_tokens} tokens of which {self.assistant_tokens} assistant (loss) tokens"
         )
         if dropped:
-            text += "; dropped: " + ", ".join(f"{k[len('dropped_'):]}={v}" for k, v in dropped.items())
+            text += "; dropped: " + ", ".join(f"{k[len('dropped_') :]}={v}" for k, v in dropped.items())
         if self.source_skipped:
             text += "; skipped in the source: " + ", ".join(f"{k}={v}" for k, v in self.source_skipped.items())
         if self.regenerated:
@@ -291,7 +292,10 @@ class _RowState:
 
 
 def _generate_replies(
-    target: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str], max_new_tokens: int,
+    target: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    max_new_tokens: int,
     temperature: float,
 ) -> list[str]:
     """One batched `generate` call (the tokenizer pads on the left): the decoded continuation of every text."""
@@ -307,8 +311,12 @@ def _generate_replies(
 
 
 def _regenerate_batch(
-    target: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, conversations: list, max_new_tokens: int,
-    max_length: int, temperature: float,
+    target: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: list,
+    max_new_tokens: int,
+    max_length: int,
+    temperature: float,
 ) -> list[dict]:
     """The shard records of one batch: turn after turn, every row that still has a user turn to answer is asked
     in the same `generate` call."""
@@ -399,18 +407,25 @@ def regenerate_conversations(
     if batch_size < 1:
         raise InputError(f"batch_size={batch_size}: regeneration needs at least 1 conversation per generate call.")
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is None:
-        raise InputError("the tokenizer has neither a pad nor an eos token to pad batches with: set tokenizer.pad_token.")
+        raise InputError(
+            "the tokenizer has neither a pad nor an eos token to pad batches with: set tokenizer.pad_token."
+        )
     os.makedirs(out_dir, exist_ok=True)
-    _check_regeneration_dir(out_dir, {
-        "num_conversations": len(conversations),
-        "batch_size": batch_size,
-        "max_new_tokens": max_new_tokens,
-        "max_length": max_length,
-        "temperature": temperature,
-        "seed": seed,
-        "target": getattr(target.config, "_name_or_path", None) or type(target).__name__,
-        "prompts_sha256": hashlib.sha256(json.dumps(conversations, sort_keys=True, default=str).encode()).hexdigest(),
-    })
+    _check_regeneration_dir(
+        out_dir,
+        {
+            "num_conversations": len(conversations),
+            "batch_size": batch_size,
+            "max_new_tokens": max_new_tokens,
+            "max_length": max_length,
+            "temperature": temperature,
+            "seed": seed,
+            "target": getattr(target.config, "_name_or_path", None) or type(target).__name__,
+            "prompts_sha256": hashlib.sha256(
+                json.dumps(conversations, sort_keys=True, default=str).encode()
+            ).hexdigest(),
+        },
+    )
     report = report or PrepareReport(conversations_in=len(conversations))
     results = []
     num_batches = (len(conversations) + batch_size - 1) // batch_size
@@ -464,9 +479,17 @@ def prepare_dataset(
         if out_dir is None:
             raise InputError("regenerate=True writes resumable shards: pass `out_dir=`.")
         regenerated = regenerate_conversations(
-            target, tokenizer, conversations, os.path.join(out_dir, REGENERATED_DIR), batch_size=batch_size,
-            max_new_tokens=max_new_tokens, max_length=max_length, temperature=temperature, seed=seed,
-            report=report, show_progress=show_progress,
+            target,
+            tokenizer,
+            conversations,
+            os.path.join(out_dir, REGENERATED_DIR),
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            max_length=max_length,
+            temperature=temperature,
+            seed=seed,
+            report=report,
+            show_progress=show_progress,
         )
         # Inputs the target could not answer (no user turn, bad format) keep their original form, so the
         # tokenizer step below counts them under the matching drop reason.

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from ..errors import InputError
 from . import conversations
 
+
 __all__ = [
     "EvalPrompt",
     "STANDARD_SOURCES",
@@ -193,7 +194,9 @@ def _standard_prompts(source: str, n: int, path) -> list[EvalPrompt]:
             for r in _spread(answerable, n)
         ]
     if source == "pg-essays":
-        essays = [(i, e) for i, e in enumerate(conversations.load_pg_essays(path)) if len(e["text"]) >= ESSAY_EXCERPT_CHARS]
+        essays = [
+            (i, e) for i, e in enumerate(conversations.load_pg_essays(path)) if len(e["text"]) >= ESSAY_EXCERPT_CHARS
+        ]
         return [
             EvalPrompt(
                 f"pg-essays-{i}",
@@ -345,7 +348,9 @@ def long_suite(
     sentence end) and HotpotQA questions over their own 10 paragraphs plus distractors of other questions.
     `meta["num_tokens"]` holds the rendered length."""
     if num_per_length < 0 or any(length < 1 for length in lengths):
-        raise InputError(f"num_per_length={num_per_length}, lengths={list(lengths)}: pass counts >= 0 and lengths >= 1.")
+        raise InputError(
+            f"num_per_length={num_per_length}, lengths={list(lengths)}: pass counts >= 0 and lengths >= 1."
+        )
     paths = paths or {}
     suite = []
     for source in source_names:

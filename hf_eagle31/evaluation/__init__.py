@@ -16,7 +16,9 @@ from .timing import ForwardHookTimer, GenerationRun, TargetForwardTimer, timed_g
 
 
 # 0.1 defined the inference loaders here (`hf_eagle31.evaluation.load_drafter`): now `hf_eagle31.loading`.
-__getattr__ = moved_names(__name__, {name: "hf_eagle31.loading" for name in ("load_drafter", "load_drafters", "native_bf16")})
+__getattr__ = moved_names(
+    __name__, {name: "hf_eagle31.loading" for name in ("load_drafter", "load_drafters", "native_bf16")}
+)
 
 __all__ = [
     "evaluate",

@@ -39,25 +39,38 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache
 
 from ..errors import InputError
+from ..modeling import SpeculationStats, tau_from_forwards  # the one definition of tau and acceptance
+from ..utils import device_sync, text_config
 from .calibration import (
     Calibration,
     format_calibration,
     format_spread,
     median_range,
 )
-from ..modeling import SpeculationStats, tau_from_forwards  # the one definition of tau and acceptance
-from ..utils import device_sync, text_config
 from .evaluate import check_context, pool_speculation_stats
 from .policies import DRAFTING_POLICIES, drafting_policy  # noqa: F401  (also importable from here)
 from .timing import ForwardHookTimer, TargetForwardTimer, timed_generate
 
+
 METHODS = ("plain", "prompt_lookup", "drafter")
 
-def benchmark(target, drafter, prompts: list[list[int]], max_new_tokens: int = 128,
-              num_assistant_tokens: int | None = None, prompt_lookup_tokens: int = 10, warmup_tokens: int = 16,
-              progress: bool = True, repeats: int = 1, calibration: Calibration | None = None,
-              profile: bool = False, policies: dict | None = None, profile_policy: str | None = None,
-              static_cache: bool = False) -> dict:
+
+def benchmark(
+    target,
+    drafter,
+    prompts: list[list[int]],
+    max_new_tokens: int = 128,
+    num_assistant_tokens: int | None = None,
+    prompt_lookup_tokens: int = 10,
+    warmup_tokens: int = 16,
+    progress: bool = True,
+    repeats: int = 1,
+    calibration: Calibration | None = None,
+    profile: bool = False,
+    policies: dict | None = None,
+    profile_policy: str | None = None,
+    static_cache: bool = False,
+) -> dict:
     """
     prompts: list of token-id lists (rendered prompts).
     repeats: passes over all prompts (speeds are the median over passes, with min/max).
@@ -87,8 +100,11 @@ def benchmark(target, drafter, prompts: list[list[int]], max_new_tokens: int = 1
         "drafter": {"drafter": drafter, "num_assistant_tokens": num_assistant_tokens},
     }
     for name, drafting in (policies or {}).items():
-        options[f"drafter:{name}"] = {"drafter": drafter, "num_assistant_tokens": num_assistant_tokens,
-                                      "drafting": drafting}
+        options[f"drafter:{name}"] = {
+            "drafter": drafter,
+            "num_assistant_tokens": num_assistant_tokens,
+            "drafting": drafting,
+        }
     for method_options in options.values():
         method_options["static_cache"] = static_cache
     if static_cache:  # the eager reference in the same run: a dynamic cache never triggers generate's compilation
@@ -134,17 +150,22 @@ def benchmark(target, drafter, prompts: list[list[int]], max_new_tokens: int = 1
         every = [r for pass_runs in runs[method] for r in pass_runs]
         speeds = [pass_speed(p) for p in runs[method]]
         tps, tps_range = median_range(speeds)
-        speedup, speedup_range = median_range(
-            [s / p if s and p else None for s, p in zip(speeds, plain_speeds)]
-        )
+        speedup, speedup_range = median_range([s / p if s and p else None for s, p in zip(speeds, plain_speeds)])
         new_tokens = sum(len(r.new_tokens) for r in first)
         forwards = sum(r.target_forwards for r in first)
         drafting = {}
         if method.startswith("drafter"):
             pooled = pool_speculation_stats([r.stats for r in first])
             tau = pooled["tau"]
-            drafting = {key: pooled[key] for key in  # drafter_forwards: feeds + chain steps
-                        ("drafted_per_cycle", "drafter_forwards", "wasted_draft_tokens", "copied_cycles")}
+            drafting = {
+                key: pooled[key]
+                for key in (  # drafter_forwards: feeds + chain steps
+                    "drafted_per_cycle",
+                    "drafter_forwards",
+                    "wasted_draft_tokens",
+                    "copied_cycles",
+                )
+            }
             if constant_speeds is not None:
                 drafting["speedup_vs_constant"], drafting["speedup_vs_constant_range"] = median_range(
                     [s / c if s and c else None for s, c in zip(speeds, constant_speeds)]
@@ -156,32 +177,63 @@ def benchmark(target, drafter, prompts: list[list[int]], max_new_tokens: int = 1
         wall = sum(r.wall_s for r in every) / repeats
         target_s = sum(r.target_time_s for r in every) / repeats
         drafter_s = sum(r.drafter_time_s for r in every) / repeats
-        results.append({
-            "method": method, "tokens_per_s": tps, "tokens_per_s_range": tps_range, "tokens_per_s_per_pass": speeds,
-            "tau": tau, "speedup_vs_plain": speedup, "speedup_vs_plain_range": speedup_range,
-            "new_tokens": new_tokens, "wall_s": wall, "target_forwards": forwards,
-            "tokens_per_target_forward": new_tokens / forwards if forwards else None,
-            "time_breakdown_s": {"target_forwards": target_s, "drafter_forwards": drafter_s,
-                                 "other": max(wall - target_s - drafter_s, 0.0)},
-            **drafting,
-        })
+        results.append(
+            {
+                "method": method,
+                "tokens_per_s": tps,
+                "tokens_per_s_range": tps_range,
+                "tokens_per_s_per_pass": speeds,
+                "tau": tau,
+                "speedup_vs_plain": speedup,
+                "speedup_vs_plain_range": speedup_range,
+                "new_tokens": new_tokens,
+                "wall_s": wall,
+                "target_forwards": forwards,
+                "tokens_per_target_forward": new_tokens / forwards if forwards else None,
+                "time_breakdown_s": {
+                    "target_forwards": target_s,
+                    "drafter_forwards": drafter_s,
+                    "other": max(wall - target_s - drafter_s, 0.0),
+                },
+                **drafting,
+            }
+        )
     reference = runs["plain"][0]
-    mismatched = [i for i in range(len(prompts))
-                  if any(p[i].new_tokens != reference[i].new_tokens for m in methods for p in runs[m])]
+    mismatched = [
+        i
+        for i in range(len(prompts))
+        if any(p[i].new_tokens != reference[i].new_tokens for m in methods for p in runs[m])
+    ]
     per_prompt = [
-        {"prompt_tokens": len(ids), **{
-            m: {"new_tokens": len(runs[m][0][i].new_tokens),
-                "wall_s": statistics.median(p[i].wall_s for p in runs[m]), "tau": runs[m][0][i].tau,
-                "identical_to_plain": all(p[i].new_tokens == reference[i].new_tokens for p in runs[m])}
-            for m in methods}}
+        {
+            "prompt_tokens": len(ids),
+            **{
+                m: {
+                    "new_tokens": len(runs[m][0][i].new_tokens),
+                    "wall_s": statistics.median(p[i].wall_s for p in runs[m]),
+                    "tau": runs[m][0][i].tau,
+                    "identical_to_plain": all(p[i].new_tokens == reference[i].new_tokens for p in runs[m]),
+                }
+                for m in methods
+            },
+        }
         for i, ids in enumerate(prompts)
     ]
-    report = {"results": results, "outputs_identical": not mismatched, "mismatched_prompts": mismatched,
-              "per_prompt": per_prompt, "repeats": repeats}
+    report = {
+        "results": results,
+        "outputs_identical": not mismatched,
+        "mismatched_prompts": mismatched,
+        "per_prompt": per_prompt,
+        "repeats": repeats,
+    }
     if profile:
         profiled = "drafter" if profile_policy is None else f"drafter:{profile_policy}"
         report["profile"] = profile_drafter(
-            target, drafter, prompts, max_new_tokens=max_new_tokens, num_assistant_tokens=num_assistant_tokens,
+            target,
+            drafter,
+            prompts,
+            max_new_tokens=max_new_tokens,
+            num_assistant_tokens=num_assistant_tokens,
             achieved_speedup=results[methods.index(profiled)]["speedup_vs_plain"],
             drafting=policies[profile_policy] if profile_policy is not None else None,
         )
@@ -207,8 +259,9 @@ class DrafterForwardTimer(ForwardHookTimer):
     def __init__(self, drafter):
         super().__init__(drafter)
         parameters = list(inspect.signature(drafter.forward).parameters)
-        self._position = {name: parameters.index(name) for name in ("hidden_states", "target_hidden_states")
-                          if name in parameters}
+        self._position = {
+            name: parameters.index(name) for name in ("hidden_states", "target_hidden_states") if name in parameters
+        }
         self.times_s = {kind: [] for kind in self.KINDS}
         self._kind = None
 
@@ -272,8 +325,9 @@ def chain_step_weight_mb(drafter) -> float:
 
 
 @torch.no_grad()
-def bare_forward_times(target, drafter, token_ids: list[int], context_length: int, max_new_tokens: int,
-                       repeats: int = 15) -> dict:
+def bare_forward_times(
+    target, drafter, token_ids: list[int], context_length: int, max_new_tokens: int, repeats: int = 15
+) -> dict:
     """
     The bare microbenchmark of `profile_drafter`: medians in ms over `repeats` rounds (each round times every
     workload once, in turn) of
@@ -289,8 +343,10 @@ def bare_forward_times(target, drafter, token_ids: list[int], context_length: in
     token_ids: at least `context_length + max_new_tokens` token ids (content does not matter for the timing).
     """
     if len(token_ids) < context_length + max(max_new_tokens, 2):
-        raise InputError(f"bare_forward_times needs {context_length + max(max_new_tokens, 2)} token ids, got "
-                         f"{len(token_ids)}: pass a longer sequence or a shorter context_length.")
+        raise InputError(
+            f"bare_forward_times needs {context_length + max(max_new_tokens, 2)} token ids, got "
+            f"{len(token_ids)}: pass a longer sequence or a shorter context_length."
+        )
     cuda = target.device.type == "cuda"
     ids = torch.as_tensor(token_ids, device=target.device).reshape(1, -1)
     cache_name = _cache_keyword(target)
@@ -299,8 +355,11 @@ def bare_forward_times(target, drafter, token_ids: list[int], context_length: in
     features = [out.hidden_states[i].to(drafter.device) for i in drafter.config.target_layer_ids]
     drafter_cache = _new_cache(None)
     fed = drafter(
-        ids[:, 1 : context_length + 1].to(drafter.device), target_hidden_states=features,
-        position_ids=torch.arange(context_length, device=drafter.device)[None], cache=drafter_cache, logits_to_keep=1,
+        ids[:, 1 : context_length + 1].to(drafter.device),
+        target_hidden_states=features,
+        position_ids=torch.arange(context_length, device=drafter.device)[None],
+        cache=drafter_cache,
+        logits_to_keep=1,
     )
     hidden = fed.next_hidden[:, -1:]
     token = ids[:, context_length + 1 : context_length + 2].to(drafter.device)
@@ -311,27 +370,45 @@ def bare_forward_times(target, drafter, token_ids: list[int], context_length: in
         return lambda: target(input_ids=block, use_cache=True, **{cache_name: cache}), lambda: cache.crop(-n)
 
     workloads = {n: target_forward(n) for n in range(1, max_new_tokens + 1)}
-    workloads["step"] = (lambda: drafter(token, hidden_states=hidden, position_ids=position, cache=drafter_cache),
-                         lambda: drafter_cache.crop(-1))
+    workloads["step"] = (
+        lambda: drafter(token, hidden_states=hidden, position_ids=position, cache=drafter_cache),
+        lambda: drafter_cache.crop(-1),
+    )
     medians = _interleaved_median_ms(workloads, repeats, cuda)
     step_ms = medians.pop("step")
     target_ms = medians
     if (cache.get_seq_length(), drafter_cache.get_seq_length()) != (context_length, context_length):
         raise RuntimeError("bare_forward_times: a cache was not cropped back to the context; the timings are void.")
-    return {"context_tokens": context_length, "repeats": repeats, "target_ms": target_ms, "drafter_step_ms": step_ms,
-            "drafter_step_weight_mb": chain_step_weight_mb(drafter)}
+    return {
+        "context_tokens": context_length,
+        "repeats": repeats,
+        "target_ms": target_ms,
+        "drafter_step_ms": step_ms,
+        "drafter_step_weight_mb": chain_step_weight_mb(drafter),
+    }
 
 
 def _part(calls, total_s, cycles, wall_s):
-    return {"calls": calls, "total_s": total_s, "ms_per_call": 1e3 * total_s / calls if calls else None,
-            "ms_per_cycle": 1e3 * total_s / cycles if cycles else None,
-            "share_of_wall": total_s / wall_s if wall_s else None}
+    return {
+        "calls": calls,
+        "total_s": total_s,
+        "ms_per_call": 1e3 * total_s / calls if calls else None,
+        "ms_per_cycle": 1e3 * total_s / cycles if cycles else None,
+        "share_of_wall": total_s / wall_s if wall_s else None,
+    }
 
 
 @torch.no_grad()
-def profile_drafter(target, drafter, prompts: list[list[int]], max_new_tokens: int = 128,
-                    num_assistant_tokens: int | None = None, achieved_speedup: float | None = None,
-                    repeats: int = 15, drafting: dict | None = None) -> dict:
+def profile_drafter(
+    target,
+    drafter,
+    prompts: list[list[int]],
+    max_new_tokens: int = 128,
+    num_assistant_tokens: int | None = None,
+    achieved_speedup: float | None = None,
+    repeats: int = 15,
+    drafting: dict | None = None,
+) -> dict:
     """
     Splits the time of one drafter pass over `prompts` (token-id lists) per speculation cycle, and sets it against a
     bare microbenchmark of the same forwards (`bare_forward_times`) in the same process.
@@ -357,8 +434,17 @@ def profile_drafter(target, drafter, prompts: list[list[int]], max_new_tokens: i
     runs = []
     with TargetForwardTimer(target) as timer, DrafterForwardTimer(drafter) as drafter_timer:
         for ids in prompts:
-            runs.append(timed_generate(target, ids, timer, drafter=drafter, max_new_tokens=max_new_tokens,
-                                       num_assistant_tokens=num_assistant_tokens, drafting=drafting))
+            runs.append(
+                timed_generate(
+                    target,
+                    ids,
+                    timer,
+                    drafter=drafter,
+                    max_new_tokens=max_new_tokens,
+                    num_assistant_tokens=num_assistant_tokens,
+                    drafting=drafting,
+                )
+            )
     stats = [r.stats for r in runs]
     pooled = SpeculationStats.pooled(stats)
     cycles = pooled.cycles
@@ -375,8 +461,11 @@ def profile_drafter(target, drafter, prompts: list[list[int]], max_new_tokens: i
         for i, (q, t) in enumerate(zip(r.query_lengths, r.forward_times_s)):
             by_tokens.setdefault("prefill" if i == 0 else q, []).append(t)
     order = ["prefill"] + sorted(key for key in by_tokens if key != "prefill")
-    target_parts = [{"new_tokens": key, **_part(len(by_tokens[key]), sum(by_tokens[key]), cycles, wall)}
-                    for key in order if key in by_tokens]
+    target_parts = [
+        {"new_tokens": key, **_part(len(by_tokens[key]), sum(by_tokens[key]), cycles, wall)}
+        for key in order
+        if key in by_tokens
+    ]
     target_s = sum(r.target_time_s for r in runs)
     drafter_s = sum(s.drafter_time_s for s in stats)
     feed, chain = drafter_timer.times_s["feed"], drafter_timer.times_s["chain"]
@@ -386,7 +475,8 @@ def profile_drafter(target, drafter, prompts: list[list[int]], max_new_tokens: i
         "feed": _part(len(feed), sum(feed), cycles, wall),
         "chain_step": _part(len(chain), sum(chain), cycles, wall),
         "other": _part(None, drafter_s - sum(feed) - sum(chain), cycles, wall),
-        "forwards_seen_by_hooks": hooked, "forwards_counted_by_generator": counted,
+        "forwards_seen_by_hooks": hooked,
+        "forwards_counted_by_generator": counted,
     }
     glue = _part(None, wall - target_s - drafter_s, cycles, wall)
 
@@ -404,13 +494,23 @@ def profile_drafter(target, drafter, prompts: list[list[int]], max_new_tokens: i
     ceiling = tau * t1 / (verify + forwards_per_cycle * step)
     stopping_bound = (verify + forwards_per_cycle * step) / (bare["target_ms"][2] + step)  # t(2): every run drafts
     return {
-        "prompts": len(prompts), "cycles": cycles, "tau": tau, "num_assistant_tokens": k,
-        "mean_draft_length": statistics.mean(lengths), "longest_draft_length": longest_draft,
+        "prompts": len(prompts),
+        "cycles": cycles,
+        "tau": tau,
+        "num_assistant_tokens": k,
+        "mean_draft_length": statistics.mean(lengths),
+        "longest_draft_length": longest_draft,
         "drafter_forwards_per_cycle": forwards_per_cycle,
         "mean_bare_verify_ms": verify,
-        "mean_context_tokens": context, "wall_s": wall, "cycle_ms": 1e3 * wall / cycles,
-        "target": target_parts, "drafter": drafter_parts, "glue": glue,
-        "bare": bare, "ceiling_speedup": ceiling, "achieved_speedup": achieved_speedup,
+        "mean_context_tokens": context,
+        "wall_s": wall,
+        "cycle_ms": 1e3 * wall / cycles,
+        "target": target_parts,
+        "drafter": drafter_parts,
+        "glue": glue,
+        "bare": bare,
+        "ceiling_speedup": ceiling,
+        "achieved_speedup": achieved_speedup,
         "fraction_of_ceiling": achieved_speedup / ceiling if achieved_speedup else None,
         "stopping_rule_bound": stopping_bound,
     }
@@ -422,20 +522,25 @@ def format_profile(profile: dict) -> str:
     longest = profile.get("longest_draft_length", k)
     # constant K (the most common length is the longest): "at K=3"; confidence-bounded or copied drafts vary: their
     # longest, mean and most common length
-    drafts = (f"at K={k}" if longest == k else
-              f"with drafts of ≤{longest} tokens (mean {profile['mean_draft_length']:.2f}, most often {k})")
+    drafts = (
+        f"at K={k}"
+        if longest == k
+        else f"with drafts of ≤{longest} tokens (mean {profile['mean_draft_length']:.2f}, most often {k})"
+    )
     lines = [
         f"profile: {profile.get('method', 'drafter')} {drafts} over {profile['prompts']} prompts: {cycles} cycles, "
         f"τ {profile['tau']:.2f}, "
         f"mean context {profile['mean_context_tokens']} tokens, {profile['cycle_ms']:.2f} ms per cycle",
-        "| part | calls | ms/call | ms/cycle | share of wall |", "|---|---|---|---|---|",
+        "| part | calls | ms/call | ms/cycle | share of wall |",
+        "|---|---|---|---|---|",
     ]
 
     def row(name, part):
         calls = "—" if part["calls"] is None else str(part["calls"])
         per_call = "—" if part["ms_per_call"] is None else f"{part['ms_per_call']:.3f}"
-        lines.append(f"| {name} | {calls} | {per_call} | {part['ms_per_cycle']:.3f} | "
-                     f"{100 * part['share_of_wall']:.1f}% |")
+        lines.append(
+            f"| {name} | {calls} | {per_call} | {part['ms_per_cycle']:.3f} | {100 * part['share_of_wall']:.1f}% |"
+        )
 
     for part in profile["target"]:
         n = part["new_tokens"]
@@ -446,8 +551,10 @@ def format_profile(profile: dict) -> str:
     row("drafter, around its forwards", drafter["other"])
     row("assisted loop glue", profile["glue"])
     if drafter["forwards_seen_by_hooks"] != drafter["forwards_counted_by_generator"]:
-        lines.append(f"(hooks saw {drafter['forwards_seen_by_hooks']} drafter forwards, the generator counted "
-                     f"{drafter['forwards_counted_by_generator']}: the rest is in 'around its forwards')")
+        lines.append(
+            f"(hooks saw {drafter['forwards_seen_by_hooks']} drafter forwards, the generator counted "
+            f"{drafter['forwards_counted_by_generator']}: the rest is in 'around its forwards')"
+        )
     bare = profile["bare"]
     t = bare["target_ms"]
     lines.append(
@@ -457,18 +564,24 @@ def format_profile(profile: dict) -> str:
         + f" reading {bare['drafter_step_weight_mb']:.1f} MB of weights "
         f"({bare['drafter_step_weight_mb'] / bare['drafter_step_ms']:.1f} GB/s)"
     )
-    ceiling = (f"ceiling speed-up at τ {profile['tau']:.2f}: τ·t(1) / (mean t(d+1) + f·t_step) = "
-               f"{profile['tau']:.2f}·{t[1]:.2f} / ({profile['mean_bare_verify_ms']:.2f} + "
-               f"{profile['drafter_forwards_per_cycle']:.2f}·{bare['drafter_step_ms']:.2f}) = "
-               f"{profile['ceiling_speedup']:.2f}× (d: each cycle's draft length, mean "
-               f"{profile['mean_draft_length']:.2f}; f: drafter forwards per cycle)")
+    ceiling = (
+        f"ceiling speed-up at τ {profile['tau']:.2f}: τ·t(1) / (mean t(d+1) + f·t_step) = "
+        f"{profile['tau']:.2f}·{t[1]:.2f} / ({profile['mean_bare_verify_ms']:.2f} + "
+        f"{profile['drafter_forwards_per_cycle']:.2f}·{bare['drafter_step_ms']:.2f}) = "
+        f"{profile['ceiling_speedup']:.2f}× (d: each cycle's draft length, mean "
+        f"{profile['mean_draft_length']:.2f}; f: drafter forwards per cycle)"
+    )
     if profile["achieved_speedup"] is not None:
-        ceiling += (f"; achieved {profile['achieved_speedup']:.2f}× = {100 * profile['fraction_of_ceiling']:.0f}% "
-                    "of the ceiling")
+        ceiling += (
+            f"; achieved {profile['achieved_speedup']:.2f}× = {100 * profile['fraction_of_ceiling']:.0f}% "
+            "of the ceiling"
+        )
     lines.append(ceiling)
-    lines.append(f"stopping drafts early (e.g. a confidence threshold) can gain at most (mean t(d+1) + f·t_step) / "
-                 f"(t(2) + t_step) = {profile['stopping_rule_bound']:.2f}× over this run (one drafted token a cycle, "
-                 "tau no higher)")
+    lines.append(
+        f"stopping drafts early (e.g. a confidence threshold) can gain at most (mean t(d+1) + f·t_step) / "
+        f"(t(2) + t_step) = {profile['stopping_rule_bound']:.2f}× over this run (one drafted token a cycle, "
+        "tau no higher)"
+    )
     return "\n".join(lines)
 
 
@@ -482,9 +595,11 @@ def format_report(report: dict) -> str:
         ratios = "× plain, × constant" if vs_constant else "× plain"
         lines.append(f"{report['repeats']} passes; tok/s and {ratios}: median (min–max) over passes")
     constant_column = " × constant |" if vs_constant else ""
-    lines += [f"| method | tok/s | × plain |{constant_column} tau | drafted/cycle | rejected | copied cycles | "
-              "target fwd s | drafter s | other s |",
-              "|---|---|---|" + ("---|" if vs_constant else "") + "---|---|---|---|---|---|---|"]
+    lines += [
+        f"| method | tok/s | × plain |{constant_column} tau | drafted/cycle | rejected | copied cycles | "
+        "target fwd s | drafter s | other s |",
+        "|---|---|---|" + ("---|" if vs_constant else "") + "---|---|---|---|---|---|---|",
+    ]
 
     def count(r, key, spec="d"):
         return "—" if r.get(key) is None else format(r[key], spec)
@@ -494,8 +609,11 @@ def format_report(report: dict) -> str:
         lines.append(
             f"| {r['method']} | {format_spread(r['tokens_per_s'], r.get('tokens_per_s_range'), '.2f')} | "
             f"{format_spread(r['speedup_vs_plain'], r.get('speedup_vs_plain_range'), '.2f')} | "
-            + (f"{format_spread(r.get('speedup_vs_constant'), r.get('speedup_vs_constant_range'), '.2f')} | "
-               if vs_constant else "")
+            + (
+                f"{format_spread(r.get('speedup_vs_constant'), r.get('speedup_vs_constant_range'), '.2f')} | "
+                if vs_constant
+                else ""
+            )
             + f"{'—' if r['tau'] is None else format(r['tau'], '.2f')} | {count(r, 'drafted_per_cycle', '.2f')} | "
             f"{count(r, 'wasted_draft_tokens')} | {count(r, 'copied_cycles')} | {t['target_forwards']:.2f} | "
             f"{t['drafter_forwards']:.2f} | {t['other']:.2f} |"

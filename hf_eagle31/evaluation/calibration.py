@@ -28,7 +28,8 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import EXIT_BUSY, InputError, MachineBusyError  # noqa: F401  (EXIT_BUSY: also importable from here)
-from ..utils import device_sync, format_number, text_config, format_spread  # noqa: F401  (format_*: also importable from here)
+from ..utils import device_sync, format_number, format_spread, text_config  # noqa: F401  (format_*: also importable from here)
+
 
 DRIFT_THRESHOLD = 0.15
 BUSY_HINT = "machine busy, numbers unreliable"
@@ -44,8 +45,12 @@ class CalibrationSample:
     load_average: tuple
 
     def to_dict(self) -> dict:
-        return {"label": self.label, "ms": 1e3 * self.seconds, "timings_ms": [1e3 * t for t in self.timings_s],
-                "load_average": list(self.load_average)}
+        return {
+            "label": self.label,
+            "ms": 1e3 * self.seconds,
+            "timings_ms": [1e3 * t for t in self.timings_s],
+            "load_average": list(self.load_average),
+        }
 
 
 def usable_cpus() -> int:
@@ -120,8 +125,14 @@ class Calibration:
     device: synchronized around each timing when it is a CUDA device.
     """
 
-    def __init__(self, workload: Callable[[], None] | None = None, repeats: int = 5, min_time_s: float = 0.03,
-                 drift_threshold: float = DRIFT_THRESHOLD, device: str | torch.device | None = None):
+    def __init__(
+        self,
+        workload: Callable[[], None] | None = None,
+        repeats: int = 5,
+        min_time_s: float = 0.03,
+        drift_threshold: float = DRIFT_THRESHOLD,
+        device: str | torch.device | None = None,
+    ):
         if repeats < 1:
             raise InputError(f"calibration repeats must be >= 1, got {repeats}.")
         if drift_threshold <= 0:
@@ -161,8 +172,12 @@ class Calibration:
 
     def record(self, label: str, timings_s: Sequence[float], load: tuple | None = None) -> CalibrationSample:
         """Adds a sample from given timings (what `sample` measures; tests pass synthetic ones)."""
-        sample = CalibrationSample(label=label, seconds=statistics.median(timings_s), timings_s=list(timings_s),
-                                   load_average=tuple(load) if load is not None else load_average())
+        sample = CalibrationSample(
+            label=label,
+            seconds=statistics.median(timings_s),
+            timings_s=list(timings_s),
+            load_average=tuple(load) if load is not None else load_average(),
+        )
         self.samples.append(sample)
         return sample
 

@@ -36,6 +36,7 @@ from ..errors import InputError
 from ..features import capture_target_features
 from ..modeling import SpeculationStats, variant_of
 
+
 CATEGORIES = ("sink", "prompt", "generated", "draft")
 
 
@@ -60,10 +61,14 @@ def target_continuation(target, prompt_ids, num_new_tokens):
     suppressed so that every prompt yields the same number of generated/reference positions)."""
     input_ids = torch.tensor([prompt_ids], device=target.device)
     out = target.generate(
-        input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=num_new_tokens,
-        min_new_tokens=num_new_tokens, do_sample=False, pad_token_id=_pad_id(target),
+        input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        max_new_tokens=num_new_tokens,
+        min_new_tokens=num_new_tokens,
+        do_sample=False,
+        pad_token_id=_pad_id(target),
     )
-    return out[0, len(prompt_ids):].tolist()
+    return out[0, len(prompt_ids) :].tolist()
 
 
 def _pad_id(model):
@@ -98,22 +103,30 @@ def drafter_chain(drafter, sequence, features, depth):
 
     if n > 1:  # everything but the last position, without the (n x n) attention matrix
         drafter(
-            sequence[:, 1:n], target_hidden_states=split(slice(0, n - 1)),
-            position_ids=torch.arange(n - 1, device=device)[None], cache=cache,
+            sequence[:, 1:n],
+            target_hidden_states=split(slice(0, n - 1)),
+            position_ids=torch.arange(n - 1, device=device)[None],
+            cache=cache,
         )
     last = split(slice(n - 1, n))
     hidden_in = drafter.project_target_hidden_states(last)  # what the depth-1 step is fed: the projected target state
     out = drafter(
-        sequence[:, n : n + 1], target_hidden_states=last, position_ids=torch.tensor([[n - 1]], device=device),
-        cache=cache, output_attentions=True,
+        sequence[:, n : n + 1],
+        target_hidden_states=last,
+        position_ids=torch.tensor([[n - 1]], device=device),
+        cache=cache,
+        output_attentions=True,
     )
     token = None  # the previous step's pick (set at the end of each step)
     for k in range(1, depth + 1):
         if k > 1:
             hidden_in = out.next_hidden
             out = drafter(
-                token, hidden_states=hidden_in, position_ids=torch.tensor([[n - 2 + k]], device=device),
-                cache=cache, output_attentions=True,
+                token,
+                hidden_states=hidden_in,
+                position_ids=torch.tensor([[n - 2 + k]], device=device),
+                cache=cache,
+                output_attentions=True,
             )
         record["attentions"].append(out.attentions[0, :, -1].float().cpu())  # (nh, kv_len)
         record["hidden_norms"].append(hidden_in[0, -1].float().norm().item())
@@ -159,15 +172,26 @@ def measure_drift(target, drafters, prompts, depth=8, generate_tokens=32, sink_t
             masses = [attention_split(w, len(prompt_ids), n, sink_tokens).mean(0) for w in record["attentions"]]
             matches = [int(t == r) for t, r in zip(record["tokens"], reference)]
             accepted = [int(all(matches[: k + 1])) for k in range(depth)]
-            per_prompt[label].append({
-                "prompt_tokens": len(prompt_ids), "feature_positions": n,
-                "attention": {c: [m[i].item() for m in masses] for i, c in enumerate(CATEGORIES)},
-                "hidden_norm": record["hidden_norms"], "output_norm": record["output_norms"],
-                "draft_tokens": record["tokens"], "reference_tokens": reference, "accepted": accepted,
-            })
+            per_prompt[label].append(
+                {
+                    "prompt_tokens": len(prompt_ids),
+                    "feature_positions": n,
+                    "attention": {c: [m[i].item() for m in masses] for i, c in enumerate(CATEGORIES)},
+                    "hidden_norm": record["hidden_norms"],
+                    "output_norm": record["output_norms"],
+                    "draft_tokens": record["tokens"],
+                    "reference_tokens": reference,
+                    "accepted": accepted,
+                }
+            )
     report = {
-        "settings": {"depth": depth, "generate_tokens": generate_tokens, "sink_tokens": sink_tokens,
-                     "num_prompts": len(prompts), "categories": list(CATEGORIES)},
+        "settings": {
+            "depth": depth,
+            "generate_tokens": generate_tokens,
+            "sink_tokens": sink_tokens,
+            "num_prompts": len(prompts),
+            "categories": list(CATEGORIES),
+        },
         "drafters": {},
     }
     for label, drafter in drafters.items():
@@ -204,8 +228,9 @@ def _as_speculation_stats(accepted_rows):
     Each prompt as one speculation cycle of `depth` drafts (rows are cumulative 0/1 acceptance flags), pooled into
     the `SpeculationStats` that defines acceptance (and its conditional form) for every report.
     """
-    return SpeculationStats(draft_lengths=[len(row) for row in accepted_rows],
-                            accepted=[sum(row) for row in accepted_rows])
+    return SpeculationStats(
+        draft_lengths=[len(row) for row in accepted_rows], accepted=[sum(row) for row in accepted_rows]
+    )
 
 
 def plot_drift(report, path):
@@ -218,12 +243,17 @@ def plot_drift(report, path):
 
     panels = [*(("attention", c) for c in CATEGORIES), ("hidden_norm", None), ("acceptance_per_depth", None)]
     titles = {
-        "sink": "attention mass on sink/template positions", "prompt": "attention mass on prompt positions",
-        "generated": "attention mass on generated-token features", "draft": "attention mass on own draft positions",
-        "hidden_norm": "norm of the hidden state fed to the step", "acceptance_per_depth": "cumulative acceptance",
+        "sink": "attention mass on sink/template positions",
+        "prompt": "attention mass on prompt positions",
+        "generated": "attention mass on generated-token features",
+        "draft": "attention mass on own draft positions",
+        "hidden_norm": "norm of the hidden state fed to the step",
+        "acceptance_per_depth": "cumulative acceptance",
     }
     cols = 3
-    fig, axes = plt.subplots(math.ceil(len(panels) / cols), cols, figsize=(5 * cols, 3.6 * math.ceil(len(panels) / cols)))
+    fig, axes = plt.subplots(
+        math.ceil(len(panels) / cols), cols, figsize=(5 * cols, 3.6 * math.ceil(len(panels) / cols))
+    )
     for ax, (key, category) in zip(axes.flat, panels):
         for label, summary in report["drafters"].items():
             values = summary[key][category] if category else summary[key]
@@ -236,7 +266,8 @@ def plot_drift(report, path):
     axes.flat[0].legend(fontsize=7)
     fig.suptitle(
         f"drift diagnostic: {report['settings']['num_prompts']} prompts, "
-        f"{report['settings']['generate_tokens']} generated tokens before drafting", fontsize=11,
+        f"{report['settings']['generate_tokens']} generated tokens before drafting",
+        fontsize=11,
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -246,10 +277,14 @@ def plot_drift(report, path):
 
 def format_drift_table(report):
     """Markdown: one row per (drafter, depth)."""
-    lines = ["| drafter | depth | " + " | ".join(CATEGORIES) + " | hidden norm | accepted |",
-             "|---|---|" + "---|" * (len(CATEGORIES) + 2)]
+    lines = [
+        "| drafter | depth | " + " | ".join(CATEGORIES) + " | hidden norm | accepted |",
+        "|---|---|" + "---|" * (len(CATEGORIES) + 2),
+    ]
     for label, s in report["drafters"].items():
         for k in range(len(s["hidden_norm"])):
             masses = " | ".join(f"{s['attention'][c][k]:.3f}" for c in CATEGORIES)
-            lines.append(f"| {label} | {k + 1} | {masses} | {s['hidden_norm'][k]:.2f} | {s['acceptance_per_depth'][k]:.2f} |")
+            lines.append(
+                f"| {label} | {k + 1} | {masses} | {s['hidden_norm'][k]:.2f} | {s['acceptance_per_depth'][k]:.2f} |"
+            )
     return "\n".join(lines)

@@ -28,8 +28,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..data.suites import EvalPrompt
 from ..errors import InputError
-from ..utils import text_config
 from ..modeling import SpeculationStats  # the one definition of tau and acceptance
+from ..utils import text_config
 from .calibration import Calibration, median_range
 from .prompts import render_prompt
 from .timing import TargetForwardTimer, timed_generate
@@ -127,8 +127,15 @@ def evaluate(
         warm = render_prompt(tokenizer, prompts[0], (), system_prompt, chat_template)
         for drafter in drafters.values():
             for policy in (None, *policies):
-                timed_generate(target, warm, timer, drafter=drafter, max_new_tokens=min(8, max_new_tokens),
-                               num_assistant_tokens=ks[0], drafting=options[policy])
+                timed_generate(
+                    target,
+                    warm,
+                    timer,
+                    drafter=drafter,
+                    max_new_tokens=min(8, max_new_tokens),
+                    num_assistant_tokens=ks[0],
+                    drafting=options[policy],
+                )
     # calibration samples run without the timing hooks, so that every sample times the same code
     if calibration is not None:
         calibration.sample("before")
@@ -144,23 +151,38 @@ def evaluate(
                         shift = (index + repeat) % len(settings)
                         for k, label, policy in settings[shift:] + settings[:shift]:  # rotate who goes first
                             run = timed_generate(
-                                target, ids, timer, drafter=drafters[label], max_new_tokens=max_new_tokens,
-                                num_assistant_tokens=k, do_sample=do_sample, temperature=temperature,
-                                seed=seed + index, drafting=options[policy],
+                                target,
+                                ids,
+                                timer,
+                                drafter=drafters[label],
+                                max_new_tokens=max_new_tokens,
+                                num_assistant_tokens=k,
+                                do_sample=do_sample,
+                                temperature=temperature,
+                                seed=seed + index,
+                                drafting=options[policy],
                             )
-                            runs.append({"drafter": _row_label(label, policy), "policy": policy,
-                                         "num_assistant_tokens": k, "suite": prompt.suite,
-                                         "source": prompt.source,
-                                         "perturbation": (getattr(prompt, "meta", None) or {}).get("perturbation"),
-                                         "prompt": prompt.id, "turn": turn + 1, "prompt_tokens": len(ids),
-                                         "input_ids": ids, "repeat": repeat, "run": run})
+                            runs.append(
+                                {
+                                    "drafter": _row_label(label, policy),
+                                    "policy": policy,
+                                    "num_assistant_tokens": k,
+                                    "suite": prompt.suite,
+                                    "source": prompt.source,
+                                    "perturbation": (getattr(prompt, "meta", None) or {}).get("perturbation"),
+                                    "prompt": prompt.id,
+                                    "turn": turn + 1,
+                                    "prompt_tokens": len(ids),
+                                    "input_ids": ids,
+                                    "repeat": repeat,
+                                    "run": run,
+                                }
+                            )
                             if (k, label, policy) == settings[0]:
                                 first_answer = run.new_tokens
                         bar.update(1)
                         if repeat == 0:  # the target's own answer (first drafter's run) is the next turn's history
-                            answers.append(
-                                tokenizer.decode(_strip_eos(first_answer, target), skip_special_tokens=True)
-                            )
+                            answers.append(tokenizer.decode(_strip_eos(first_answer, target), skip_special_tokens=True))
             if calibration is not None:
                 calibration.sample(f"after pass {repeat + 1}")
     results = []
@@ -169,25 +191,47 @@ def evaluate(
         row = _row_label(label, policy)
         for suite in suites:
             mine = [r for r in runs if r["drafter"] == row and r["num_assistant_tokens"] == k and r["suite"] == suite]
-            results.append({
-                "drafter": row, "suite": suite, "num_assistant_tokens": k, **({"policy": policy} if policies else {}),
-                **_summarize(mine),
-                "by_source": {src: _summarize([r for r in mine if r["source"] == src])
-                              for src in dict.fromkeys(r["source"] for r in mine)},
-                "per_prompt": [{"prompt": r["prompt"], "turn": r["turn"], "prompt_tokens": r["prompt_tokens"],
-                                **r["run"].stats.to_dict()} for r in mine if r["repeat"] == 0],
-            })
+            results.append(
+                {
+                    "drafter": row,
+                    "suite": suite,
+                    "num_assistant_tokens": k,
+                    **({"policy": policy} if policies else {}),
+                    **_summarize(mine),
+                    "by_source": {
+                        src: _summarize([r for r in mine if r["source"] == src])
+                        for src in dict.fromkeys(r["source"] for r in mine)
+                    },
+                    "per_prompt": [
+                        {
+                            "prompt": r["prompt"],
+                            "turn": r["turn"],
+                            "prompt_tokens": r["prompt_tokens"],
+                            **r["run"].stats.to_dict(),
+                        }
+                        for r in mine
+                        if r["repeat"] == 0
+                    ],
+                }
+            )
             perturbations = [p for p in dict.fromkeys(r["perturbation"] for r in mine) if p is not None]
             if perturbations:
                 results[-1]["by_perturbation"] = {
                     name: _summarize([r for r in mine if r["perturbation"] == name]) for name in perturbations
                 }
     for result in results:
-        base = next(r for r in results if r["drafter"] == labels[0] and r["suite"] == result["suite"]
-                    and r["num_assistant_tokens"] == result["num_assistant_tokens"])
+        base = next(
+            r
+            for r in results
+            if r["drafter"] == labels[0]
+            and r["suite"] == result["suite"]
+            and r["num_assistant_tokens"] == result["num_assistant_tokens"]
+        )
         result["tau_ratio"] = result["tau"] / base["tau"] if result["tau"] and base["tau"] else None
-        ratios = [mine / theirs if mine and theirs else None
-                  for mine, theirs in zip(result["tokens_per_s_per_pass"], base["tokens_per_s_per_pass"])]
+        ratios = [
+            mine / theirs if mine and theirs else None
+            for mine, theirs in zip(result["tokens_per_s_per_pass"], base["tokens_per_s_per_pass"])
+        ]
         result["speed_ratio"], result["speed_ratio_range"] = median_range(ratios)
     return results, runs
 
@@ -212,10 +256,13 @@ def _summarize(runs):
     tokens_per_s, tokens_per_s_range = median_range(speeds)
     return {
         **pool_speculation_stats([r["run"].stats for r in first]),
-        "tokens_per_s": tokens_per_s, "tokens_per_s_range": tokens_per_s_range, "tokens_per_s_per_pass": speeds,
+        "tokens_per_s": tokens_per_s,
+        "tokens_per_s_range": tokens_per_s_range,
+        "tokens_per_s_per_pass": speeds,
         "new_tokens": sum(len(r["run"].new_tokens) for r in first),
         "wall_s": sum(r["run"].wall_s for r in runs) / len(passes),
-        "num_prompts": len({r["prompt"] for r in first}), "num_turns": len(first),
+        "num_prompts": len({r["prompt"] for r in first}),
+        "num_turns": len(first),
         "target_time_s": sum(r["run"].target_time_s for r in runs) / len(passes),
     }
 

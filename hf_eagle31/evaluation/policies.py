@@ -4,6 +4,7 @@
 
 from ..errors import InputError
 
+
 # Drafting policies that `eval --policies` and `bench --policies` compare (each one more row/method,
 # `<drafter>:<policy>`). Every policy sets all three switches, so the drafter's saved defaults
 # (generation_config.json) never leak into another policy; the drafter alone is the drafter as shipped.
@@ -15,22 +16,27 @@ DEFAULT_CONFIDENCE_THRESHOLD = 0.5
 DEFAULT_COPY_TOKENS = 8
 
 
-def drafting_policy(name: str, confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD,
-                    copy_tokens: int = DEFAULT_COPY_TOKENS) -> dict:
+def drafting_policy(
+    name: str, confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD, copy_tokens: int = DEFAULT_COPY_TOKENS
+) -> dict:
     """The `generate` options of a drafting policy (see `DRAFTING_POLICIES`; `<policy>@<threshold>` overrides
     `confidence_threshold` for a confidence policy)."""
     base, at, threshold = name.partition("@")
     if base not in DRAFTING_POLICIES:
-        raise InputError(f"unknown drafting policy {name!r}: use one of {', '.join(DRAFTING_POLICIES)} "
-                         "(confidence policies may add @<threshold>, e.g. confidence@0.2).")
+        raise InputError(
+            f"unknown drafting policy {name!r}: use one of {', '.join(DRAFTING_POLICIES)} "
+            "(confidence policies may add @<threshold>, e.g. confidence@0.2)."
+        )
     if at:
         try:
             value = float(threshold)
         except ValueError:
             value = None
         if "confidence" not in base or value is None or not 0.0 < value < 1.0:
-            raise InputError(f"drafting policy {name!r}: only a confidence policy takes @<threshold>, a number "
-                             "strictly between 0 and 1 (e.g. confidence@0.2).")
+            raise InputError(
+                f"drafting policy {name!r}: only a confidence policy takes @<threshold>, a number "
+                "strictly between 0 and 1 (e.g. confidence@0.2)."
+            )
         confidence_threshold = value
     return {
         "num_assistant_tokens_schedule": "heuristic_transient" if base == "heuristic" else "constant",

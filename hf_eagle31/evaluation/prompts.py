@@ -62,10 +62,16 @@ def read_prompt_file(path: str, num_prompts: int | None = None) -> list[EvalProm
             raise InputError(
                 f"{path}:{number} needs a non-empty 'prompt' string, 'turns' list or 'messages' list with user turns."
             )
-        prompts.append(EvalPrompt(
-            id=str(record.get("id", record.get("question_id", number))), suite=record.get("suite", default_suite),
-            source=path, turns=turns, system=system, template=record.get("template") or "chat",
-        ))
+        prompts.append(
+            EvalPrompt(
+                id=str(record.get("id", record.get("question_id", number))),
+                suite=record.get("suite", default_suite),
+                source=path,
+                turns=turns,
+                system=system,
+                template=record.get("template") or "chat",
+            )
+        )
         if num_prompts is not None and len(prompts) >= num_prompts:
             break
     if not prompts:
@@ -120,8 +126,11 @@ def suite_prompts(
         parts = ["standard", "perturbed", "long"]
         if source_names:  # only the suites that have one of the requested sources
             parts = (["standard", "perturbed"] if standard else []) + (["long"] if long else [])
-        return [p for part in parts
-                for p in suite_prompts(part, tokenizer, num_prompts, long_lengths, chat_template, source_names)]
+        return [
+            p
+            for part in parts
+            for p in suite_prompts(part, tokenizer, num_prompts, long_lengths, chat_template, source_names)
+        ]
     raise InputError(f"unknown suite {name!r}: use standard, perturbed, long or all (or --prompts FILE.jsonl).")
 
 
@@ -137,5 +146,10 @@ def render_prompt(
     `answers` (strings) as history, then the next user turn and the generation prompt. `chat_template` is a path to a
     .jinja file, a template string or a `suites.TEXT_FORMATS` name; `system_prompt` overrides the prompt's own.
     """
-    return render(tokenizer, prompt, history=tuple(answers), system_prompt=system_prompt,
-                  chat_template=read_chat_template(chat_template))
+    return render(
+        tokenizer,
+        prompt,
+        history=tuple(answers),
+        system_prompt=system_prompt,
+        chat_template=read_chat_template(chat_template),
+    )

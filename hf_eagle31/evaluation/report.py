@@ -6,8 +6,12 @@ from .calibration import format_number, format_spread, median_range
 
 def _pass_ratios(mine, base):
     """Median and [min, max] over passes of `mine`'s tokens/s over `base`'s, pass by pass."""
-    return median_range([a / b if a and b else None
-                         for a, b in zip(mine.get("tokens_per_s_per_pass", ()), base.get("tokens_per_s_per_pass", ()))])
+    return median_range(
+        [
+            a / b if a and b else None
+            for a, b in zip(mine.get("tokens_per_s_per_pass", ()), base.get("tokens_per_s_per_pass", ()))
+        ]
+    )
 
 
 def format_table(results: list[dict], max_depth: int = 6) -> str:
@@ -29,8 +33,11 @@ def format_table(results: list[dict], max_depth: int = 6) -> str:
     first = rows[0][1]
     base = {group: summary for group, drafter, summary in rows if drafter == first}
     depth = min(max_depth, max(len(s["acceptance_per_depth"]) for _, _, s in rows))
-    head = ("| suite | drafter | tau | tau × | tok/s | speed × | " + " | ".join(f"acc@{d}" for d in range(1, depth + 1))
-            + " | drafted/cycle | wasted |")
+    head = (
+        "| suite | drafter | tau | tau × | tok/s | speed × | "
+        + " | ".join(f"acc@{d}" for d in range(1, depth + 1))
+        + " | drafted/cycle | wasted |"
+    )
     lines = [head, "|---|---|---|---|---|---|" + "---|" * (depth + 2)]
     for group in dict.fromkeys(g for g, _, _ in rows):
         for _, drafter, s in (row for row in rows if row[0] == group):

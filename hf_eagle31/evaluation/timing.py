@@ -163,11 +163,17 @@ def timed_generate(
     out = target.generate(ids, **kwargs)
     device_sync(target.device)
     wall = time.perf_counter() - start
-    new = out[0, ids.shape[1]:].tolist()
+    new = out[0, ids.shape[1] :].tolist()
     candidates = timer.candidates_per_forward(ids.shape[1])
-    run = GenerationRun(new_tokens=new, wall_s=wall, target_forwards=timer.forwards, target_time_s=timer.time_s,
-                        candidates_per_forward=candidates, query_lengths=list(timer.query_lengths),
-                        forward_times_s=list(timer.times_s))
+    run = GenerationRun(
+        new_tokens=new,
+        wall_s=wall,
+        target_forwards=timer.forwards,
+        target_time_s=timer.time_s,
+        candidates_per_forward=candidates,
+        query_lengths=list(timer.query_lengths),
+        forward_times_s=list(timer.times_s),
+    )
     if drafter is not None:
         run.stats = drafter.last_speculation_stats
         run.drafter_time_s = run.stats.drafter_time_s
@@ -191,8 +197,10 @@ def compile_target_generation(target) -> None:
     `_compile_all_devices`, and CUDA-graph mode is CUDA-only). Pass the static cache per call:
     `cache_implementation="static"`, or a `StaticCache` (what `bench --compile-target` does)."""
     if not static_cache_rollback_supported():
-        raise InputError("--compile-target needs transformers >= 5.24 (static-cache rollback in assisted decoding): "
-                         "pip install -U 'transformers>=5.24', or drop the flag.")
+        raise InputError(
+            "--compile-target needs transformers >= 5.24 (static-cache rollback in assisted decoding): "
+            "pip install -U 'transformers>=5.24', or drop the flag."
+        )
     config = CompileConfig(dynamic=True, mode="reduce-overhead" if target.device.type == "cuda" else "default")
     config._compile_all_devices = True
     target.generation_config.compile_config = config

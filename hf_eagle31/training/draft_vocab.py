@@ -14,6 +14,7 @@ from transformers.utils import logging
 
 from ..errors import InputError
 
+
 logger = logging.get_logger(__name__)
 
 
@@ -78,8 +79,12 @@ def draft_vocab_from_dataset(dataset, vocab_size, draft_vocab_size, assistant_on
     vocab = build_draft_vocab(count_token_frequencies(dataset, vocab_size, assistant_only), draft_vocab_size)
     if verbose:
         logger.info(
-            "draft vocabulary: %d/%d target tokens cover %.2f%% of %d training %stokens", draft_vocab_size,
-            vocab_size, 100 * vocab.coverage, vocab.counted_tokens, "assistant " if assistant_only else "",
+            "draft vocabulary: %d/%d target tokens cover %.2f%% of %d training %stokens",
+            draft_vocab_size,
+            vocab_size,
+            100 * vocab.coverage,
+            vocab.counted_tokens,
+            "assistant " if assistant_only else "",
         )
     return vocab
 

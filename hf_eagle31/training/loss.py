@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+
 DEFAULT_TTT_DECAY = 0.8
 
 
@@ -56,10 +57,12 @@ def ttt_loss(
             # recomputed in backward.
             rows, cols = valid.nonzero(as_tuple=True)
             student_all, teacher_all = logits[:, :k], teacher_logits[:, 1 + j : 1 + j + k]
-            ce = torch.cat([
-                checkpoint(_soft_cross_entropy_at, student_all, teacher_all, r, c, use_reentrant=False)
-                for r, c in zip(rows.split(chunk_size), cols.split(chunk_size))
-            ])
+            ce = torch.cat(
+                [
+                    checkpoint(_soft_cross_entropy_at, student_all, teacher_all, r, c, use_reentrant=False)
+                    for r, c in zip(rows.split(chunk_size), cols.split(chunk_size))
+                ]
+            )
             with torch.no_grad():
                 picks = logits[:, :k].argmax(-1)[valid], teacher_all.argmax(-1)[valid]  # no (M, D) copies
         else:

@@ -57,6 +57,7 @@ from ..utils import text_config
 from .draft_vocab import draft_vocab_from_dataset
 from .loss import DEFAULT_TTT_DECAY, loss_token_count, ttt_loss
 
+
 if TYPE_CHECKING:  # annotations only
     import datasets
     from peft import PeftModel
@@ -170,12 +171,18 @@ def resolve_resume_checkpoint(resume: str | bool | None, output_dir: str | None)
     complete = [p for p in steps if is_complete_checkpoint(p)]
     if not complete:
         what = f"{asked} is incomplete (no {TRAINER_STATE}) and there is no older" if asked else "there is no"
-        raise InputError(f"{what} complete checkpoint in {folder} to resume from: train without --resume_from_checkpoint.")
+        raise InputError(
+            f"{what} complete checkpoint in {folder} to resume from: train without --resume_from_checkpoint."
+        )
     chosen = complete[-1]
     skipped = [asked] if asked else [p for p in steps if steps[p] > steps[chosen]]
     if skipped:
-        logger.warning("skipping incomplete checkpoint(s) %s (no %s: the save was interrupted); resuming from %s",
-                       ", ".join(skipped), TRAINER_STATE, chosen)
+        logger.warning(
+            "skipping incomplete checkpoint(s) %s (no %s: the save was interrupted); resuming from %s",
+            ", ".join(skipped),
+            TRAINER_STATE,
+            chosen,
+        )
     return chosen
 
 
@@ -197,7 +204,8 @@ def check_training_outputs(
     final = [name for name in FINAL_MODEL_FILES if os.path.isfile(os.path.join(out, name))]
     if final and not overwrite:
         raise InputError(
-            f"{out} already holds a trained drafter ({final[0]}): pass --overwrite to replace it, or choose another --out."
+            f"{out} already holds a trained drafter ({final[0]}): pass --overwrite to replace it, or choose "
+            "another --out."
         )
     folder = output_dir or out
     old = [p for p in checkpoint_dirs(folder) if is_complete_checkpoint(p)]  # partial ones hold nothing to keep
@@ -229,7 +237,9 @@ def unwrap_drafter(model: torch.nn.Module) -> PreTrainedModel:
 
 def _is_remote_code_drafter(model):
     """A drafter loaded with `trust_remote_code` is an instance of the checkpoint's copy of the classes, not ours."""
-    return any(cls.__name__ == "DrafterPreTrainedModel" for cls in type(model).__mro__) and hasattr(model, "ttt_forward")
+    return any(cls.__name__ == "DrafterPreTrainedModel" for cls in type(model).__mro__) and hasattr(
+        model, "ttt_forward"
+    )
 
 
 def _forward_takes_return_dict(drafter) -> bool:
@@ -325,7 +335,11 @@ class EagleTrainer(Trainer):
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
             self._signature_columns = [
-                "input_ids", "loss_mask", "target_hidden_states", "target_final_hidden", "teacher_argmax",
+                "input_ids",
+                "loss_mask",
+                "target_hidden_states",
+                "target_final_hidden",
+                "teacher_argmax",
             ]
 
     def _get_num_items_in_batch(self, batch_samples, device):
@@ -348,7 +362,11 @@ class EagleTrainer(Trainer):
                     "offline training needs rows with precomputed features: pass a FeatureDataset as the dataset "
                     "(or pass `target=` for online training)."
                 )
-            features, final, argmax = inputs["target_hidden_states"], inputs["target_final_hidden"], inputs["teacher_argmax"]
+            features, final, argmax = (
+                inputs["target_hidden_states"],
+                inputs["target_final_hidden"],
+                inputs["teacher_argmax"],
+            )
         with torch.no_grad():
             teacher_logits = draft_teacher_logits(final, self.teacher_head, draft_ids, self.teacher_head_bias)
         return features, teacher_logits, argmax
@@ -358,8 +376,14 @@ class EagleTrainer(Trainer):
         features, teacher_logits, argmax = self._teacher(inputs, drafter)
         step_logits = _ttt_step_logits(model, inputs["input_ids"], features, self.ttt_steps, self._forward_returns_dict)
         total, stats = ttt_loss(
-            step_logits, teacher_logits, argmax, drafter.t2d, inputs["loss_mask"], inputs["attention_mask"],
-            self.ttt_decay, self.loss_chunk_size,
+            step_logits,
+            teacher_logits,
+            argmax,
+            drafter.t2d,
+            inputs["loss_mask"],
+            inputs["attention_mask"],
+            self.ttt_decay,
+            self.loss_chunk_size,
         )
         mode = "train" if model.training else "eval"
         self._ttt_stats[mode] = stats if self._ttt_stats[mode] is None else self._ttt_stats[mode] + stats
@@ -481,9 +505,7 @@ def estimate_step_memory(
     h, v, layers = text.hidden_size, text.vocab_size, text.num_hidden_layers
     d, hd = drafter_config.draft_vocab_size, drafter_config.hidden_size
     tokens = batch_size * seq_len
-    drafter_params = sum(
-        p.numel() for p in build_drafter_like(drafter_config).parameters() if p.requires_grad
-    )
+    drafter_params = sum(p.numel() for p in build_drafter_like(drafter_config).parameters() if p.requires_grad)
     taps = len(drafter_config.target_layer_ids)
     if loss_chunk_size:
         loss_terms = {
@@ -497,8 +519,12 @@ def estimate_step_memory(
     terms = {
         "drafter weights + grads + Adam (fp32)": drafter_params * 16,
         **loss_terms,
-        "drafter activations (per TTT step, ~12 H-wide tensors a layer)":
-            ttt_steps * tokens * hd * 12 * getattr(drafter_config, "num_hidden_layers", 1) * drafter_bytes,
+        "drafter activations (per TTT step, ~12 H-wide tensors a layer)": ttt_steps
+        * tokens
+        * hd
+        * 12
+        * getattr(drafter_config, "num_hidden_layers", 1)
+        * drafter_bytes,
         "teacher logits over the draft vocabulary (fp32)": tokens * d * 4,
         "target features (taps + final state)": tokens * (taps + 1) * h * target_bytes,
         "full-vocabulary argmax chunk (fp32)": min(tokens, 1024) * v * 4,
@@ -506,7 +532,9 @@ def estimate_step_memory(
     if online:
         target_params = layers * (4 * h * h + 3 * h * text.intermediate_size) + 2 * v * h
         terms["target weights"] = target_params * target_bytes
-        terms["target forward activations (one layer at a time, no grad)"] = tokens * (h * 4 + text.intermediate_size * 2) * target_bytes
+        terms["target forward activations (one layer at a time, no grad)"] = (
+            tokens * (h * 4 + text.intermediate_size * 2) * target_bytes
+        )
     terms["total"] = sum(terms.values())
     return terms
 
@@ -628,11 +656,18 @@ def train_drafter(
     if head_init not in ("target", "random"):
         raise InputError(f"head_init={head_init!r}: use 'target' or 'random'.")
     if drafter_overrides and drafter is not None:
-        raise InputError(f"drafter_overrides={drafter_overrides} shape a fresh drafter, but a trained drafter was "
-                         "given: its checkpoint fixes its shape; drop one of them.")
+        raise InputError(
+            f"drafter_overrides={drafter_overrides} shape a fresh drafter, but a trained drafter was "
+            "given: its checkpoint fixes its shape; drop one of them."
+        )
     args = training_args or TrainingArguments(output_dir=output_dir, report_to="none")
-    check_training_outputs(output_dir, args.output_dir, overwrite, args.resume_from_checkpoint,
-                           saves_checkpoints=args.save_strategy != "no")
+    check_training_outputs(
+        output_dir,
+        args.output_dir,
+        overwrite,
+        args.resume_from_checkpoint,
+        saves_checkpoints=args.save_strategy != "no",
+    )
     check_has_loss_tokens(dataset)
     if isinstance(target, (str, os.PathLike)):
         if target_name_or_path is None:
@@ -674,8 +709,15 @@ def train_drafter(
         drafter.init_lm_head_from_target(head)
     model = apply_lora(drafter, **lora) if lora else drafter
     trainer = EagleTrainer(
-        model=model, args=args, target=target, teacher_head=teacher_head, teacher_head_bias=teacher_bias,
-        ttt_steps=ttt_steps, train_dataset=train_data, eval_dataset=eval_dataset, callbacks=callbacks,
+        model=model,
+        args=args,
+        target=target,
+        teacher_head=teacher_head,
+        teacher_head_bias=teacher_bias,
+        ttt_steps=ttt_steps,
+        train_dataset=train_data,
+        eval_dataset=eval_dataset,
+        callbacks=callbacks,
         loss_chunk_size=loss_chunk_size,
     )
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)

@@ -9,8 +9,9 @@ import warnings
 def moved_module(old: str, new: str):
     """Makes module `old` an alias of module `new` (same object: attributes, monkeypatches and `isinstance` agree) and
     warns once with a DeprecationWarning that names the new path."""
-    warnings.warn(f"{old} moved to {new}; the old path goes away in the next release.", DeprecationWarning,
-                  stacklevel=3)
+    warnings.warn(
+        f"{old} moved to {new}; the old path goes away in the next release.", DeprecationWarning, stacklevel=3
+    )
     module = importlib.import_module(new)
     sys.modules[old] = module
     return module
@@ -24,8 +25,11 @@ def moved_names(old_module: str, moved: dict):
         if name not in moved:
             raise AttributeError(f"module {old_module!r} has no attribute {name!r}")
         new = moved[name]
-        warnings.warn(f"{old_module}.{name} moved to {new}.{name}; the old path goes away in the next release.",
-                      DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            f"{old_module}.{name} moved to {new}.{name}; the old path goes away in the next release.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return getattr(importlib.import_module(new), name)
 
     return __getattr__
