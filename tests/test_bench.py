@@ -401,10 +401,10 @@ def test_bench_cli_compile_drafter_and_target(tmp_path, monkeypatch):
 
 
 def test_machine_noise_example(tmp_path):
-    """examples/machine_noise.py samples the bench calibration back to back and reports their drift."""
+    """benchmarks/machine_noise.py samples the bench calibration back to back and reports their drift."""
     _, _, target_dir, _, _ = save_tiny_setup(tmp_path)
     out = tmp_path / "noise.json"
-    script = Path(__file__).resolve().parents[1] / "examples" / "machine_noise.py"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "machine_noise.py"
     done = subprocess.run(
         [
             sys.executable,

@@ -1,4 +1,4 @@
-"""examples/scaling_curve.py: tokens per checkpoint from the data, the log-linear fit and where it puts tau targets."""
+"""benchmarks/scaling_curve.py: tokens per checkpoint from the data, the log-linear fit and where it puts tau targets."""
 
 import importlib.util
 import json
@@ -9,7 +9,7 @@ import datasets
 import pytest
 
 
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "scaling_curve.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "scaling_curve.py"
 
 
 def load_script():

@@ -85,7 +85,7 @@ def add_compile_argument(parser):
         "--compile-drafter",
         action="store_true",
         help="run the drafter's forward through torch.compile(dynamic=True) (compiles on first use, "
-        "seconds per shape family; see examples/chain_step_cost.py for what it saves)",
+        "seconds per shape family; see benchmarks/chain_step_cost.py for what it saves)",
     )
     parser.add_argument(
         "--compile-target",

@@ -3,7 +3,7 @@ What a verification forward costs on this machine, with and without `hf_eagle31.
 the target's forward over n = 1..N new tokens after a cached context, the two ways interleaved, medians of
 `--repeats` timings, printed as ms and as t(n) / t(1) (the price of verifying n - 1 drafted tokens).
 
-    python examples/small_batch_linears.py --dtype float32 --threads 2
+    python benchmarks/small_batch_linears.py --dtype float32 --threads 2
 """
 
 import argparse

@@ -3,11 +3,11 @@ Drafter training throughput on this machine, one setting after another in one pr
 of an `hf-eagle31 train` step (online features from the target included), of feature extraction alone, and of
 self-distillation (the target generating answers, batched as `prepare-data --regenerate` does).
 
-    python examples/train_throughput.py --data runs/data/sg-800-6800 --out docs/results/train-throughput
+    python benchmarks/train_throughput.py --data runs/data/sg-800-6800 --out docs/results/train-throughput
 
 Every row is cut to `--length` tokens, so every step sees batch x length tokens. A training setting runs one
 warm-up step, then `--steps` timed steps (the median is reported); its peak resident memory is the process's VmHWM,
-reset before the setting (Linux). The baseline is the recipe of examples/scaling_pair.sh (bf16 target, bf16
+reset before the setting (Linux). The baseline is the recipe of benchmarks/scaling_pair.sh (bf16 target, bf16
 autocast, TTT 3, draft vocabulary 8192, one thread); every other row changes one thing. A calibration workload is
 timed before and after (machine drift, as in `bench`). Prints a markdown table and writes `<out>.json`.
 """

@@ -4,7 +4,7 @@ again with nothing else running and prints every sample and their drift, the num
 15%. A machine whose idle samples already drift more than that flags every benchmark it runs: read its results by
 their per-pass ratios (methods are interleaved prompt by prompt), not by absolute tokens/s.
 
-    python examples/machine_noise.py --dtype bfloat16 --samples 8 --gap 5 [--json noise.json]
+    python benchmarks/machine_noise.py --dtype bfloat16 --samples 8 --gap 5 [--json noise.json]
 """
 
 import argparse

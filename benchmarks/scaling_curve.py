@@ -3,7 +3,7 @@ Scaling curve of drafters trained from scratch: validation tau and first-token a
 checkpoint has seen, one line per variant, with a least-squares fit tau = a + b * log10(tokens) over the trained
 checkpoints and where it puts tau 2.5 / 3 / 4.
 
-    python examples/scaling_curve.py --data runs/data/sg-800-6800 --batch-size 2 \
+    python benchmarks/scaling_curve.py --data runs/data/sg-800-6800 --batch-size 2 \
         --eval eagle3.1=runs/pair/validate-eagle3.1.json --eval eagle3=runs/pair/validate-eagle3.json \
         --out docs/results/scaling
 

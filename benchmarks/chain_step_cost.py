@@ -1,7 +1,7 @@
 """
 What one drafter chain step costs, and whether `torch.compile` makes it cheaper.
 
-    python examples/chain_step_cost.py --json docs/results/chain-step-bfloat16.json
+    python benchmarks/chain_step_cost.py --json docs/results/chain-step-bfloat16.json
 
 Feeds the shipped EAGLE-3.1 drafter the target's features of a `--context`-token prefix, then times one chain step
 (a 1-token forward with the drafter's own hidden state; the cache is cropped back after each call): eager, with the
