@@ -360,6 +360,7 @@ def test_bench_cli_drafter_dtype(tmp_path):
     assert report["outputs_identical"] and report["settings"]["drafter_dtype"] == "bfloat16"
 
 
+@pytest.mark.slow  # minutes of torch.compile on a CPU
 def test_bench_cli_compile_drafter_and_target(tmp_path, monkeypatch):
     """`--compile-drafter` runs the drafter's forward through torch.compile and `--compile-target` makes every method
     decode with a static target cache and generate's compiled target forward (greedy output stays exact for plain,

@@ -4,11 +4,11 @@ old module paths still work with a DeprecationWarning, and pyproject.toml lists 
 import ast
 import importlib
 import sys
-import tomllib
 import warnings
 from pathlib import Path
 
 import pytest
+import tomllib
 
 
 ROOT = Path(__file__).resolve().parents[1]

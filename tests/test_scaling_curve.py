@@ -1,4 +1,5 @@
-"""benchmarks/scaling_curve.py: tokens per checkpoint from the data, the log-linear fit and where it puts tau targets."""
+"""benchmarks/scaling_curve.py: tokens per checkpoint from the data, the log-linear fit and where it puts tau
+targets."""
 
 import importlib.util
 import json

@@ -752,6 +752,7 @@ DDP_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # two processes, each loading torch and transformers
 def test_accelerate_launch_two_processes_data_parallel(tmp_path):
     script = tmp_path / "ddp_train.py"
     script.write_text(DDP_SCRIPT)
