@@ -803,17 +803,3 @@ def convert_checkpoint(
         shutil.rmtree(dst)
     write_checkpoint(ckpt, dst, to, num_speculative_tokens=num_speculative_tokens, model_card=model_card)
     return ckpt
-
-
-__all__ = [
-    "FORMATS",
-    "DrafterCheckpoint",
-    "detect_format",
-    "read_checkpoint",
-    "settle_embeddings",
-    "write_checkpoint",
-    "drafter_from_checkpoint",
-    "convert_checkpoint",
-    "load_target_parts",
-    "TargetSource",
-]

@@ -543,17 +543,3 @@ def load_prepared(path: str | os.PathLike | list | tuple) -> "datasets.Dataset":
             "input_ids, loss_mask)."
         )
     return dataset
-
-
-__all__ = [
-    "PrepareReport",
-    "normalize_conversation",
-    "keep_first_turns",
-    "check_chat_template",
-    "assistant_char_spans",
-    "tokenize_conversation",
-    "tokenize_conversations",
-    "regenerate_conversations",
-    "prepare_dataset",
-    "load_prepared",
-]

@@ -725,24 +725,3 @@ def train_drafter(
     if not lora and trainer.args.should_save:
         write_model_card(trainer.model, output_dir)  # README.md next to the drafter (hub.py; adapters get peft's)
     return trainer
-
-
-__all__ = [
-    "EagleTrainer",
-    "DrafterDataCollator",
-    "ttt_loss",
-    "loss_token_count",
-    "build_drafter",
-    "build_drafter_config",
-    "apply_lora",
-    "load_lora",
-    "merge_lora",
-    "estimate_step_memory",
-    "train_drafter",
-    "unwrap_drafter",
-    "load_drafter_checkpoint",
-    "resolve_resume_checkpoint",
-    "check_training_outputs",
-    "load_target_for_features",
-    "precompute_training_features",
-]
