@@ -31,6 +31,7 @@ from transformers import GenerationConfig
 from transformers.cache_utils import DynamicCache
 from transformers.generation.candidate_generator import CandidateGenerator
 
+
 if TYPE_CHECKING:  # annotations only
     from transformers import LogitsProcessorList, PreTrainedModel
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from transformers import GenerationConfig, PretrainedConfig
 
+
 # Fields a drafter copies from the target's (text) config. `None` = required, anything else = default.
 _TARGET_FIELDS = {
     "hidden_size": None,
