@@ -28,8 +28,13 @@ def main():
     parser.add_argument("dst")
     parser.add_argument("--variant", required=True, help="the drafter's name in the eval tables (eagle3 / eagle3.1)")
     parser.add_argument("--eval", nargs="*", default=[], help="eval JSONs whose rows fill the card's Results table")
-    parser.add_argument("--label", nargs="*", default=[], metavar="PATH=NAME",
-                        help="show eval rows of drafter PATH as NAME (default: the directory name without -ttt*)")
+    parser.add_argument(
+        "--label",
+        nargs="*",
+        default=[],
+        metavar="PATH=NAME",
+        help="show eval rows of drafter PATH as NAME (default: the directory name without -ttt*)",
+    )
     parser.add_argument("--training-file", required=True, help="markdown for the card's Training section")
     parser.add_argument("--num-assistant-tokens", type=int, default=3)
     parser.add_argument("--confidence-threshold", type=float, default=None)
@@ -51,9 +56,17 @@ def main():
         training = f.read().strip()
     with tempfile.TemporaryDirectory() as work:
         out = os.path.join(work, "drafter")
-        save_drafter(drafter, out, include_embeddings=False, model_card={
-            "eval_results": results or None, "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct",
-            "drafter_name": args.variant, "training": training})
+        save_drafter(
+            drafter,
+            out,
+            include_embeddings=False,
+            model_card={
+                "eval_results": results or None,
+                "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct",
+                "drafter_name": args.variant,
+                "training": training,
+            },
+        )
         shutil.rmtree(args.dst, ignore_errors=True)
         shutil.copytree(out, args.dst)
     print(f"shipped {args.src} -> {args.dst}")

@@ -27,7 +27,9 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 
-from .sources import file_sha256
+from .assets import file_sha256
+from .errors import InputError
+from .utils import text_config
 
 
 if TYPE_CHECKING:  # annotations only
@@ -37,11 +39,6 @@ if TYPE_CHECKING:  # annotations only
 FORMAT = "hf-eagle31-features/1"
 MANIFEST = "manifest.json"
 HEAD_FILE = "target_head.safetensors"
-
-
-def target_text_config(target: PreTrainedModel) -> PretrainedConfig:
-    config = target.config
-    return config.get_text_config() if hasattr(config, "get_text_config") else config
 
 
 def stored_layer_ids(target_layer_ids: list[int], num_hidden_layers: int) -> list[int]:
@@ -58,7 +55,7 @@ def capture_target_features(
     (B, T, H') states `hidden_states[i]` for `i in target_layer_ids`, `final_hidden` (B, T, H) the normalized last
     state that the LM head reads. Right padding only (positions are 0..T-1 in every row).
     """
-    num_layers = target_text_config(target).num_hidden_layers
+    num_layers = text_config(target).num_hidden_layers
     wanted = stored_layer_ids(target_layer_ids, num_layers)
     out = target.base_model(
         input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=wanted, use_cache=False
@@ -71,7 +68,7 @@ def output_head(target: PreTrainedModel) -> tuple[torch.Tensor, torch.Tensor | N
     """The target's LM head weight (V, H) and bias (or None)."""
     head = target.get_output_embeddings()
     if head is None:
-        raise ValueError(f"{type(target).__name__} has no output embeddings: pass a *ForCausalLM target.")
+        raise InputError(f"{type(target).__name__} has no output embeddings: pass a *ForCausalLM target.")
     return head.weight, getattr(head, "bias", None)
 
 
@@ -81,7 +78,8 @@ def draft_teacher_logits(
     draft_ids: torch.Tensor,
     head_bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Teacher logits restricted to the draft vocabulary: (B, T, H) x rows `draft_ids` of the head -> (B, T, D), fp32."""
+    """Teacher logits restricted to the draft vocabulary: (B, T, H) x rows `draft_ids` of the head -> (B, T, D),
+    fp32."""
     rows = head_weight[draft_ids].float()
     logits = final_hidden.float() @ rows.T
     if head_bias is not None:
@@ -125,11 +123,14 @@ def _write_json_atomic(path: str, data: dict) -> None:
 
 
 def _feature_settings(
-    target: PreTrainedModel, dataset: "datasets.Dataset", target_layer_ids: list[int], shard_size: int,
+    target: PreTrainedModel,
+    dataset: "datasets.Dataset",
+    target_layer_ids: list[int],
+    shard_size: int,
     dtype: torch.dtype,
 ) -> dict:
     """What the features of a directory were made from: a resumed run must match it (all but `target_config`)."""
-    text = target_text_config(target)
+    text = text_config(target)
     return {
         "format": FORMAT,
         "target": getattr(text, "_name_or_path", None) or type(target).__name__,
@@ -153,7 +154,7 @@ def _resumable_shards(out_dir: str, settings: dict) -> dict:
         previous = json.load(f)
     changed = sorted(k for k in settings if k != "target_config" and previous.get(k) != settings[k])
     if changed:
-        raise ValueError(
+        raise InputError(
             f"{out_dir} holds features made with different settings ({', '.join(changed)}): use another "
             "directory or delete this one."
         )
@@ -187,12 +188,18 @@ def _right_padded(rows: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _shard_tensors(
-    target: PreTrainedModel, dataset: "datasets.Dataset", start: int, stop: int, target_layer_ids: list[int],
-    batch_size: int, dtype: torch.dtype, argmax_chunk_size: int,
+    target: PreTrainedModel,
+    dataset: "datasets.Dataset",
+    start: int,
+    stop: int,
+    target_layer_ids: list[int],
+    batch_size: int,
+    dtype: torch.dtype,
+    argmax_chunk_size: int,
 ) -> dict[str, torch.Tensor]:
     """The per-row tensors of rows `start..stop-1`, `batch_size` rows per target forward."""
     device = next(target.parameters()).device
-    num_layers = target_text_config(target).num_hidden_layers
+    num_layers = text_config(target).num_hidden_layers
     layers = stored_layer_ids(target_layer_ids, num_layers)
     weight, bias = output_head(target)
     tensors = {}
@@ -271,16 +278,18 @@ class FeatureDataset(torch.utils.data.Dataset):
     def __init__(self, feature_dir: str, target_layer_ids: list[int] | None = None, verify: str = "sha256"):
         manifest_path = os.path.join(feature_dir, MANIFEST)
         if not os.path.exists(manifest_path):
-            raise ValueError(
+            raise InputError(
                 f"{feature_dir} has no {MANIFEST}: create the features with `precompute_features` "
                 "(or `hf-eagle31 train --offline-features DIR`)."
             )
         with open(manifest_path) as f:
             self.manifest = json.load(f)
         if self.manifest.get("format") != FORMAT:
-            raise ValueError(f"{feature_dir} is not an hf-eagle31 feature directory (format {self.manifest.get('format')!r}).")
+            raise InputError(
+                f"{feature_dir} is not an hf-eagle31 feature directory (format {self.manifest.get('format')!r})."
+            )
         if not self.manifest.get("complete"):
-            raise ValueError(
+            raise InputError(
                 f"features in {feature_dir} are incomplete ({len(self.manifest['shards'])} shards written): rerun "
                 "`precompute_features` with the same data to finish them (it resumes)."
             )
@@ -288,7 +297,7 @@ class FeatureDataset(torch.utils.data.Dataset):
         self.target_layer_ids = list(target_layer_ids or self.manifest["target_layer_ids"])
         missing = sorted(set(self.target_layer_ids) - set(self.manifest["stored_layer_ids"]))
         if missing:
-            raise ValueError(
+            raise InputError(
                 f"features in {feature_dir} store hidden states {self.manifest['stored_layer_ids']} but the drafter "
                 f"reads {self.target_layer_ids}: precompute features for this drafter's target_layer_ids."
             )
@@ -299,7 +308,7 @@ class FeatureDataset(torch.utils.data.Dataset):
             self._check_shard(name, verify)
         head = os.path.join(feature_dir, HEAD_FILE)
         if not os.path.exists(head):
-            raise ValueError(f"{head} is missing: rerun `precompute_features` into {feature_dir} to rewrite it.")
+            raise InputError(f"{head} is missing: rerun `precompute_features` into {feature_dir} to rewrite it.")
 
     def _check_shard(self, name, verify):
         path = os.path.join(self.feature_dir, name)
@@ -309,18 +318,20 @@ class FeatureDataset(torch.utils.data.Dataset):
             f"{self.feature_dir}`) with the same data: only missing shards are recomputed"
         )
         if not os.path.exists(path):
-            raise ValueError(f"feature shard {path} is missing: {fix}.")
+            raise InputError(f"feature shard {path} is missing: {fix}.")
         if os.path.getsize(path) != entry["bytes"]:
-            raise ValueError(f"feature shard {path} is corrupted (size {os.path.getsize(path)} != {entry['bytes']}): {fix}.")
+            raise InputError(
+                f"feature shard {path} is corrupted (size {os.path.getsize(path)} != {entry['bytes']}): {fix}."
+            )
         if verify == "sha256" and file_sha256(path) != entry["sha256"]:
-            raise ValueError(f"feature shard {path} is corrupted (sha256 mismatch): {fix}.")
+            raise InputError(f"feature shard {path} is corrupted (sha256 mismatch): {fix}.")
         try:
             with safe_open(path, framework="pt") as f:
                 keys = set(f.keys())
         except Exception as error:  # safetensors raises its own error types on bad headers
-            raise ValueError(f"feature shard {path} is corrupted ({error}): {fix}.") from None
+            raise InputError(f"feature shard {path} is corrupted ({error}): {fix}.") from None
         if f"{entry['start']}.input_ids" not in keys:
-            raise ValueError(f"feature shard {path} does not hold row {entry['start']}: {fix}.")
+            raise InputError(f"feature shard {path} does not hold row {entry['start']}: {fix}.")
 
     def __len__(self) -> int:
         return self.manifest["num_samples"]
@@ -330,12 +341,14 @@ class FeatureDataset(torch.utils.data.Dataset):
             raise IndexError(i)
         path = os.path.join(self.feature_dir, f"shard_{i // self.shard_size:05d}.safetensors")
         with safe_open(path, framework="pt") as f:
-            hidden = {layer: f.get_tensor(f"{i}.hidden_{layer}") for layer in {*self.target_layer_ids, self.final_layer_id}}
+            hidden = {
+                layer: f.get_tensor(f"{i}.hidden_{layer}") for layer in {*self.target_layer_ids, self.final_layer_id}
+            }
             return {
                 "input_ids": f.get_tensor(f"{i}.input_ids").long(),
                 "loss_mask": f.get_tensor(f"{i}.loss_mask").long(),
                 "teacher_argmax": f.get_tensor(f"{i}.teacher_argmax").long(),
-                "target_hidden_states": torch.cat([hidden[l] for l in self.target_layer_ids], dim=-1),
+                "target_hidden_states": torch.cat([hidden[i] for i in self.target_layer_ids], dim=-1),
                 "target_final_hidden": hidden[self.final_layer_id],
             }
 

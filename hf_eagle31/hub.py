@@ -23,8 +23,9 @@ from string import Template
 import yaml
 from transformers.utils import hub as transformers_hub
 
-from .calibration import format_number
+from .errors import InputError
 from .modeling import SWITCH_NAMES, variant_of
+from .utils import format_number
 
 
 CARD_TEMPLATE = Path(str(resources.files("hf_eagle31.hub_cards") / "drafter_card.md"))  # repo: hub_cards/
@@ -40,23 +41,25 @@ def load_eval_results(source) -> list[dict]:
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
-            raise ValueError(f"eval results file {path} does not exist: pass the JSON written by `hf-eagle31 eval`.")
+            raise InputError(f"eval results file {path} does not exist: pass the JSON written by `hf-eagle31 eval`.")
         source = json.loads(path.read_text())
     results = source.get("results") if isinstance(source, dict) else source
     if not isinstance(results, list) or not results:
-        raise ValueError('eval results must be {"results": [...]} with at least one entry, as `hf-eagle31 eval` writes.')
+        raise InputError(
+            'eval results must be {"results": [...]} with at least one entry, as `hf-eagle31 eval` writes.'
+        )
     for i, row in enumerate(results):
         for name, kind in RESULT_FIELDS.items():
             value = row.get(name) if isinstance(row, dict) else None
             if not isinstance(value, kind) or isinstance(value, bool):
-                raise ValueError(
+                raise InputError(
                     f"eval result #{i} has {name}={value!r}; every entry needs drafter (str), suite (str), tau "
                     "(a number) and acceptance_per_depth (list of rates)."
                 )
         if not all(r is None or (isinstance(r, (int, float)) and 0 <= r <= 1) for r in row["acceptance_per_depth"]):
-            raise ValueError(f"eval result #{i} has acceptance rates outside [0, 1]: {row['acceptance_per_depth']}.")
+            raise InputError(f"eval result #{i} has acceptance rates outside [0, 1]: {row['acceptance_per_depth']}.")
         if not (math.isfinite(row["tau"]) and row["tau"] >= 1):
-            raise ValueError(f"eval result #{i} has tau={row['tau']}: tau counts tokens per target forward, so >= 1.")
+            raise InputError(f"eval result #{i} has tau={row['tau']}: tau counts tokens per target forward, so >= 1.")
     return results
 
 
@@ -84,8 +87,10 @@ def results_table(results, highlight=None) -> str:
     k_col = " K |" if with_k else ""
     # No tokens/s column: eval measures τ and acceptance (deterministic); speed claims come from `hf-eagle31 bench`
     # with its calibration check, side by side with plain decoding.
-    lines = [f"| drafter | suite |{k_col} τ (tokens / target forward) | {depth_cols} |",
-             "|" + "---|" * (3 + with_k + depth)]
+    lines = [
+        f"| drafter | suite |{k_col} τ (tokens / target forward) | {depth_cols} |",
+        "|" + "---|" * (3 + with_k + depth),
+    ]
     for r in results:
         name = f"**{r['drafter']}**" if highlight and r["drafter"] == highlight else r["drafter"]
         rates = list(r["acceptance_per_depth"]) + [None] * (depth - len(r["acceptance_per_depth"]))
@@ -95,8 +100,18 @@ def results_table(results, highlight=None) -> str:
     return "\n".join(lines)
 
 
-def render_model_card(model_or_config, eval_results=None, base_model=None, repo_id=None, license=DEFAULT_LICENSE,
-                      tags=(), num_assistant_tokens=None, drafter_name=None, template=None, training=None) -> str:
+def render_model_card(
+    model_or_config,
+    eval_results=None,
+    base_model=None,
+    repo_id=None,
+    license=DEFAULT_LICENSE,
+    tags=(),
+    num_assistant_tokens=None,
+    drafter_name=None,
+    template=None,
+    training=None,
+) -> str:
     """
     Renders README.md for a drafter (model or config).
 
@@ -124,13 +139,17 @@ def render_model_card(model_or_config, eval_results=None, base_model=None, repo_
     switches = ", ".join(f"`{n}={bool(getattr(config, n, False))}`" for n in switch_names)
     architecture = (
         "one decoder layer over the token embedding and `fc` of three captured target states"
-        if is_eagle else "DeepSeek-V3-style MTP block over the token embedding and the target's last hidden state"
+        if is_eagle
+        else "DeepSeek-V3-style MTP block over the token embedding and the target's last hidden state"
     )
     depth = getattr(config, "num_hidden_layers", 1)
     if depth > 1:  # the drafter's own depth (the first layer reads token and hidden state)
         architecture += f", then {depth - 1} standard pre-norm decoder layer{'s' if depth > 2 else ''}"
-    embeddings = ("stored in this checkpoint (the target's own)" if config.embeddings_in_checkpoint
-                  else "not stored: taken from the target at load time")
+    embeddings = (
+        "stored in this checkpoint (the target's own)"
+        if config.embeddings_in_checkpoint
+        else "not stored: taken from the target at load time"
+    )
     sglang_note = (
         "SGLang reads `eagle_config.eagle_aux_hidden_state_layer_ids` as *outputs* of layer *i* (one less than the "
         "ids above) and always keeps the un-normalised residual, so use it only with the default target layers and "
@@ -161,7 +180,7 @@ def render_model_card(model_or_config, eval_results=None, base_model=None, repo_
     )
     path = Path(template) if template is not None else CARD_TEMPLATE
     if not path.is_file():
-        raise ValueError(f"model card template {path} is missing: reinstall hf-eagle31 or pass template=PATH.")
+        raise InputError(f"model card template {path} is missing: reinstall hf-eagle31 or pass template=PATH.")
     body = Template(path.read_text(encoding="utf-8")).substitute(values)
     front = yaml.safe_dump(card_metadata(config, base_model, license, tags), sort_keys=False, allow_unicode=True)
     return f"---\n{front}---\n\n{body}"
@@ -170,11 +189,11 @@ def render_model_card(model_or_config, eval_results=None, base_model=None, repo_
 def parse_card_metadata(card: str) -> dict:
     """The YAML front matter of a rendered card, parsed with `yaml.safe_load` (raises ValueError when malformed)."""
     if not card.startswith("---\n"):
-        raise ValueError("the model card does not start with a YAML front matter block ('---').")
+        raise InputError("the model card does not start with a YAML front matter block ('---').")
     end = card.index("\n---\n", 4)
     metadata = yaml.safe_load(card[4:end])
     if not isinstance(metadata, dict):
-        raise ValueError("the model card's front matter is not a YAML mapping.")
+        raise InputError("the model card's front matter is not a YAML mapping.")
     return metadata
 
 
@@ -218,9 +237,20 @@ def write_model_card(drafter, save_directory, model_card=None, include_embedding
         f.write(model_card)
 
 
-def push_drafter_to_hub(drafter, repo_id, *, commit_message=None, commit_description=None, private=None, token=None,
-                        revision=None, create_pr=False, max_shard_size="50GB", model_card=None,
-                        include_embeddings=None):
+def push_drafter_to_hub(
+    drafter,
+    repo_id,
+    *,
+    commit_message=None,
+    commit_description=None,
+    private=None,
+    token=None,
+    revision=None,
+    create_pr=False,
+    max_shard_size="50GB",
+    model_card=None,
+    include_embeddings=None,
+):
     """
     Uploads code, weights, config and the model card (`model_card` as in `save_drafter`; its `repo_id` defaults to
     this repo) in one commit. (`drafter.push_to_hub` would keep the Hub's card or write a generic one.)
@@ -230,11 +260,18 @@ def push_drafter_to_hub(drafter, repo_id, *, commit_message=None, commit_descrip
     if isinstance(options, dict):
         options.setdefault("repo_id", repo_id)
     with tempfile.TemporaryDirectory() as work_dir:
-        save_drafter(drafter, work_dir, model_card=options, max_shard_size=max_shard_size,
-                     include_embeddings=include_embeddings)
+        save_drafter(
+            drafter, work_dir, model_card=options, max_shard_size=max_shard_size, include_embeddings=include_embeddings
+        )
         return drafter._upload_modified_files(
-            work_dir, repo_id, files_timestamps={}, commit_message=commit_message or "Upload drafter",
-            token=token, create_pr=create_pr, revision=revision, commit_description=commit_description,
+            work_dir,
+            repo_id,
+            files_timestamps={},
+            commit_message=commit_message or "Upload drafter",
+            token=token,
+            create_pr=create_pr,
+            revision=revision,
+            commit_description=commit_description,
         )
 
 

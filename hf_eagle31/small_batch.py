@@ -6,7 +6,7 @@ A speculative cycle verifies K+1 tokens in one target forward, and the bet is th
 (1-token) forward. On x86 CPUs with fp32 weights it does not: `nn.Linear` computes x·Wᵀ, and the BLAS kernels serve
 a few rows of x badly (measured on SmolLM2-135M, 2 threads: a 4-token forward 1.5× a 1-token one, 3 tokens 2×).
 The same product taken as (W·xᵀ)ᵀ reads the weight once for all rows: a 4-token forward then costs 0.94-0.97× a
-1-token one (`examples/small_batch_linears.py` measures it on the machine at hand).
+1-token one (`benchmarks/small_batch_linears.py` measures it on the machine at hand).
 
 `small_batch_linears(model)` routes the fp32 CPU `nn.Linear` layers of `model` through that product for inputs of
 2..`max_rows` rows, and leaves every other call (1-token steps, prefills, other dtypes and devices) on `F.linear`.
@@ -21,8 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import InputError
 
-# SmolLM2, 2 threads, two runs of examples/small_batch_linears.py: for 2-8 rows the product wins clearly (t(n)/t(1)
+
+# SmolLM2, 2 threads, two runs of benchmarks/small_batch_linears.py: for 2-8 rows the product wins clearly (t(n)/t(1)
 # 0.85-1.40 against 1.31-2.09 stock); for 9-12 rows it is within noise of the stock kernel (one run 5-9% faster, the
 # other 4% slower at 9); from 13 rows on the stock kernel is as good or better. Prefills keep the stock kernel.
 DEFAULT_MAX_ROWS = 12
@@ -52,7 +54,7 @@ def _eligible(module):
 def enable(model: nn.Module, max_rows: int = DEFAULT_MAX_ROWS) -> int:
     """Routes `model`'s eligible linear layers through the small-batch product; returns how many it routed."""
     if max_rows < 2:
-        raise ValueError(f"max_rows must be >= 2 (1-row inputs always keep F.linear), got {max_rows}.")
+        raise InputError(f"max_rows must be >= 2 (1-row inputs always keep F.linear), got {max_rows}.")
     count = 0
     for module in model.modules():
         if _eligible(module):
@@ -81,7 +83,7 @@ def is_enabled(model: nn.Module) -> bool:
 def wanted(setting: str, model: nn.Module) -> bool:
     """The `--small-batch-linears {auto,on,off}` choice: auto = on for an fp32 model on the CPU."""
     if setting not in ("auto", "on", "off"):
-        raise ValueError(f"--small-batch-linears {setting!r}: use auto, on or off.")
+        raise InputError(f"--small-batch-linears {setting!r}: use auto, on or off.")
     if setting != "auto":
         return setting == "on"
     parameter = next(model.parameters(), None)

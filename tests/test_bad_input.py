@@ -16,8 +16,8 @@ import torch
 from transformers import AutoModel, TrainingArguments
 
 from hf_eagle31.cli import main
+from hf_eagle31.data.conversations import load_conversations
 from hf_eagle31.modeling.drafter_common import DrafterPreTrainedModel
-from hf_eagle31.sources import load_conversations
 from hf_eagle31.training import (
     EagleTrainer,
     apply_lora,
@@ -30,6 +30,7 @@ from hf_eagle31.training import (
 )
 
 from conftest import make_drafter, save_tiny_setup, tiny_target
+
 
 ROOT = Path(__file__).resolve().parents[1]
 ERROR_LINE = re.compile(r"^hf-eagle31 [\w-]+: error: \S.*$")
@@ -51,8 +52,21 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad-input")
     _, _, target_dir, drafter_dirs, prompts = save_tiny_setup(root)
     conversations_file(root / "conversations.jsonl")
-    assert main(["prepare-data", "--target", str(target_dir), "--source", str(root / "conversations.jsonl"),
-                 "--no-regenerate", "--out", str(root / "data")]) == 0
+    assert (
+        main(
+            [
+                "prepare-data",
+                "--target",
+                str(target_dir),
+                "--source",
+                str(root / "conversations.jsonl"),
+                "--no-regenerate",
+                "--out",
+                str(root / "data"),
+            ]
+        )
+        == 0
+    )
     return {"root": root, "target": target_dir, "drafter": drafter_dirs[0], "prompts": prompts, "data": root / "data"}
 
 
@@ -64,8 +78,17 @@ def error_line(capsys):
 
 
 def train_args(tmp_path, **kw):
-    base = dict(output_dir=str(tmp_path), per_device_train_batch_size=2, max_steps=2, report_to="none",
-                save_strategy="no", use_cpu=True, disable_tqdm=True, seed=0, learning_rate=1e-3)
+    base = dict(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=2,
+        max_steps=2,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+        learning_rate=1e-3,
+    )
     base.update(kw)
     return TrainingArguments(**base)
 
@@ -96,15 +119,27 @@ def test_cli_expected_error_is_one_line_debug_shows_traceback(tmp_path, capsys, 
     def bug(args):
         raise RuntimeError("a bug")  # unexpected errors keep their traceback
 
-    monkeypatch.setattr("hf_eagle31.sources.run_cli", bug)
+    monkeypatch.setattr("hf_eagle31.commands.fetch.run", bug)
     with pytest.raises(RuntimeError):
         main(["fetch"])
 
 
 def test_cli_error_in_a_real_process_has_no_traceback(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "hf_eagle31.cli", "prepare-data", "--source", str(tmp_path / "x.jsonl"), "--out",
-         str(tmp_path / "d")], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "hf_eagle31.cli",
+            "prepare-data",
+            "--source",
+            str(tmp_path / "x.jsonl"),
+            "--out",
+            str(tmp_path / "d"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=120,
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert ERROR_LINE.match(result.stderr.strip()), result.stderr
@@ -119,29 +154,55 @@ def test_remote_code_drafter_trains_and_takes_lora(tmp_path):
     remote = AutoModel.from_pretrained(str(tmp_path / "drafter"), trust_remote_code=True)
     assert not isinstance(remote, DrafterPreTrainedModel)  # the checkpoint's copy of the classes
     assert unwrap_drafter(remote) is remote
-    EagleTrainer(model=remote, args=train_args(tmp_path / "a", max_steps=1), target=target, ttt_steps=2,
-                 train_dataset=rows()).train()
+    EagleTrainer(
+        model=remote, args=train_args(tmp_path / "a", max_steps=1), target=target, ttt_steps=2, train_dataset=rows()
+    ).train()
     peft = apply_lora(remote, r=2, alpha=4)
     assert unwrap_drafter(peft) is remote
-    EagleTrainer(model=peft, args=train_args(tmp_path / "b", max_steps=1, learning_rate=1e-2), target=target,
-                 ttt_steps=2, train_dataset=rows()).train()
+    EagleTrainer(
+        model=peft,
+        args=train_args(tmp_path / "b", max_steps=1, learning_rate=1e-2),
+        target=target,
+        ttt_steps=2,
+        train_dataset=rows(),
+    ).train()
     assert unwrap_drafter(merge_lora(peft)) is not None
 
 
 def test_lora_example_script_runs_end_to_end(tiny, tmp_path, capsys):
     """examples/train_lora_new_template.sh: prepare data with a new template, LoRA on a trained drafter, merge."""
     template = tmp_path / "new.jinja"
-    template.write_text("{% for m in messages %}<|im_start|>{{ m['role'] }}\nw1 {{ m['content'] }}<|im_end|>\n"
-                        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\nw1 {% endif %}")
+    template.write_text(
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\nw1 {{ m['content'] }}<|im_end|>\n"
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\nw1 {% endif %}"
+    )
     data = tmp_path / "data"
-    assert main(["prepare-data", "--target", str(tiny["target"]), "--source", str(tiny["root"] / "conversations.jsonl"),
-                 "--chat-template", str(template), "--no-regenerate", "--out", str(data)]) == 0
+    assert (
+        main(
+            [
+                "prepare-data",
+                "--target",
+                str(tiny["target"]),
+                "--source",
+                str(tiny["root"] / "conversations.jsonl"),
+                "--chat-template",
+                str(template),
+                "--no-regenerate",
+                "--out",
+                str(data),
+            ]
+        )
+        == 0
+    )
     script = (ROOT / "examples" / "train_lora_new_template.sh").read_text()
-    command = " ".join(line.rstrip("\\").strip() for line in script[script.index("hf-eagle31 train"):].splitlines()
-                       if line.strip() and not line.startswith("#"))
+    command = " ".join(
+        line.rstrip("\\").strip()
+        for line in script[script.index("hf-eagle31 train") :].splitlines()
+        if line.strip() and not line.startswith("#")
+    )
     out = tmp_path / "lora"
     values = {"BASE": str(tiny["drafter"]), "DATA": str(data), "OUT": str(out)}
-    argv = [re.sub(r'\$(\w+)', lambda m: values[m.group(1)], a) for a in shlex.split(command)][1:]
+    argv = [re.sub(r"\$(\w+)", lambda m: values[m.group(1)], a) for a in shlex.split(command)][1:]
     argv += ["--target", str(tiny["target"]), "--max_steps", "2", "--use_cpu", "--disable_tqdm", "true"]
     assert main(argv) == 0
     assert (out / "adapter_model.safetensors").is_file()
@@ -159,8 +220,18 @@ def test_lora_example_script_runs_end_to_end(tiny, tmp_path, capsys):
 def test_init_from_refuses_foreign_checkpoints_without_trust_remote_code(tiny, tmp_path, capsys):
     foreign = tmp_path / "foreign"
     tiny_target().save_pretrained(foreign)  # a llama checkpoint, not a drafter
-    argv = ["train", "--data", str(tiny["data"]), "--target", str(tiny["target"]), "--init-from", str(foreign),
-            "--out", str(tmp_path / "o"), "--use_cpu"]
+    argv = [
+        "train",
+        "--data",
+        str(tiny["data"]),
+        "--target",
+        str(tiny["target"]),
+        "--init-from",
+        str(foreign),
+        "--out",
+        str(tmp_path / "o"),
+        "--use_cpu",
+    ]
     assert main(argv) == 2
     line = error_line(capsys)
     assert "not an hf-eagle31 drafter" in line and "--trust-remote-code" in line
@@ -170,8 +241,10 @@ def test_init_from_refuses_foreign_checkpoints_without_trust_remote_code(tiny, t
 
 
 def test_json_array_with_a_bad_record_mid_file_is_an_error_not_a_cut(tmp_path):
-    records = [json.dumps({"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}]})
-               for i in range(12)]
+    records = [
+        json.dumps({"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}]})
+        for i in range(12)
+    ]
     records[4] = '{"messages": [{"role": "user", "content": "q4"} {"role": "assistant"}]}'  # missing comma
     (tmp_path / "bad.json").write_text("[\n" + ",\n".join(records) + "\n]\n")
     with pytest.raises(ValueError, match=r"bad.json:6:\d+: invalid JSON"):
@@ -186,8 +259,21 @@ def test_json_array_with_a_bad_record_mid_file_is_an_error_not_a_cut(tmp_path):
 
 def test_prepare_data_counts_user_only_conversations(tiny, tmp_path):
     source = conversations_file(tmp_path / "c.jsonl", n=6, user_only=(1, 4))
-    assert main(["prepare-data", "--target", str(tiny["target"]), "--source", str(source), "--no-regenerate",
-                 "--out", str(tmp_path / "d")]) == 0
+    assert (
+        main(
+            [
+                "prepare-data",
+                "--target",
+                str(tiny["target"]),
+                "--source",
+                str(source),
+                "--no-regenerate",
+                "--out",
+                str(tmp_path / "d"),
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "d" / "prepare_report.json").read_text())
     assert report["kept"] == 4 and report["source_skipped"] == {"no_assistant_turn": 2}
     # with regeneration they are prompts the target answers: kept
@@ -195,16 +281,17 @@ def test_prepare_data_counts_user_only_conversations(tiny, tmp_path):
 
 
 def test_regeneration_without_a_pad_token(tmp_path):
-    from conftest import tiny_chat_tokenizer
-
     from hf_eagle31.data import regenerate_conversations
+
+    from conftest import tiny_chat_tokenizer
 
     tokenizer = tiny_chat_tokenizer()
     assert tokenizer.pad_token is None  # Llama-3 style
     target = tiny_target(eos_token_id=tokenizer.eos_token_id)
     convs = [[{"role": "user", "content": "w1 w2 w3"}], [{"role": "user", "content": "w4"}]]
-    out = regenerate_conversations(target, tokenizer, convs, str(tmp_path / "r"), batch_size=2, max_new_tokens=3,
-                                   show_progress=False)
+    out = regenerate_conversations(
+        target, tokenizer, convs, str(tmp_path / "r"), batch_size=2, max_new_tokens=3, show_progress=False
+    )
     assert all(c[-1]["role"] == "assistant" for c in out) and tokenizer.pad_token is None
     with pytest.raises(ValueError, match="batch_size=0"):
         regenerate_conversations(target, tokenizer, convs, str(tmp_path / "r0"), batch_size=0)
@@ -220,8 +307,17 @@ def test_mistyped_chat_template_path_is_an_error(tiny, tmp_path, capsys):
         read_chat_template(str(tmp_path / "tempalte.jinja"))
     assert read_chat_template("plain") == "plain" and read_chat_template("{{ x }}") == "{{ x }}"
     for verb in ("eval", "drift"):
-        argv = [verb, "--target", str(tiny["target"]), "--drafter", str(tiny["drafter"]), "--prompts",
-                str(tiny["prompts"]), "--chat-template", str(tmp_path / "tempalte.jinja")]
+        argv = [
+            verb,
+            "--target",
+            str(tiny["target"]),
+            "--drafter",
+            str(tiny["drafter"]),
+            "--prompts",
+            str(tiny["prompts"]),
+            "--chat-template",
+            str(tmp_path / "tempalte.jinja"),
+        ]
         argv += ["--out", str(tmp_path / "drift")] if verb == "drift" else []
         assert main(argv) == 2
         assert "no such file" in error_line(capsys)
@@ -234,19 +330,26 @@ def test_batch_without_a_draftable_position_trains_on(tmp_path):
     target = tiny_target()
     drafter = build_drafter(target.config, "eagle3.1", draft_vocab_size=64).load_target_embeddings(target)
     data = rows(n=4, masked=(1, 3))  # batches of one: every other batch has no assistant token
-    trainer = EagleTrainer(model=drafter, args=train_args(tmp_path, per_device_train_batch_size=1, max_steps=4),
-                           target=target, ttt_steps=2, train_dataset=data)
+    trainer = EagleTrainer(
+        model=drafter,
+        args=train_args(tmp_path, per_device_train_batch_size=1, max_steps=4),
+        target=target,
+        ttt_steps=2,
+        train_dataset=data,
+    )
     trainer.train()
     assert trainer.state.global_step == 4
 
 
 def test_training_data_without_assistant_tokens_is_refused(tmp_path):
     with pytest.raises(ValueError, match="no.*assistant|assistant.*nothing to learn"):
-        train_drafter(rows(n=3, masked=(0, 1, 2)), str(tmp_path / "o"), target=tiny_target(),
-                      training_args=train_args(tmp_path))
+        train_drafter(
+            rows(n=3, masked=(0, 1, 2)), str(tmp_path / "o"), target=tiny_target(), training_args=train_args(tmp_path)
+        )
     with pytest.raises(ValueError, match="draft_vocab_size=0"):
-        train_drafter(rows(), str(tmp_path / "o"), target=tiny_target(), draft_vocab_size=0,
-                      training_args=train_args(tmp_path))
+        train_drafter(
+            rows(), str(tmp_path / "o"), target=tiny_target(), draft_vocab_size=0, training_args=train_args(tmp_path)
+        )
 
 
 # ------------------------------------------------------------------------------------------------ 5, 6: checkpoints
@@ -287,35 +390,91 @@ def test_resume_skips_a_partial_checkpoint(tmp_path, caplog):
 # ------------------------------------------------------------------------------------------------ more cases
 
 
-@pytest.mark.parametrize("case", [
-    "num-prompts-0", "num-prompts-negative", "num-assistant-tokens-0", "turns-string", "json-unwritable",
-    "missing-local-drafter", "non-utf8-source", "batch-size-0", "draft-vocab-size-0", "convert-layer-99",
-    "convert-repeated-layers", "truncated-weights",
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "num-prompts-0",
+        "num-prompts-negative",
+        "num-assistant-tokens-0",
+        "turns-string",
+        "json-unwritable",
+        "missing-local-drafter",
+        "non-utf8-source",
+        "batch-size-0",
+        "draft-vocab-size-0",
+        "convert-layer-99",
+        "convert-repeated-layers",
+        "truncated-weights",
+    ],
+)
 def test_cli_bad_input_is_one_clear_line(case, tiny, tmp_path, capsys):
     common = ["--target", str(tiny["target"]), "--drafter", str(tiny["drafter"])]
     eval_argv = ["eval", *common, "--prompts", str(tiny["prompts"])]
     expected = {
         "num-prompts-0": (eval_argv + ["--num-prompts", "0"], "--num-prompts 0: must be >= 1"),
         "num-prompts-negative": (eval_argv + ["--num-prompts", "-1"], "must be >= 1"),
-        "num-assistant-tokens-0": (["bench", *common, "--prompts", str(tiny["prompts"]), "--num-assistant-tokens", "0"],
-                                   "must be >= 1"),
+        "num-assistant-tokens-0": (
+            ["bench", *common, "--prompts", str(tiny["prompts"]), "--num-assistant-tokens", "0"],
+            "must be >= 1",
+        ),
         "turns-string": (["eval", *common, "--prompts", str(tmp_path / "turns.jsonl")], "'turns' list"),
         "json-unwritable": (eval_argv + ["--json", str(tiny["prompts"]) + "/results.json"], "cannot be created"),
-        "missing-local-drafter": (["eval", "--target", str(tiny["target"]), "--drafter", "./no-such-drafter",
-                                   "--prompts", str(tiny["prompts"])], "does not exist"),
-        "non-utf8-source": (["prepare-data", "--target", str(tiny["target"]), "--source", str(tmp_path / "l1.jsonl"),
-                             "--no-regenerate", "--out", str(tmp_path / "d")], "not UTF-8"),
-        "draft-vocab-size-0": (["train", "--data", str(tiny["data"]), "--out", str(tmp_path / "o"),
-                                "--draft-vocab-size", "0"], "must be >= 1"),
-        "batch-size-0": (["prepare-data", "--source", "x.jsonl", "--out", str(tmp_path / "d"), "--batch-size", "0"],
-                         "must be >= 1"),
-        "convert-layer-99": (["convert", str(tiny["drafter"]), str(tmp_path / "c"), "--to", "vllm",
-                              "--target-layer-ids", "2,4,99"], "out of range"),
-        "convert-repeated-layers": (["convert", str(tiny["drafter"]), str(tmp_path / "c"), "--to", "vllm",
-                                     "--target-layer-ids", "4", "4", "4"], "repeats a layer"),
-        "truncated-weights": (["train", "--data", str(tiny["data"]), "--target", str(tiny["target"]), "--init-from",
-                               str(tmp_path / "cut"), "--out", str(tmp_path / "o"), "--use_cpu"], "cut.*truncated"),
+        "missing-local-drafter": (
+            [
+                "eval",
+                "--target",
+                str(tiny["target"]),
+                "--drafter",
+                "./no-such-drafter",
+                "--prompts",
+                str(tiny["prompts"]),
+            ],
+            "does not exist",
+        ),
+        "non-utf8-source": (
+            [
+                "prepare-data",
+                "--target",
+                str(tiny["target"]),
+                "--source",
+                str(tmp_path / "l1.jsonl"),
+                "--no-regenerate",
+                "--out",
+                str(tmp_path / "d"),
+            ],
+            "not UTF-8",
+        ),
+        "draft-vocab-size-0": (
+            ["train", "--data", str(tiny["data"]), "--out", str(tmp_path / "o"), "--draft-vocab-size", "0"],
+            "must be >= 1",
+        ),
+        "batch-size-0": (
+            ["prepare-data", "--source", "x.jsonl", "--out", str(tmp_path / "d"), "--batch-size", "0"],
+            "must be >= 1",
+        ),
+        "convert-layer-99": (
+            ["convert", str(tiny["drafter"]), str(tmp_path / "c"), "--to", "vllm", "--target-layer-ids", "2,4,99"],
+            "out of range",
+        ),
+        "convert-repeated-layers": (
+            ["convert", str(tiny["drafter"]), str(tmp_path / "c"), "--to", "vllm", "--target-layer-ids", "4", "4", "4"],
+            "repeats a layer",
+        ),
+        "truncated-weights": (
+            [
+                "train",
+                "--data",
+                str(tiny["data"]),
+                "--target",
+                str(tiny["target"]),
+                "--init-from",
+                str(tmp_path / "cut"),
+                "--out",
+                str(tmp_path / "o"),
+                "--use_cpu",
+            ],
+            "cut.*truncated",
+        ),
     }
     (tmp_path / "turns.jsonl").write_text(json.dumps({"turns": "w1 w2"}) + "\n")
     (tmp_path / "l1.jsonl").write_bytes('{"messages": [{"role": "user", "content": "caf\u00e9"}]}\n'.encode("latin-1"))
@@ -350,16 +509,24 @@ def test_unknown_config_keys_are_named_with_the_closest_valid_one(tmp_path):
     from hf_eagle31 import Eagle3Config, Eagle3Drafter, MtpConfig
 
     target = tiny_target()
-    one_line_error(lambda: Eagle3Config.from_target(target.config, norm_ouput=True),
-                   r"Eagle3Config has no setting `norm_ouput` \(did you mean `norm_output`\?\)")
+    one_line_error(
+        lambda: Eagle3Config.from_target(target.config, norm_ouput=True),
+        r"Eagle3Config has no setting `norm_ouput` \(did you mean `norm_output`\?\)",
+    )
     one_line_error(lambda: MtpConfig(norm_ouput=True), r"`norm_ouput` \(did you mean `norm_output`\?\)")
     one_line_error(lambda: MtpConfig.from_target(target.config, fc_norm=True), "MtpConfig has no setting `fc_norm`")
     # in a config.json: named with the checkpoint, also through the checkpoint's own (remote) code
     make_drafter(target, "eagle3.1", draft_vocab_size=48).save_pretrained(tmp_path / "d")
     config = json.loads((tmp_path / "d" / "config.json").read_text())
     # what transformers and hf-eagle31 write besides the constructor arguments still loads
-    config.update(use_cache=False, torch_dtype="float32", _name_or_path="x", target_name_or_path="org/t",
-                  embed_requires_grad=False, rope_theta=10000.0)
+    config.update(
+        use_cache=False,
+        torch_dtype="float32",
+        _name_or_path="x",
+        target_name_or_path="org/t",
+        embed_requires_grad=False,
+        rope_theta=10000.0,
+    )
     (tmp_path / "d" / "config.json").write_text(json.dumps(config))
     assert Eagle3Drafter.from_pretrained(tmp_path / "d").config.target_name_or_path == "org/t"
     (tmp_path / "d" / "config.json").write_text(json.dumps({**config, "norm_ouput": True}))
@@ -388,8 +555,10 @@ def test_draft_vocab_size_is_between_1_and_the_vocab_size(size):
 
     config = tiny_target().config
     for cls in (Eagle3Config, MtpConfig):
-        one_line_error(lambda: cls.from_target(config, draft_vocab_size=size),
-                       rf"draft_vocab_size={size} is not in \[1, vocab_size=64\]")
+        one_line_error(
+            lambda: cls.from_target(config, draft_vocab_size=size),
+            rf"draft_vocab_size={size} is not in \[1, vocab_size=64\]",
+        )
     one_line_error(lambda: Eagle3Config(vocab_size=64, draft_vocab_size=size), "draft_vocab_size")
 
 
@@ -402,8 +571,13 @@ def test_from_target_overrides_fill_fields_the_target_lacks():
     one_line_error(lambda: Eagle3Config.from_target(gpt2), "has no `intermediate_size`.*set `intermediate_size=`")
     cfg = Eagle3Config.from_target(gpt2, intermediate_size=128)
     assert cfg.intermediate_size == 128 and cfg.hidden_size == 64 and cfg.target_layer_ids == [2, 6, 9]
-    sizes = {"model_type": "custom", "hidden_size": 32, "num_attention_heads": 4, "vocab_size": 64,
-             "intermediate_size": 64}
+    sizes = {
+        "model_type": "custom",
+        "hidden_size": 32,
+        "num_attention_heads": 4,
+        "vocab_size": 64,
+        "intermediate_size": 64,
+    }
     one_line_error(lambda: MtpConfig.from_target(sizes), "no `num_hidden_layers`.*`target_num_hidden_layers=`")
     assert MtpConfig.from_target(sizes, target_num_hidden_layers=8).target_layer_ids == [8]
 
@@ -419,8 +593,9 @@ def test_foreign_and_broken_checkpoints_are_refused_in_one_line(tmp_path):
     make_drafter(target, "eagle3.1", draft_vocab_size=48).save_pretrained(ours)
     for fmt in ("vllm", "speculators", "eagle"):
         convert_checkpoint(ours, tmp_path / fmt, fmt)
-        message = one_line_error(lambda: Eagle3Drafter.from_pretrained(tmp_path / fmt),
-                                 "drafter .*convert it with `hf-eagle31 convert")
+        message = one_line_error(
+            lambda: Eagle3Drafter.from_pretrained(tmp_path / fmt), "drafter .*convert it with `hf-eagle31 convert"
+        )
         assert str(tmp_path / fmt) in message
     target.save_pretrained(tmp_path / "llama")
     one_line_error(lambda: Eagle3Drafter.from_pretrained(tmp_path / "llama"), "`llama`.*not an hf-eagle31 drafter")
@@ -441,8 +616,10 @@ def test_drafter_for_another_vocabulary_gets_our_message_in_generate():
     ids = torch.randint(0, 64, (1, 5))
     for other in (tiny_target(vocab_size=100), tiny_target(vocab_size=100, hidden_size=48)):
         drafter = make_drafter(other)
-        one_line_error(lambda: target.generate(ids, max_new_tokens=3, do_sample=False, assistant_model=drafter),
-                       "expects a target vocab size of 100 but the target has 64 .*another tokenizer")
+        one_line_error(
+            lambda: target.generate(ids, max_new_tokens=3, do_sample=False, assistant_model=drafter),
+            "expects a target vocab size of 100 but the target has 64 .*another tokenizer",
+        )
     drafter = make_drafter(target)  # and a matching drafter still drafts
     plain = target.generate(ids, max_new_tokens=4, do_sample=False)
     assert torch.equal(target.generate(ids, max_new_tokens=4, do_sample=False, assistant_model=drafter), plain)
@@ -465,9 +642,9 @@ def test_eval_and_info_refuse_foreign_drafters_in_one_line(tiny, tmp_path, capsy
 
 def test_generation_config_is_optional_but_never_silently_broken(tmp_path):
     """A checkpoint without generation_config.json keeps the defaults; a corrupted one is an error, not ignored."""
-    from conftest import make_drafter, tiny_target
-
     from hf_eagle31 import Eagle3Drafter
+
+    from conftest import make_drafter, tiny_target
 
     path = tmp_path / "drafter"
     drafter = make_drafter(tiny_target(), "eagle3.1")

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_drafter, save_tiny_setup, tiny_target
 
-from hf_eagle31.bench import (
+from hf_eagle31.cli import main
+from hf_eagle31.evaluation import TargetForwardTimer, tau_from_forwards, timed_generate
+from hf_eagle31.evaluation.bench import (
     METHODS,
     DrafterForwardTimer,
     bare_forward_times,
@@ -19,8 +20,8 @@ from hf_eagle31.bench import (
     format_report,
     profile_drafter,
 )
-from hf_eagle31.cli import main
-from hf_eagle31.evaluation import TargetForwardTimer, tau_from_forwards, timed_generate
+
+from conftest import make_drafter, save_tiny_setup, tiny_target
 
 
 @pytest.mark.parametrize("variant", ["eagle3", "mtp"])
@@ -41,8 +42,16 @@ def test_benchmark_identical_outputs_and_breakdown(target):
     drafter = make_drafter(target, "eagle3.1", seed=2)
     # repetitive prompts so that prompt lookup finds n-gram matches and verifies candidates
     prompts = [[5, 6, 7, 8] * 4, [9, 10, 11] * 5]
-    report = benchmark(target, drafter, prompts, max_new_tokens=20, num_assistant_tokens=3, prompt_lookup_tokens=4,
-                       warmup_tokens=4, progress=False)
+    report = benchmark(
+        target,
+        drafter,
+        prompts,
+        max_new_tokens=20,
+        num_assistant_tokens=3,
+        prompt_lookup_tokens=4,
+        warmup_tokens=4,
+        progress=False,
+    )
     assert report["outputs_identical"] and report["mismatched_prompts"] == []
     by_method = {r["method"]: r for r in report["results"]}
     assert list(by_method) == list(METHODS)
@@ -60,10 +69,26 @@ def test_benchmark_identical_outputs_and_breakdown(target):
 def test_bench_cli_json_shape(tmp_path, capsys):
     _, _, target_dir, (drafter_dir,), prompts = save_tiny_setup(tmp_path)
     out = tmp_path / "bench.json"
-    rc = main([
-        "bench", "--target", str(target_dir), "--drafter", str(drafter_dir), "--prompts", str(prompts),
-        "--max-new-tokens", "12", "--num-assistant-tokens", "3", "--num-prompts", "2", "--profile", "--json", str(out),
-    ])
+    rc = main(
+        [
+            "bench",
+            "--target",
+            str(target_dir),
+            "--drafter",
+            str(drafter_dir),
+            "--prompts",
+            str(prompts),
+            "--max-new-tokens",
+            "12",
+            "--num-assistant-tokens",
+            "3",
+            "--num-prompts",
+            "2",
+            "--profile",
+            "--json",
+            str(out),
+        ]
+    )
     assert rc == 0
     report = json.loads(out.read_text())
     assert [r["method"] for r in report["results"]] == ["plain", "prompt_lookup", "drafter"]
@@ -78,8 +103,13 @@ def test_bench_cli_json_shape(tmp_path, capsys):
     assert report["outputs_identical"] is True and len(report["per_prompt"]) == 2
     assert report["settings"]["prompt_ids"] == ["p0", "p1"] and report["settings"]["repeats"] == 3
     calibration = report["calibration"]
-    assert [s["label"] for s in calibration["samples"]] == ["before", "after pass 1", "after pass 2", "after pass 3",
-                                                            "after profile"]
+    assert [s["label"] for s in calibration["samples"]] == [
+        "before",
+        "after pass 1",
+        "after pass 2",
+        "after pass 3",
+        "after profile",
+    ]
     assert calibration["workload"].startswith("target forward of 32 tokens")
     assert len(calibration["load_average_at_start"]) == 3 and isinstance(calibration["reliable"], bool)
     profile = report["profile"]
@@ -96,13 +126,24 @@ def test_bench_rejects_mismatched_drafter(tmp_path, capsys):
     drafter_dir = tmp_path / "other-drafter"
     make_drafter(other, "eagle3").save_pretrained(drafter_dir)
     assert main(["bench", "--target", str(target_dir), "--drafter", str(drafter_dir), "--prompts", str(prompts)]) == 2
-    assert re.search(r"^hf-eagle31 bench: error: .*drafter/target mismatch.*layer count of 6", capsys.readouterr().err, re.M)
+    assert re.search(
+        r"^hf-eagle31 bench: error: .*drafter/target mismatch.*layer count of 6", capsys.readouterr().err, re.M
+    )
 
 
 def test_benchmark_repeats_report_median_and_range(target):
     drafter = make_drafter(target, "eagle3.1", seed=2)
-    report = benchmark(target, drafter, [[5, 6, 7, 8] * 3], max_new_tokens=10, num_assistant_tokens=2,
-                       prompt_lookup_tokens=3, warmup_tokens=2, progress=False, repeats=3)
+    report = benchmark(
+        target,
+        drafter,
+        [[5, 6, 7, 8] * 3],
+        max_new_tokens=10,
+        num_assistant_tokens=2,
+        prompt_lookup_tokens=3,
+        warmup_tokens=2,
+        progress=False,
+        repeats=3,
+    )
     assert report["repeats"] == 3 and report["outputs_identical"] and report["calibration"] is None
     for r in report["results"]:
         speeds = r["tokens_per_s_per_pass"]
@@ -131,11 +172,13 @@ def test_drafter_forward_timer_sorts_feed_and_chain_steps(target, variant):
 
 def test_bare_timings_are_interleaved():
     """Each round times every workload once, in turn (one untimed round first), so a drift hits all of them alike."""
-    from hf_eagle31.bench import _interleaved_median_ms
+    from hf_eagle31.evaluation.bench import _interleaved_median_ms
 
     order = []
-    workloads = {name: (lambda name=name: order.append(name), lambda name=name: order.append(f"reset {name}"))
-                 for name in ("a", "b", "c")}
+    workloads = {
+        name: (lambda name=name: order.append(name), lambda name=name: order.append(f"reset {name}"))
+        for name in ("a", "b", "c")
+    }
     medians = _interleaved_median_ms(workloads, repeats=2, cuda=False)
     assert sorted(medians) == ["a", "b", "c"] and all(ms >= 0 for ms in medians.values())
     assert order == ["a", "reset a", "b", "reset b", "c", "reset c"] * 3
@@ -158,8 +201,9 @@ def test_bare_forward_times(target, variant):
 def test_profile_splits_one_run_per_cycle(target):
     drafter = make_drafter(target, "eagle3.1", seed=2)
     prompts = [[5, 6, 7, 8] * 4, [9, 10, 11] * 5]
-    profile = profile_drafter(target, drafter, prompts, max_new_tokens=24, num_assistant_tokens=3,
-                              achieved_speedup=0.5, repeats=3)
+    profile = profile_drafter(
+        target, drafter, prompts, max_new_tokens=24, num_assistant_tokens=3, achieved_speedup=0.5, repeats=3
+    )
     assert profile["num_assistant_tokens"] == 3 and profile["prompts"] == 2 and profile["cycles"] >= 2 * 24 // 4
     parts = profile["target"]
     assert parts[0]["new_tokens"] == "prefill" and parts[0]["calls"] == 2
@@ -173,8 +217,13 @@ def test_profile_splits_one_run_per_cycle(target):
     assert drafter_parts["feed"]["calls"] == sum(p["calls"] for p in parts) - 2
     assert drafter_parts["chain_step"]["calls"] > 0 and drafter_parts["chain_step"]["ms_per_call"] > 0
     # the parts add up to the wall time
-    total = (sum(p["total_s"] for p in parts) + drafter_parts["feed"]["total_s"]
-             + drafter_parts["chain_step"]["total_s"] + drafter_parts["other"]["total_s"] + profile["glue"]["total_s"])
+    total = (
+        sum(p["total_s"] for p in parts)
+        + drafter_parts["feed"]["total_s"]
+        + drafter_parts["chain_step"]["total_s"]
+        + drafter_parts["other"]["total_s"]
+        + profile["glue"]["total_s"]
+    )
     assert total == pytest.approx(profile["wall_s"])
     assert sum(p["share_of_wall"] for p in parts) < 1
     bare = profile["bare"]
@@ -196,28 +245,39 @@ def test_profile_splits_one_run_per_cycle(target):
 
 def test_benchmark_compares_drafting_policies(target):
     """Each policy is one more method; every one stays greedy-exact; confidence and copy act as documented."""
-    from hf_eagle31.bench import DRAFTING_POLICIES, drafting_policy
+    from hf_eagle31.evaluation.bench import DRAFTING_POLICIES, drafting_policy
 
     drafter = make_drafter(target, "eagle3.1", seed=2)
     with torch.no_grad():
         drafter.lm_head.weight.mul_(0.0)  # a uniform drafter: always unsure
     prompts = [[5, 6, 7, 8] * 4, [9, 10, 11] * 5]
     policies = {name: drafting_policy(name, confidence_threshold=0.5, copy_tokens=4) for name in DRAFTING_POLICIES}
-    report = benchmark(target, drafter, prompts, max_new_tokens=16, num_assistant_tokens=3, warmup_tokens=2,
-                       progress=False, policies=policies)
+    report = benchmark(
+        target,
+        drafter,
+        prompts,
+        max_new_tokens=16,
+        num_assistant_tokens=3,
+        warmup_tokens=2,
+        progress=False,
+        policies=policies,
+    )
     assert report["outputs_identical"]
     by_method = {r["method"]: r for r in report["results"]}
     assert list(by_method) == [*METHODS, *(f"drafter:{name}" for name in DRAFTING_POLICIES)]
     assert by_method["drafter:constant"]["drafted_per_cycle"] > by_method["drafter:confidence"]["drafted_per_cycle"]
     assert by_method["drafter:confidence"]["drafted_per_cycle"] == pytest.approx(1.0)  # unsure: one token a cycle
-    assert by_method["drafter:constant"]["copied_cycles"] == 0 and by_method["drafter:confidence+copy"]["copied_cycles"] > 0
+    assert (
+        by_method["drafter:constant"]["copied_cycles"] == 0
+        and by_method["drafter:confidence+copy"]["copied_cycles"] > 0
+    )
     with pytest.raises(ValueError, match="unknown drafting policy 'fast'"):
         drafting_policy("fast")
 
 
 def test_drafting_policy_names_its_own_threshold():
     """`confidence@T` sets that policy's threshold (so one run compares thresholds); anything else is refused."""
-    from hf_eagle31.bench import drafting_policy
+    from hf_eagle31.evaluation.bench import drafting_policy
 
     assert drafting_policy("confidence@0.2", confidence_threshold=0.5)["assistant_confidence_threshold"] == 0.2
     both = drafting_policy("confidence+copy@0.7", copy_tokens=4)
@@ -230,7 +290,7 @@ def test_drafting_policy_names_its_own_threshold():
 
 def test_benchmark_profiles_a_chosen_policy(target):
     """`profile_policy` profiles that policy's runs (its draft lengths) and sets them against its own speed-up."""
-    from hf_eagle31.bench import drafting_policy
+    from hf_eagle31.evaluation.bench import drafting_policy
 
     drafter = make_drafter(target, "eagle3.1", seed=2)
     with torch.no_grad():
@@ -238,8 +298,18 @@ def test_benchmark_profiles_a_chosen_policy(target):
     drafter.generation_config.assistant_confidence_threshold = 0.5  # as shipped: confidence-bounded
     prompts = [[5, 6, 7, 8] * 4]
     policies = {"constant": drafting_policy("constant")}
-    report = benchmark(target, drafter, prompts, max_new_tokens=16, num_assistant_tokens=3, warmup_tokens=2,
-                       progress=False, policies=policies, profile=True, profile_policy="constant")
+    report = benchmark(
+        target,
+        drafter,
+        prompts,
+        max_new_tokens=16,
+        num_assistant_tokens=3,
+        warmup_tokens=2,
+        progress=False,
+        policies=policies,
+        profile=True,
+        profile_policy="constant",
+    )
     profile = report["profile"]
     by_method = {r["method"]: r for r in report["results"]}
     assert profile["method"] == "drafter:constant" and by_method["drafter"]["drafted_per_cycle"] == pytest.approx(1.0)
@@ -264,14 +334,33 @@ def test_bench_cli_drafter_dtype(tmp_path):
     """`--drafter-dtype bfloat16` beside an fp32 target: the drafter runs in bf16 and greedy output stays exact."""
     _, _, target_dir, (drafter_dir,), prompts = save_tiny_setup(tmp_path)
     out = tmp_path / "bench.json"
-    rc = main(["bench", "--target", str(target_dir), "--drafter", str(drafter_dir), "--prompts", str(prompts),
-               "--max-new-tokens", "10", "--num-prompts", "2", "--repeats", "1", "--drafter-dtype", "bfloat16",
-               "--json", str(out)])
+    rc = main(
+        [
+            "bench",
+            "--target",
+            str(target_dir),
+            "--drafter",
+            str(drafter_dir),
+            "--prompts",
+            str(prompts),
+            "--max-new-tokens",
+            "10",
+            "--num-prompts",
+            "2",
+            "--repeats",
+            "1",
+            "--drafter-dtype",
+            "bfloat16",
+            "--json",
+            str(out),
+        ]
+    )
     assert rc == 0
     report = json.loads(out.read_text())
     assert report["outputs_identical"] and report["settings"]["drafter_dtype"] == "bfloat16"
 
 
+@pytest.mark.slow  # minutes of torch.compile on a CPU
 def test_bench_cli_compile_drafter_and_target(tmp_path, monkeypatch):
     """`--compile-drafter` runs the drafter's forward through torch.compile and `--compile-target` makes every method
     decode with a static target cache and generate's compiled target forward (greedy output stays exact for plain,
@@ -279,11 +368,24 @@ def test_bench_cli_compile_drafter_and_target(tmp_path, monkeypatch):
     transformers' static-cache rollback, 5.24+) each is refused in one line."""
     import shutil
 
-    from hf_eagle31.cli_utils import static_cache_rollback_supported
+    from hf_eagle31.evaluation.timing import static_cache_rollback_supported
 
     _, _, target_dir, (drafter_dir,), prompts = save_tiny_setup(tmp_path)
-    command = ["bench", "--target", str(target_dir), "--drafter", str(drafter_dir), "--prompts", str(prompts),
-               "--max-new-tokens", "6", "--num-prompts", "1", "--repeats", "1"]
+    command = [
+        "bench",
+        "--target",
+        str(target_dir),
+        "--drafter",
+        str(drafter_dir),
+        "--prompts",
+        str(prompts),
+        "--max-new-tokens",
+        "6",
+        "--num-prompts",
+        "1",
+        "--repeats",
+        "1",
+    ]
     if not static_cache_rollback_supported():
         assert main(command + ["--compile-target"]) == 2
     elif shutil.which("g++") or shutil.which("c++") or shutil.which("clang++"):
@@ -300,13 +402,31 @@ def test_bench_cli_compile_drafter_and_target(tmp_path, monkeypatch):
 
 
 def test_machine_noise_example(tmp_path):
-    """examples/machine_noise.py samples the bench calibration back to back and reports their drift."""
+    """benchmarks/machine_noise.py samples the bench calibration back to back and reports their drift."""
     _, _, target_dir, _, _ = save_tiny_setup(tmp_path)
     out = tmp_path / "noise.json"
-    script = Path(__file__).resolve().parents[1] / "examples" / "machine_noise.py"
-    done = subprocess.run([sys.executable, str(script), "--target", str(target_dir), "--dtype", "float32",
-                           "--threads", "1", "--samples", "3", "--gap", "0", "--json", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "machine_noise.py"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--target",
+            str(target_dir),
+            "--dtype",
+            "float32",
+            "--threads",
+            "1",
+            "--samples",
+            "3",
+            "--gap",
+            "0",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
     assert [s["label"] for s in report["samples"]] == ["sample 1", "sample 2", "sample 3"]
@@ -317,8 +437,8 @@ def test_machine_noise_example(tmp_path):
 def test_static_cache_warm_up_reaches_every_graph(target, monkeypatch):
     """With a static (compiled) target cache every method is warmed up once more on 2 new tokens, which ends on a
     1-token forward with that method's own arguments: no graph is first compiled inside a timed pass."""
-    import hf_eagle31.bench as bench_module
-    from hf_eagle31.cli_utils import static_cache_rollback_supported
+    import hf_eagle31.evaluation.bench as bench_module
+    from hf_eagle31.evaluation.timing import static_cache_rollback_supported
 
     if not static_cache_rollback_supported():
         pytest.skip("static-cache assisted decoding needs transformers >= 5.24")
@@ -334,8 +454,9 @@ def test_static_cache_warm_up_reaches_every_graph(target, monkeypatch):
     prompts = [[5, 6, 7, 8] * 4]
     for static_cache in (False, True):
         calls.clear()
-        report = benchmark(target, drafter, prompts, max_new_tokens=6, warmup_tokens=4, progress=False,
-                           static_cache=static_cache)
+        report = benchmark(
+            target, drafter, prompts, max_new_tokens=6, warmup_tokens=4, progress=False, static_cache=static_cache
+        )
         methods = len(report["results"])
         warmups = [4, 2] if static_cache else [4]
         assert calls[: len(warmups) * methods] == warmups * methods

@@ -7,10 +7,12 @@ import subprocess
 import sys
 
 import pytest
-from conftest import make_drafter, save_tiny_setup, tiny_chat_tokenizer, tiny_target
 
-import hf_eagle31.calibration as calibration_module
-from hf_eagle31.calibration import (
+import hf_eagle31.evaluation.calibration as calibration_module
+from hf_eagle31.cli import main
+from hf_eagle31.data.suites import EvalPrompt
+from hf_eagle31.evaluation import evaluate, format_table
+from hf_eagle31.evaluation.calibration import (
     EXIT_BUSY,
     Calibration,
     MachineBusyError,
@@ -19,9 +21,8 @@ from hf_eagle31.calibration import (
     median_range,
     relative_drift,
 )
-from hf_eagle31.cli import main
-from hf_eagle31.evaluation import evaluate, format_table
-from hf_eagle31.suites import EvalPrompt
+
+from conftest import make_drafter, save_tiny_setup, tiny_chat_tokenizer, tiny_target
 
 
 QUIET = (0.0, 0.0, 0.0)
@@ -125,16 +126,33 @@ def test_cpu_hog_during_the_measurement_is_flagged():
 def drifting(monkeypatch):
     """Calibration samples of 1, 2, 3, ... ms (a machine getting busier) on a quiet load average."""
     monkeypatch.setattr(calibration_module, "load_average", lambda: QUIET)
-    monkeypatch.setattr(Calibration, "sample",
-                        lambda self, label: self.record(label, [1e-3 * (len(self.samples) + 1)], load=QUIET))
+    monkeypatch.setattr(
+        Calibration, "sample", lambda self, label: self.record(label, [1e-3 * (len(self.samples) + 1)], load=QUIET)
+    )
 
 
 def test_bench_flags_a_drifted_run_and_strict_refuses_it(tmp_path, capsys, drifting):
     _, _, target_dir, (drafter_dir,), prompts = save_tiny_setup(tmp_path)
     out = tmp_path / "bench.json"
-    command = ["bench", "--target", str(target_dir), "--drafter", str(drafter_dir), "--prompts", str(prompts),
-               "--num-prompts", "1", "--max-new-tokens", "8", "--num-assistant-tokens", "2", "--repeats", "2",
-               "--json", str(out)]
+    command = [
+        "bench",
+        "--target",
+        str(target_dir),
+        "--drafter",
+        str(drafter_dir),
+        "--prompts",
+        str(prompts),
+        "--num-prompts",
+        "1",
+        "--max-new-tokens",
+        "8",
+        "--num-assistant-tokens",
+        "2",
+        "--repeats",
+        "2",
+        "--json",
+        str(out),
+    ]
     assert main(command) == 0
     report = json.loads(out.read_text())
     cal = report["calibration"]
@@ -155,8 +173,20 @@ def test_strict_refuses_a_busy_machine_before_measuring(tmp_path, capsys, monkey
     _, _, target_dir, (drafter_dir,), prompts = save_tiny_setup(tmp_path)
     monkeypatch.setattr(calibration_module, "load_average", lambda: (99.0, 99.0, 99.0))
     monkeypatch.setattr(Calibration, "sample", lambda self, label: pytest.fail("measured on a busy machine"))
-    rc = main(["eval", "--target", str(target_dir), "--drafter", str(drafter_dir), "--prompts", str(prompts),
-               "--max-new-tokens", "8", "--strict"])
+    rc = main(
+        [
+            "eval",
+            "--target",
+            str(target_dir),
+            "--drafter",
+            str(drafter_dir),
+            "--prompts",
+            str(prompts),
+            "--max-new-tokens",
+            "8",
+            "--strict",
+        ]
+    )
     assert rc == EXIT_BUSY
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("hf-eagle31 eval: error: measurement refused (--strict): load average 99.00 >")
@@ -165,8 +195,28 @@ def test_strict_refuses_a_busy_machine_before_measuring(tmp_path, capsys, monkey
 def test_eval_cli_reports_calibration_and_spread(tmp_path, capsys, drifting):
     _, _, target_dir, (drafter_dir,), prompts = save_tiny_setup(tmp_path)
     out = tmp_path / "eval.json"
-    assert main(["eval", "--target", str(target_dir), "--drafter", str(drafter_dir), "--prompts", str(prompts),
-                 "--num-prompts", "1", "--max-new-tokens", "8", "--repeats", "2", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--target",
+                str(target_dir),
+                "--drafter",
+                str(drafter_dir),
+                "--prompts",
+                str(prompts),
+                "--num-prompts",
+                "1",
+                "--max-new-tokens",
+                "8",
+                "--repeats",
+                "2",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     saved = json.loads(out.read_text())
     assert saved["settings"]["repeats"] == 2 and saved["calibration"]["reliable"] is False
     (result,) = saved["results"]
@@ -177,11 +227,22 @@ def test_eval_cli_reports_calibration_and_spread(tmp_path, capsys, drifting):
 def test_evaluate_repeats_median_and_spread():
     target, tokenizer = tiny_target(eos_token_id=None), tiny_chat_tokenizer()
     drafters = {"a": make_drafter(target, "eagle3", seed=5), "b": make_drafter(target, "eagle3.1", seed=6)}
-    prompts = [EvalPrompt(id="p0", suite="toy", source="toy", turns=["w1 w2 w3 w4", "w5 w6"]),
-               EvalPrompt(id="p1", suite="toy", source="toy", turns=["w7 w8 w9"])]
+    prompts = [
+        EvalPrompt(id="p0", suite="toy", source="toy", turns=["w1 w2 w3 w4", "w5 w6"]),
+        EvalPrompt(id="p1", suite="toy", source="toy", turns=["w7 w8 w9"]),
+    ]
     calibration = quiet_calibration()
-    results, runs = evaluate(target, tokenizer, drafters, prompts, max_new_tokens=8, num_assistant_tokens=2,
-                             progress=False, repeats=3, calibration=calibration)
+    results, runs = evaluate(
+        target,
+        tokenizer,
+        drafters,
+        prompts,
+        max_new_tokens=8,
+        num_assistant_tokens=2,
+        progress=False,
+        repeats=3,
+        calibration=calibration,
+    )
     assert [s.label for s in calibration.samples] == ["before", "after pass 1", "after pass 2", "after pass 3"]
     assert len(runs) == 3 * 3 * 2  # passes x turns x drafters
     for r in results:

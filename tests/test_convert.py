@@ -13,12 +13,13 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import make_drafter as _make_drafter
-from conftest import tiny_target
 from hf_eagle31 import Eagle3Drafter
 from hf_eagle31.cli import main as cli_main
 from hf_eagle31.convert import convert_checkpoint, detect_format, read_checkpoint
 from hf_eagle31.modeling.candidate_generator import EagleCandidateGenerator
+
+from conftest import make_drafter as _make_drafter
+from conftest import tiny_target
 
 
 PROMPT = torch.tensor([[3, 17, 42, 8, 25, 11]])
@@ -47,12 +48,13 @@ def drafting_trace(target, drafter, max_new_tokens=16):
 
     def spy(self, input_ids, k, copy=None):
         ids, logits = original(self, input_ids, k, copy)
-        proposals.append(ids[0, input_ids.shape[1]:].tolist())
+        proposals.append(ids[0, input_ids.shape[1] :].tolist())
         return ids, logits
 
     with mock.patch.object(EagleCandidateGenerator, "_draft", spy):
-        out = target.generate(PROMPT, assistant_model=drafter, max_new_tokens=max_new_tokens, do_sample=False,
-                              num_assistant_tokens=4)
+        out = target.generate(
+            PROMPT, assistant_model=drafter, max_new_tokens=max_new_tokens, do_sample=False, num_assistant_tokens=4
+        )
     return out.tolist(), proposals, list(drafter.last_speculation_stats.accepted)
 
 
@@ -144,8 +146,9 @@ def write_speculators(drafter, path, verifier="org/tiny-target"):
         "speculators_config": {
             "algorithm": "eagle3",
             "default_proposal_method": "greedy",
-            "proposal_methods": [{"accept_tolerance": 0.0, "proposal_type": "greedy", "speculative_tokens": 3,
-                                  "verifier_accept_k": 1}],
+            "proposal_methods": [
+                {"accept_tolerance": 0.0, "proposal_type": "greedy", "speculative_tokens": 3, "verifier_accept_k": 1}
+            ],
             "verifier": {"architectures": ["LlamaForCausalLM"], "name_or_path": verifier},
         },
         "speculators_model_type": "eagle3",
@@ -153,13 +156,28 @@ def write_speculators(drafter, path, verifier="org/tiny-target"):
         "target_hidden_size": None,
         "tie_word_embeddings": False,
         "transformer_layer_config": {
-            "attention_bias": False, "attention_dropout": 0.0, "bos_token_id": 1, "eos_token_id": 2,
-            "head_dim": cfg.head_dim, "hidden_act": "silu", "hidden_size": cfg.hidden_size, "initializer_range": 0.02,
-            "intermediate_size": cfg.intermediate_size, "max_position_embeddings": 2048, "mlp_bias": False,
-            "model_type": "llama", "num_attention_heads": cfg.num_attention_heads, "num_hidden_layers": 1,
-            "num_key_value_heads": cfg.num_key_value_heads, "pad_token_id": None, "pretraining_tp": 1,
-            "rms_norm_eps": cfg.rms_norm_eps, "rope_parameters": {"rope_theta": 10000.0, "rope_type": "default"},
-            "tie_word_embeddings": False, "transformers_version": "5.23.0", "use_cache": True,
+            "attention_bias": False,
+            "attention_dropout": 0.0,
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+            "head_dim": cfg.head_dim,
+            "hidden_act": "silu",
+            "hidden_size": cfg.hidden_size,
+            "initializer_range": 0.02,
+            "intermediate_size": cfg.intermediate_size,
+            "max_position_embeddings": 2048,
+            "mlp_bias": False,
+            "model_type": "llama",
+            "num_attention_heads": cfg.num_attention_heads,
+            "num_hidden_layers": 1,
+            "num_key_value_heads": cfg.num_key_value_heads,
+            "pad_token_id": None,
+            "pretraining_tp": 1,
+            "rms_norm_eps": cfg.rms_norm_eps,
+            "rope_parameters": {"rope_theta": 10000.0, "rope_type": "default"},
+            "tie_word_embeddings": False,
+            "transformers_version": "5.23.0",
+            "use_cache": True,
             "vocab_size": cfg.vocab_size,
         },
         "transformers_version": "5.23.0",
@@ -224,8 +242,17 @@ def test_speculators_imports_layer_ids_unchanged_and_round_trips(tmp_path, targe
     assert_same_tensors(tensors(tmp_path / "again"), load_file(src / "model.safetensors"))
     published = json.loads((src / "config.json").read_text())
     exported = json.loads((tmp_path / "again" / "config.json").read_text())
-    for key in ("speculators_model_type", "draft_vocab_size", "eagle_aux_hidden_state_layer_ids", "fc_norm",
-                "norm_output", "norm_before_fc", "norm_before_residual", "target_hidden_size", "embed_requires_grad"):
+    for key in (
+        "speculators_model_type",
+        "draft_vocab_size",
+        "eagle_aux_hidden_state_layer_ids",
+        "fc_norm",
+        "norm_output",
+        "norm_before_fc",
+        "norm_before_residual",
+        "target_hidden_size",
+        "embed_requires_grad",
+    ):
         assert exported[key] == published[key], key
     assert exported["speculators_config"]["verifier"]["name_or_path"] == "org/tiny-target"
     layer = exported["transformer_layer_config"]
@@ -246,10 +273,26 @@ def test_round_trip_is_bit_identical_and_drafts_identically(tmp_path, target, fm
     convert_checkpoint(tmp_path / fmt, tmp_path / "back", "hf-eagle31")
     assert_same_tensors(tensors(tmp_path / "back"), tensors(tmp_path / "ours"))
     before, after = read_checkpoint(tmp_path / "ours").config, read_checkpoint(tmp_path / "back").config
-    for name in ("vocab_size", "draft_vocab_size", "hidden_size", "intermediate_size", "num_attention_heads",
-                 "num_key_value_heads", "head_dim", "rms_norm_eps", "rope_parameters", "target_hidden_size",
-                 "target_layer_ids", "target_num_hidden_layers", "num_hidden_layers", "fc_norm", "norm_output",
-                 "norm_before_fc", "norm_before_residual", "embeddings_in_checkpoint"):
+    for name in (
+        "vocab_size",
+        "draft_vocab_size",
+        "hidden_size",
+        "intermediate_size",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "rms_norm_eps",
+        "rope_parameters",
+        "target_hidden_size",
+        "target_layer_ids",
+        "target_num_hidden_layers",
+        "num_hidden_layers",
+        "fc_norm",
+        "norm_output",
+        "norm_before_fc",
+        "norm_before_residual",
+        "embeddings_in_checkpoint",
+    ):
         assert getattr(after, name) == getattr(before, name), name
     converted = Eagle3Drafter.from_pretrained(tmp_path / "back").float()
     assert drafting_trace(target, converted) == drafting_trace(target, drafter.float())
@@ -267,7 +310,11 @@ def test_exports_use_each_formats_names(tmp_path, target):
     # vLLM's Eagle3 loader reads these at the top level; aux ids in its "input of layer i" convention.
     assert vllm["architectures"] == ["LlamaForCausalLMEagle3"] and vllm["model_type"] == "llama"
     assert (vllm["fc_norm"], vllm["norm_output"], vllm["norm_before_fc"], vllm["norm_before_residual"]) == (
-        True, True, False, True)
+        True,
+        True,
+        False,
+        True,
+    )
     assert vllm["eagle_aux_hidden_state_layer_ids"] == [2, 4, 5] and "eagle_config" not in vllm
     eagle = json.loads((tmp_path / "eagle" / "config.json").read_text())
     assert eagle["fc_norm"] is True and eagle["norm_output"] is True and "eagle_aux_hidden_state_layer_ids" not in eagle
@@ -320,8 +367,9 @@ def test_eagle_format_refuses_deeper_drafters(tmp_path, target, capsys):
     capsys.readouterr()  # the progress bars of save_pretrained
     assert cli_main(["convert", str(tmp_path / "ours"), str(tmp_path / "eagle2"), "--to", "eagle"]) == 2
     err = capsys.readouterr().err.strip()
-    assert re.fullmatch(r"hf-eagle31 convert: error: .*EAGLE format holds one decoder layer.*this drafter has 2: .*",
-                        err)
+    assert re.fullmatch(
+        r"hf-eagle31 convert: error: .*EAGLE format holds one decoder layer.*this drafter has 2: .*", err
+    )
     one_layer = make_drafter(target, "eagle3")
     src = tmp_path / "claims-two"
     src.mkdir()
@@ -390,8 +438,24 @@ def test_checkpoint_that_lost_its_declared_embeddings_needs_the_target(tmp_path,
 def test_cli_convert(tmp_path, target, capsys):
     drafter = make_drafter(target, "eagle3.1", draft_vocab_size=48)
     drafter.save_pretrained(tmp_path / "ours")
-    assert cli_main(["convert", str(tmp_path / "ours"), str(tmp_path / "spec"), "--to", "speculators",
-                     "--target-layer-ids", "2", "4", "5", "--num-speculative-tokens", "5"]) == 0
+    assert (
+        cli_main(
+            [
+                "convert",
+                str(tmp_path / "ours"),
+                str(tmp_path / "spec"),
+                "--to",
+                "speculators",
+                "--target-layer-ids",
+                "2",
+                "4",
+                "5",
+                "--num-speculative-tokens",
+                "5",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "(hf-eagle31) ->" in out and "[2, 4, 5]" in out
     config = json.loads((tmp_path / "spec" / "config.json").read_text())

@@ -1,4 +1,5 @@
-"""Data preparation: chat-template tokenization, assistant-only loss masks, bad input, self-distillation, draft vocab."""
+"""Data preparation: chat-template tokenization, assistant-only loss masks, bad input, self-distillation,
+draft vocab."""
 
 import json
 import os
@@ -16,7 +17,7 @@ from hf_eagle31.data import (
     tokenize_conversation,
     tokenize_conversations,
 )
-from hf_eagle31.draft_vocab import build_draft_vocab, count_token_frequencies, draft_vocab_from_dataset
+from hf_eagle31.training.draft_vocab import build_draft_vocab, count_token_frequencies, draft_vocab_from_dataset
 
 from conftest import tiny_target
 
@@ -26,8 +27,29 @@ CHATML = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 SPECIALS = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>"]
-WORDS = ["system", "user", "assistant", "hello", "hi", "there", "how", "are", "you", "fine", "thanks", "what", "is",
-         "two", "plus", "four", "be", "brief", "ok", "bye", "."]
+WORDS = [
+    "system",
+    "user",
+    "assistant",
+    "hello",
+    "hi",
+    "there",
+    "how",
+    "are",
+    "you",
+    "fine",
+    "thanks",
+    "what",
+    "is",
+    "two",
+    "plus",
+    "four",
+    "be",
+    "brief",
+    "ok",
+    "bye",
+    ".",
+]
 
 
 def chat_tokenizer(template=CHATML):
@@ -37,8 +59,13 @@ def chat_tokenizer(template=CHATML):
         vocab[f"w{i}"] = i
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>",
-                                  eos_token="<|im_end|>", additional_special_tokens=["<|im_start|>"])
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="<unk>",
+        pad_token="<pad>",
+        eos_token="<|im_end|>",
+        additional_special_tokens=["<|im_start|>"],
+    )
     tok.chat_template = template
     return tok
 
@@ -76,8 +103,9 @@ def test_template_that_rewrites_history_falls_back_to_search_and_is_reported():
         "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
     )
     tok = chat_tokenizer(template)
-    records, report = tokenize_conversations(tok, [conv(("hello", "hi"), ("how are you", "fine thanks"))],
-                                             show_progress=False)
+    records, report = tokenize_conversations(
+        tok, [conv(("hello", "hi"), ("how are you", "fine thanks"))], show_progress=False
+    )
     assert report.template_fallbacks == 1
     r = records[0]
     # The first reply is not in the rendered text (nothing to mask); the last one is found with its end marker.
@@ -121,8 +149,13 @@ def test_tokenizer_without_chat_template_is_a_clear_error():
 
 def test_prepare_dataset_saves_and_loads(tmp_path):
     tok = chat_tokenizer()
-    data, report = prepare_dataset(tok, [conv(("hello", "hi")), conv(("hi", None))], out_dir=str(tmp_path / "d"),
-                                   max_length=64, show_progress=False)
+    data, report = prepare_dataset(
+        tok,
+        [conv(("hello", "hi")), conv(("hi", None))],
+        out_dir=str(tmp_path / "d"),
+        max_length=64,
+        show_progress=False,
+    )
     loaded = load_prepared(str(tmp_path / "d"))
     assert len(loaded) == 1 and loaded[0]["input_ids"] == data[0]["input_ids"]
     assert json.load(open(tmp_path / "d" / REPORT_NAME))["dropped_no_assistant_turn"] == 1
@@ -132,10 +165,16 @@ def test_prepare_dataset_saves_and_loads(tmp_path):
 
 def test_several_prepared_sets_concatenate_in_order(tmp_path):
     tok = chat_tokenizer()
-    first, _ = prepare_dataset(tok, [conv(("hello", "hi"))], out_dir=str(tmp_path / "a"), max_length=64,
-                               show_progress=False)
-    second, _ = prepare_dataset(tok, [conv(("how are you", "fine")), conv(("bye", "see you"))],
-                                out_dir=str(tmp_path / "b"), max_length=64, show_progress=False)
+    first, _ = prepare_dataset(
+        tok, [conv(("hello", "hi"))], out_dir=str(tmp_path / "a"), max_length=64, show_progress=False
+    )
+    second, _ = prepare_dataset(
+        tok,
+        [conv(("how are you", "fine")), conv(("bye", "see you"))],
+        out_dir=str(tmp_path / "b"),
+        max_length=64,
+        show_progress=False,
+    )
     both = load_prepared([str(tmp_path / "a"), str(tmp_path / "b")])
     assert [r["input_ids"] for r in both] == [first[0]["input_ids"]] + [r["input_ids"] for r in second]
     assert [r["loss_mask"] for r in both] == [first[0]["loss_mask"]] + [r["loss_mask"] for r in second]
@@ -176,9 +215,17 @@ def test_regeneration_keeps_prompts_is_batched_resumable_and_seeded(tmp_path):
 def test_prepare_with_regeneration_reports_everything(tmp_path):
     tok = chat_tokenizer()
     conversations = [conv(("hello", "x")), conv(("hi", None)), [{"role": "system", "content": "be brief"}]]
-    data, report = prepare_dataset(tok, conversations, out_dir=str(tmp_path / "d"), target=tiny_target(),
-                                   regenerate=True, batch_size=2, max_new_tokens=4, max_length=64,
-                                   show_progress=False)
+    data, report = prepare_dataset(
+        tok,
+        conversations,
+        out_dir=str(tmp_path / "d"),
+        target=tiny_target(),
+        regenerate=True,
+        batch_size=2,
+        max_new_tokens=4,
+        max_length=64,
+        show_progress=False,
+    )
     assert report.regenerated == 2 and report.regenerated_turns == 2
     assert report.kept == len(data) == 2 and report.dropped_no_assistant_turn == 1
     assert len(load_prepared(str(tmp_path / "d"))) == 2
@@ -219,8 +266,11 @@ def test_keep_first_turns_cuts_before_the_next_user_turn():
     from hf_eagle31.data import keep_first_turns
 
     chat = [
-        {"role": "system", "content": "s"}, {"role": "user", "content": "u1"}, {"role": "assistant", "content": "a1"},
-        {"role": "user", "content": "u2"}, {"role": "assistant", "content": "a2"},
+        {"role": "system", "content": "s"},
+        {"role": "user", "content": "u1"},
+        {"role": "assistant", "content": "a1"},
+        {"role": "user", "content": "u2"},
+        {"role": "assistant", "content": "a2"},
     ]
     assert keep_first_turns(chat, 1) == chat[:3]
     assert keep_first_turns(chat, 2) == chat and keep_first_turns(chat, None) == chat

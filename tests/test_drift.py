@@ -4,11 +4,12 @@ import json
 
 import pytest
 import torch
-from conftest import make_drafter, save_tiny_setup
 from transformers import DynamicCache
 
 from hf_eagle31.cli import main
-from hf_eagle31.drift import CATEGORIES, attention_split, measure_drift, target_continuation
+from hf_eagle31.evaluation.drift import CATEGORIES, attention_split, measure_drift, target_continuation
+
+from conftest import make_drafter, save_tiny_setup
 
 
 def test_attention_split_by_hand():
@@ -35,8 +36,9 @@ def manual_drift(target, drafter, prompt, generate_tokens, depth, sink_tokens):
         best = outputs[-1].logits[0, -1].argmax()
         token = (best + drafter.d2t[best]).view(1, 1)
         fed.append(outputs[-1].next_hidden[0, -1])
-        outputs.append(drafter(token, hidden_states=outputs[-1].next_hidden[:, -1:], cache=cache,
-                               output_attentions=True))
+        outputs.append(
+            drafter(token, hidden_states=outputs[-1].next_hidden[:, -1:], cache=cache, output_attentions=True)
+        )
         rows.append(outputs[-1].attentions[0, :, -1])
     masses = []
     for row in rows:  # (nh, kv_len)
@@ -56,8 +58,9 @@ def test_masses_and_norms_match_manual_computation(target, variant):
     drafter = make_drafter(target, variant, draft_vocab_size=48, seed=8)
     prompts = [[3, 9, 4, 1, 5, 9, 2, 6], [7, 1, 8, 2, 8, 1, 8, 2, 8, 4, 5]]
     depth, gen, sink = 4, 5, 3
-    report = measure_drift(target, {"d": drafter}, prompts, depth=depth, generate_tokens=gen, sink_tokens=sink,
-                           progress=False)
+    report = measure_drift(
+        target, {"d": drafter}, prompts, depth=depth, generate_tokens=gen, sink_tokens=sink, progress=False
+    )
     summary = report["drafters"]["d"]
     manual = [manual_drift(target, drafter, p, gen, depth, sink) for p in prompts]
     for k in range(depth):
@@ -91,10 +94,27 @@ def test_acceptance_against_target_continuation(target):
 def test_drift_cli_two_drafters(tmp_path, capsys):
     _, _, target_dir, drafter_dirs, prompts = save_tiny_setup(tmp_path, variants=("eagle3", "eagle3.1"))
     out = tmp_path / "drift"
-    rc = main([
-        "drift", "--target", str(target_dir), "--drafter", str(drafter_dirs[0]), "--drafter", str(drafter_dirs[1]),
-        "--prompts", str(prompts), "--num-prompts", "2", "--depth", "3", "--generate-tokens", "4", "--out", str(out),
-    ])
+    rc = main(
+        [
+            "drift",
+            "--target",
+            str(target_dir),
+            "--drafter",
+            str(drafter_dirs[0]),
+            "--drafter",
+            str(drafter_dirs[1]),
+            "--prompts",
+            str(prompts),
+            "--num-prompts",
+            "2",
+            "--depth",
+            "3",
+            "--generate-tokens",
+            "4",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     report = json.loads((out / "drift.json").read_text())
     assert list(report["drafters"]) == [str(d) for d in drafter_dirs]

@@ -3,12 +3,13 @@
 import json
 
 import pytest
-from conftest import make_drafter, save_tiny_setup, tiny_chat_tokenizer, tiny_target
 
 from hf_eagle31.cli import main
+from hf_eagle31.data.suites import EvalPrompt, render
 from hf_eagle31.evaluation import evaluate, format_table, pool_speculation_stats, read_prompt_file
 from hf_eagle31.modeling import SpeculationStats
-from hf_eagle31.suites import EvalPrompt, render
+
+from conftest import make_drafter, save_tiny_setup, tiny_chat_tokenizer, tiny_target
 
 
 def prompt(i, turns=1, suite="toy", length=8):
@@ -26,8 +27,9 @@ def setup():
 def test_tau_equals_generator_stats_for_one_prompt(setup):
     target, tokenizer = setup
     drafter = make_drafter(target, "eagle3", seed=4)
-    results, runs = evaluate(target, tokenizer, {"d": drafter}, [prompt(0)], max_new_tokens=24,
-                             num_assistant_tokens=4, progress=False)
+    results, runs = evaluate(
+        target, tokenizer, {"d": drafter}, [prompt(0)], max_new_tokens=24, num_assistant_tokens=4, progress=False
+    )
     stats = drafter.last_speculation_stats  # the generator's stats of the (only) measured run
     assert runs[-1]["run"].stats is stats
     (result,) = results
@@ -53,9 +55,15 @@ def test_side_by_side_multi_turn_and_suites(setup):
     target, tokenizer = setup
     drafters = {"e3": make_drafter(target, "eagle3", seed=5), "e31": make_drafter(target, "eagle3.1", seed=6)}
     prompts = [prompt(0, turns=2, suite="chat"), prompt(1, suite="chat"), prompt(2, suite="code")]
-    results, runs = evaluate(target, tokenizer, drafters, prompts, max_new_tokens=10, num_assistant_tokens=3,
-                             progress=False)
-    assert [(r["drafter"], r["suite"]) for r in results] == [("e3", "chat"), ("e3", "code"), ("e31", "chat"), ("e31", "code")]
+    results, runs = evaluate(
+        target, tokenizer, drafters, prompts, max_new_tokens=10, num_assistant_tokens=3, progress=False
+    )
+    assert [(r["drafter"], r["suite"]) for r in results] == [
+        ("e3", "chat"),
+        ("e3", "code"),
+        ("e31", "chat"),
+        ("e31", "code"),
+    ]
     for r in results:  # each suite's numbers pool exactly its own runs
         mine = [x["run"].stats for x in runs if x["drafter"] == r["drafter"] and x["suite"] == r["suite"]]
         assert r["tau"] == pytest.approx(sum(a + 1 for s in mine for a in s.accepted) / sum(s.cycles for s in mine))
@@ -78,8 +86,17 @@ def test_side_by_side_multi_turn_and_suites(setup):
 def test_sampling_runs_and_reports_tau(setup):
     target, tokenizer = setup
     drafter = make_drafter(target, "eagle3.1", seed=7)
-    results, _ = evaluate(target, tokenizer, {"d": drafter}, [prompt(3)], max_new_tokens=12, num_assistant_tokens=3,
-                          do_sample=True, temperature=0.7, progress=False)
+    results, _ = evaluate(
+        target,
+        tokenizer,
+        {"d": drafter},
+        [prompt(3)],
+        max_new_tokens=12,
+        num_assistant_tokens=3,
+        do_sample=True,
+        temperature=0.7,
+        progress=False,
+    )
     assert results[0]["tau"] >= 1 and results[0]["new_tokens"] == 12
 
 
@@ -97,10 +114,21 @@ def test_errors_prompt_too_long_and_mismatched_drafter(setup):
 def test_prompt_file_formats_and_errors(tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_text(
-        json.dumps({"prompt": "w1 w2"}) + "\n\n"
-        + json.dumps({"question_id": 81, "turns": ["w3", "w4"]}) + "\n"
-        + json.dumps({"messages": [{"role": "system", "content": "w9"}, {"role": "user", "content": "w5"},
-                                   {"role": "assistant", "content": "w6"}, {"role": "user", "content": "w7"}]}) + "\n"
+        json.dumps({"prompt": "w1 w2"})
+        + "\n\n"
+        + json.dumps({"question_id": 81, "turns": ["w3", "w4"]})
+        + "\n"
+        + json.dumps(
+            {
+                "messages": [
+                    {"role": "system", "content": "w9"},
+                    {"role": "user", "content": "w5"},
+                    {"role": "assistant", "content": "w6"},
+                    {"role": "user", "content": "w7"},
+                ]
+            }
+        )
+        + "\n"
     )
     a, b, c = read_prompt_file(str(path))
     assert (a.id, a.turns, a.suite, a.template) == ("1", ["w1 w2"], "p", "chat")
@@ -118,11 +146,31 @@ def test_eval_cli_two_drafters_json(tmp_path, capsys):
     out = tmp_path / "eval.json"
     template = tmp_path / "chatml.jinja"
     template.write_text(tiny_chat_tokenizer().chat_template)
-    rc = main([
-        "eval", "--target", str(target_dir), "--drafter", str(drafter_dirs[0]), "--drafter", str(drafter_dirs[1]),
-        "--prompts", str(prompts), "--num-prompts", "2", "--max-new-tokens", "10", "--num-assistant-tokens", "3",
-        "--chat-template", str(template), "--system-prompt", "w1", "--json", str(out),
-    ])
+    rc = main(
+        [
+            "eval",
+            "--target",
+            str(target_dir),
+            "--drafter",
+            str(drafter_dirs[0]),
+            "--drafter",
+            str(drafter_dirs[1]),
+            "--prompts",
+            str(prompts),
+            "--num-prompts",
+            "2",
+            "--max-new-tokens",
+            "10",
+            "--num-assistant-tokens",
+            "3",
+            "--chat-template",
+            str(template),
+            "--system-prompt",
+            "w1",
+            "--json",
+            str(out),
+        ]
+    )
     assert rc == 0
     results = json.loads(out.read_text())["results"]
     assert [r["drafter"] for r in results] == [str(d) for d in drafter_dirs]
@@ -136,8 +184,9 @@ def test_eval_cli_two_drafters_json(tmp_path, capsys):
 def test_draft_length_sweep(setup):
     target, tokenizer = setup
     drafter = make_drafter(target, "eagle3.1", seed=10)
-    results, runs = evaluate(target, tokenizer, {"d": drafter}, [prompt(4)], max_new_tokens=12,
-                             num_assistant_tokens=[1, 3], progress=False)
+    results, runs = evaluate(
+        target, tokenizer, {"d": drafter}, [prompt(4)], max_new_tokens=12, num_assistant_tokens=[1, 3], progress=False
+    )
     assert [r["num_assistant_tokens"] for r in results] == [1, 3]
     assert [len(r["acceptance_per_depth"]) for r in results] == [1, 3]
     assert 1 <= results[0]["tau"] <= 2 and 1 <= results[1]["tau"] <= 4
@@ -147,7 +196,7 @@ def test_draft_length_sweep(setup):
 
 def test_drift_acceptance_is_speculation_stats_acceptance():
     """drift's per-prompt cumulative flags, read as one cycle of `depth` drafts each: the same definitions."""
-    from hf_eagle31.drift import _as_speculation_stats
+    from hf_eagle31.evaluation.drift import _as_speculation_stats
 
     rows = [[1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]]
     stats = _as_speculation_stats(rows)
@@ -167,11 +216,21 @@ def test_evaluate_compares_drafting_policies(setup):
     drafter = make_drafter(target, "eagle3.1", seed=8)
     with torch.no_grad():
         drafter.lm_head.weight.mul_(0.0)  # a uniform drafter: always unsure
-    policies = {name: drafting_policy(name, confidence_threshold=0.5, copy_tokens=4)
-                for name in ("constant", "confidence", "confidence+copy")}
+    policies = {
+        name: drafting_policy(name, confidence_threshold=0.5, copy_tokens=4)
+        for name in ("constant", "confidence", "confidence+copy")
+    }
     prompts = [prompt(0, length=12), prompt(1, length=12)]
-    results, runs = evaluate(target, tokenizer, {"d": drafter}, prompts, max_new_tokens=12, num_assistant_tokens=3,
-                             progress=False, policies=policies)
+    results, runs = evaluate(
+        target,
+        tokenizer,
+        {"d": drafter},
+        prompts,
+        max_new_tokens=12,
+        num_assistant_tokens=3,
+        progress=False,
+        policies=policies,
+    )
     by_row = {r["drafter"]: r for r in results}
     assert list(by_row) == ["d", "d:constant", "d:confidence", "d:confidence+copy"]
     assert by_row["d"]["policy"] is None and by_row["d:confidence"]["policy"] == "confidence"
@@ -203,13 +262,30 @@ def test_evaluate_runs_every_drafter_under_one_policy(setup):
         unsure.lm_head.weight.mul_(0.0)  # a uniform drafter: always unsure
     unsure.generation_config.assistant_confidence_threshold = 0.5
     prompts = [prompt(0, length=12)]
-    saved, _ = evaluate(target, tokenizer, {"d": unsure}, prompts, max_new_tokens=12, num_assistant_tokens=3,
-                        progress=False)
-    constant, _ = evaluate(target, tokenizer, {"d": unsure}, prompts, max_new_tokens=12, num_assistant_tokens=3,
-                           progress=False, drafting=drafting_policy("constant"))
+    saved, _ = evaluate(
+        target, tokenizer, {"d": unsure}, prompts, max_new_tokens=12, num_assistant_tokens=3, progress=False
+    )
+    constant, _ = evaluate(
+        target,
+        tokenizer,
+        {"d": unsure},
+        prompts,
+        max_new_tokens=12,
+        num_assistant_tokens=3,
+        progress=False,
+        drafting=drafting_policy("constant"),
+    )
     assert saved[0]["drafted_per_cycle"] == pytest.approx(1.0)
     assert constant[0]["drafter"] == "d" and constant[0]["drafted_per_cycle"] > 2.5
     unsure.generation_config.assistant_confidence_threshold = 0.0
-    confidence, _ = evaluate(target, tokenizer, {"d": unsure}, prompts, max_new_tokens=12, num_assistant_tokens=3,
-                             progress=False, drafting=drafting_policy("confidence", confidence_threshold=0.5))
+    confidence, _ = evaluate(
+        target,
+        tokenizer,
+        {"d": unsure},
+        prompts,
+        max_new_tokens=12,
+        num_assistant_tokens=3,
+        progress=False,
+        drafting=drafting_policy("confidence", confidence_threshold=0.5),
+    )
     assert confidence[0]["drafted_per_cycle"] == pytest.approx(1.0)

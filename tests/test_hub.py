@@ -13,23 +13,33 @@ import pytest
 import yaml
 from huggingface_hub import ModelCard
 
-from conftest import make_drafter, tiny_target
 from hf_eagle31.hub import (
     load_eval_results,
     parse_card_metadata,
     push_drafter,
-    push_drafter_to_hub,
     render_model_card,
     save_drafter,
 )
 
+from conftest import make_drafter, tiny_target
+
 
 EVAL = {
     "results": [
-        {"drafter": "eagle3.1", "suite": "mt-bench", "tau": 3.4172, "tokens_per_s": 41.28,
-         "acceptance_per_depth": [0.8123, 0.6542, 0.5011]},
-        {"drafter": "eagle3", "suite": "mt-bench", "tau": 2.9051, "tokens_per_s": 35.77,
-         "acceptance_per_depth": [0.7764, 0.5408, 0.3919, 0.2513]},
+        {
+            "drafter": "eagle3.1",
+            "suite": "mt-bench",
+            "tau": 3.4172,
+            "tokens_per_s": 41.28,
+            "acceptance_per_depth": [0.8123, 0.6542, 0.5011],
+        },
+        {
+            "drafter": "eagle3",
+            "suite": "mt-bench",
+            "tau": 2.9051,
+            "tokens_per_s": 35.77,
+            "acceptance_per_depth": [0.7764, 0.5408, 0.3919, 0.2513],
+        },
     ]
 }
 
@@ -47,8 +57,13 @@ def eval_json(tmp_path):
 
 
 def test_card_has_valid_metadata_and_the_measured_numbers(drafter, eval_json):
-    card = render_model_card(drafter, eval_results=eval_json, base_model="HuggingFaceTB/SmolLM2-135M-Instruct",
-                             repo_id="me/smollm2-eagle31", drafter_name="eagle3.1")
+    card = render_model_card(
+        drafter,
+        eval_results=eval_json,
+        base_model="HuggingFaceTB/SmolLM2-135M-Instruct",
+        repo_id="me/smollm2-eagle31",
+        drafter_name="eagle3.1",
+    )
     metadata = parse_card_metadata(card)
     assert metadata == yaml.safe_load(card.split("---\n")[1])
     assert metadata["library_name"] == "transformers" and metadata["license"] == "apache-2.0"
@@ -120,7 +135,8 @@ def test_save_drafter_writes_the_card(tmp_path, drafter, eval_json):
 def test_save_pretrained_is_transformers_own_and_writes_no_card(tmp_path, drafter):
     drafter.save_pretrained(tmp_path / "d")
     assert {"config.json", "generation_config.json", "model.safetensors", "modeling_eagle3.py"} <= {
-        p.name for p in (tmp_path / "d").iterdir()}
+        p.name for p in (tmp_path / "d").iterdir()
+    }
     assert not (tmp_path / "d" / "README.md").exists()
 
 
@@ -138,14 +154,17 @@ def test_modeling_never_imports_hf_eagle31():
     for path in files:
         source = path.read_text(encoding="utf-8")
         for number, line in enumerate(source.splitlines(), 1):  # grep: no import of the package, in any form
-            assert not re.search(r"^\s*(from\s+hf_eagle31\b|import\s+hf_eagle31\b)|import_module\(\s*['\"]hf_eagle31",
-                                 line), f"{path.name}:{number}: {line}"
+            assert not re.search(
+                r"^\s*(from\s+hf_eagle31\b|import\s+hf_eagle31\b)|import_module\(\s*['\"]hf_eagle31", line
+            ), f"{path.name}:{number}: {line}"
         for node in ast.walk(ast.parse(source)):  # and none hidden in a multi-name or parent-relative import
             if isinstance(node, ast.Import):
                 assert not any(a.name.split(".")[0] == "hf_eagle31" for a in node.names), f"{path.name}:{node.lineno}"
             elif isinstance(node, ast.ImportFrom):
                 assert node.level <= 1, f"{path.name}:{node.lineno}: imports from outside modeling/"
-                assert node.level == 1 or (node.module or "").split(".")[0] != "hf_eagle31", f"{path.name}:{node.lineno}"
+                assert node.level == 1 or (node.module or "").split(".")[0] != "hf_eagle31", (
+                    f"{path.name}:{node.lineno}"
+                )
 
 
 def test_the_drafter_keeps_transformers_save_and_push(drafter):
@@ -173,8 +192,15 @@ def test_push_to_hub_uploads_code_weights_and_card_in_one_commit(drafter, eval_j
     assert len(commits) == 1
     repo_id, files, readme = commits[0]
     assert repo_id == "me/tiny-eagle31"
-    assert {"config.json", "model.safetensors", "README.md", "modeling_eagle3.py", "configuration_eagle3.py",
-            "drafter_common.py", "candidate_generator.py"} <= set(files)
+    assert {
+        "config.json",
+        "model.safetensors",
+        "README.md",
+        "modeling_eagle3.py",
+        "configuration_eagle3.py",
+        "drafter_common.py",
+        "candidate_generator.py",
+    } <= set(files)
     assert "3.42" in readme and parse_card_metadata(readme)["base_model"] == "org/target"
     assert "me/tiny-eagle31" in readme  # the snippets name the repo the card lives in
 
@@ -192,10 +218,18 @@ def test_transformers_push_to_hub_uploads_the_drafter_without_our_card(drafter):
             return "commit-url"
 
     generic = ModelCard("---\nlibrary_name: transformers\n---\n\n# generic\n")
-    with mock.patch("transformers.utils.hub.hf_api", return_value=FakeApi()), \
-            mock.patch("transformers.utils.hub.create_and_tag_model_card", return_value=generic):
+    with (
+        mock.patch("transformers.utils.hub.hf_api", return_value=FakeApi()),
+        mock.patch("transformers.utils.hub.create_and_tag_model_card", return_value=generic),
+    ):
         assert drafter.push_to_hub("me/tiny", commit_message="first") == "commit-url"
     ((repo_id, files, message),) = commits
     assert repo_id == "me/tiny" and message == "first"
-    assert {"config.json", "generation_config.json", "model.safetensors", "modeling_eagle3.py",
-            "candidate_generator.py", "README.md"} <= set(files)
+    assert {
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "modeling_eagle3.py",
+        "candidate_generator.py",
+        "README.md",
+    } <= set(files)

@@ -5,12 +5,13 @@ import warnings
 
 import pytest
 import torch
-from conftest import VARIANTS, make_drafter, tiny_target
 from safetensors.torch import load_file, save_file
 from transformers import DynamicCache, Qwen2Config
 
 from hf_eagle31 import Eagle3Config, Eagle3Drafter, MtpConfig, MtpDrafter
 from hf_eagle31.modeling.drafter_common import DrafterOutput
+
+from conftest import VARIANTS, make_drafter, tiny_target
 
 
 # ---------------------------------------------------------------------------------------------- configs
@@ -29,8 +30,13 @@ def test_from_target_llama_sizes_and_layer_ids(target):
 
 def test_from_target_qwen2_and_mtp():
     qwen = Qwen2Config(
-        vocab_size=100, hidden_size=48, intermediate_size=96, num_hidden_layers=12, num_attention_heads=6,
-        num_key_value_heads=2, rope_parameters={"rope_type": "default", "rope_theta": 50000.0},
+        vocab_size=100,
+        hidden_size=48,
+        intermediate_size=96,
+        num_hidden_layers=12,
+        num_attention_heads=6,
+        num_key_value_heads=2,
+        rope_parameters={"rope_type": "default", "rope_theta": 50000.0},
     )
     cfg = Eagle3Config.from_target(qwen, variant="eagle3.1")
     assert cfg.target_layer_ids == [2, 6, 9] and cfg.head_dim == 8 and cfg.num_key_value_heads == 2
@@ -69,8 +75,12 @@ def test_drafter_depth_is_its_own_and_never_the_targets(target, tmp_path):
     loaded = Eagle3Drafter.from_pretrained(tmp_path).eval()
     ids, feats = torch.randint(0, 64, (1, 6)), torch.randn(1, 6, 96)
     with torch.no_grad():
-        torch.testing.assert_close(loaded(ids, target_hidden_states=feats).logits,
-                                   drafter(ids, target_hidden_states=feats).logits, rtol=0, atol=0)
+        torch.testing.assert_close(
+            loaded(ids, target_hidden_states=feats).logits,
+            drafter(ids, target_hidden_states=feats).logits,
+            rtol=0,
+            atol=0,
+        )
 
 
 def test_from_target_invalid_inputs(target):
@@ -92,7 +102,10 @@ def test_target_layer_ids_index_inputs_of_decoder_layers(target):
     """`hidden_states[i]` as requested by the drafter is the *input* of decoder layer i (EAGLE/vLLM convention)."""
     captured = {}
     hooks = [
-        layer.register_forward_pre_hook(lambda m, args, kw, i=i: captured.__setitem__(i, (args[0] if args else kw["hidden_states"]).clone()), with_kwargs=True)
+        layer.register_forward_pre_hook(
+            lambda m, args, kw, i=i: captured.__setitem__(i, (args[0] if args else kw["hidden_states"]).clone()),
+            with_kwargs=True,
+        )
         for i, layer in enumerate(target.model.layers)
     ]
     ids = torch.randint(0, 64, (1, 7))
@@ -192,7 +205,7 @@ def test_ttt_step_uses_shifted_tokens_and_positions(target):
     changed[0, t + 1 + j] = (changed[0, t + 1 + j] + 1) % 64
     new = drafter.ttt_forward(changed, feats, 3)
     assert not torch.allclose(base[j][:, t], new[j][:, t])
-    torch.testing.assert_close(base[j][:, : t], new[j][:, : t])
+    torch.testing.assert_close(base[j][:, :t], new[j][:, :t])
 
 
 def test_forward_ttt_steps_returns_a_drafter_output_and_the_deprecated_list(target):
@@ -318,7 +331,8 @@ def test_draft_length_travels_with_the_checkpoint(target, tmp_path):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_variant_registry_builds_and_recognises_every_variant(target, variant):
     """VARIANTS (modeling/configuration_common.py) is the one table: training, info, hub, drift, convert read it."""
-    from hf_eagle31.modeling import VARIANTS as REGISTRY, variant_classes, variant_of
+    from hf_eagle31.modeling import VARIANTS as REGISTRY
+    from hf_eagle31.modeling import variant_classes, variant_of
     from hf_eagle31.training import build_drafter
 
     entry = REGISTRY[variant]

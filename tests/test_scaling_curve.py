@@ -1,4 +1,5 @@
-"""examples/scaling_curve.py: tokens per checkpoint from the data, the log-linear fit and where it puts tau targets."""
+"""benchmarks/scaling_curve.py: tokens per checkpoint from the data, the log-linear fit and where it puts tau
+targets."""
 
 import importlib.util
 import json
@@ -8,7 +9,8 @@ from pathlib import Path
 import datasets
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "scaling_curve.py"
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "scaling_curve.py"
 
 
 def load_script():
@@ -19,8 +21,10 @@ def load_script():
 
 
 def eval_json(path, rows):
-    results = [{"drafter": name, "tau": tau, "acceptance_per_depth": [acc, 0.1], "num_assistant_tokens": 4,
-                "cycles": 100} for name, tau, acc in rows]
+    results = [
+        {"drafter": name, "tau": tau, "acceptance_per_depth": [acc, 0.1], "num_assistant_tokens": 4, "cycles": 100}
+        for name, tau, acc in rows
+    ]
     path.write_text(json.dumps({"results": results}))
     return str(path)
 
@@ -29,9 +33,11 @@ def test_curve_fit_and_outputs(tmp_path):
     pytest.importorskip("matplotlib")
     curve = load_script()
     data = tmp_path / "data"
-    # two rows: 10 and 30 tokens, 4 and 8 of them assistant tokens -> 20 tokens / 6 assistant tokens per row, 40 / 12 a step of batch 2
-    datasets.Dataset.from_dict({"input_ids": [[1] * 10, [2] * 30], "loss_mask": [[1] * 4 + [0] * 6, [1] * 8 + [0] * 22]}
-                               ).save_to_disk(str(data))
+    # two rows: 10 and 30 tokens, 4 and 8 of them assistant tokens -> 20 tokens / 6 assistant tokens per row,
+    # 40 / 12 a step of batch 2
+    datasets.Dataset.from_dict(
+        {"input_ids": [[1] * 10, [2] * 30], "loss_mask": [[1] * 4 + [0] * 6, [1] * 8 + [0] * 22]}
+    ).save_to_disk(str(data))
     # tau = 1 + 0.5 * log10(tokens / 40): exactly log-linear in tokens seen (batch 2 -> 40 tokens a step)
     rows = [(f"runs/x/checkpoint-{s}", 1 + 0.5 * math.log10(s), 0.2 + 0.01 * s) for s in (1, 10, 100)]
     path = eval_json(tmp_path / "v.json", rows + [("hf_eagle31/drafters/shipped", 1.4, 0.3)])

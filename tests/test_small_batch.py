@@ -4,11 +4,12 @@ only fp32 CPU nn.Linear layers, and keeps assisted greedy decoding identical to 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_drafter, tiny_target
 from torch import nn
 
 from hf_eagle31 import small_batch_linears
 from hf_eagle31.small_batch import disable, enable, is_enabled, wanted
+
+from conftest import make_drafter, tiny_target
 
 
 @pytest.mark.parametrize("bias", [False, True])
@@ -60,8 +61,15 @@ def test_assisted_greedy_stays_identical_to_plain(policy):
     ids = torch.tensor([[3, 9, 4, 7, 3, 9, 4, 7, 5, 11, 2, 9]])
     plain = target.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=24, do_sample=False)
     with small_batch_linears(target):
-        assisted = target.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=24, do_sample=False,
-                                   assistant_model=drafter, num_assistant_tokens=4, **policy)
+        assisted = target.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=24,
+            do_sample=False,
+            assistant_model=drafter,
+            num_assistant_tokens=4,
+            **policy,
+        )
         assert drafter.last_speculation_stats.cycles > 0
     assert torch.equal(plain, assisted)
 
@@ -71,15 +79,33 @@ def test_bench_cli_small_batch_linears(tmp_path, setting, expected):
     """`--small-batch-linears auto` is on for an fp32 CPU target (recorded in the report); outputs stay exact."""
     import json
 
-    from conftest import save_tiny_setup
-
     from hf_eagle31.cli import main
+
+    from conftest import save_tiny_setup
 
     _, _, target_dir, (drafter_dir,), prompts = save_tiny_setup(tmp_path)
     out = tmp_path / "bench.json"
-    rc = main(["bench", "--target", str(target_dir), "--drafter", str(drafter_dir), "--prompts", str(prompts),
-               "--max-new-tokens", "10", "--num-prompts", "2", "--repeats", "1", "--small-batch-linears", setting,
-               "--json", str(out)])
+    rc = main(
+        [
+            "bench",
+            "--target",
+            str(target_dir),
+            "--drafter",
+            str(drafter_dir),
+            "--prompts",
+            str(prompts),
+            "--max-new-tokens",
+            "10",
+            "--num-prompts",
+            "2",
+            "--repeats",
+            "1",
+            "--small-batch-linears",
+            setting,
+            "--json",
+            str(out),
+        ]
+    )
     assert rc == 0
     report = json.loads(out.read_text())
     assert report["outputs_identical"] and report["settings"]["small_batch_linears"] is expected

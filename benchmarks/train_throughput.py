@@ -3,11 +3,11 @@ Drafter training throughput on this machine, one setting after another in one pr
 of an `hf-eagle31 train` step (online features from the target included), of feature extraction alone, and of
 self-distillation (the target generating answers, batched as `prepare-data --regenerate` does).
 
-    python examples/train_throughput.py --data runs/data/sg-800-6800 --out docs/results/train-throughput
+    python benchmarks/train_throughput.py --data runs/data/sg-800-6800 --out docs/results/train-throughput
 
 Every row is cut to `--length` tokens, so every step sees batch x length tokens. A training setting runs one
 warm-up step, then `--steps` timed steps (the median is reported); its peak resident memory is the process's VmHWM,
-reset before the setting (Linux). The baseline is the recipe of examples/scaling_pair.sh (bf16 target, bf16
+reset before the setting (Linux). The baseline is the recipe of benchmarks/scaling_pair.sh (bf16 target, bf16
 autocast, TTT 3, draft vocabulary 8192, one thread); every other row changes one thing. A calibration workload is
 timed before and after (machine drift, as in `bench`). Prints a markdown table and writes `<out>.json`.
 """
@@ -22,16 +22,22 @@ import time
 import torch
 from transformers import TrainerCallback, TrainingArguments
 
-from hf_eagle31.calibration import Calibration, format_calibration
 from hf_eagle31.data import load_prepared
+from hf_eagle31.evaluation.calibration import Calibration, format_calibration
 from hf_eagle31.features import capture_target_features
 from hf_eagle31.modeling.configuration_common import default_target_layer_ids
 from hf_eagle31.targets import load_target
 from hf_eagle31.training import train_drafter
 
 
-BASELINE = {"threads": 1, "target_dtype": "bfloat16", "bf16": True, "ttt_steps": 3, "draft_vocab_size": 8192,
-            "loss_chunk_size": 0}
+BASELINE = {
+    "threads": 1,
+    "target_dtype": "bfloat16",
+    "bf16": True,
+    "ttt_steps": 3,
+    "draft_vocab_size": 8192,
+    "loss_chunk_size": 0,
+}
 SETTINGS = {  # name: what differs from BASELINE
     "baseline": {},
     "fp32 drafter (no autocast)": {"bf16": False},
@@ -88,8 +94,9 @@ def cut_rows(data_dir, length, count):
             if len(kept) == count:
                 break
     if len(kept) < count:
-        raise SystemExit(f"--data has only {len(kept)} rows of >= {length} tokens with assistant tokens: "
-                         "lower --length or --steps.")
+        raise SystemExit(
+            f"--data has only {len(kept)} rows of >= {length} tokens with assistant tokens: lower --length or --steps."
+        )
     import datasets
 
     return datasets.Dataset.from_list(kept)
@@ -100,15 +107,31 @@ def time_training(setting, rows, targets, steps, batch):
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(
-            output_dir=out, max_steps=steps + 1, per_device_train_batch_size=batch, learning_rate=5e-4,
-            bf16=setting["bf16"], use_cpu=True, save_strategy="no", report_to="none", disable_tqdm=True,
-            logging_steps=10**6, seed=1, dataloader_num_workers=0,
+            output_dir=out,
+            max_steps=steps + 1,
+            per_device_train_batch_size=batch,
+            learning_rate=5e-4,
+            bf16=setting["bf16"],
+            use_cpu=True,
+            save_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+            logging_steps=10**6,
+            seed=1,
+            dataloader_num_workers=0,
         )
         reset_peak_memory()
         train_drafter(
-            rows, out, target=targets[setting["target_dtype"]], variant="eagle3.1",
-            draft_vocab_size=setting["draft_vocab_size"], ttt_steps=setting["ttt_steps"], training_args=args,
-            callbacks=[timer], overwrite=True, loss_chunk_size=setting["loss_chunk_size"],
+            rows,
+            out,
+            target=targets[setting["target_dtype"]],
+            variant="eagle3.1",
+            draft_vocab_size=setting["draft_vocab_size"],
+            ttt_steps=setting["ttt_steps"],
+            training_args=args,
+            callbacks=[timer],
+            overwrite=True,
+            loss_chunk_size=setting["loss_chunk_size"],
         )
     return statistics.median(timer.seconds[1:]), peak_memory_gib()
 
@@ -147,10 +170,16 @@ def main(argv=None):
     parser.add_argument("--length", type=int, default=512, help="tokens per row (rows are cut to it)")
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3, help="timed steps per setting (after one warm-up step)")
-    parser.add_argument("--settings", default=",".join(SETTINGS),
-                        help=f"comma-separated rows to measure (default all: {', '.join(SETTINGS)})")
-    parser.add_argument("--generation-batches", default="1,8,32",
-                        help="batch sizes of the self-distillation timing (bf16 target, 2 threads)")
+    parser.add_argument(
+        "--settings",
+        default=",".join(SETTINGS),
+        help=f"comma-separated rows to measure (default all: {', '.join(SETTINGS)})",
+    )
+    parser.add_argument(
+        "--generation-batches",
+        default="1,8,32",
+        help="batch sizes of the self-distillation timing (bf16 target, 2 threads)",
+    )
     parser.add_argument("--out", default=None, help="writes <out>.json")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.settings.split(",") if n.strip()]
@@ -160,8 +189,10 @@ def main(argv=None):
     batches = [int(b) for b in args.generation_batches.split(",") if b.strip()]
     rows = cut_rows(args.data, args.length, max((args.steps + 1) * args.batch_size, *batches))
     settings = {n: {**BASELINE, **SETTINGS[n]} for n in names}
-    targets = {dtype: load_target(None, dtype=getattr(torch, dtype))[0]
-               for dtype in dict.fromkeys(s["target_dtype"] for s in settings.values())}
+    targets = {
+        dtype: load_target(None, dtype=getattr(torch, dtype))[0]
+        for dtype in dict.fromkeys(s["target_dtype"] for s in settings.values())
+    }
     calibration = Calibration()
     torch.set_num_threads(1)
     calibration.sample("before")
@@ -169,25 +200,41 @@ def main(argv=None):
     results = []
     for name, setting in settings.items():
         seconds, memory = time_training(setting, rows, targets, args.steps, args.batch_size)
-        results.append({"setting": name, **setting, "step_s": seconds, "tokens_per_s": step_tokens / seconds,
-                        "peak_rss_gib": memory})
+        results.append(
+            {
+                "setting": name,
+                **setting,
+                "step_s": seconds,
+                "tokens_per_s": step_tokens / seconds,
+                "peak_rss_gib": memory,
+            }
+        )
     features = []
     for dtype, target in targets.items():
         for threads in (1, 2):
-            features.append({"target_dtype": dtype, "threads": threads,
-                             "tokens_per_s": time_features(target, rows, args.batch_size, threads)})
+            features.append(
+                {
+                    "target_dtype": dtype,
+                    "threads": threads,
+                    "tokens_per_s": time_features(target, rows, args.batch_size, threads),
+                }
+            )
     generator = targets.get("bfloat16") or load_target(None, dtype=torch.bfloat16)[0]
     generation = [{"batch": b, "threads": 2, "tokens_per_s": time_generation(generator, rows, b, 2)} for b in batches]
     torch.set_num_threads(1)
     calibration.sample("after")
     base = next((r for r in results if r["setting"] == "baseline"), results[0])
-    print(f"drafter training step, batch {args.batch_size} x {args.length} tokens, online features, eagle3.1, "
-          f"median of {args.steps} steps")
+    print(
+        f"drafter training step, batch {args.batch_size} x {args.length} tokens, online features, eagle3.1, "
+        f"median of {args.steps} steps"
+    )
     print("| setting | s / step | tokens/s | × baseline | peak RSS GiB |\n|---|---|---|---|---|")
     for r in results:
         memory = "—" if r["peak_rss_gib"] is None else f"{r['peak_rss_gib']:.1f}"
-        print(f"| {r['setting']} | {r['step_s']:.2f} | {r['tokens_per_s']:.0f} | "
-              f"{r['tokens_per_s'] / base['tokens_per_s']:.2f} | {memory} |")
+        print(
+            f"| {r['setting']} | {r['step_s']:.2f} | {r['tokens_per_s']:.0f} | "
+            f"{r['tokens_per_s'] / base['tokens_per_s']:.2f} | {memory} |"
+        )
     print("\nfeature extraction (target forward capturing 3 layers), tokens/s")
     print("| target dtype | threads | tokens/s |\n|---|---|---|")
     for f in features:
@@ -199,8 +246,13 @@ def main(argv=None):
     print(format_calibration(calibration.summary()))
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        report = {"settings": vars(args), "training": results, "features": features, "generation": generation,
-                  "calibration": calibration.summary()}
+        report = {
+            "settings": vars(args),
+            "training": results,
+            "features": features,
+            "generation": generation,
+            "calibration": calibration.summary(),
+        }
         with open(args.out + ".json", "w") as f:
             json.dump(report, f, indent=1)
         print(f"wrote {args.out}.json")

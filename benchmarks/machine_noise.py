@@ -4,7 +4,7 @@ again with nothing else running and prints every sample and their drift, the num
 15%. A machine whose idle samples already drift more than that flags every benchmark it runs: read its results by
 their per-pass ratios (methods are interleaved prompt by prompt), not by absolute tokens/s.
 
-    python examples/machine_noise.py --dtype bfloat16 --samples 8 --gap 5 [--json noise.json]
+    python benchmarks/machine_noise.py --dtype bfloat16 --samples 8 --gap 5 [--json noise.json]
 """
 
 import argparse
@@ -13,14 +13,15 @@ import time
 
 import torch
 
-from hf_eagle31.calibration import DRIFT_THRESHOLD, Calibration, forward_workload, relative_drift
+from hf_eagle31.evaluation.calibration import DRIFT_THRESHOLD, Calibration, forward_workload, relative_drift
 from hf_eagle31.targets import load_target
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument("--target", default=None,
-                        help="target id or path (default: the embedded SmolLM2-135M-Instruct)")
+    parser.add_argument(
+        "--target", default=None, help="target id or path (default: the embedded SmolLM2-135M-Instruct)"
+    )
     parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--samples", type=int, default=8, help="calibration samples to take (default 8)")
@@ -45,9 +46,11 @@ def main():
     medians = [s.seconds for s in calibration.samples]
     drift = calibration.drift
     pairs = [relative_drift(medians[i : i + 2]) for i in range(len(medians) - 1)]
-    print(f"{calibration.description}, {args.threads} threads: {len(medians)} samples {1e3 * min(medians):.2f}-"
-          f"{1e3 * max(medians):.2f} ms, drift {100 * drift:.1f}% (bench flags above {100 * DRIFT_THRESHOLD:.0f}%); "
-          f"consecutive samples differ by up to {100 * max(pairs):.1f}%")
+    print(
+        f"{calibration.description}, {args.threads} threads: {len(medians)} samples {1e3 * min(medians):.2f}-"
+        f"{1e3 * max(medians):.2f} ms, drift {100 * drift:.1f}% (bench flags above {100 * DRIFT_THRESHOLD:.0f}%); "
+        f"consecutive samples differ by up to {100 * max(pairs):.1f}%"
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({**calibration.summary(), "gap_s": args.gap, "consecutive_drifts": pairs}, f, indent=2)

@@ -3,14 +3,14 @@
 # draft vocabulary, seed), validated at log-spaced checkpoints, then tau and first-token acceptance against the
 # tokens each checkpoint has seen (docs/results/scaling.{json,png}, with where tau 2.5 / 3 / 4 would land).
 #
-#   bash examples/scaling_pair.sh                   # all stages (data is shared with continue_training.sh)
-#   STAGE=train bash examples/scaling_pair.sh       # one stage: data | train | validate | curve
-#   STEPS=400 bash examples/scaling_pair.sh         # a longer run (the curve takes every checkpoint in CHECKPOINTS)
-#   RUNS="eagle3.1-2layers eagle3.1-mlp2x" CHECKPOINTS="50 100 200 300" bash examples/scaling_pair.sh
-#   RUNS="eagle3.1 eagle3.1-2layers eagle3.1-mlp2x" STAGE=curve OUT=docs/results/capacity bash examples/scaling_pair.sh
+#   bash benchmarks/scaling_pair.sh                   # all stages (data is shared with continue_training.sh)
+#   STAGE=train bash benchmarks/scaling_pair.sh       # one stage: data | train | validate | curve
+#   STEPS=400 bash benchmarks/scaling_pair.sh         # a longer run (the curve takes every checkpoint in CHECKPOINTS)
+#   RUNS="eagle3.1-2layers eagle3.1-mlp2x" CHECKPOINTS="50 100 200 300" bash benchmarks/scaling_pair.sh
+#   RUNS="eagle3.1 eagle3.1-2layers eagle3.1-mlp2x" STAGE=curve OUT=docs/results/capacity bash benchmarks/scaling_pair.sh
 #                                                   # the capacity curve: same recipe, more layers / a wider MLP
 #
-#   RUNS="eagle3.1-alltokens" CHECKPOINTS="50 100 200 300" bash examples/scaling_pair.sh   # loss on every token
+#   RUNS="eagle3.1-alltokens" CHECKPOINTS="50 100 200 300" bash benchmarks/scaling_pair.sh   # loss on every token
 #
 # A run's name picks the variant and what differs from the recipe: eagle3 / eagle3.1 (one decoder layer, the
 # target's MLP width, loss on assistant tokens), <variant>-<n>layers (n decoder layers), <variant>-mlp<m>x (one
@@ -78,5 +78,5 @@ fi
 
 if stage curve; then
   curves=(); for v in "${RUN_NAMES[@]}"; do curves+=(--eval "$v=$RUN/validate-$v.json"); done
-  python examples/scaling_curve.py --data "$DATA" --batch-size 2 "${curves[@]}" --out "${OUT:-docs/results/scaling}"
+  python benchmarks/scaling_curve.py --data "$DATA" --batch-size 2 "${curves[@]}" --out "${OUT:-docs/results/scaling}"
 fi

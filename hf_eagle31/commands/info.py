@@ -1,3 +1,4 @@
+# Copyright 2026 The hf-eagle31 authors. Apache-2.0.
 """`hf-eagle31 info`: describe a drafter built for (or loaded for) a target, and check it against the target.
 
 It loads the target, builds the drafter config with `from_target` (or loads `--drafter`), prints sizes, parameter
@@ -9,9 +10,13 @@ import time
 
 import torch
 
-from .evaluation import load_drafter
-from .modeling import VARIANTS
-from .targets import load_target
+from ..loading import load_drafter
+from ..modeling import VARIANTS
+from ..targets import load_target
+from ..training import (
+    build_drafter,  # loads transformers' Trainer: only `info` pays for it
+)
+from .common import add_target_argument, add_trust_remote_code_argument
 
 
 def describe(drafter):
@@ -27,18 +32,16 @@ def describe(drafter):
         f"  vocab {cfg.vocab_size} (target), draft vocab {cfg.draft_vocab_size}",
         f"  target_layer_ids {cfg.target_layer_ids}: indices into the target's hidden_states "
         f"(hidden_states[i] = input of decoder layer i)",
-        "  switches: " + ", ".join(
-            f"{k}={getattr(cfg, k)}" for k in ("fc_norm", "norm_output", "norm_before_fc") if hasattr(cfg, k)
-        ),
-        "  parameters: " + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in counts.items())
+        "  switches: "
+        + ", ".join(f"{k}={getattr(cfg, k)}" for k in ("fc_norm", "norm_output", "norm_before_fc") if hasattr(cfg, k)),
+        "  parameters: "
+        + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in counts.items())
         + f" (trainable, embeddings excluded: {sum(v for k, v in counts.items() if k != 'embed_tokens') / 1e6:.2f}M)",
     ]
     return "\n".join(lines)
 
 
-def add_cli_arguments(parser):
-    from .cli_utils import add_target_argument, add_trust_remote_code_argument
-
+def add_arguments(parser):
     add_target_argument(parser)
     parser.add_argument("--drafter", default=None, help="a drafter directory or Hub id to describe instead")
     add_trust_remote_code_argument(parser)
@@ -48,14 +51,14 @@ def add_cli_arguments(parser):
     parser.add_argument("--max-new-tokens", type=int, default=24)
 
 
-def run_cli(args):
-    from .training import build_drafter  # not at the top: `training` loads transformers' Trainer (slow)
-
+def run(args):
     torch.manual_seed(0)
     target, tokenizer = load_target(args.target)
     cfg = target.config
-    print(f"target: {type(target).__name__}, {cfg.num_hidden_layers} layers, hidden {cfg.hidden_size}, "
-          f"vocab {cfg.vocab_size}, {sum(p.numel() for p in target.parameters()) / 1e6:.1f}M parameters")
+    print(
+        f"target: {type(target).__name__}, {cfg.num_hidden_layers} layers, hidden {cfg.hidden_size}, "
+        f"vocab {cfg.vocab_size}, {sum(p.numel() for p in target.parameters()) / 1e6:.1f}M parameters"
+    )
     if args.drafter:
         # checked against the target, in its dtype, with its embeddings when the checkpoint has none
         drafter = load_drafter(args.drafter, target, trust_remote_code=args.trust_remote_code)
@@ -77,8 +80,10 @@ def run_cli(args):
     assisted_s = time.perf_counter() - start
     stats = drafter.last_speculation_stats
     print(f"prompt: {args.prompt!r}")
-    print(f"answer: {tokenizer.decode(assisted[0, ids.shape[1]:], skip_special_tokens=True)!r}")
-    print(f"identical to plain greedy: {torch.equal(plain, assisted)}; tau {stats.tau:.2f}, "
-          f"{stats.target_forwards} target forwards for {assisted.shape[1] - ids.shape[1]} tokens; "
-          f"plain {plain_s:.2f}s, with drafter {assisted_s:.2f}s")
+    print(f"answer: {tokenizer.decode(assisted[0, ids.shape[1] :], skip_special_tokens=True)!r}")
+    print(
+        f"identical to plain greedy: {torch.equal(plain, assisted)}; tau {stats.tau:.2f}, "
+        f"{stats.target_forwards} target forwards for {assisted.shape[1] - ids.shape[1]} tokens; "
+        f"plain {plain_s:.2f}s, with drafter {assisted_s:.2f}s"
+    )
     return 0 if torch.equal(plain, assisted) else 1

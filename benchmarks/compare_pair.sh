@@ -4,8 +4,8 @@
 # a shipped drafter's saved confidence/copy defaults would make the comparison one of policies, not of drafters).
 # tau does not depend on timing, so two measurements run side by side, the cores split between them.
 #
-#   bash examples/compare_pair.sh                                       # the shipped pair -> docs/results/
-#   EAGLE3=runs/a/eagle3 EAGLE31=runs/a/eagle3.1 OUT=runs/a bash examples/compare_pair.sh
+#   bash benchmarks/compare_pair.sh                                       # the shipped pair -> docs/results/
+#   EAGLE3=runs/a/eagle3 EAGLE31=runs/a/eagle3.1 OUT=runs/a bash benchmarks/compare_pair.sh
 set -euo pipefail
 EAGLE3=${EAGLE3:-hf_eagle31/drafters/smollm2-135m-instruct-eagle3}
 EAGLE31=${EAGLE31:-hf_eagle31/drafters/smollm2-135m-instruct-eagle3.1}

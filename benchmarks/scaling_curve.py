@@ -3,7 +3,7 @@ Scaling curve of drafters trained from scratch: validation tau and first-token a
 checkpoint has seen, one line per variant, with a least-squares fit tau = a + b * log10(tokens) over the trained
 checkpoints and where it puts tau 2.5 / 3 / 4.
 
-    python examples/scaling_curve.py --data runs/data/sg-800-6800 --batch-size 2 \
+    python benchmarks/scaling_curve.py --data runs/data/sg-800-6800 --batch-size 2 \
         --eval eagle3.1=runs/pair/validate-eagle3.1.json --eval eagle3=runs/pair/validate-eagle3.json \
         --out docs/results/scaling
 
@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import re
+
 
 CHECKPOINT = re.compile(r"checkpoint-(\d+)/?$")
 TARGET_TAUS = (2.5, 3.0, 4.0)
@@ -48,8 +49,13 @@ def curve(eval_json, tokens_per_step, assistant_per_step):
     points, references = [], []
     for r in results:
         acc = r["acceptance_per_depth"]
-        row = {"drafter": r["drafter"], "tau": r["tau"], "acc1": acc[0] if acc else None,
-               "num_assistant_tokens": r["num_assistant_tokens"], "cycles": r["cycles"]}
+        row = {
+            "drafter": r["drafter"],
+            "tau": r["tau"],
+            "acc1": acc[0] if acc else None,
+            "num_assistant_tokens": r["num_assistant_tokens"],
+            "cycles": r["cycles"],
+        }
         match = CHECKPOINT.search(r["drafter"])
         if match:
             step = int(match.group(1))
@@ -62,8 +68,7 @@ def curve(eval_json, tokens_per_step, assistant_per_step):
     out = {"points": points, "references": references}
     if fit:
         a, b = fit
-        out["fit"] = {"tau = a + b * log10(tokens)": {"a": a, "b": b},
-                      "tau_gain_per_doubling": b * math.log10(2)}
+        out["fit"] = {"tau = a + b * log10(tokens)": {"a": a, "b": b}, "tau_gain_per_doubling": b * math.log10(2)}
         out["tokens_for_tau"] = {str(t): (10 ** ((t - a) / b) if b > 0 else None) for t in TARGET_TAUS}
     return out
 
@@ -110,8 +115,13 @@ def main(argv=None):
         if not sep:
             parser.error(f"--eval {spec!r}: expected VARIANT=EVAL_JSON")
         curves[variant] = curve(path, tokens * args.batch_size, assistant * args.batch_size)
-    report = {"data": args.data, "batch_size": args.batch_size, "mean_row_tokens": tokens,
-              "mean_row_assistant_tokens": assistant, "curves": curves}
+    report = {
+        "data": args.data,
+        "batch_size": args.batch_size,
+        "mean_row_tokens": tokens,
+        "mean_row_assistant_tokens": assistant,
+        "curves": curves,
+    }
     with open(args.out + ".json", "w") as f:
         json.dump(report, f, indent=1)
     plot(curves, args.out + ".png")
@@ -121,8 +131,10 @@ def main(argv=None):
             seen = f"{p['tokens'] / 1e3:7.0f}k tokens" if "tokens" in p else "  (reference)"
             print(f"  {p['drafter']:60s} {seen}  tau {p['tau']:.3f}  acc@1 {p['acc1']:.3f}")
         if "fit" in c:
-            print(f"  tau gain per doubling of tokens: {c['fit']['tau_gain_per_doubling']:+.3f}; tokens for tau "
-                  + ", ".join(f"{t}: {'never' if n is None else f'{n:.1e}'}" for t, n in c["tokens_for_tau"].items()))
+            print(
+                f"  tau gain per doubling of tokens: {c['fit']['tau_gain_per_doubling']:+.3f}; tokens for tau "
+                + ", ".join(f"{t}: {'never' if n is None else f'{n:.1e}'}" for t, n in c["tokens_for_tau"].items())
+            )
     print(f"wrote {args.out}.json and {args.out}.png")
 
 

@@ -33,7 +33,6 @@ Embeddings are the target's. A checkpoint may carry them or leave them out (ever
 the target); conversion never writes made-up ones: see [`settle_embeddings`].
 """
 
-import argparse
 import json
 import shutil
 from dataclasses import dataclass, field, replace
@@ -46,9 +45,11 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, LlamaConfig
 from transformers.utils import logging
 
-from .hub import save_drafter  # converted hf-eagle31 checkpoints get a README.md
-from .modeling import SWITCH_NAMES, Eagle3Config, Eagle3Drafter, MtpConfig, variant_of
-from .targets import load_target
+from ..errors import InputError, modeling_checks_are_input_errors
+from ..hub import save_drafter  # converted hf-eagle31 checkpoints get a README.md
+from ..modeling import SWITCH_NAMES, Eagle3Config, Eagle3Drafter, MtpConfig
+from ..targets import load_target
+from ..utils import text_config
 
 
 logger = logging.get_logger(__name__)  # `hf-eagle31 convert` shows its INFO notes (cli_utils.package_log_messages)
@@ -62,7 +63,7 @@ SPECULATORS_ARCHITECTURE = "Eagle3Speculator"  # as in published speculators che
 # on import. Unknown keys are ignored by every reader (transformers configs keep them as attributes).
 TARGET_LAYERS_KEY = "target_num_hidden_layers"
 _OPTIONAL_KEYS = ("embed_tokens.weight", "d2t", "t2d")
-_SWITCHES = SWITCH_NAMES["eagle3_drafter"]  # fc_norm, norm_output, norm_before_fc, norm_before_residual
+SWITCHES = SWITCH_NAMES["eagle3_drafter"]  # fc_norm, norm_output, norm_before_fc, norm_before_residual
 
 
 @dataclass
@@ -111,7 +112,7 @@ def _read_weights(directory: Path) -> dict:
         return load_file(directory / "model.safetensors")
     if (directory / "pytorch_model.bin").is_file():
         return torch.load(directory / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    raise ValueError(
+    raise InputError(
         f"{directory} has no model.safetensors or pytorch_model.bin (nor a sharded index): point SRC at a drafter "
         "checkpoint directory."
     )
@@ -132,7 +133,7 @@ def _local_dir(path_or_id) -> Path:
     if path.is_dir():
         return path
     if path.exists() or str(path_or_id).startswith((".", "/", "~")):
-        raise ValueError(f"{path_or_id} is not a checkpoint directory: pass a directory with config.json and weights.")
+        raise InputError(f"{path_or_id} is not a checkpoint directory: pass a directory with config.json and weights.")
     patterns = ["*.json", "*.safetensors", "*.bin", "*.py", "*.md"]
     return Path(snapshot_download(str(path_or_id), allow_patterns=patterns))
 
@@ -147,7 +148,7 @@ def detect_format(path) -> str:
     directory = Path(path)
     config_path = directory / "config.json"
     if not config_path.is_file():
-        raise ValueError(f"{directory} has no config.json: point SRC at a drafter checkpoint directory.")
+        raise InputError(f"{directory} has no config.json: point SRC at a drafter checkpoint directory.")
     config = json.loads(config_path.read_text())
     if "speculators_model_type" in config:
         return "speculators"
@@ -157,7 +158,7 @@ def detect_format(path) -> str:
     if any("Eagle3" in a for a in architectures) or "draft_vocab_size" in config:
         keys = _read_weights(directory).keys()
         return "eagle" if any(k.startswith("midlayer.") for k in keys) else "vllm"
-    raise ValueError(
+    raise InputError(
         f"cannot tell the format of {directory}: config.json has architectures={architectures} and no "
         "`speculators_model_type`; pass the format explicitly (--from eagle|speculators|vllm|hf-eagle31)."
     )
@@ -187,13 +188,13 @@ def _resolve_layer_ids(config: dict, fmt: str, num_layers, override) -> list:
         return [int(i) for i in ids]
     nested = (config.get("eagle_config") or {}).get("eagle_aux_hidden_state_layer_ids")
     if nested:
-        raise ValueError(
+        raise InputError(
             f"config.json has only eagle_config.eagle_aux_hidden_state_layer_ids={nested}, which vLLM reads as inputs "
             "of layer i and SGLang as outputs of layer i: pass target_layer_ids (--target-layer-ids) as indices into "
             "the target's HF `hidden_states` (= input of layer i; SGLang's ids + 1)."
         )
     if num_layers is None:
-        raise ValueError(
+        raise InputError(
             f"this {fmt} checkpoint does not say which target layers it reads (they are implied by the target's layer "
             "count): pass --target (its config is read) or --target-layer-ids."
         )
@@ -231,7 +232,7 @@ def _target_layers(config: dict, target_config) -> int | None:
     if config.get(TARGET_LAYERS_KEY) is not None:
         return int(config[TARGET_LAYERS_KEY])
     if target_config is not None:
-        return _text_config(target_config).num_hidden_layers
+        return text_config(target_config).num_hidden_layers
     return None
 
 
@@ -239,28 +240,35 @@ def _read_eagle_like(directory, config, weights, fmt, target_config, layer_ids):
     """SafeAILab EAGLE-3 / SpecForge (`midlayer.*`, one layer) and vLLM (`layers.N.*`) directories: a Llama config +
     switches."""
     if fmt == "eagle" and config.get("num_hidden_layers", 1) != 1:
-        raise ValueError(
+        raise InputError(
             f"{directory}: the EAGLE format holds one decoder layer (`midlayer.*`); this drafter has "
             f"{config['num_hidden_layers']} (config.json num_hidden_layers): convert its vLLM or speculators export "
             "(`layers.N.*`) instead."
         )
-    legacy = {"midlayer.": "layers.0.", "aux_norm_low.": "fc_norm.0.", "aux_norm_mid.": "fc_norm.1.",
-              "aux_norm_high.": "fc_norm.2."}  # SGLang's older names for fc_norm
+    legacy = {
+        "midlayer.": "layers.0.",
+        "aux_norm_low.": "fc_norm.0.",
+        "aux_norm_mid.": "fc_norm.1.",
+        "aux_norm_high.": "fc_norm.2.",
+    }  # SGLang's older names for fc_norm
     state = {}
     for key, value in weights.items():
         for old, new in legacy.items():
             if key.startswith(old):
-                key = new + key[len(old):]
+                key = new + key[len(old) :]
         state[key] = value
     # vocab: `t2d` has the target's size; config `vocab_size` is the target's too in every published EAGLE-3 config.
     vocab_size = state["t2d"].shape[0] if "t2d" in state else config["vocab_size"]
     num_layers = _target_layers(config, target_config)
     ids = _resolve_layer_ids(config, fmt, num_layers, layer_ids)
     eagle_config = config.get("eagle_config") or {}
-    switches = {name: bool(config.get(name, eagle_config.get(name, False))) for name in _SWITCHES}
+    switches = {name: bool(config.get(name, eagle_config.get(name, False))) for name in SWITCHES}
     target_hidden = config.get("target_hidden_size") or config["hidden_size"]
     cfg = _config_from_llama_dict(
-        config, vocab_size=vocab_size, layer_ids=ids, num_layers=num_layers,
+        config,
+        vocab_size=vocab_size,
+        layer_ids=ids,
+        num_layers=num_layers,
         extra=dict(target_hidden_size=target_hidden, **switches),
     )
     return DrafterCheckpoint(cfg, state, fmt)
@@ -269,17 +277,17 @@ def _read_eagle_like(directory, config, weights, fmt, target_config, layer_ids):
 def _read_speculators(directory, config, weights, target_config, layer_ids):
     algorithm = config.get("speculators_model_type")
     if algorithm != "eagle3":
-        raise ValueError(
+        raise InputError(
             f"{directory} is a speculators `{algorithm}` checkpoint: only `eagle3` converts to an EAGLE-3 drafter."
         )
     layer = dict(config["transformer_layer_config"])
     if layer.get("model_type", "llama") != "llama":
-        raise ValueError(
+        raise InputError(
             f"{directory} has `{layer.get('model_type')}` draft layers: only the Llama-style layers of EAGLE-3 (no "
             "q/k norms) convert; retrain or export with model_type llama."
         )
     if layer.get("mlp_bias"):
-        raise ValueError(f"{directory} uses mlp_bias=True, which the EAGLE-3 drafter does not have.")
+        raise InputError(f"{directory} uses mlp_bias=True, which the EAGLE-3 drafter does not have.")
     verifier = dict((config.get("speculators_config") or {}).get("verifier") or {})
     proposals = (config.get("speculators_config") or {}).get("proposal_methods") or [{}]
     num_layers = _target_layers(config, target_config)
@@ -293,22 +301,26 @@ def _read_speculators(directory, config, weights, target_config, layer_ids):
         state["t2d"] = torch.ones(vocab_size, dtype=torch.bool)
     layer["draft_vocab_size"] = draft_vocab
     cfg = _config_from_llama_dict(
-        layer, vocab_size=vocab_size, layer_ids=ids, num_layers=num_layers,
+        layer,
+        vocab_size=vocab_size,
+        layer_ids=ids,
+        num_layers=num_layers,
         extra=dict(
             target_hidden_size=config.get("target_hidden_size") or layer["hidden_size"],
-            **{name: bool(config.get(name, False)) for name in _SWITCHES},
+            **{name: bool(config.get(name, False)) for name in SWITCHES},
         ),
     )
     if config.get("embed_requires_grad"):
         cfg.embed_requires_grad = True  # trained embeddings: they legitimately differ from the target's
-    return DrafterCheckpoint(cfg, state, "speculators", verifier=verifier,
-                             speculative_tokens=proposals[0].get("speculative_tokens"))
+    return DrafterCheckpoint(
+        cfg, state, "speculators", verifier=verifier, speculative_tokens=proposals[0].get("speculative_tokens")
+    )
 
 
 def _read_ours(directory, weights, layer_ids, embeddings_from_target):
     config = json.loads((directory / "config.json").read_text())
     if config.get("model_type") != Eagle3Config.model_type:
-        raise ValueError(
+        raise InputError(
             f"{directory} is an MTP drafter: MTP heads are served from the target's own checkpoint by vLLM/SGLang, so "
             "only EAGLE-3 / EAGLE-3.1 drafters convert to other formats."
         )
@@ -316,7 +328,7 @@ def _read_ours(directory, weights, layer_ids, embeddings_from_target):
     if layer_ids is not None:
         cfg.target_layer_ids = [int(i) for i in layer_ids]
     if cfg.embeddings_in_checkpoint and "embed_tokens.weight" not in weights and not embeddings_from_target:
-        raise ValueError(
+        raise InputError(
             f"{directory} says embeddings_in_checkpoint=True but has no embed_tokens.weight (incomplete checkpoint): "
             "pass --target to take the target's embeddings."
         )
@@ -328,6 +340,7 @@ def _ours_verifier(cfg):
     return {"name_or_path": name, "architectures": []} if name else {}
 
 
+@modeling_checks_are_input_errors()
 def read_checkpoint(
     path, format=None, target_config=None, target_layer_ids=None, embeddings_from_target=False
 ) -> DrafterCheckpoint:
@@ -343,7 +356,7 @@ def read_checkpoint(
     directory = _local_dir(path)
     fmt = format or detect_format(directory)
     if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}: use one of {list(FORMATS)}.")
+        raise InputError(f"unknown format {fmt!r}: use one of {list(FORMATS)}.")
     config = json.loads((directory / "config.json").read_text())
     weights = _read_weights(directory)
     if fmt == "hf-eagle31":
@@ -366,7 +379,7 @@ def _check_layer_ids(cfg: Eagle3Config):
     known) — checked here, so that no checkpoint is written that fails only when read back."""
     ids = list(cfg.target_layer_ids)
     if len(set(ids)) != len(ids):
-        raise ValueError(f"target_layer_ids={ids} repeats a layer: pass distinct ids (--target-layer-ids).")
+        raise InputError(f"target_layer_ids={ids} repeats a layer: pass distinct ids (--target-layer-ids).")
     type(cfg).from_dict(cfg.to_dict())  # the config's own checks, as on load
 
 
@@ -382,7 +395,7 @@ def _check_state_dict(ckpt: DrafterCheckpoint):
     unexpected = sorted(set(ckpt.state_dict) - set(expected))
     missing = sorted(set(expected) - set(ckpt.state_dict) - set(_OPTIONAL_KEYS))
     if unexpected or missing:
-        raise ValueError(
+        raise InputError(
             f"the {ckpt.source_format} checkpoint does not match an EAGLE-3 drafter with its config "
             f"(num_hidden_layers={ckpt.config.num_hidden_layers}, fc_norm={ckpt.config.fc_norm}, "
             f"norm_before_fc={ckpt.config.norm_before_fc}): unexpected keys "
@@ -390,14 +403,14 @@ def _check_state_dict(ckpt: DrafterCheckpoint):
         )
     for key, tensor in ckpt.state_dict.items():
         if tuple(tensor.shape) != expected[key]:
-            raise ValueError(
+            raise InputError(
                 f"{key} has shape {tuple(tensor.shape)} but the config implies {expected[key]}: the config.json sizes "
                 "(hidden_size, target_hidden_size, draft_vocab_size, heads) do not match the weights."
             )
     if ("d2t" in ckpt.state_dict) != ("t2d" in ckpt.state_dict):
-        raise ValueError("the checkpoint has only one of d2t / t2d: both are needed to map the draft vocabulary.")
+        raise InputError("the checkpoint has only one of d2t / t2d: both are needed to map the draft vocabulary.")
     if "d2t" not in ckpt.state_dict and ckpt.config.draft_vocab_size != ckpt.config.vocab_size:
-        raise ValueError(
+        raise InputError(
             f"draft_vocab_size={ckpt.config.draft_vocab_size} < vocab_size={ckpt.config.vocab_size} but the "
             "checkpoint has no d2t/t2d mapping: it is incomplete; re-export it with its vocabulary mapping."
         )
@@ -414,23 +427,19 @@ def _with_identity_vocab_map(ckpt: DrafterCheckpoint) -> DrafterCheckpoint:
     return replace(ckpt, state_dict=state)
 
 
-def _text_config(config):
-    return config.get_text_config() if hasattr(config, "get_text_config") else config
-
-
 def _check_against_target(cfg: Eagle3Config, target_config):
-    text = _text_config(target_config)
+    text = text_config(target_config)
     for what, mine, theirs in (
         ("vocab size", cfg.vocab_size, text.vocab_size),
         ("hidden size", cfg.target_hidden_size, text.hidden_size),
     ):
         if mine != theirs:
-            raise ValueError(
+            raise InputError(
                 f"the drafter expects a target {what} of {mine} but --target has {theirs}: pass the target this "
                 "drafter was trained for."
             )
     if max(cfg.target_layer_ids) > text.num_hidden_layers:
-        raise ValueError(
+        raise InputError(
             f"target_layer_ids={cfg.target_layer_ids} reach past the target's {text.num_hidden_layers} layers: pass "
             "the right target or --target-layer-ids."
         )
@@ -440,7 +449,7 @@ def _record_target_layer_count(cfg: Eagle3Config, target_config):
     """Fills in `cfg.target_num_hidden_layers` (in place) from the target when the checkpoint did not record it;
     exports write it, so the implied EAGLE aux layers can be recovered on import."""
     if cfg.target_num_hidden_layers is None:
-        cfg.target_num_hidden_layers = _text_config(target_config).num_hidden_layers
+        cfg.target_num_hidden_layers = text_config(target_config).num_hidden_layers
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -475,7 +484,7 @@ def load_target_parts(target) -> TargetSource:
         config = AutoConfig.from_pretrained(directory)
 
         def embeddings():
-            weight = _embedding_from_safetensors(directory, _text_config(config))
+            weight = _embedding_from_safetensors(directory, text_config(config))
             return weight if weight is not None else _embedding_from_model(name)
 
         return TargetSource(name, config, embeddings)
@@ -518,7 +527,7 @@ def settle_embeddings(ckpt: DrafterCheckpoint, to: str, target=None, mode="auto"
     `embed_requires_grad`). "none": write none.
     """
     if mode not in EMBEDDING_MODES:
-        raise ValueError(f"unknown embeddings mode {mode!r}: use one of {list(EMBEDDING_MODES)}.")
+        raise InputError(f"unknown embeddings mode {mode!r}: use one of {list(EMBEDDING_MODES)}.")
     state = dict(ckpt.state_dict)
     get_embeddings = None
     if target is not None:
@@ -533,10 +542,10 @@ def settle_embeddings(ckpt: DrafterCheckpoint, to: str, target=None, mode="auto"
 
     def from_target():
         if get_embeddings is None:
-            raise ValueError(f"--embeddings {mode} needs --target (a directory, Hub id or model) to read them from.")
+            raise InputError(f"--embeddings {mode} needs --target (a directory, Hub id or model) to read them from.")
         weight = get_embeddings()
         if tuple(weight.shape) != expected:
-            raise ValueError(
+            raise InputError(
                 f"the target's embeddings have shape {tuple(weight.shape)} but the drafter expects {expected}: pass "
                 "the target this drafter was trained for."
             )
@@ -548,13 +557,13 @@ def settle_embeddings(ckpt: DrafterCheckpoint, to: str, target=None, mode="auto"
         state["embed_tokens.weight"] = from_target()
     elif mode == "source":
         if "embed_tokens.weight" not in state:
-            raise ValueError("--embeddings source, but the source checkpoint has no embed_tokens.weight.")
+            raise InputError("--embeddings source, but the source checkpoint has no embed_tokens.weight.")
     elif "embed_tokens.weight" in state:
         if get_embeddings is not None and not getattr(ckpt.config, "embed_requires_grad", False):
             reference = from_target()
             if not torch.equal(state["embed_tokens.weight"], reference):
                 gap = (state["embed_tokens.weight"].float() - reference.float()).abs().max().item()
-                raise ValueError(
+                raise InputError(
                     f"the source's embed_tokens differ from the target's (max |diff| = {gap:.3g}): they are random or "
                     "from another model. Rerun with --embeddings target to replace them with the target's, or "
                     "--embeddings source to keep them (drafters trained with unfrozen embeddings)."
@@ -562,7 +571,7 @@ def settle_embeddings(ckpt: DrafterCheckpoint, to: str, target=None, mode="auto"
     elif get_embeddings is not None:
         state["embed_tokens.weight"] = from_target()
     elif to == "speculators" and not ckpt.verifier.get("name_or_path"):
-        raise ValueError(
+        raise InputError(
             "the source has no embeddings and the speculators format can only load them from a named verifier: pass "
             "--target (the target's directory or Hub id) to embed them or record it."
         )
@@ -580,7 +589,7 @@ def _ascending(ckpt: DrafterCheckpoint, to: str) -> DrafterCheckpoint:
     """vLLM concatenates captured states in ascending layer order: permute fc's input blocks (and fc_norm) to match."""
     ids = list(ckpt.config.target_layer_ids)
     if len(set(ids)) != len(ids):
-        raise ValueError(
+        raise InputError(
             f"target_layer_ids={ids} repeat a layer; {to} captures each layer once (a set), so the drafter cannot be "
             "served there: train it on distinct layers."
         )
@@ -639,13 +648,13 @@ def _eagle_config(ckpt: DrafterCheckpoint, to: str) -> dict:
         # vLLM reads every switch at the top level; written even when False because a missing norm_before_residual
         # is read as True on vLLM's speculators path.
         config["target_hidden_size"] = cfg.target_hidden_size
-        config.update({name: bool(getattr(cfg, name)) for name in _SWITCHES})
+        config.update({name: bool(getattr(cfg, name)) for name in SWITCHES})
         config["eagle_aux_hidden_state_layer_ids"] = list(cfg.target_layer_ids)
     else:
         # As SafeAILab / SpecForge publish: only what differs from plain EAGLE-3 (SpecForge's 3.1 adds the switches).
         if cfg.target_hidden_size != cfg.hidden_size:
             config["target_hidden_size"] = cfg.target_hidden_size
-        config.update({name: True for name in _SWITCHES if getattr(cfg, name)})
+        config.update({name: True for name in SWITCHES if getattr(cfg, name)})
     if cfg.target_num_hidden_layers is not None:
         config[TARGET_LAYERS_KEY] = cfg.target_num_hidden_layers
     return config
@@ -656,8 +665,10 @@ def _speculators_config(ckpt: DrafterCheckpoint, num_speculative_tokens) -> dict
     # speculators serializes its layer config with `LlamaConfig(...).to_diff_dict()`; so do we.
     layer = LlamaConfig(**_llama_fields(cfg, _dtype_name(ckpt.state_dict))).to_diff_dict()
     layer["model_type"] = "llama"
-    verifier = {"architectures": list(ckpt.verifier.get("architectures") or []),
-                "name_or_path": ckpt.verifier.get("name_or_path")}
+    verifier = {
+        "architectures": list(ckpt.verifier.get("architectures") or []),
+        "name_or_path": ckpt.verifier.get("name_or_path"),
+    }
     tokens = num_speculative_tokens or ckpt.speculative_tokens or 3
     config = {
         "architectures": [SPECULATORS_ARCHITECTURE],
@@ -666,8 +677,14 @@ def _speculators_config(ckpt: DrafterCheckpoint, num_speculative_tokens) -> dict
         "speculators_config": {
             "algorithm": "eagle3",
             "default_proposal_method": "greedy",
-            "proposal_methods": [{"accept_tolerance": 0.0, "proposal_type": "greedy",
-                                  "speculative_tokens": int(tokens), "verifier_accept_k": 1}],
+            "proposal_methods": [
+                {
+                    "accept_tolerance": 0.0,
+                    "proposal_type": "greedy",
+                    "speculative_tokens": int(tokens),
+                    "verifier_accept_k": 1,
+                }
+            ],
             "verifier": verifier,
         },
         "transformer_layer_config": layer,
@@ -677,7 +694,7 @@ def _speculators_config(ckpt: DrafterCheckpoint, num_speculative_tokens) -> dict
         "embed_requires_grad": bool(getattr(cfg, "embed_requires_grad", False)),
         "tie_word_embeddings": False,
         "dtype": _dtype_name(ckpt.state_dict),
-        **{name: bool(getattr(cfg, name)) for name in _SWITCHES},
+        **{name: bool(getattr(cfg, name)) for name in SWITCHES},
     }
     if cfg.target_num_hidden_layers is not None:
         config[TARGET_LAYERS_KEY] = cfg.target_num_hidden_layers
@@ -690,7 +707,7 @@ def drafter_from_checkpoint(ckpt: DrafterCheckpoint) -> Eagle3Drafter:
         model = Eagle3Drafter(ckpt.config)
     missing, _ = model.load_state_dict(ckpt.state_dict, strict=False, assign=True)
     if missing and missing != ["embed_tokens.weight"]:
-        raise ValueError(f"checkpoint misses {missing}: it cannot be loaded as a drafter.")
+        raise InputError(f"checkpoint misses {missing}: it cannot be loaded as a drafter.")
     if missing:  # never saved (include_embeddings=False) and never used before load_target_embeddings
         weight = torch.zeros(ckpt.config.vocab_size, ckpt.config.hidden_size, dtype=ckpt.state_dict["fc.weight"].dtype)
         model.embed_tokens.weight = torch.nn.Parameter(weight, requires_grad=False)
@@ -701,10 +718,10 @@ def drafter_from_checkpoint(ckpt: DrafterCheckpoint) -> Eagle3Drafter:
 def write_checkpoint(ckpt: DrafterCheckpoint, path, to: str, num_speculative_tokens=None, model_card=None) -> Path:
     """Writes `ckpt` as a `to`-format directory (created; must be empty or absent). Returns the directory."""
     if to not in FORMATS:
-        raise ValueError(f"unknown format {to!r}: use one of {list(FORMATS)}.")
+        raise InputError(f"unknown format {to!r}: use one of {list(FORMATS)}.")
     directory = Path(path)
     if directory.exists() and any(directory.iterdir()):
-        raise ValueError(f"{directory} exists and is not empty: choose a new DST or pass --overwrite.")
+        raise InputError(f"{directory} exists and is not empty: choose a new DST or pass --overwrite.")
     directory.mkdir(parents=True, exist_ok=True)
     cfg = ckpt.config
     if to == "hf-eagle31":
@@ -717,7 +734,7 @@ def write_checkpoint(ckpt: DrafterCheckpoint, path, to: str, num_speculative_tok
         return directory
     if to == "eagle":
         if cfg.num_hidden_layers != 1:
-            raise ValueError(
+            raise InputError(
                 f"the EAGLE format holds one decoder layer (`midlayer.*`); this drafter has {cfg.num_hidden_layers}: "
                 "use --to vllm or --to speculators (`layers.N.*`, any depth)."
             )
@@ -725,20 +742,23 @@ def write_checkpoint(ckpt: DrafterCheckpoint, path, to: str, num_speculative_tok
         layers = cfg.target_num_hidden_layers or cfg.target_layer_ids[-1] + 3
         default = [2, layers // 2, layers - 3]
         if list(cfg.target_layer_ids) != default:
-            raise ValueError(
+            raise InputError(
                 f"target_layer_ids={cfg.target_layer_ids} is not EAGLE's implied default {default}: the EAGLE format "
                 "cannot store aux layers, so this drafter would read the wrong layers. Use --to vllm (same weights, "
                 "records the layers) or --to speculators."
             )
-        state = {("midlayer." + k[len("layers.0."):] if k.startswith("layers.0.") else k): v
-                 for k, v in ckpt.state_dict.items()}
+        state = {
+            ("midlayer." + k[len("layers.0.") :] if k.startswith("layers.0.") else k): v
+            for k, v in ckpt.state_dict.items()
+        }
         config = _eagle_config(ckpt, to)
     else:
         ckpt = _ascending(ckpt, to)
         if cfg.target_num_hidden_layers is not None and cfg.target_num_hidden_layers in ckpt.config.target_layer_ids:
             logger.warning(
                 "aux layer %d is the last hidden state: transformers returns it after the final norm, vLLM/SGLang "
-                "before it; this drafter sees different features there.", cfg.target_num_hidden_layers,
+                "before it; this drafter sees different features there.",
+                cfg.target_num_hidden_layers,
             )
         state = dict(ckpt.state_dict)
         if to == "speculators":
@@ -746,7 +766,7 @@ def write_checkpoint(ckpt: DrafterCheckpoint, path, to: str, num_speculative_tok
             if cfg.draft_vocab_size == cfg.vocab_size:
                 # speculators registers no mapping buffers for a full draft vocabulary; ours must then be identity.
                 if state["d2t"].any() or not state["t2d"].all():
-                    raise ValueError("draft_vocab_size == vocab_size but d2t is not the identity: corrupt checkpoint.")
+                    raise InputError("draft_vocab_size == vocab_size but d2t is not the identity: corrupt checkpoint.")
                 del state["d2t"], state["t2d"]
         else:
             config = _eagle_config(ckpt, to)
@@ -755,81 +775,31 @@ def write_checkpoint(ckpt: DrafterCheckpoint, path, to: str, num_speculative_tok
     return directory
 
 
-def convert_checkpoint(src, dst, to, source_format=None, target=None, embeddings="auto", target_layer_ids=None,
-                       num_speculative_tokens=None, overwrite=False, model_card=None) -> DrafterCheckpoint:
+@modeling_checks_are_input_errors()
+def convert_checkpoint(
+    src,
+    dst,
+    to,
+    source_format=None,
+    target=None,
+    embeddings="auto",
+    target_layer_ids=None,
+    num_speculative_tokens=None,
+    overwrite=False,
+    model_card=None,
+) -> DrafterCheckpoint:
     """Reads `src` (any format, detected), settles its embeddings, writes `dst` as `to`. Returns what was written."""
     target = load_target_parts(target) if target is not None else None
-    ckpt = read_checkpoint(src, source_format, target_config=target.config if target else None,
-                           target_layer_ids=target_layer_ids, embeddings_from_target=target is not None)
+    ckpt = read_checkpoint(
+        src,
+        source_format,
+        target_config=target.config if target else None,
+        target_layer_ids=target_layer_ids,
+        embeddings_from_target=target is not None,
+    )
     ckpt = settle_embeddings(ckpt, to, target=target, mode=embeddings)
     dst = Path(dst)
     if overwrite and dst.exists():
         shutil.rmtree(dst)
     write_checkpoint(ckpt, dst, to, num_speculative_tokens=num_speculative_tokens, model_card=model_card)
     return ckpt
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# CLI
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-def _layer_ids(text: str) -> list:
-    """argparse type of --target-layer-ids: "2 4 5" and "2,4,5" both work."""
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid layer ids {text!r}: pass integers, e.g. 2 4 5 or 2,4,5") from None
-
-
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("src", help="drafter checkpoint directory (or Hub id) in any supported format")
-    parser.add_argument("dst", help="output directory (created)")
-    parser.add_argument("--to", required=True, choices=FORMATS, help="output format")
-    parser.add_argument("--from", dest="source_format", choices=FORMATS, default=None,
-                        help="source format (default: detected from config.json and weight names)")
-    parser.add_argument("--target", default=None,
-                        help="the target (directory, Hub id or embedded name): supplies embeddings the source lacks, "
-                             "checks the ones it has, and gives the layer count EAGLE checkpoints imply")
-    parser.add_argument("--embeddings", choices=EMBEDDING_MODES, default="auto",
-                        help="auto: keep/verify the source's, else take the target's, else write none where the "
-                             "format loads them from the target; target: replace; source: keep unchecked; none: drop")
-    parser.add_argument("--target-layer-ids", type=_layer_ids, nargs="+", default=None,
-                        help="aux layers as indices into the target's HF hidden_states (= input of layer i); "
-                             "overrides what the source says or implies")
-    parser.add_argument("--num-speculative-tokens", type=int, default=None,
-                        help="default draft length recorded in a speculators config (default: the source's, else 3)")
-    parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
-
-
-def run_cli(args) -> int:
-    ckpt = convert_checkpoint(
-        args.src, args.dst, args.to, source_format=args.source_format, target=args.target,
-        embeddings=args.embeddings,
-        target_layer_ids=[i for ids in args.target_layer_ids for i in ids] if args.target_layer_ids else None,
-        num_speculative_tokens=args.num_speculative_tokens, overwrite=args.overwrite,
-    )
-    cfg = ckpt.config
-    variant = variant_of(cfg).label
-    print(f"{args.src} ({ckpt.source_format}) -> {args.dst} ({args.to})")
-    print(f"  {variant}: {cfg.num_hidden_layers} decoder layer(s), hidden {cfg.hidden_size}, "
-          f"draft vocab {cfg.draft_vocab_size}/{cfg.vocab_size}, switches "
-          + ", ".join(f"{n}={getattr(cfg, n)}" for n in _SWITCHES))
-    print(f"  aux layers (HF hidden_states indices = input of layer i): {cfg.target_layer_ids}")
-    embeddings = "written (the target's)" if ckpt.has_embeddings else "not written (loaded from the target)"
-    print(f"  embeddings: {embeddings}")
-    return 0
-
-
-__all__ = [
-    "FORMATS",
-    "DrafterCheckpoint",
-    "detect_format",
-    "read_checkpoint",
-    "settle_embeddings",
-    "write_checkpoint",
-    "drafter_from_checkpoint",
-    "convert_checkpoint",
-    "load_target_parts",
-    "TargetSource",
-]

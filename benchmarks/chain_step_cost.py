@@ -1,7 +1,7 @@
 """
 What one drafter chain step costs, and whether `torch.compile` makes it cheaper.
 
-    python examples/chain_step_cost.py --json docs/results/chain-step-bfloat16.json
+    python benchmarks/chain_step_cost.py --json docs/results/chain-step-bfloat16.json
 
 Feeds the shipped EAGLE-3.1 drafter the target's features of a `--context`-token prefix, then times one chain step
 (a 1-token forward with the drafter's own hidden state; the cache is cropped back after each call): eager, with the
@@ -20,11 +20,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from transformers import DynamicCache
 
-from hf_eagle31.bench import chain_step_weight_mb
-from hf_eagle31.demo import DEFAULT_DRAFTER
-from hf_eagle31.evaluation import load_drafter
+from hf_eagle31.data.suites import standard_suite
+from hf_eagle31.evaluation.bench import chain_step_weight_mb
 from hf_eagle31.features import capture_target_features
-from hf_eagle31.suites import standard_suite
+from hf_eagle31.loading import DEFAULT_DRAFTER, load_drafter
 from hf_eagle31.targets import load_target
 
 
@@ -66,10 +65,16 @@ def main(argv=None):
     ids = context_ids(tokenizer, args.context)
     cache = DynamicCache()
     with torch.no_grad():
-        features, _ = capture_target_features(target, ids[:, :-1], torch.ones_like(ids[:, :-1]),
-                                              drafter.config.target_layer_ids)
-        fed = drafter(ids[:, 1:], target_hidden_states=features, position_ids=torch.arange(args.context)[None],
-                      cache=cache, logits_to_keep=1)
+        features, _ = capture_target_features(
+            target, ids[:, :-1], torch.ones_like(ids[:, :-1]), drafter.config.target_layer_ids
+        )
+        fed = drafter(
+            ids[:, 1:],
+            target_hidden_states=features,
+            position_ids=torch.arange(args.context)[None],
+            cache=cache,
+            logits_to_keep=1,
+        )
     hidden = fed.next_hidden[:, -1:]
     pick = fed.logits[:, -1:].argmax(-1)  # draft-vocabulary id -> target id
     token = pick + drafter.d2t[pick]
@@ -96,24 +101,42 @@ def main(argv=None):
 
     ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
     total = sum(e.self_cpu_time_total for e in ops)
-    shares = [{"op": e.key, "calls_per_step": e.count / args.repeats, "share": e.self_cpu_time_total / total}
-              for e in ops[:8]]
+    shares = [
+        {"op": e.key, "calls_per_step": e.count / args.repeats, "share": e.self_cpu_time_total / total} for e in ops[:8]
+    ]
     weights_mb = chain_step_weight_mb(drafter)
     eager_ms, compiled_ms = statistics.median(rounds["eager"]), statistics.median(rounds["compiled"])
-    print(f"chain step, {args.dtype}, {args.threads} threads, {args.context}-token drafter cache "
-          f"(median of {args.rounds} alternating rounds of {args.repeats} steps)")
-    print(f"eager    {eager_ms:.3f} ms (rounds {', '.join(f'{t:.3f}' for t in rounds['eager'])}); reads "
-          f"{weights_mb:.1f} MB of weights: {weights_mb / eager_ms:.1f} GB/s")
-    print(f"compiled {compiled_ms:.3f} ms (rounds {', '.join(f'{t:.3f}' for t in rounds['compiled'])}); "
-          f"{eager_ms / compiled_ms:.2f}x eager; compiling took {compile_s:.1f} s")
+    print(
+        f"chain step, {args.dtype}, {args.threads} threads, {args.context}-token drafter cache "
+        f"(median of {args.rounds} alternating rounds of {args.repeats} steps)"
+    )
+    print(
+        f"eager    {eager_ms:.3f} ms (rounds {', '.join(f'{t:.3f}' for t in rounds['eager'])}); reads "
+        f"{weights_mb:.1f} MB of weights: {weights_mb / eager_ms:.1f} GB/s"
+    )
+    print(
+        f"compiled {compiled_ms:.3f} ms (rounds {', '.join(f'{t:.3f}' for t in rounds['compiled'])}); "
+        f"{eager_ms / compiled_ms:.2f}x eager; compiling took {compile_s:.1f} s"
+    )
     print("eager step by aten op (self CPU time):")
     for s in shares:
         print(f"  {s['op']:45s} {100 * s['share']:5.1f}%  {s['calls_per_step']:.0f} calls/step")
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
-            json.dump({"settings": vars(args), "eager_ms": eager_ms, "compiled_ms": compiled_ms, "rounds_ms": rounds,
-                       "compile_s": compile_s, "weights_mb": weights_mb, "ops": shares}, f, indent=1)
+            json.dump(
+                {
+                    "settings": vars(args),
+                    "eager_ms": eager_ms,
+                    "compiled_ms": compiled_ms,
+                    "rounds_ms": rounds,
+                    "compile_s": compile_s,
+                    "weights_mb": weights_mb,
+                    "ops": shares,
+                },
+                f,
+                indent=1,
+            )
         print(f"wrote {args.json}")
 
 

@@ -3,8 +3,8 @@
 # recipe (same self-distilled data, draft vocabulary, steps, TTT length and seed), then the comparison the README
 # reports. Every step is resumable: rerun the script after an interruption.
 #
-#   bash examples/reference_drafters.sh            # everything (CPU: hours; a GPU: minutes)
-#   STAGE=train bash examples/reference_drafters.sh  # one stage: data | features | train | ship | eval
+#   bash benchmarks/reference_drafters.sh            # everything (CPU: hours; a GPU: minutes)
+#   STAGE=train bash benchmarks/reference_drafters.sh  # one stage: data | features | train | ship | eval
 set -euo pipefail
 RUN=${RUN:-runs/reference}
 SETS=${SETS:-2}              # training sets of 400 ShareGPT conversations each (first user turn, self-distilled)
@@ -60,7 +60,7 @@ fi
 if stage eval; then
   # τ EAGLE-3 vs EAGLE-3.1 (greedy, fp32, constant K) and the drift diagnostic; the speed benchmark runs alone.
   EAGLE3="$RUN/eagle3-ttt$TTT" EAGLE31="$RUN/eagle3.1-ttt$TTT" OUT="$RUN" TRAIN_DATA="${DATA[-1]}" \
-    bash examples/compare_pair.sh
+    bash benchmarks/compare_pair.sh
   # Speed: plain greedy vs prompt lookup vs the EAGLE-3.1 drafter on MT-Bench at the shipped draft length, in fp32
   # (exact) and bf16.
   for dtype in float32 bfloat16; do
@@ -86,7 +86,7 @@ for row in results:  # rows are labelled with run directories: name them by vari
 drafter = Eagle3Drafter.from_pretrained(src, dtype=torch.bfloat16)
 drafter.generation_config.num_assistant_tokens = int(k)
 training = (
-    f"Trained with `examples/reference_drafters.sh` of hf-eagle31 (`hf-eagle31 prepare-data` + `hf-eagle31 train`): "
+    f"Trained with `benchmarks/reference_drafters.sh` of hf-eagle31 (`hf-eagle31 prepare-data` + `hf-eagle31 train`): "
     f"the first user turns of {conversations} ShareGPT conversations answered greedily by the target itself, "
     f"{steps} steps of batch 4, TTT {ttt}, lr 5e-4 cosine, draft vocabulary 8192, lm_head started from the "
     "target's head rows. EAGLE-3 and EAGLE-3.1 drafters were trained with the identical recipe."

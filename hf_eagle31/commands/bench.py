@@ -1,0 +1,109 @@
+# Copyright 2026 The hf-eagle31 authors. Apache-2.0.
+"""`hf-eagle31 bench`: plain greedy vs prompt lookup vs drafter (and drafting policies), side by side."""
+
+import torch
+
+from ..errors import InputError
+from ..evaluation.bench import benchmark, format_report
+from ..evaluation.prompts import render_prompt
+from ..loading import load_drafter
+from ..small_batch import is_enabled as small_batch_enabled
+from .common import (
+    add_calibration_arguments,
+    add_common_arguments,
+    add_compile_argument,
+    add_json_argument,
+    add_policy_arguments,
+    apply_compile_argument,
+    calibration_from_args,
+    drafter_dtype,
+    load_target_for_cli,
+    policies_from_args,
+    prompts_from_args,
+    write_json_report,
+)
+
+
+def add_arguments(parser):
+    add_common_arguments(parser)
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument(
+        "--num-assistant-tokens",
+        type=int,
+        default=None,
+        help="drafter's draft length K (default: the drafter's generation_config)",
+    )
+    parser.add_argument("--prompt-lookup-tokens", type=int, default=10, help="HF prompt_lookup_num_tokens (default 10)")
+    add_policy_arguments(parser)
+    add_calibration_arguments(parser)
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="split one drafter pass's time per cycle and compare it with bare forwards (the ceiling "
+        "speed-up at the measured tau)",
+    )
+    parser.add_argument(
+        "--profile-policy",
+        default=None,
+        help="with --profile: profile this policy (one of --policies) instead of the drafter as "
+        "configured, e.g. --policies constant --profile-policy constant",
+    )
+    add_compile_argument(parser)
+    add_json_argument(parser)
+
+
+def run(args):
+    policies = policies_from_args(args)  # before loading anything: a misspelt policy fails at once
+    if args.profile and args.compile_target:
+        raise InputError(
+            "--profile sets the run against bare eager target forwards: drop --profile or --compile-target."
+        )
+    target, tokenizer = load_target_for_cli(args)
+    calibration = calibration_from_args(args, target)
+    calibration.check_load_at_start(args.strict)
+    drafter = load_drafter(args.drafter, target, trust_remote_code=args.trust_remote_code, dtype=drafter_dtype(args))
+    compiled = apply_compile_argument(args, drafter, target)
+    prompts = prompts_from_args(args, tokenizer)
+    rendered = [render_prompt(tokenizer, p, (), args.system_prompt, args.chat_template) for p in prompts]
+    torch.manual_seed(0)
+    report = benchmark(
+        target,
+        drafter,
+        rendered,
+        max_new_tokens=args.max_new_tokens,
+        num_assistant_tokens=args.num_assistant_tokens,
+        prompt_lookup_tokens=args.prompt_lookup_tokens,
+        repeats=args.repeats,
+        calibration=calibration,
+        profile=args.profile,
+        policies=policies,
+        profile_policy=args.profile_policy,
+        static_cache=compiled["target"],
+    )
+    calibration.check(args.strict)
+    report["settings"] = {
+        "target": args.target or "smollm2-135m-instruct",
+        "drafter": args.drafter,
+        "prompts": args.prompts,
+        "prompt_ids": [p.id for p in prompts],
+        "max_new_tokens": args.max_new_tokens,
+        "num_assistant_tokens": args.num_assistant_tokens,
+        "prompt_lookup_tokens": args.prompt_lookup_tokens,
+        "dtype": args.dtype,
+        "drafter_dtype": str(drafter.dtype).removeprefix("torch."),
+        "device": str(target.device),
+        "threads": torch.get_num_threads(),
+        "repeats": args.repeats,
+        "strict": args.strict,
+        "max_drift": args.max_drift,
+        "profile": args.profile,
+        "profile_policy": args.profile_policy,
+        "small_batch_linears": small_batch_enabled(target),
+        "policies": policies,
+        "compile_drafter": compiled["drafter"],
+        "compile_target": compiled["target"],
+    }
+    print(format_report(report))
+    if args.json:
+        write_json_report(args.json, report)
+    return 0

@@ -1,0 +1,82 @@
+# Copyright 2026 The hf-eagle31 authors. Apache-2.0.
+"""`hf-eagle31 convert`: drafter checkpoints between hf-eagle31, EAGLE, speculators and vLLM formats."""
+
+import argparse
+
+from ..convert import EMBEDDING_MODES, FORMATS, SWITCHES, convert_checkpoint
+from ..modeling import variant_of
+
+
+def _layer_ids(text: str) -> list:
+    """argparse type of --target-layer-ids: "2 4 5" and "2,4,5" both work."""
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid layer ids {text!r}: pass integers, e.g. 2 4 5 or 2,4,5") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src", help="drafter checkpoint directory (or Hub id) in any supported format")
+    parser.add_argument("dst", help="output directory (created)")
+    parser.add_argument("--to", required=True, choices=FORMATS, help="output format")
+    parser.add_argument(
+        "--from",
+        dest="source_format",
+        choices=FORMATS,
+        default=None,
+        help="source format (default: detected from config.json and weight names)",
+    )
+    parser.add_argument(
+        "--target",
+        default=None,
+        help="the target (directory, Hub id or embedded name): supplies embeddings the source lacks, "
+        "checks the ones it has, and gives the layer count EAGLE checkpoints imply",
+    )
+    parser.add_argument(
+        "--embeddings",
+        choices=EMBEDDING_MODES,
+        default="auto",
+        help="auto: keep/verify the source's, else take the target's, else write none where the "
+        "format loads them from the target; target: replace; source: keep unchecked; none: drop",
+    )
+    parser.add_argument(
+        "--target-layer-ids",
+        type=_layer_ids,
+        nargs="+",
+        default=None,
+        help="aux layers as indices into the target's HF hidden_states (= input of layer i); "
+        "overrides what the source says or implies",
+    )
+    parser.add_argument(
+        "--num-speculative-tokens",
+        type=int,
+        default=None,
+        help="default draft length recorded in a speculators config (default: the source's, else 3)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+
+
+def run(args) -> int:
+    ckpt = convert_checkpoint(
+        args.src,
+        args.dst,
+        args.to,
+        source_format=args.source_format,
+        target=args.target,
+        embeddings=args.embeddings,
+        target_layer_ids=[i for ids in args.target_layer_ids for i in ids] if args.target_layer_ids else None,
+        num_speculative_tokens=args.num_speculative_tokens,
+        overwrite=args.overwrite,
+    )
+    cfg = ckpt.config
+    variant = variant_of(cfg).label
+    print(f"{args.src} ({ckpt.source_format}) -> {args.dst} ({args.to})")
+    print(
+        f"  {variant}: {cfg.num_hidden_layers} decoder layer(s), hidden {cfg.hidden_size}, "
+        f"draft vocab {cfg.draft_vocab_size}/{cfg.vocab_size}, switches "
+        + ", ".join(f"{n}={getattr(cfg, n)}" for n in SWITCHES)
+    )
+    print(f"  aux layers (HF hidden_states indices = input of layer i): {cfg.target_layer_ids}")
+    embeddings = "written (the target's)" if ckpt.has_embeddings else "not written (loaded from the target)"
+    print(f"  embeddings: {embeddings}")
+    return 0

@@ -1,0 +1,60 @@
+# Copyright 2026 The hf-eagle31 authors. Apache-2.0.
+"""`hf-eagle31 drift`: the attention-drift diagnostic per chain depth (drift.json, drift.png, a table)."""
+
+import os
+
+import torch
+
+from ..errors import InputError
+from ..evaluation.drift import format_drift_table, measure_drift, plot_drift
+from ..evaluation.prompts import render_prompt
+from ..loading import load_drafters
+from .common import (
+    add_common_arguments,
+    drafter_dtype,
+    load_target_for_cli,
+    prompts_from_args,
+    write_json_report,
+)
+
+
+def add_arguments(parser):
+    add_common_arguments(parser, multiple_drafters=True)
+    parser.add_argument("--out", required=True, help="output folder for drift.json and drift.png")
+    parser.add_argument("--depth", type=int, default=8, help="chain depth K to measure (default 8)")
+    parser.add_argument(
+        "--generate-tokens",
+        type=int,
+        default=32,
+        help="tokens the target generates before drafting, so generated-token positions exist (default 32)",
+    )
+    parser.add_argument(
+        "--sink-tokens", type=int, default=4, help="first positions counted as sink/template (default 4)"
+    )
+
+
+def run(args):
+    torch.manual_seed(0)
+    target, tokenizer = load_target_for_cli(args)
+    drafters = load_drafters(args.drafter, target, trust_remote_code=args.trust_remote_code, dtype=drafter_dtype(args))
+    prompts = prompts_from_args(args, tokenizer, default_suite="standard")
+    rendered = [
+        render_prompt(tokenizer, p, system_prompt=args.system_prompt, chat_template=args.chat_template) for p in prompts
+    ]
+    limit = getattr(target.config, "max_position_embeddings", None)
+    needed = args.generate_tokens + args.depth + 2
+    for p, ids in zip(prompts, rendered):
+        if limit is not None and len(ids) + needed > limit:
+            raise InputError(
+                f"prompt {p.id} has {len(ids)} tokens; with --generate-tokens/--depth it needs {len(ids) + needed} "
+                f"positions but the target's context is {limit}: use shorter prompts or a smaller --generate-tokens."
+            )
+    report = measure_drift(
+        target, drafters, rendered, depth=args.depth, generate_tokens=args.generate_tokens, sink_tokens=args.sink_tokens
+    )
+    report["settings"].update({"target": args.target, "prompts": [p.id for p in prompts]})
+    write_json_report(os.path.join(args.out, "drift.json"), report, announce=False)
+    plot_drift(report, os.path.join(args.out, "drift.png"))
+    print(format_drift_table(report))
+    print(f"wrote {os.path.join(args.out, 'drift.json')} and {os.path.join(args.out, 'drift.png')}")
+    return 0

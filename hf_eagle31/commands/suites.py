@@ -1,0 +1,50 @@
+# Copyright 2026 The hf-eagle31 authors. Apache-2.0.
+"""`hf-eagle31 suites`: build the evaluation suites for a target's tokenizer and report their sizes."""
+
+import argparse
+
+from transformers import AutoTokenizer
+
+from ..data.suites import long_suite, perturbed_suite, render, standard_suite
+from ..targets import DEFAULT_TARGET, TARGETS, _cached_copy, load_target
+from .common import positive_int
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", default=None, help="target whose tokenizer renders the prompts (default: SmolLM2)")
+
+    parser.add_argument("--num-per-source", type=positive_int, default=10)
+    parser.add_argument("--num-per-length", type=positive_int, default=2)
+    parser.add_argument("--lengths", type=positive_int, nargs="+", default=[2048, 4096, 7168])
+    parser.add_argument("--show", action="store_true", help="print the first prompt of each source, rendered")
+
+
+def run(args) -> int:
+    name = args.target or DEFAULT_TARGET
+    if name in TARGETS and _cached_copy(name) is not None:
+        tokenizer = AutoTokenizer.from_pretrained(_cached_copy(name))
+    else:
+        tokenizer = load_target(args.target)[1]
+    for label, suite in [
+        ("standard", standard_suite(args.num_per_source)),
+        ("perturbed", perturbed_suite(args.num_per_source)),
+        ("long", long_suite(tokenizer, tuple(args.lengths), args.num_per_length)),
+    ]:
+        groups = {}
+        for prompt in suite:
+            key = (prompt.source, prompt.meta.get("perturbation") or prompt.meta.get("target_tokens") or "")
+            groups.setdefault(key, []).append(len(render(tokenizer, prompt)))
+        print(f"{label}: {len(suite)} prompts")
+        for (source, variant), sizes in groups.items():
+            print(
+                f"  {source:10s} {str(variant):22s} n={len(sizes):3d}  tokens min {min(sizes):5d}  "
+                f"mean {sum(sizes) / len(sizes):7.1f}  max {max(sizes):5d}"
+            )
+        if args.show:
+            shown = set()
+            for prompt in suite:
+                if prompt.source not in shown:
+                    shown.add(prompt.source)
+                    text = tokenizer.decode(render(tokenizer, prompt))
+                    print(f"--- {prompt.id} ---\n{text[:600]}{' [...]' if len(text) > 600 else ''}")
+    return 0
