@@ -1,15 +1,17 @@
 """Helpers of the transformers canary in `.ci/run`.
 
-    python .ci/canary.py in-range VERSION   exit 0 when VERSION is inside pyproject.toml's transformers range
-    python .ci/canary.py failed VERSION     after a failed canary run: one line naming the release and the members of
-                                            its assisted loop the drafters' candidate generator lacks; exit 0 only when
-                                            .ci/known-broken.txt records VERSION (a line "VERSION: reason")
+python .ci/canary.py in-range VERSION   exit 0 when VERSION is inside pyproject.toml's transformers range
+python .ci/canary.py failed VERSION     after a failed canary run: one line naming the release and the members of
+                                        its assisted loop the drafters' candidate generator lacks; exit 0 only when
+                                        .ci/known-broken.txt records VERSION (a line "VERSION: reason")
 """
 
 import re
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
+
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -55,12 +55,26 @@ def tiny_hybrid_target(seed=0):
 
     torch.manual_seed(seed)
     config = Qwen3NextConfig(
-        vocab_size=64, hidden_size=32, intermediate_size=64, moe_intermediate_size=16,
-        shared_expert_intermediate_size=16, num_experts=4, num_experts_per_tok=2, num_hidden_layers=4,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=8, linear_num_key_heads=2, linear_num_value_heads=4,
-        linear_key_head_dim=8, linear_value_head_dim=8, max_position_embeddings=256,
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        moe_intermediate_size=16,
+        shared_expert_intermediate_size=16,
+        num_experts=4,
+        num_experts_per_tok=2,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        linear_num_key_heads=2,
+        linear_num_value_heads=4,
+        linear_key_head_dim=8,
+        linear_value_head_dim=8,
+        max_position_embeddings=256,
         layer_types=["linear_attention", "full_attention", "linear_attention", "full_attention"],
-        eos_token_id=None, bos_token_id=None, pad_token_id=None,
+        eos_token_id=None,
+        bos_token_id=None,
+        pad_token_id=None,
     )
     return Qwen3NextForCausalLM(config).eval()
 

@@ -340,7 +340,7 @@ def test_confidence_threshold_from_the_drafter_config_and_validation(target):
 
 def test_copy_aware_drafting_continues_context_matches(target):
     """An oracle drafter (always right) whose first pick agrees with a context match proposes the copied span."""
-    from hf_eagle31.modeling.candidate_generator import EagleCandidateGenerator, stateful_targets_supported
+    from hf_eagle31.modeling.candidate_generator import EagleCandidateGenerator
 
     generator = EagleCandidateGenerator.__new__(EagleCandidateGenerator)
     generator.copy_ngram, generator.copy_tokens = 2, 3
