@@ -255,11 +255,13 @@ def test_tree_policy_from_the_drafter_generation_config(target):
     out = target.generate(prompt, max_new_tokens=10, do_sample=False, assistant_model=drafter)
     assert torch.equal(out, reference)
     assert max(drafter.last_speculation_stats.draft_lengths) == 7  # (fewer where the budget limits the depth)
-    # a GenerationConfig passed to generate wins: draft_tree=False is the chain
-    out = target.generate(prompt, generation_config=GenerationConfig(draft_tree=False, max_new_tokens=10,
-                          num_assistant_tokens=3, prompt_lookup_num_tokens=0, assistant_confidence_threshold=0.0),
-                          assistant_model=drafter)
+    # ordinary generate options win over the drafter's config: draft_tree=False is the chain, tree fields shape it
+    out = target.generate(prompt, max_new_tokens=10, assistant_model=drafter, draft_tree=False,
+                          num_assistant_tokens=3, prompt_lookup_num_tokens=0, assistant_confidence_threshold=0.0)
     assert torch.equal(out, reference) and set(drafter.last_speculation_stats.draft_lengths) <= {1, 2, 3}
+    out = target.generate(prompt, max_new_tokens=10, assistant_model=drafter, tree_total_tokens=3, tree_topk=3,
+                          prompt_lookup_num_tokens=0)
+    assert torch.equal(out, reference) and max(drafter.last_speculation_stats.draft_lengths) == 3
 
 
 CHILD = textwrap.dedent(
