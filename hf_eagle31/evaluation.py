@@ -447,13 +447,13 @@ def drafting_policy(name: str, confidence_threshold: float = DEFAULT_CONFIDENCE_
                     copy_tokens: int = DEFAULT_COPY_TOKENS) -> dict:
     """The `generate` options of a drafting policy (see `DRAFTING_POLICIES`; `<policy>@<threshold>` overrides
     `confidence_threshold` for a confidence policy)."""
-    if name.partition(":")[0] in ("tree", "tree+copy"):
+    if name.partition("@")[0] in ("tree", "tree+copy"):
         return _tree_policy(name, copy_tokens)
     base, at, threshold = name.partition("@")
     if base not in DRAFTING_POLICIES:
         raise ValueError(f"unknown drafting policy {name!r}: use one of {', '.join(DRAFTING_POLICIES)} "
                          "(confidence policies may add @<threshold>, e.g. confidence@0.2; trees a shape, "
-                         "e.g. tree:5,4,16).")
+                         "e.g. tree@5x4x16).")
     if at:
         try:
             value = float(threshold)
@@ -472,20 +472,20 @@ def drafting_policy(name: str, confidence_threshold: float = DEFAULT_CONFIDENCE_
 
 
 def _tree_policy(name: str, copy_tokens: int) -> dict:
-    """`tree[+copy][:D,K,N]`: a dynamic draft tree of depth D, top-K expansion, N nodes verified (default: the
+    """`tree[+copy][@DxKxN]`: a dynamic draft tree of depth D, top-K expansion, N nodes verified (default: the
     defaults of modeling/tree_drafting.py), with the context copy as one more branch for `tree+copy`."""
     from .modeling.tree_drafting import TREE_DEFAULTS
 
-    base, _, shape = name.partition(":")
+    base, _, shape = name.partition("@")
     sizes = (TREE_DEFAULTS["tree_depth"], TREE_DEFAULTS["tree_topk"], TREE_DEFAULTS["tree_total_tokens"])
     if shape:
         try:
-            sizes = tuple(int(v) for v in shape.split(","))
+            sizes = tuple(int(v) for v in shape.split("x"))
         except ValueError:
             sizes = ()
         if len(sizes) != 3 or min(sizes) < 1:
-            raise ValueError(f"drafting policy {name!r}: a tree shape is three integers >= 1, depth,topk,nodes "
-                             "(e.g. tree:5,4,16).")
+            raise ValueError(f"drafting policy {name!r}: a tree shape is three integers >= 1, depthxtopkxnodes "
+                             "(e.g. tree@5x4x16).")
     depth, topk, total = sizes
     return {"draft_tree": True, "tree_depth": depth, "tree_topk": topk, "tree_total_tokens": total,
             "num_assistant_tokens_schedule": "constant", "assistant_confidence_threshold": 0.0,

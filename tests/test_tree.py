@@ -296,3 +296,19 @@ def test_tree_from_remote_code_without_package(tmp_path):
                              str(tmp_path / "drafter")], capture_output=True, text=True, env=env, cwd=tmp_path,
                             timeout=600)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
+
+
+def test_tree_drafting_policies():
+    from hf_eagle31.evaluation import drafting_policy
+
+    assert drafting_policy("tree") == {
+        "draft_tree": True, "tree_depth": tree_drafting.TREE_DEFAULTS["tree_depth"],
+        "tree_topk": tree_drafting.TREE_DEFAULTS["tree_topk"],
+        "tree_total_tokens": tree_drafting.TREE_DEFAULTS["tree_total_tokens"], "num_assistant_tokens_schedule":
+        "constant", "assistant_confidence_threshold": 0.0, "prompt_lookup_num_tokens": 0}
+    copy = drafting_policy("tree+copy@6x8x40", copy_tokens=5)
+    assert (copy["tree_depth"], copy["tree_topk"], copy["tree_total_tokens"], copy["prompt_lookup_num_tokens"]) == (
+        6, 8, 40, 5)
+    assert drafting_policy("constant")["draft_tree"] is False
+    with pytest.raises(ValueError, match="three integers"):
+        drafting_policy("tree@4x4")
