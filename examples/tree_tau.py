@@ -35,13 +35,13 @@ for prompt in prompts:
         out = target.generate(ids, max_new_tokens=max_new, do_sample=False, assistant_model=drafter, **options)
         n = min(out.shape[1], plain.shape[1])
         same = int((out[0, :n] == plain[0, :n]).cumprod(0).sum()) - ids.shape[1]
-        if not torch.equal(out, plain):  # bf16: a verification block may round differently from a 1-token step
+        if not torch.equal(out, plain):  # bf16: a verification block may round differently from a 1-token step (fp32: never seen)
             diverged[policy] += 1
-            print(f"  {policy}: first {same} new tokens equal plain greedy, then differs (bf16 rounding)")
+            print(f"  {policy}: first {same} new tokens equal plain greedy, then differs")
         stats[policy].append(drafter.last_speculation_stats)
     print(prompt.id, {p: round(stats[p][-1].tau, 2) for p in policies}, flush=True)
 base = SpeculationStats.pooled(stats["constant"]).tau if "constant" in stats else None
-print(f"\n{len(prompts)} MT-Bench prompts, {max_new} new tokens, bf16, greedy; outputs differing from plain: {diverged}")
+print(f"\n{len(prompts)} MT-Bench prompts, {max_new} new tokens, {dtype}, greedy; outputs differing from plain: {diverged}")
 print("| policy | tau | x constant K=3 | nodes verified / cycle | mean accepted path |")
 print("|---|---|---|---|---|")
 for policy in policies:
