@@ -4,8 +4,8 @@ Dynamic draft trees (EAGLE-2 style) inside `target.generate(**inputs, assistant_
 
 transformers' assisted loop verifies one chain and rolls its cache back by a count, so a tree needs its own
 verify / accept / cache step. `install_tree_hook` wraps `GenerationMixin._assisted_decoding` once: when the assistant
-is an hf-eagle31 drafter and the generation config asks for a tree (`draft_tree=True`, in the drafter's
-generation_config.json or in a `GenerationConfig` passed to `generate`), `tree_decoding` runs instead; every other
+is an hf-eagle31 drafter and the generation config asks for a tree (`generate(..., draft_tree=True)`, or the
+drafter's generation_config.json), `tree_decoding` runs instead; every other
 call goes to transformers' loop unchanged. One cycle:
 
     drafter: feed the verified positions (target features), then grow the tree — depth 1 = top-k of the last
@@ -38,10 +38,7 @@ import torch
 # Generation-config fields of the tree policy, and their defaults (chosen by measurement, see docs/ARCHITECTURE.md).
 TREE_DEFAULTS = {"draft_tree": False, "tree_depth": 5, "tree_topk": 4, "tree_total_tokens": 16}
 
-CHAIN_HINT = (
-    "use chain drafting instead: generate(..., assistant_model=drafter, generation_config=GenerationConfig("
-    "draft_tree=False)) (or set `drafter.generation_config.draft_tree = False`)"
-)
+CHAIN_HINT = "use chain drafting instead: generate(..., assistant_model=drafter, draft_tree=False)"
 
 
 def tree_settings(generation_config, drafter) -> dict | None:
@@ -411,8 +408,14 @@ def install_tree_hook() -> None:
     Wraps `GenerationMixin._assisted_decoding` once (idempotent across copies of this file); every call whose
     assistant is not an hf-eagle31 drafter with `draft_tree` set goes to the original unchanged.
     """
+    from transformers import GenerationConfig
     from transformers.generation.utils import GenerationMixin
 
+    # The tree fields become ordinary `generate` options (`target.generate(..., draft_tree=True, tree_depth=5)`):
+    # `GenerationConfig.update` only takes keys the config has, so they get class-level "unset" values.
+    for name in TREE_DEFAULTS:
+        if not hasattr(GenerationConfig, name):
+            setattr(GenerationConfig, name, None)
     original = getattr(GenerationMixin, "_assisted_decoding", None)
     if original is None or getattr(original, "_hf_eagle31_tree", False):
         return
