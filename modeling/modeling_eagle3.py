@@ -24,6 +24,7 @@ from .drafter_common import (
     DrafterRMSNorm,
     install_target_check_hook,
 )
+from .tree_drafting import install_tree_hook
 
 
 class Eagle3DecoderLayer(nn.Module):
@@ -36,11 +37,11 @@ class Eagle3DecoderLayer(nn.Module):
         self.hidden_norm = DrafterRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_attention_layernorm = DrafterRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 
-    def forward(self, embeds, hidden, cos, sin, cache=None, ttt_kv=None, output_attentions=False):
+    def forward(self, embeds, hidden, cos, sin, cache=None, ttt_kv=None, output_attentions=False, attention_mask=None):
         normed_hidden = self.hidden_norm(hidden)
         residual = normed_hidden if self.norm_before_residual else hidden
         x = torch.cat([self.input_layernorm(embeds), normed_hidden], dim=-1)  # (B, T, 2H)
-        attn, weights = self.self_attn(x, cos, sin, cache, ttt_kv, output_attentions)
+        attn, weights = self.self_attn(x, cos, sin, cache, ttt_kv, output_attentions, attention_mask)
         hidden = residual + attn
         hidden = hidden + self.mlp(self.post_attention_layernorm(hidden))
         return hidden, weights  # a_t, pre-norm
@@ -96,5 +97,6 @@ Eagle3Config.register_for_auto_class()
 Eagle3Drafter.register_for_auto_class("AutoModel")
 install_generate_hook()
 install_target_check_hook()
+install_tree_hook()
 
 __all__ = ["Eagle3Drafter", "Eagle3DecoderLayer"]

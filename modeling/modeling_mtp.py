@@ -22,6 +22,7 @@ from .drafter_common import (
     DrafterRMSNorm,
     install_target_check_hook,
 )
+from .tree_drafting import install_tree_hook
 
 
 class MtpDecoderLayer(nn.Module):
@@ -35,9 +36,9 @@ class MtpDecoderLayer(nn.Module):
         self.input_layernorm = DrafterRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_attention_layernorm = DrafterRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 
-    def forward(self, embeds, hidden, cos, sin, cache=None, ttt_kv=None, output_attentions=False):
+    def forward(self, embeds, hidden, cos, sin, cache=None, ttt_kv=None, output_attentions=False, attention_mask=None):
         u = self.eh_proj(torch.cat([self.enorm(embeds), self.hnorm(hidden)], dim=-1))  # (B, T, H)
-        attn, weights = self.self_attn(self.input_layernorm(u), cos, sin, cache, ttt_kv, output_attentions)
+        attn, weights = self.self_attn(self.input_layernorm(u), cos, sin, cache, ttt_kv, output_attentions, attention_mask)
         hidden = u + attn
         hidden = hidden + self.mlp(self.post_attention_layernorm(hidden))
         return hidden, weights  # a_t, pre-norm
@@ -79,5 +80,6 @@ MtpConfig.register_for_auto_class()
 MtpDrafter.register_for_auto_class("AutoModel")
 install_generate_hook()
 install_target_check_hook()
+install_tree_hook()
 
 __all__ = ["MtpDrafter", "MtpDecoderLayer"]

@@ -10,7 +10,7 @@ from ..errors import InputError
 # (generation_config.json) never leak into another policy; the drafter alone is the drafter as shipped.
 # A confidence policy may name its own threshold, `confidence@0.2` / `confidence+copy@0.5`, so that one run
 # compares several thresholds side by side.
-DRAFTING_POLICIES = ("constant", "heuristic", "confidence", "copy", "confidence+copy")
+DRAFTING_POLICIES = ("constant", "heuristic", "confidence", "copy", "confidence+copy", "tree", "tree+copy")
 # What the confidence and copy policies use unless told otherwise: the shipped drafters' generation_config values.
 DEFAULT_CONFIDENCE_THRESHOLD = 0.5
 DEFAULT_COPY_TOKENS = 8
@@ -20,12 +20,14 @@ def drafting_policy(
     name: str, confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD, copy_tokens: int = DEFAULT_COPY_TOKENS
 ) -> dict:
     """The `generate` options of a drafting policy (see `DRAFTING_POLICIES`; `<policy>@<threshold>` overrides
-    `confidence_threshold` for a confidence policy)."""
+    `confidence_threshold` for a confidence policy; `tree[+copy]@DxKxN` names a tree's shape)."""
+    if name.partition("@")[0] in ("tree", "tree+copy"):
+        return _tree_policy(name, copy_tokens)
     base, at, threshold = name.partition("@")
     if base not in DRAFTING_POLICIES:
         raise InputError(
             f"unknown drafting policy {name!r}: use one of {', '.join(DRAFTING_POLICIES)} "
-            "(confidence policies may add @<threshold>, e.g. confidence@0.2)."
+            "(confidence policies may add @<threshold>, e.g. confidence@0.2; trees a shape, e.g. tree@5x4x16)."
         )
     if at:
         try:
@@ -42,4 +44,33 @@ def drafting_policy(
         "num_assistant_tokens_schedule": "heuristic_transient" if base == "heuristic" else "constant",
         "assistant_confidence_threshold": confidence_threshold if "confidence" in base else 0.0,
         "prompt_lookup_num_tokens": copy_tokens if "copy" in base else 0,
+        "draft_tree": False,
+    }
+
+
+def _tree_policy(name: str, copy_tokens: int) -> dict:
+    """`tree[+copy][@DxKxN]`: a dynamic draft tree of depth D, top-K expansion, N nodes verified (default: the
+    defaults of modeling/tree_drafting.py), with the context copy as one more branch for `tree+copy`."""
+    from ..modeling.tree_drafting import TREE_DEFAULTS
+
+    base, _, shape = name.partition("@")
+    sizes = (TREE_DEFAULTS["tree_depth"], TREE_DEFAULTS["tree_topk"], TREE_DEFAULTS["tree_total_tokens"])
+    if shape:
+        try:
+            sizes = tuple(int(v) for v in shape.split("x"))
+        except ValueError:
+            sizes = ()
+        if len(sizes) != 3 or min(sizes) < 1:
+            raise InputError(
+                f"drafting policy {name!r}: a tree shape is three integers >= 1, depthxtopkxnodes (e.g. tree@5x4x16)."
+            )
+    depth, topk, total = sizes
+    return {
+        "draft_tree": True,
+        "tree_depth": depth,
+        "tree_topk": topk,
+        "tree_total_tokens": total,
+        "num_assistant_tokens_schedule": "constant",
+        "assistant_confidence_threshold": 0.0,
+        "prompt_lookup_num_tokens": copy_tokens if base == "tree+copy" else 0,
     }

@@ -133,7 +133,7 @@ class DrafterAttention(nn.Module):
         self.v_proj = nn.Linear(input_size, self.num_kv_heads * self.head_dim, bias=bias)
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, config.hidden_size, bias=bias)
 
-    def forward(self, x, cos, sin, cache=None, ttt_kv=None, output_attentions=False):
+    def forward(self, x, cos, sin, cache=None, ttt_kv=None, output_attentions=False, attention_mask=None):
         bsz, q_len, _ = x.shape
         q = self.q_proj(x).view(bsz, q_len, self.num_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
         k = self.k_proj(x).view(bsz, q_len, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
@@ -145,17 +145,20 @@ class DrafterAttention(nn.Module):
         else:
             if cache is not None:
                 k, v = cache.update(k, v, self.layer_idx)
-            out, weights = self._chain_attention(q, k, v, output_attentions)
+            out, weights = self._chain_attention(q, k, v, output_attentions, attention_mask)
         out = out.transpose(1, 2).reshape(bsz, q_len, self.num_heads * self.head_dim)
         return self.o_proj(out), weights
 
-    def _chain_attention(self, q, k, v, output_attentions):
+    def _chain_attention(self, q, k, v, output_attentions, attention_mask=None):
+        # `attention_mask` (q_len, kv_len) bool, True = visible: a draft tree's mask (tree_drafting.py); else causal.
         q_len, kv_len = q.shape[2], k.shape[2]
         if q_len <= self.grouped_query_max_len and not output_attentions:
-            return self._grouped_attention(q, k, v), None
+            return self._grouped_attention(q, k, v, attention_mask), None
         k, v = repeat_kv(k, self.n_rep), repeat_kv(v, self.n_rep)
         # The new block sits at the end of the cache: query i sees keys 0 .. kv_len - q_len + i.
         allowed = torch.ones(q_len, kv_len, dtype=torch.bool, device=q.device).tril(kv_len - q_len)
+        if attention_mask is not None:
+            allowed = attention_mask
         if not output_attentions:
             return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=self.scaling), None
         scores = (q @ k.transpose(-1, -2)) * self.scaling
@@ -168,12 +171,14 @@ class DrafterAttention(nn.Module):
     # and two matmuls beat the fused CPU kernels at this shape (several times over in bf16). Prefill takes SDPA.
     grouped_query_max_len = 16
 
-    def _grouped_attention(self, q, k, v):
+    def _grouped_attention(self, q, k, v, attention_mask=None):
         bsz, _, q_len, _ = q.shape
         kv_len = k.shape[2]
         grouped = q.reshape(bsz, self.num_kv_heads, self.n_rep * q_len, self.head_dim)
         scores = (grouped @ k.transpose(-1, -2)) * self.scaling  # (B, nkv, n_rep * T, L)
-        if q_len > 1:  # the new block sits at the end of the cache: query i sees keys 0 .. kv_len - q_len + i
+        if attention_mask is not None:
+            scores = scores.masked_fill(~attention_mask.repeat(self.n_rep, 1), torch.finfo(scores.dtype).min)
+        elif q_len > 1:  # the new block sits at the end of the cache: query i sees keys 0 .. kv_len - q_len + i
             hidden = torch.ones(q_len, kv_len, dtype=torch.bool, device=q.device).triu(kv_len - q_len + 1)
             scores = scores.masked_fill(hidden.repeat(self.n_rep, 1), torch.finfo(scores.dtype).min)
         probs = scores.float().softmax(-1).to(v.dtype)
@@ -208,8 +213,10 @@ class DrafterDecoderLayer(nn.Module):
         self.input_layernorm = DrafterRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_attention_layernorm = DrafterRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 
-    def forward(self, hidden, cos, sin, cache=None, ttt_kv=None, output_attentions=False):
-        attn, weights = self.self_attn(self.input_layernorm(hidden), cos, sin, cache, ttt_kv, output_attentions)
+    def forward(self, hidden, cos, sin, cache=None, ttt_kv=None, output_attentions=False, attention_mask=None):
+        attn, weights = self.self_attn(
+            self.input_layernorm(hidden), cos, sin, cache, ttt_kv, output_attentions, attention_mask
+        )
         hidden = hidden + attn
         hidden = hidden + self.mlp(self.post_attention_layernorm(hidden))
         return hidden, weights  # (B, T, H), pre-norm
@@ -478,7 +485,9 @@ class DrafterPreTrainedModel(PreTrainedModel):
         """The captured target states of a block -> the (B, T, H) hidden input of the first decoder layer."""
         raise NotImplementedError
 
-    def _decoder_stack(self, embeds, hidden, cos, sin, cache=None, ttt_kv=None, output_attentions=False):
+    def _decoder_stack(
+        self, embeds, hidden, cos, sin, cache=None, ttt_kv=None, output_attentions=False, attention_mask=None
+    ):
         """
         Runs the decoder layers: the first reads (token embedding, hidden input), the others the (B, T, H) stream.
         `ttt_kv` holds one TTT key/value list per layer. Returns the last layer's pre-norm output `a` and the first
@@ -486,10 +495,12 @@ class DrafterPreTrainedModel(PreTrainedModel):
         """
         a, attentions = self.layers[0](
             embeds, hidden, cos, sin, cache=cache, ttt_kv=None if ttt_kv is None else ttt_kv[0],
-            output_attentions=output_attentions,
+            output_attentions=output_attentions, attention_mask=attention_mask,
         )
         for i in range(1, len(self.layers)):
-            a, _ = self.layers[i](a, cos, sin, cache=cache, ttt_kv=None if ttt_kv is None else ttt_kv[i])
+            a, _ = self.layers[i](
+                a, cos, sin, cache=cache, ttt_kv=None if ttt_kv is None else ttt_kv[i], attention_mask=attention_mask
+            )
         return a, attentions
 
     def forward(
@@ -505,6 +516,7 @@ class DrafterPreTrainedModel(PreTrainedModel):
         logits_to_keep: int = 0,
         past_key_values: Cache | None = None,
         return_dict: bool | None = None,
+        attention_mask: torch.BoolTensor | None = None,
     ) -> DrafterOutput | list[torch.FloatTensor]:
         r"""
         Runs the drafter on a block of positions and returns a `DrafterOutput`.
@@ -525,6 +537,8 @@ class DrafterPreTrainedModel(PreTrainedModel):
             Without `return_dict=True` it still returns the bare list, deprecated (FutureWarning): call `ttt_forward`
             for the list; from the next release on `forward` returns a `DrafterOutput` in every case.
         past_key_values: deprecated alias of `cache` (transformers < 5.24 naming).
+        attention_mask (`(T, kv_len)` bool, True = visible): replaces the causal mask of the new block against the
+            cache (a draft tree's mask: each node sees the cached prefix and its ancestors; see `tree_drafting.py`).
         """
         cache = _cache_argument(cache, past_key_values)
         if ttt_steps is not None:
@@ -554,6 +568,7 @@ class DrafterPreTrainedModel(PreTrainedModel):
         cos, sin = self.rotary_emb(position_ids, hidden_states.dtype)
         a, attentions = self._decoder_stack(
             embeds, hidden_states, cos, sin, cache=cache if use_cache else None, output_attentions=output_attentions,
+            attention_mask=attention_mask,
         )
         normed = self.norm(a)
         return DrafterOutput(
