@@ -37,8 +37,6 @@ from transformers.generation.candidate_generator import CandidateGenerator
 if TYPE_CHECKING:  # annotations only
     from transformers import LogitsProcessorList, PreTrainedModel
 
-    from .drafter_common import DrafterPreTrainedModel
-
 
 DEFAULT_NUM_DRAFT_TOKENS = 6
 
@@ -161,7 +159,7 @@ class EagleCandidateGenerator(CandidateGenerator):
 
     def __init__(
         self,
-        drafter: "DrafterPreTrainedModel",
+        drafter: "PreTrainedModel",  # a `DrafterPreTrainedModel` (drafter_common.py, which imports this file)
         target: "PreTrainedModel",
         generation_config: GenerationConfig,
         input_ids: torch.LongTensor,
