@@ -1,9 +1,11 @@
 # Copyright 2026 The hf-eagle31 authors. Apache-2.0.
-"""`hf-eagle31 demo`: answer a chat prompt with `target.generate(assistant_model=drafter)` and measure the speed-up.
+"""`hf-eagle31 demo`: answer chat prompts with `target.generate(assistant_model=drafter)` and measure the speed-up.
 
 Loads the target (default: the embedded SmolLM2-135M-Instruct) and a drafter (default: the EAGLE-3.1 drafter
-shipped in `hf_eagle31/drafters/`), answers the prompt with the drafter, then times plain greedy decoding and
-drafter decoding on the same prompt in the same run, alternating them, and prints the answer, τ and the speed-up.
+shipped in `hf_eagle31/drafters/`, with the drafting policy of its generation_config.json), then times plain greedy
+decoding and drafter decoding on each prompt in the same run, alternating them, and prints the policy, the first
+answer, τ and the speed-up: the median over prompts of each prompt's median over alternated runs (one short answer
+is too noisy a measurement to quote).
 """
 
 import statistics
@@ -12,6 +14,7 @@ import torch
 
 from ..evaluation.timing import TargetForwardTimer, timed_generate
 from ..loading import DEFAULT_DRAFTER, load_drafter
+from ..modeling import SpeculationStats
 from ..targets import load_target
 from .common import (
     add_drafter_dtype_argument,
@@ -23,14 +26,39 @@ from .common import (
 )
 
 
-DEFAULT_PROMPT = "Explain in a few sentences why the sky is blue."
+DEFAULT_PROMPTS = (
+    "Explain in a few sentences why the sky is blue.",
+    "Write a Python function that checks whether a string is a palindrome, and explain it.",
+    "Give me three tips for staying focused while studying, with one sentence on each.",
+)
+
+
+def describe_policy(config, num_assistant_tokens=None) -> str:
+    """The drafting policy a drafter's generation config selects, in words (what `demo` ran)."""
+    copy = config.prompt_lookup_num_tokens or 0
+    copied = f" + context copy of up to {copy} tokens" if copy else ""
+    if getattr(config, "draft_tree", None):
+        return (
+            f"dynamic draft tree (depth {config.tree_depth}, top-{config.tree_topk} expansion, "
+            f"{config.tree_total_tokens} nodes verified per cycle){copied}"
+        )
+    k = num_assistant_tokens or config.num_assistant_tokens
+    threshold = config.assistant_confidence_threshold or 0
+    bound = f", stopped below confidence {threshold:g}" if threshold else ""
+    return f"chain of at most K = {k}{bound}{copied}"
 
 
 def add_arguments(parser):
     add_target_argument(parser)
     parser.add_argument("--drafter", default=None, help=f"drafter dir or Hub id (default: {DEFAULT_DRAFTER.name})")
     add_trust_remote_code_argument(parser)
-    parser.add_argument("--prompt", default=DEFAULT_PROMPT)
+    parser.add_argument(
+        "--prompt",
+        action="append",
+        default=None,
+        help="a user message (repeat for several; default: three built-in prompts); the speed-up is the median "
+        "over prompts of each prompt's median over alternated runs",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--num-assistant-tokens", type=int, default=None, help="draft length K (default: drafter's)")
     parser.add_argument(
@@ -40,7 +68,7 @@ def add_arguments(parser):
         help="float32 (default): output identical to plain greedy; bf16 verification of several "
         "tokens is slow on CPUs without bf16 matmul units (see README)",
     )
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each method, alternated")
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs of each method per prompt, alternated")
     add_drafter_dtype_argument(parser, default="auto")
     add_small_batch_argument(parser)
 
@@ -58,52 +86,53 @@ def run(args):
     drafter = load_drafter(
         str(drafter_path), target, trust_remote_code=args.trust_remote_code, dtype=drafter_dtype(args, target.device)
     )
-    text = tokenizer.apply_chat_template(
-        [{"role": "user", "content": args.prompt}], tokenize=False, add_generation_prompt=True
-    )
-    ids = tokenizer(text, add_special_tokens=False).input_ids
+    prompts = args.prompt or list(DEFAULT_PROMPTS)
     kwargs = {"max_new_tokens": args.max_new_tokens, "num_assistant_tokens": args.num_assistant_tokens}
-
-    plain_runs, drafter_runs = [], []
+    speedups, plain_tps, drafter_tps, runs, identical = [], [], [], [], True
     with TargetForwardTimer(target) as timer:
-        timed_generate(target, ids, timer, max_new_tokens=8)  # warm-up
-        timed_generate(target, ids, timer, drafter=drafter, max_new_tokens=8)
-        for _ in range(max(1, args.repeats)):
-            plain_runs.append(timed_generate(target, ids, timer, max_new_tokens=args.max_new_tokens))
-            drafter_runs.append(timed_generate(target, ids, timer, drafter=drafter, **kwargs))
+        for index, prompt in enumerate(prompts):
+            text = tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
+            ids = tokenizer(text, add_special_tokens=False).input_ids
+            if index == 0:  # warm-up
+                timed_generate(target, ids, timer, max_new_tokens=8)
+                timed_generate(target, ids, timer, drafter=drafter, max_new_tokens=8)
+            ratios = []
+            for _ in range(max(1, args.repeats)):
+                plain = timed_generate(target, ids, timer, max_new_tokens=args.max_new_tokens)
+                assisted = timed_generate(target, ids, timer, drafter=drafter, **kwargs)
+                plain_tps.append(len(plain.new_tokens) / plain.wall_s)
+                drafter_tps.append(len(assisted.new_tokens) / assisted.wall_s)
+                ratios.append(drafter_tps[-1] / plain_tps[-1])
+                identical = identical and assisted.new_tokens == plain.new_tokens
+            speedups.append(statistics.median(ratios))
+            runs.append(assisted)
 
-    answer = drafter_runs[-1].new_tokens
-    plain_tps = [len(r.new_tokens) / r.wall_s for r in plain_runs]
-    drafter_tps = [len(r.new_tokens) / r.wall_s for r in drafter_runs]
-    stats = drafter_runs[-1].stats
+    stats = SpeculationStats.pooled([run.stats for run in runs])
     print(
         f"target: {args.target or 'smollm2-135m-instruct'} ({args.dtype}); drafter: {drafter_path} "
         f"({str(drafter.dtype).removeprefix('torch.')})" + ("; small-batch linears on" if small_batch else "")
     )
-    print(f"user: {args.prompt}")
-    print(f"assistant: {tokenizer.decode(answer, skip_special_tokens=True).strip()}")
-    chain = args.num_assistant_tokens or drafter.generation_config.num_assistant_tokens
-    copy = drafter.generation_config.prompt_lookup_num_tokens
+    print(f"drafting policy: {describe_policy(drafter.generation_config, args.num_assistant_tokens)}")
+    print(f"user: {prompts[0]}")
+    print(f"assistant: {tokenizer.decode(runs[0].new_tokens, skip_special_tokens=True).strip()}")
     print(
-        f"tau {stats.tau:.2f} tokens per target forward (drafted {sum(stats.draft_lengths) / max(stats.cycles, 1):.2f} "
-        f"tokens per cycle: chains of at most K = {chain}"
-        + (f", copies of up to {copy}" if copy else "")
-        + f"; {stats.copied_cycles} cycles copied from the context), "
-        f"acceptance per depth {[round(a, 2) for a in stats.acceptance_per_depth if a is not None]}"
+        f"tau {stats.tau:.2f} tokens per target forward over {len(prompts)} prompt(s) ({stats.drafted_per_cycle:.2f} "
+        f"tokens verified per cycle; {stats.copied_cycles} of {stats.cycles} cycles copied from the context)"
     )
     print(
         f"plain greedy {statistics.median(plain_tps):.1f} tok/s, with drafter {statistics.median(drafter_tps):.1f} "
-        f"tok/s: speed-up x{statistics.median(d / p for d, p in zip(drafter_tps, plain_tps)):.2f} "
-        f"(median of {len(plain_tps)} alternated runs)"
+        f"tok/s: speed-up x{statistics.median(speedups):.2f} (median over {len(prompts)} prompt(s) of "
+        f"{max(1, args.repeats)} alternated runs each; per prompt: " + ", ".join(f"x{s:.2f}" for s in speedups) + ")"
     )
-    same = all(r.new_tokens == plain_runs[0].new_tokens for r in drafter_runs)
     print(
-        "answer identical to plain greedy: "
+        "answers identical to plain greedy: "
         + (
             "yes"
-            if same
-            else "no (bf16 verification of several tokens at "
-            "once rounds differently from one-token steps; use --dtype float32 for bit-exact output)"
+            if identical
+            else "no (bf16 verification of several tokens at once rounds differently from one-token steps; "
+            "use --dtype float32 for bit-exact output)"
         )
     )
     return 0
