@@ -142,6 +142,11 @@ def run(args: argparse.Namespace) -> int:
     )
     if lora and drafter_args.merge_lora and trainer.args.should_save:
         save_drafter(merge_lora(trainer.model), os.path.join(drafter_args.out, "merged"))
-    if trainer.args.should_save:
+    if trainer.finished_before and trainer.args.should_save:
+        print(
+            f"the run in {training_args.output_dir} had already finished (step {trainer.state.global_step}): "
+            f"nothing trained; {drafter_args.out} holds its drafter (raise --max_steps to train further)"
+        )
+    elif trainer.args.should_save:
         print(f"saved to {drafter_args.out}")
     return 0

@@ -422,10 +422,20 @@ def load_conversations(
         records = usable(raw, require_assistant)
 
     conversations = []
+    seen = 0
     for i, messages in enumerate(records):
+        seen = i + 1
         if i < skip:
             continue
         if limit is not None and len(conversations) >= limit:
             break
         conversations.append(messages)
+    if not conversations and limit != 0:
+        dropped = ", ".join(f"{k}={v}" for k, v in skipped.items())
+        where = f"all {seen} usable ones are before --skip {skip}" if seen else "none is usable"
+        raise InputError(
+            f"{source} gives no conversations: {where}"
+            + (f" (dropped: {dropped})" if dropped else "")
+            + "; pass a source with user/assistant conversations (a lower --skip)."
+        )
     return conversations
