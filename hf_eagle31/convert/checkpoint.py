@@ -46,6 +46,7 @@ from transformers.utils import logging
 
 from ..errors import InputError, modeling_checks_are_input_errors
 from ..hub import save_drafter  # converted hf-eagle31 checkpoints get a README.md
+from ..loading import check_known_drafter_type
 from ..modeling import SWITCH_NAMES, Eagle3Config, Eagle3Drafter, MtpConfig
 from ..targets import load_target
 from ..utils import text_config
@@ -795,6 +796,8 @@ def convert_checkpoint(
 ) -> DrafterCheckpoint:
     """Reads `src` (any format, detected), settles its embeddings, writes `dst` as `to`. Returns what was written."""
     target_path = target
+    if Path(src, "config.json").is_file():  # a newer drafter variant is not a foreign format to convert
+        check_known_drafter_type(json.loads(Path(src, "config.json").read_text()), src)
     target = load_target_parts(target) if target is not None else None
     ckpt = read_checkpoint(
         src,

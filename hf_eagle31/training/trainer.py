@@ -135,14 +135,19 @@ def checkpoint_dirs(folder: str | None) -> list[str]:
     return [path for _, path in sorted(found)]
 
 
-def _checkpoint_state(path: str) -> dict | None:
-    """The checkpoint's trainer_state.json, or None when it is missing, unreadable or lacks the step counts."""
+def _read_state(path: str) -> dict | None:
     try:
         with open(os.path.join(path, TRAINER_STATE), encoding="utf-8") as f:
             state = json.load(f)
     except (OSError, ValueError):
         return None
-    if not isinstance(state, dict) or not all(isinstance(state.get(k), int) for k in ("global_step", "max_steps")):
+    return state if isinstance(state, dict) else None
+
+
+def _checkpoint_state(path: str) -> dict | None:
+    """The checkpoint's trainer_state.json, or None when it is missing, unreadable or lacks the step counts."""
+    state = _read_state(path)
+    if state is None or not all(isinstance(state.get(k), int) for k in ("global_step", "max_steps")):
         return None
     return state
 
@@ -240,7 +245,7 @@ def check_training_outputs(
             "another --out."
         )
     folder = output_dir or out
-    old = [p for p in checkpoint_dirs(folder) if is_complete_checkpoint(p)]  # partial ones hold nothing to keep
+    old = [p for p in checkpoint_dirs(folder) if _read_state(p) is not None]  # partial ones hold nothing to keep
     if old and saves_checkpoints:
         names = ", ".join(os.path.basename(p) for p in old[:3]) + (", ..." if len(old) > 3 else "")
         raise InputError(
