@@ -604,7 +604,10 @@ def load_prepared(path: str | os.PathLike | list | tuple) -> "datasets.Dataset":
             path,
             partial_path(path),
         )
-    dataset = datasets.load_from_disk(path)
+    try:
+        dataset = datasets.load_from_disk(path)
+    except IndexError:  # datasets cannot even open a saved dataset of 0 rows
+        dataset = []
     if isinstance(dataset, datasets.DatasetDict):
         dataset = dataset["train"]
     if len(dataset) == 0:
