@@ -344,16 +344,74 @@ def test_sigkill_at_a_checkpoint_save_is_skipped_on_resume(prepared, tmp_path):
 @pytest.mark.slow
 def test_two_trainings_into_one_out_one_is_refused(prepared, tmp_path):
     root, target_dir = prepared
-    argv = _train_argv(root, target_dir, tmp_path / "o", "--max_steps", "40", "--save_steps", "5")
+    argv = _train_argv(root, target_dir, tmp_path / "o", "--save_steps", "5", "--save_total_limit", "1")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    first = subprocess.Popen([sys.executable, "-m", "hf_eagle31.cli", *map(str, argv)], cwd=ROOT, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    lock = tmp_path / ".o.lock"
-    for _ in range(600):
-        if lock.exists() and lock.read_text().strip() == str(first.pid):
-            break
-        time.sleep(0.1)
-    second = _cli(*argv, check=False)
-    first.communicate(timeout=600)
-    assert first.returncode == 0
-    assert second.returncode == 2 and f"being written by another run (pid {first.pid})" in second.stderr
+    first = subprocess.Popen([sys.executable, "-m", "hf_eagle31.cli", *map(str, argv), "--max_steps", "1000000"],
+                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        lock = tmp_path / ".o.lock"
+        for _ in range(1200):
+            if lock.exists() and lock.read_text().strip() == str(first.pid):
+                break
+            time.sleep(0.1)
+        second = _cli(*argv, "--max_steps", "2", check=False)
+        assert first.poll() is None  # still training: the second run met it
+        assert second.returncode == 2 and f"being written by another run (pid {first.pid})" in second.stderr
+    finally:
+        first.kill()
+        first.wait()
+    # the killed run's lock is stale: the next run takes it over (and, past --max_steps, trains nothing)
+    third = _cli(*argv, "--max_steps", "1", "--resume_from_checkpoint", "latest")
+    assert "already finished" in third.stdout
+
+
+# ------------------------------------------------------------------------------------------------ 5: bounds
+
+
+def test_ttt_steps_longer_than_the_sequences_are_refused(tmp_path):
+    with pytest.raises(InputError, match="--ttt-steps 100000 is longer than the sequences allow"):
+        train_drafter(rows(), str(tmp_path), target=tiny_target(), ttt_steps=100000, training_args=train_args(tmp_path))
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf"])
+def test_bad_temperatures_are_refused(tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as exit_:
+        main(
+            [
+                "prepare-data",
+                "--source",
+                str(tmp_path / "c.jsonl"),
+                "--out",
+                str(tmp_path / "d"),
+                "--temperature",
+                value,
+            ]
+        )
+    assert exit_.value.code == 2 and "--temperature" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["eval", "--temperature", value])
+    with pytest.raises(SystemExit):
+        main(["bench", "--confidence-threshold", "1.5"])
+
+
+def test_json_dash_is_stdout(tmp_path, capsys, monkeypatch):
+    from hf_eagle31.commands.common import write_json_report
+
+    monkeypatch.chdir(tmp_path)
+    write_json_report("-", {"tau": 2.5})
+    assert json.loads(capsys.readouterr().out) == {"tau": 2.5} and not (tmp_path / "-").exists()
+
+
+def test_utf8_bom_jsonl_is_read(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + (json.dumps({"messages": conv("a", "b")}) + "\n").encode())
+    assert load_conversations(str(path)) == [conv("a", "b")]
+
+
+def test_eval_fraction_writes_no_cache_files_into_the_data(tmp_path):
+    _, _, target_dir, _, _ = save_tiny_setup(tmp_path)
+    rows().save_to_disk(str(tmp_path / "data"))
+    before = sorted(os.listdir(tmp_path / "data"))
+    argv = ["train", "--data", str(tmp_path / "data"), "--target", str(target_dir), "--eval-fraction", "0.5"]
+    assert main([*argv, "--estimate-memory", "--ttt-steps", "2"]) == 0
+    assert sorted(os.listdir(tmp_path / "data")) == before

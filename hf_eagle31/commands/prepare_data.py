@@ -11,7 +11,7 @@ from ..data.prepare import REPORT_NAME, keep_first_turns, prepare_dataset
 from ..data.suites import load_chat_template
 from ..targets import load_target
 from ..utils.io import check_destination, is_dataset_dir
-from .common import add_target_argument, positive_int
+from .common import add_target_argument, positive_int, temperature_value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=int, default=2048, help="truncate sequences to this many tokens")
     parser.add_argument("--max-new-tokens", type=positive_int, default=256, help="longest regenerated reply")
     parser.add_argument("--batch-size", type=positive_int, default=8, help="conversations per generate call")
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy regeneration")
+    parser.add_argument("--temperature", type=temperature_value, default=0.0, help="0 = greedy regeneration")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--dtype",

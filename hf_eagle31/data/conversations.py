@@ -46,7 +46,7 @@ def _read_text(path: Path) -> str:
     """The file's text; one-line errors for non-UTF-8 files."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8") as f:
+        with opener(path, "rt", encoding="utf-8-sig") as f:  # a UTF-8 BOM (Windows editors) is not text
             return f.read()
     except UnicodeDecodeError as e:
         raise InputError(f"{path} is not UTF-8 text (byte {e.start}: {e.reason}): re-save it as UTF-8.") from None

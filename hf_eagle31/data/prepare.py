@@ -577,7 +577,9 @@ def _prepare_dataset(
 
 def with_loss_on_every_token(dataset: "datasets.Dataset") -> "datasets.Dataset":
     """The rows with `loss_mask` set on every position (training on prompts as well as answers)."""
-    return dataset.map(lambda row: {"loss_mask": [1] * len(row["input_ids"])}, desc="loss on every token")
+    return dataset.map(
+        lambda row: {"loss_mask": [1] * len(row["input_ids"])}, desc="loss on every token", keep_in_memory=True
+    )  # in memory: no cache files in the (possibly read-only) prepared-data folder
 
 
 def load_prepared(path: str | os.PathLike | list | tuple) -> "datasets.Dataset":

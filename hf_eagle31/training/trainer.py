@@ -672,6 +672,19 @@ def check_has_loss_tokens(dataset: "datasets.Dataset") -> None:
     )
 
 
+def check_ttt_steps(ttt_steps: int, dataset: "datasets.Dataset") -> None:
+    """Refuses a TTT unroll longer than the sequences: step j predicts token t + 2 + j, so steps past the longest row
+    minus 2 see no target (and each still costs the memory of a whole forward)."""
+    if "input_ids" not in getattr(dataset, "column_names", ()):
+        return
+    longest = max((len(ids) for ids in dataset["input_ids"]), default=0)
+    if ttt_steps > max(longest - 2, 1):
+        raise InputError(
+            f"--ttt-steps {ttt_steps} is longer than the sequences allow (the longest row has {longest} tokens: at "
+            f"most {max(longest - 2, 1)} steps have a token to predict); pass a smaller --ttt-steps (EAGLE-3: 7)."
+        )
+
+
 def build_drafter_like(drafter_config: PretrainedConfig) -> DrafterPreTrainedModel:
     """An empty-weight copy of a drafter (for parameter counts) without allocating memory."""
     with torch.device("meta"):
@@ -842,6 +855,7 @@ def _train_drafter(
         saves_checkpoints=args.save_strategy != "no",
     )
     check_has_loss_tokens(dataset)
+    check_ttt_steps(ttt_steps, dataset)
     if isinstance(target, (str, os.PathLike)):
         if target_name_or_path is None:
             target_name_or_path = targets.target_hub_id(target)
