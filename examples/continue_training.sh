@@ -9,12 +9,14 @@
 #   VARIANT=eagle3 RUN=runs/r1-eagle3 bash examples/continue_training.sh         # the EAGLE-3 drafter, same recipe
 #
 # Train resumes from its newest complete checkpoint when re-run; stop it at any time, a checkpoint every 100 steps
-# (all kept: any of them can be validated and shipped, and the two variants compared at equal steps).
+# (all kept: any of them can be validated and shipped, and the two variants compared at equal steps). STEPS is the
+# run's total: re-running a finished run trains nothing and keeps its drafter; to extend it, re-run with a larger
+# STEPS (e.g. STEPS=6000: it resumes from the newest checkpoint and trains up to the new total).
 set -euo pipefail
 RUN=${RUN:-runs/r1}
 SKIP=${SKIP:-800}                   # ShareGPT conversations already used (0-799: the self-distilled reference sets)
 CONVERSATIONS=${CONVERSATIONS:-6000}
-STEPS=${STEPS:-3000}                # upper bound; any checkpoint is usable (constant learning rate)
+STEPS=${STEPS:-3000}                # total steps of the run (raise it to extend); any checkpoint is usable
 CHECKPOINT=${CHECKPOINT:-}          # validate/ship this checkpoint (default: the newest)
 VARIANT=${VARIANT:-eagle3.1}
 SHIPPED=hf_eagle31/drafters/smollm2-135m-instruct-$VARIANT

@@ -58,7 +58,9 @@ def exit_code_for(error: BaseException) -> int:
 def one_line(error: BaseException) -> str:
     """The error's message on one line (transformers' multi-line messages included)."""
     text = " ".join(str(error).split())
-    if type(error).__name__ == "SafetensorError":
+    if type(error).__name__ == "SafetensorError" and "serializ" in text.lower():  # a write failure, not a bad file
+        text = f"cannot write .safetensors weights (disk full, permission, or the folder was removed): {text}"
+    elif type(error).__name__ == "SafetensorError":
         text = f"unreadable .safetensors weights (a truncated or corrupt file: copy or save it again): {text}"
     elif type(error).__module__.startswith("jinja2"):
         line = getattr(error, "lineno", None)

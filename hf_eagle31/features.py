@@ -30,6 +30,7 @@ from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 from .assets import file_sha256
 from .errors import InputError
 from .utils import text_config
+from .utils.io import output_lock, write_errors_name
 
 
 if TYPE_CHECKING:  # annotations only
@@ -243,8 +244,19 @@ def precompute_features(
     rows (`shard_00000.safetensors`, ...) with per-row tensors `{i}.input_ids`, `{i}.loss_mask`, `{i}.hidden_{l}`
     for every needed layer l, `{i}.teacher_argmax`; `target_head.safetensors` (embeddings, LM head); and
     `manifest.json`. `dtype` is the storage dtype of hidden states (default: the target's). Resumable: shards already
-    listed in the manifest whose file has the recorded size are kept. Returns the manifest.
+    listed in the manifest whose file has the recorded size are kept. Returns the manifest. One writer at a time
+    (`utils.io.output_lock`); the manifest says `complete` only once every shard is written, so an interrupted run
+    never looks whole. Write failures name the folder and what happened.
     """
+    with output_lock(out_dir), write_errors_name(out_dir):
+        return _precompute_features(
+            target, dataset, target_layer_ids, out_dir, shard_size, batch_size, dtype, argmax_chunk_size, show_progress
+        )
+
+
+def _precompute_features(
+    target, dataset, target_layer_ids, out_dir, shard_size, batch_size, dtype, argmax_chunk_size, show_progress
+) -> dict:
     dtype = dtype or next(target.parameters()).dtype
     os.makedirs(out_dir, exist_ok=True)
     settings = _feature_settings(target, dataset, target_layer_ids, shard_size, dtype)

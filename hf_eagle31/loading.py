@@ -37,6 +37,7 @@ def load_drafter_checkpoint(
     except OSError as error:
         raise InputError(f"{name_or_path} is not a drafter checkpoint (no readable config.json): {error}") from None
     model_type = config.get("model_type")
+    check_known_drafter_type(config, name_or_path, trust_remote_code)
     foreign_drafter = model_type not in DRAFTER_CLASSES and (
         any(k in config for k in FOREIGN_FORMAT_KEYS) or "draft_vocab_size" in config
     )
@@ -49,16 +50,49 @@ def load_drafter_checkpoint(
             "(`hf-eagle31 convert SRC DST --to hf-eagle31`), or pass --trust-remote-code to run its own code."
         )
     if model_type in DRAFTER_CLASSES:  # (their from_pretrained already names the checkpoint on unreadable weights)
-        return DRAFTER_CLASSES[model_type].from_pretrained(name_or_path, **kwargs)
-    try:
-        return AutoModel.from_pretrained(name_or_path, trust_remote_code=True, **kwargs)
-    except Exception as error:  # safetensors' "incomplete metadata" and friends name no file: add the checkpoint
-        if type(error).__name__ == "SafetensorError":
+        loaded = DRAFTER_CLASSES[model_type].from_pretrained(name_or_path, **kwargs)
+    else:
+        try:
+            loaded = AutoModel.from_pretrained(name_or_path, trust_remote_code=True, **kwargs)
+        except Exception as error:  # safetensors' "incomplete metadata" and friends name no file: add the checkpoint
+            if type(error).__name__ == "SafetensorError":
+                raise InputError(
+                    f"{name_or_path}: unreadable weights ({error}): the file is truncated or corrupt; "
+                    "copy or save the checkpoint again."
+                ) from error
+            raise
+    check_finite_weights(loaded[0] if isinstance(loaded, tuple) else loaded, name_or_path)
+    return loaded
+
+
+def check_finite_weights(model: torch.nn.Module, name_or_path) -> None:
+    """Refuses a drafter with NaN / inf weights (a diverged training run) in one line. Checked here, by every
+    loading path of the package (info, eval, bench, demo, drift, train --init-from), and not in the modeling
+    code's `from_pretrained`: that is every checkpoint's remote code, which stays as transformers loads it."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and tensor.device.type != "meta" and not bool(torch.isfinite(tensor).all()):
             raise InputError(
-                f"{name_or_path}: unreadable weights ({error}): the file is truncated or corrupt; "
-                "copy or save the checkpoint again."
-            ) from error
-        raise
+                f"{name_or_path}: weight {name} holds NaN/inf: the drafter is broken (a diverged training run?); "
+                "use an earlier checkpoint or train again with a lower learning rate."
+            )
+
+
+def check_known_drafter_type(config: dict, name_or_path, trust_remote_code: bool = False) -> None:
+    """Refuses a drafter `model_type` this release does not know (a newer variant: `*_drafter`) instead of taking
+    it for a foreign format to convert, which would silently make a different model."""
+    model_type = config.get("model_type")
+    if (
+        isinstance(model_type, str)
+        and model_type.endswith("_drafter")
+        and model_type not in DRAFTER_CLASSES
+        and not any(k in config for k in FOREIGN_FORMAT_KEYS)
+        and not (trust_remote_code and "auto_map" in config)
+    ):
+        raise InputError(
+            f"{name_or_path} is a `{model_type}` drafter, which this hf-eagle31 release does not know (known: "
+            f"{', '.join(sorted(DRAFTER_CLASSES))}): upgrade hf-eagle31, or pass --trust-remote-code to run the "
+            "checkpoint's own code."
+        )
 
 
 @modeling_checks_are_input_errors()

@@ -15,6 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from .assets import SOURCES, cache_dir, fetch
 from .errors import InputError
+from .utils.io import output_lock, write_errors_name
 
 
 __all__ = ["DEFAULT_TARGET", "TARGETS", "load_target", "target_cache_dir", "target_hub_id"]
@@ -57,9 +58,15 @@ def _clear_quantizer(model):
 
 
 def _materialize_default(name: str) -> Path:
-    """Build the safetensors copy of an embedded target once: fetch the GGUF, dequantize, save."""
-    source = SOURCES[TARGETS[name]]
+    """Build the safetensors copy of an embedded target once: fetch the GGUF, dequantize, save. Runs started at
+    the same time wait for the first one's copy (a lock beside the cache folder) instead of fighting over it."""
     final = target_cache_dir(name)
+    with output_lock(final, wait=True), write_errors_name(final):
+        return _cached_copy(name) or _build_copy(name, final)
+
+
+def _build_copy(name: str, final: Path) -> Path:
+    source = SOURCES[TARGETS[name]]
     gguf = fetch(source.name)
     model, tokenizer = _load_gguf(gguf, torch.float32)
     partial = final.with_name(f"{final.name}.partial")
@@ -68,8 +75,12 @@ def _materialize_default(name: str) -> Path:
     tokenizer.save_pretrained(partial)
     # Records what the copy was made from, so a copy built from another GGUF is never mistaken for this one.
     (partial / "hf_eagle31_source.json").write_text(json.dumps({"source": source.name, "sha256": source.sha256}))
-    shutil.rmtree(final, ignore_errors=True)
+    old = final.with_name(f"{final.name}.old")  # the copy appears whole or not at all
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
     partial.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
     return final
 
 

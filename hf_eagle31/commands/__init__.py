@@ -103,7 +103,7 @@ def _nearest_existing(path):
 
 def check_output_path(path, flag, directory=True):
     """Raises a one-line ValueError when `path` cannot be written (without creating anything)."""
-    if path is None:
+    if path is None or (not directory and str(path) == "-"):  # "-": stdout
         return
     path = os.path.expanduser(str(path))
     if os.path.exists(path):

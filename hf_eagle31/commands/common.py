@@ -7,6 +7,7 @@ terminal while a command runs, and the arguments and loaders of the commands tha
 
 import argparse
 import json
+import math
 import os
 import shutil
 
@@ -30,6 +31,28 @@ from ..targets import load_target
 # ---------------------------------------------------------------------------------------------- errors and reports
 
 
+def temperature_value(text):
+    """argparse type of --temperature: a finite number >= 0 (0 = greedy)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid temperature {text!r}: pass a number >= 0") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0 (0 = greedy), got {text}")
+    return value
+
+
+def unit_interval(text):
+    """argparse type of a probability threshold: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid threshold {text!r}: pass a number in [0, 1)") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1) (0 = off), got {text}")
+    return value
+
+
 def positive_int(text):
     """argparse type: an integer >= 1 (counts and sizes where 0 or a negative number means nothing sensible)."""
     try:
@@ -42,7 +65,11 @@ def positive_int(text):
 
 
 def write_json_report(path, report, announce=True):
-    """Writes a command's report as indented JSON (creating the folder) and, with `announce`, prints `wrote PATH`."""
+    """Writes a command's report as indented JSON (creating the folder) and, with `announce`, prints `wrote PATH`.
+    `-` writes it to stdout."""
+    if str(path) == "-":
+        print(json.dumps(report, indent=1))
+        return path
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         json.dump(report, f, indent=1)
@@ -122,7 +149,7 @@ def apply_compile_argument(args, drafter, target):
 
 
 def add_json_argument(parser):
-    parser.add_argument("--json", default=None, help="write the results as JSON here")
+    parser.add_argument("--json", default=None, help="write the results as JSON here (- : to stdout)")
 
 
 def add_common_arguments(parser, multiple_drafters=False):
@@ -214,7 +241,7 @@ def add_policy_arguments(parser):
     )
     parser.add_argument(
         "--confidence-threshold",
-        type=float,
+        type=unit_interval,
         default=DEFAULT_CONFIDENCE_THRESHOLD,
         help="assistant_confidence_threshold of the confidence policies without their own @<threshold> "
         f"(default {DEFAULT_CONFIDENCE_THRESHOLD}, the shipped drafters' value)",

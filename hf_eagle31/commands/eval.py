@@ -17,6 +17,7 @@ from .common import (
     load_target_for_cli,
     policies_from_args,
     prompts_from_args,
+    temperature_value,
     write_json_report,
 )
 
@@ -32,7 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="draft length K, or several to measure tau/speed per K (default: the drafter's own)",
     )
     parser.add_argument("--do-sample", action="store_true", help="sample (speculative sampling) instead of greedy")
-    parser.add_argument("--temperature", type=float, default=None, help="sampling temperature (implies --do-sample)")
+    parser.add_argument(
+        "--temperature", type=temperature_value, default=None, help="sampling temperature (implies --do-sample)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     add_policy_arguments(parser)
     parser.add_argument(

@@ -10,7 +10,8 @@ from ..data.conversations import load_conversations
 from ..data.prepare import REPORT_NAME, keep_first_turns, prepare_dataset
 from ..data.suites import load_chat_template
 from ..targets import load_target
-from .common import add_target_argument, positive_int
+from ..utils.io import check_destination, is_dataset_dir
+from .common import add_target_argument, positive_int, temperature_value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=int, default=2048, help="truncate sequences to this many tokens")
     parser.add_argument("--max-new-tokens", type=positive_int, default=256, help="longest regenerated reply")
     parser.add_argument("--batch-size", type=positive_int, default=8, help="conversations per generate call")
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy regeneration")
+    parser.add_argument("--temperature", type=temperature_value, default=0.0, help="0 = greedy regeneration")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--dtype",
@@ -44,10 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--chat-template", default=None, help="a .jinja file to use when the tokenizer has none")
     parser.add_argument("--out", required=True, help="output directory (a datasets dataset on disk)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a dataset prepare-data wrote to --out before")
 
 
 def run(args: argparse.Namespace) -> int:
     chat_template = load_chat_template(args.chat_template, text_formats=False)  # before any compute
+    sources = (args.source, args.chat_template)
+    check_destination(args.out, args.overwrite, sources, is_dataset_dir, "prepared dataset")  # before any compute
     skipped = {}
     # Without regeneration a conversation needs an assistant reply to learn from; with it, a prompt is enough.
     conversations = load_conversations(
@@ -73,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         seed=args.seed,
         source_skipped=skipped,
+        overwrite=args.overwrite,
+        sources=sources,
     )
     print(report.summary())
     print(f"saved {len(dataset)} sequences to {args.out} (report: {os.path.join(args.out, REPORT_NAME)})")

@@ -4,7 +4,10 @@
 then `train_drafter` (or only the offline features, or only the memory estimate)."""
 
 import argparse
+import atexit
 import os
+import shutil
+import tempfile
 
 import torch
 from transformers import HfArgumentParser, TrainingArguments
@@ -102,7 +105,15 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_prepared(data_args.data)
     eval_dataset = None
     if data_args.eval_fraction > 0:
-        split = dataset.train_test_split(test_size=data_args.eval_fraction, seed=0)
+        # the split's index files go to a temporary folder, not into the (possibly read-only) --data folder
+        scratch = tempfile.mkdtemp(prefix="hf_eagle31-split-")
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+        split = dataset.train_test_split(
+            test_size=data_args.eval_fraction,
+            seed=0,
+            train_indices_cache_file_name=os.path.join(scratch, "train.arrow"),
+            test_indices_cache_file_name=os.path.join(scratch, "test.arrow"),
+        )
         dataset, eval_dataset = split["train"], split["test"]
     target_dtype = getattr(torch, drafter_args.target_dtype)
     if data_args.features_only:
@@ -142,6 +153,11 @@ def run(args: argparse.Namespace) -> int:
     )
     if lora and drafter_args.merge_lora and trainer.args.should_save:
         save_drafter(merge_lora(trainer.model), os.path.join(drafter_args.out, "merged"))
-    if trainer.args.should_save:
+    if trainer.finished_before and trainer.args.should_save:
+        print(
+            f"the run in {training_args.output_dir} had already finished (step {trainer.state.global_step}): "
+            f"nothing trained; {drafter_args.out} holds its drafter (raise --max_steps to train further)"
+        )
+    elif trainer.args.should_save:
         print(f"saved to {drafter_args.out}")
     return 0

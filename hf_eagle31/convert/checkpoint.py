@@ -34,7 +34,6 @@ the target); conversion never writes made-up ones: see [`settle_embeddings`].
 """
 
 import json
-import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -47,9 +46,11 @@ from transformers.utils import logging
 
 from ..errors import InputError, modeling_checks_are_input_errors
 from ..hub import save_drafter  # converted hf-eagle31 checkpoints get a README.md
+from ..loading import check_known_drafter_type
 from ..modeling import SWITCH_NAMES, Eagle3Config, Eagle3Drafter, MtpConfig
 from ..targets import load_target
 from ..utils import text_config
+from ..utils.io import atomic_directory, is_drafter_dir, output_lock, write_errors_name
 
 
 logger = logging.get_logger(__name__)  # `hf-eagle31 convert` shows its INFO notes (cli_utils.package_log_messages)
@@ -722,7 +723,12 @@ def write_checkpoint(ckpt: DrafterCheckpoint, path, to: str, num_speculative_tok
     directory = Path(path)
     if directory.exists() and any(directory.iterdir()):
         raise InputError(f"{directory} exists and is not empty: choose a new DST or pass --overwrite.")
-    directory.mkdir(parents=True, exist_ok=True)
+    with write_errors_name(directory):
+        directory.mkdir(parents=True, exist_ok=True)
+        return _write_checkpoint_files(ckpt, directory, to, num_speculative_tokens, model_card)
+
+
+def _write_checkpoint_files(ckpt, directory, to, num_speculative_tokens, model_card) -> Path:
     cfg = ckpt.config
     if to == "hf-eagle31":
         model = drafter_from_checkpoint(ckpt)
@@ -789,6 +795,9 @@ def convert_checkpoint(
     model_card=None,
 ) -> DrafterCheckpoint:
     """Reads `src` (any format, detected), settles its embeddings, writes `dst` as `to`. Returns what was written."""
+    target_path = target
+    if Path(src, "config.json").is_file():  # a newer drafter variant is not a foreign format to convert
+        check_known_drafter_type(json.loads(Path(src, "config.json").read_text()), src)
     target = load_target_parts(target) if target is not None else None
     ckpt = read_checkpoint(
         src,
@@ -798,8 +807,11 @@ def convert_checkpoint(
         embeddings_from_target=target is not None,
     )
     ckpt = settle_embeddings(ckpt, to, target=target, mode=embeddings)
-    dst = Path(dst)
-    if overwrite and dst.exists():
-        shutil.rmtree(dst)
-    write_checkpoint(ckpt, dst, to, num_speculative_tokens=num_speculative_tokens, model_card=model_card)
+    # Written into a temporary sibling and renamed into place when complete; --overwrite replaces only a drafter
+    # folder of ours, never one that is or holds the source (utils/io.py).
+    with (
+        output_lock(dst),
+        atomic_directory(dst, overwrite, sources=[src, target_path], is_ours=is_drafter_dir, what="drafter") as tmp,
+    ):
+        write_checkpoint(ckpt, tmp, to, num_speculative_tokens=num_speculative_tokens, model_card=model_card)
     return ckpt

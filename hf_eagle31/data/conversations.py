@@ -46,7 +46,7 @@ def _read_text(path: Path) -> str:
     """The file's text; one-line errors for non-UTF-8 files."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8") as f:
+        with opener(path, "rt", encoding="utf-8-sig") as f:  # a UTF-8 BOM (Windows editors) is not text
             return f.read()
     except UnicodeDecodeError as e:
         raise InputError(f"{path} is not UTF-8 text (byte {e.start}: {e.reason}): re-save it as UTF-8.") from None
@@ -422,10 +422,20 @@ def load_conversations(
         records = usable(raw, require_assistant)
 
     conversations = []
+    seen = 0
     for i, messages in enumerate(records):
+        seen = i + 1
         if i < skip:
             continue
         if limit is not None and len(conversations) >= limit:
             break
         conversations.append(messages)
+    if not conversations and limit != 0:
+        dropped = ", ".join(f"{k}={v}" for k, v in skipped.items())
+        where = f"all {seen} usable ones are before --skip {skip}" if seen else "none is usable"
+        raise InputError(
+            f"{source} gives no conversations: {where}"
+            + (f" (dropped: {dropped})" if dropped else "")
+            + "; pass a source with user/assistant conversations (a lower --skip)."
+        )
     return conversations

@@ -27,6 +27,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging
 
 from ..errors import InputError
+from ..utils.io import atomic_directory, is_dataset_dir, output_lock, partial_path
 from .conversations import parse_turns
 
 
@@ -462,13 +463,71 @@ def prepare_dataset(
     seed: int = 0,
     show_progress: bool = True,
     source_skipped: dict[str, int] | None = None,
+    overwrite: bool = False,
+    sources: tuple = (),
 ) -> tuple["datasets.Dataset", PrepareReport]:
     """
     Conversations -> `datasets.Dataset` (`input_ids`, `loss_mask`, `messages`), saved to `out_dir` when given along
     with `prepare_report.json`. With `regenerate=True` the assistant turns are first rewritten by `target`
     (resumable shards under `out_dir/regenerated/`). `source_skipped`: records the source loader skipped, by reason
     (`conversations.load_conversations(skipped=...)`), kept in the report. Returns `(dataset, report)`.
+
+    `out_dir` is written whole or not at all (a temporary sibling renamed into place when complete, under a lock:
+    `utils.io`); an interrupted regeneration resumes from the shards of that sibling. An existing `out_dir` needs
+    `overwrite=True` and must be a dataset of ours; `sources` (local paths the conversations came from) must lie
+    outside it.
     """
+    if out_dir is None:
+        return _prepare_dataset(
+            tokenizer,
+            conversations,
+            None,
+            max_length,
+            target,
+            regenerate,
+            batch_size,
+            max_new_tokens,
+            temperature,
+            seed,
+            show_progress,
+            source_skipped,
+        )
+    with (
+        output_lock(out_dir),
+        atomic_directory(
+            out_dir, overwrite, sources=sources, is_ours=is_dataset_dir, what="prepared dataset", resumable=regenerate
+        ) as tmp,
+    ):
+        return _prepare_dataset(
+            tokenizer,
+            conversations,
+            str(tmp),
+            max_length,
+            target,
+            regenerate,
+            batch_size,
+            max_new_tokens,
+            temperature,
+            seed,
+            show_progress,
+            source_skipped,
+        )
+
+
+def _prepare_dataset(
+    tokenizer,
+    conversations,
+    out_dir,
+    max_length,
+    target,
+    regenerate,
+    batch_size,
+    max_new_tokens,
+    temperature,
+    seed,
+    show_progress,
+    source_skipped,
+):
     import datasets  # slow to import: only the commands that build or read datasets pay for it
 
     check_chat_template(tokenizer)
@@ -495,6 +554,11 @@ def prepare_dataset(
         # tokenizer step below counts them under the matching drop reason.
         conversations = [r if r is not None else c for r, c in zip(regenerated, conversations)]
     records, report = tokenize_conversations(tokenizer, conversations, max_length, report, show_progress)
+    if not records:
+        raise InputError(
+            f"no training sequences: {report.summary()}; pass conversations with assistant replies (or "
+            "--regenerate to answer the prompts with the target)."
+        )
     features = datasets.Features(
         {
             "input_ids": datasets.Sequence(datasets.Value("int32")),
@@ -513,7 +577,9 @@ def prepare_dataset(
 
 def with_loss_on_every_token(dataset: "datasets.Dataset") -> "datasets.Dataset":
     """The rows with `loss_mask` set on every position (training on prompts as well as answers)."""
-    return dataset.map(lambda row: {"loss_mask": [1] * len(row["input_ids"])}, desc="loss on every token")
+    return dataset.map(
+        lambda row: {"loss_mask": [1] * len(row["input_ids"])}, desc="loss on every token", keep_in_memory=True
+    )  # in memory: no cache files in the (possibly read-only) prepared-data folder
 
 
 def load_prepared(path: str | os.PathLike | list | tuple) -> "datasets.Dataset":
@@ -533,9 +599,21 @@ def load_prepared(path: str | os.PathLike | list | tuple) -> "datasets.Dataset":
         return datasets.concatenate_datasets([part.select_columns(shared) for part in parts])
     if not os.path.isdir(path):
         raise InputError(f"{path} is not a directory: pass the --out directory of `hf-eagle31 prepare-data`.")
-    dataset = datasets.load_from_disk(path)
+    if partial_path(path).is_dir():
+        logger.warning(
+            "%s is the last complete prepared set; a later prepare-data into it was interrupted (%s): rerun it to "
+            "finish, or delete that folder.",
+            path,
+            partial_path(path),
+        )
+    try:
+        dataset = datasets.load_from_disk(path)
+    except IndexError:  # datasets cannot even open a saved dataset of 0 rows
+        dataset = []
     if isinstance(dataset, datasets.DatasetDict):
         dataset = dataset["train"]
+    if len(dataset) == 0:
+        raise InputError(f"{path} holds no training rows: prepare it again from conversations with replies.")
     missing = {"input_ids", "loss_mask"} - set(dataset.column_names)
     if missing:
         raise InputError(

@@ -94,6 +94,8 @@ class DrafterArguments:
                 raise InputError(f"{flag} {value}: must be >= 1.")
         if self.loss_chunk_size < 0:
             raise InputError(f"--loss-chunk-size {self.loss_chunk_size}: must be >= 0 (0 = the whole loss at once).")
+        if self.merge_lora and self.lora_r <= 0:
+            raise InputError("--merge-lora merges a LoRA adapter: pass --lora-r R (and --init-from) to train one.")
         if self.lora_r > 0 and not self.init_from:
             raise InputError("--lora-r trains an adapter on a trained drafter: pass --init-from DRAFTER_DIR.")
         if self.init_from and (self.num_layers != 1 or self.intermediate_size is not None):

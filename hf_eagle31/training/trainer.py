@@ -22,10 +22,14 @@ as one k-times larger batch. Per-step loss and accuracy are logged as `ttt_loss_
 that step's valid positions).
 """
 
+import contextlib
 import inspect
 import json
 import os
+import pickle
 import re
+import shutil
+import signal
 from typing import TYPE_CHECKING
 
 import torch
@@ -34,13 +38,15 @@ from transformers import (
     PreTrainedModel,
     Trainer,
     TrainerCallback,
+    TrainerState,
     TrainingArguments,
 )
+from transformers.trainer_utils import TrainOutput
 from transformers.utils import logging
 
 from .. import targets
 from ..data.prepare import with_loss_on_every_token
-from ..errors import InputError, modeling_checks_are_input_errors
+from ..errors import InputError, modeling_checks_are_input_errors, one_line
 from ..features import (
     FeatureDataset,
     capture_target_features,
@@ -54,6 +60,7 @@ from ..loading import load_drafter_checkpoint
 from ..modeling import DRAFTER_CLASSES, VARIANTS, variant_classes
 from ..modeling.drafter_common import DrafterPreTrainedModel
 from ..utils import text_config
+from ..utils.io import output_lock, write_errors_name
 from .draft_vocab import draft_vocab_from_dataset
 from .loss import DEFAULT_TTT_DECAY, loss_token_count, ttt_loss
 
@@ -111,6 +118,8 @@ class DrafterDataCollator:
 
 TRAINER_STATE = "trainer_state.json"  # the Trainer writes it last: a checkpoint without it was cut short
 FINAL_MODEL_FILES = ("config.json", "model.safetensors", "adapter_config.json", "adapter_model.safetensors")
+FINAL_WEIGHTS = ("model.safetensors", "adapter_model.safetensors")  # moved in last: a drafter is there iff these are
+FINAL_PARTIAL = ".final.partial"  # the final save is written here inside --out, then moved into place
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 
 
@@ -126,14 +135,42 @@ def checkpoint_dirs(folder: str | None) -> list[str]:
     return [path for _, path in sorted(found)]
 
 
-def is_complete_checkpoint(path: str) -> bool:
-    """True when the Trainer finished writing `path`: its trainer_state.json (written last) exists and parses."""
+def _read_state(path: str) -> dict | None:
     try:
         with open(os.path.join(path, TRAINER_STATE), encoding="utf-8") as f:
-            json.load(f)
+            state = json.load(f)
     except (OSError, ValueError):
-        return False
-    return True
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def _checkpoint_state(path: str) -> dict | None:
+    """The checkpoint's trainer_state.json, or None when it is missing, unreadable or lacks the step counts."""
+    state = _read_state(path)
+    if state is None or not all(isinstance(state.get(k), int) for k in ("global_step", "max_steps")):
+        return None
+    return state
+
+
+def is_complete_checkpoint(path: str) -> bool:
+    """True when the Trainer finished writing `path`: its trainer_state.json (written last) exists, parses and holds
+    the step counts (a damaged one counts as partial: resume skips it)."""
+    return _checkpoint_state(path) is not None
+
+
+def has_final_weights(folder: str) -> bool:
+    """Whether `folder` holds a saved drafter or adapter: its weights, which the final save moves in last."""
+    return any(os.path.isfile(os.path.join(folder, name)) for name in FINAL_WEIGHTS)
+
+
+def check_finite(model: torch.nn.Module, when: str) -> None:
+    """Refuses weights with NaN / inf (a diverged run) in one line naming the first bad tensor."""
+    for name, param in model.named_parameters():
+        if param.is_floating_point() and not bool(torch.isfinite(param.detach()).all()):
+            raise InputError(
+                f"training diverged {when}: weight {name} holds NaN/inf; lower --learning_rate (or add "
+                "--max_grad_norm), and resume from the last finite checkpoint."
+            )
 
 
 def _resume_requested(resume: str | bool | None) -> bool:
@@ -201,20 +238,50 @@ def check_training_outputs(
     """
     if _resume_requested(resume):
         return  # resuming: these files belong to the run being continued
-    final = [name for name in FINAL_MODEL_FILES if os.path.isfile(os.path.join(out, name))]
+    final = [name for name in FINAL_WEIGHTS if os.path.isfile(os.path.join(out, name))]
     if final and not overwrite:
         raise InputError(
             f"{out} already holds a trained drafter ({final[0]}): pass --overwrite to replace it, or choose "
             "another --out."
         )
     folder = output_dir or out
-    old = [p for p in checkpoint_dirs(folder) if is_complete_checkpoint(p)]  # partial ones hold nothing to keep
+    old = [p for p in checkpoint_dirs(folder) if _read_state(p) is not None]  # partial ones hold nothing to keep
     if old and saves_checkpoints:
         names = ", ".join(os.path.basename(p) for p in old[:3]) + (", ..." if len(old) > 3 else "")
         raise InputError(
             f"{folder} holds checkpoints of an earlier run ({names}): continue it with --resume_from_checkpoint "
             "latest, or use another --output_dir (this run's checkpoints would overwrite or rotate them away)."
         )
+
+
+def _fault_point(name: str) -> None:
+    """Fault-injection hook of the test suite: `HF_EAGLE31_KILL_AT=name` SIGKILLs this process here (the slow tier
+    checks what a run killed at each save point leaves behind). A no-op unless set."""
+    if os.environ.get("HF_EAGLE31_KILL_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def save_final(trainer: "EagleTrainer", output_dir: str, model_card: bool) -> None:
+    """
+    The trained drafter (or adapter) into `output_dir`, never half: written to `output_dir/.final.partial`, then
+    moved in file by file with the weights last (`has_final_weights` is what marks a saved drafter), after a check
+    that every weight is finite. Write failures name the folder and what happened.
+    """
+    check_finite(trainer.model, "by the end of training")
+    partial = os.path.join(output_dir, FINAL_PARTIAL)
+    with write_errors_name(output_dir):
+        if trainer.args.should_save and os.path.isdir(partial):
+            shutil.rmtree(partial)
+        trainer.save_model(partial)
+        if not trainer.args.should_save:
+            return
+        if model_card:
+            write_model_card(trainer.model, partial)  # README.md next to the drafter (hub.py; adapters get peft's)
+        _fault_point("final")
+        names = sorted(os.listdir(partial), key=lambda n: n in FINAL_WEIGHTS)  # weights last
+        for name in names:
+            os.replace(os.path.join(partial, name), os.path.join(output_dir, name))
+        os.rmdir(partial)
 
 
 # ---------------------------------------------------------------------------------------------- trainer
@@ -316,20 +383,73 @@ class EagleTrainer(Trainer):
         self.teacher_head_bias = teacher_head_bias.to(self.args.device) if teacher_head_bias is not None else None
         self._ttt_stats = {"train": None, "eval": None}
         self._forward_returns_dict = _forward_takes_return_dict(drafter)
+        self.finished_before = False  # set by `train`: the resumed checkpoint was already at max_steps
 
     def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
         """`Trainer.train`, resuming only from a complete checkpoint (`resolve_resume_checkpoint`: "latest" / True
-        is the newest complete one in `output_dir`; a partial one falls back to the newest complete one before it)."""
+        is the newest complete one in `output_dir`; a partial one falls back to the newest complete one before it).
+        `max_steps` is the run's total: a checkpoint already at it is loaded and not trained further
+        (`finished_before` is then True); raise `max_steps` to extend the run."""
         resume = resolve_resume_checkpoint(resume_from_checkpoint, self.args.output_dir)
+        self.finished_before = False
+        state = _checkpoint_state(resume) if resume else None
+        if state is not None and self._run_is_finished(state):
+            logger.warning(
+                "%s is at step %d of --max_steps %d: the run is finished, nothing to train (raise --max_steps to "
+                "extend it).",
+                resume,
+                state["global_step"],
+                self.args.max_steps if self.args.max_steps > 0 else state["max_steps"],
+            )
+            self._load_from_checkpoint(resume)
+            self.state = TrainerState.load_from_json(os.path.join(resume, TRAINER_STATE))
+            self.finished_before = True
+            return TrainOutput(self.state.global_step, 0.0, {})
         return super().train(resume, *args, **kwargs)
+
+    def _run_is_finished(self, state: dict) -> bool:
+        if self.args.max_steps > 0:
+            return state["global_step"] >= self.args.max_steps
+        epochs = state.get("num_train_epochs")
+        return (
+            isinstance(epochs, (int, float))
+            and self.args.num_train_epochs <= epochs
+            and (state["global_step"] >= state["max_steps"] > 0)
+        )
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        try:
+            return super()._load_optimizer_and_scheduler(checkpoint)
+        except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as error:
+            raise InputError(
+                f"{checkpoint}: the optimizer / scheduler state is unreadable ({one_line(error)[:120]}): the file "
+                "is truncated or corrupt; resume from an older checkpoint (--resume_from_checkpoint DIR/checkpoint-N)."
+            ) from error
+
+    def training_step(self, model, inputs, *args, **kwargs):
+        loss = super().training_step(model, inputs, *args, **kwargs)
+        if not bool(torch.isfinite(loss.detach()).all()):
+            kept = [p for p in checkpoint_dirs(self.args.output_dir) if is_complete_checkpoint(p)]
+            raise InputError(
+                f"training diverged at step {self.state.global_step + 1}: the loss is {float(loss)}; lower "
+                "--learning_rate (or add --max_grad_norm)"
+                + (f"; the last finite checkpoint is {kept[-1]}." if kept else "; no checkpoint was saved.")
+            )
+        return loss
 
     def _save_checkpoint(self, model, trial):
         # trainer_state.json, written last, marks a complete checkpoint: remove a stale one before saving into an
         # existing folder (a resumed run passing the same step again), so that a killed save never looks complete.
         folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+        check_finite(model, f"at step {self.state.global_step}")  # never saved: the last finite checkpoint stays
         if self.args.should_save and os.path.isfile(os.path.join(folder, TRAINER_STATE)):
             os.remove(os.path.join(folder, TRAINER_STATE))
-        super()._save_checkpoint(model, trial)
+        with write_errors_name(folder):
+            super()._save_checkpoint(model, trial)
+
+    def _save_optimizer_and_scheduler(self, output_dir):
+        _fault_point("checkpoint")  # the weights are saved, trainer_state.json is not: a partial checkpoint
+        super()._save_optimizer_and_scheduler(output_dir)
 
     # The columns a row must keep (the drafter's forward signature is the inference chain step, not ours).
     def _set_signature_columns_if_needed(self):
@@ -552,6 +672,19 @@ def check_has_loss_tokens(dataset: "datasets.Dataset") -> None:
     )
 
 
+def check_ttt_steps(ttt_steps: int, dataset: "datasets.Dataset") -> None:
+    """Refuses a TTT unroll longer than the sequences: step j predicts token t + 2 + j, so steps past the longest row
+    minus 2 see no target (and each still costs the memory of a whole forward)."""
+    if "input_ids" not in getattr(dataset, "column_names", ()):
+        return
+    longest = max((len(ids) for ids in dataset["input_ids"]), default=0)
+    if ttt_steps > max(longest - 2, 1):
+        raise InputError(
+            f"--ttt-steps {ttt_steps} is longer than the sequences allow (the longest row has {longest} tokens: at "
+            f"most {max(longest - 2, 1)} steps have a token to predict); pass a smaller --ttt-steps (EAGLE-3: 7)."
+        )
+
+
 def build_drafter_like(drafter_config: PretrainedConfig) -> DrafterPreTrainedModel:
     """An empty-weight copy of a drafter (for parameter counts) without allocating memory."""
     with torch.device("meta"):
@@ -661,6 +794,59 @@ def train_drafter(
             "given: its checkpoint fixes its shape; drop one of them."
         )
     args = training_args or TrainingArguments(output_dir=output_dir, report_to="none")
+    # One writer per output: --out and the checkpoint folder are locked for the whole run (by the main process of a
+    # distributed run: its other processes are the same run).
+    folders = {os.path.abspath(output_dir), os.path.abspath(args.output_dir or output_dir)}
+    with contextlib.ExitStack() as locks:
+        if int(os.environ.get("RANK", 0)) == 0:
+            for folder in sorted(folders):
+                locks.enter_context(output_lock(folder))
+        return _train_drafter(
+            dataset,
+            output_dir,
+            target,
+            feature_dir,
+            variant,
+            draft_vocab_size,
+            ttt_steps,
+            args,
+            drafter,
+            eval_dataset,
+            lora,
+            callbacks,
+            target_name_or_path,
+            head_init,
+            overwrite,
+            target_dtype,
+            trust_remote_code,
+            drafter_overrides,
+            loss_chunk_size,
+            loss_tokens,
+        )
+
+
+def _train_drafter(
+    dataset,
+    output_dir,
+    target,
+    feature_dir,
+    variant,
+    draft_vocab_size,
+    ttt_steps,
+    args,
+    drafter,
+    eval_dataset,
+    lora,
+    callbacks,
+    target_name_or_path,
+    head_init,
+    overwrite,
+    target_dtype,
+    trust_remote_code,
+    drafter_overrides,
+    loss_chunk_size,
+    loss_tokens,
+):
     check_training_outputs(
         output_dir,
         args.output_dir,
@@ -669,6 +855,7 @@ def train_drafter(
         saves_checkpoints=args.save_strategy != "no",
     )
     check_has_loss_tokens(dataset)
+    check_ttt_steps(ttt_steps, dataset)
     if isinstance(target, (str, os.PathLike)):
         if target_name_or_path is None:
             target_name_or_path = targets.target_hub_id(target)
@@ -721,7 +908,7 @@ def train_drafter(
         loss_chunk_size=loss_chunk_size,
     )
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
-    trainer.save_model(output_dir)
-    if not lora and trainer.args.should_save:
-        write_model_card(trainer.model, output_dir)  # README.md next to the drafter (hub.py; adapters get peft's)
+    if trainer.finished_before and has_final_weights(output_dir):
+        return trainer  # a finished run re-run: its saved drafter stays as it is
+    save_final(trainer, output_dir, model_card=not lora)
     return trainer
