@@ -68,6 +68,29 @@ def _variant(config) -> tuple[str, list[str]]:
     return variant.label, list(variant.tags)
 
 
+def norm_output_meaning(config) -> str:
+    """What the drafter's `norm_output` means, in words (card, `info`, `convert`): which state the next chain step is
+    fed, and which tools mean the same by the flag."""
+    is_eagle = config.model_type != "mtp_drafter"
+    if getattr(config, "norm_output", False):
+        text = (
+            "post-norm feed (`norm_output=True`): each chain step is fed the final-norm output, the state the head "
+            "reads"
+        )
+        if is_eagle:
+            text += (
+                " (EAGLE-3.1; what vLLM, SGLang, speculators and SpecForge from PR #879 mean by `norm_output: true`)"
+            )
+        return text
+    text = "pre-norm feed (`norm_output=False`): each chain step is fed the last layer's output before the final norm"
+    if is_eagle:
+        text += (
+            "; lm_head reads the normalised one (the EAGLE-3 chain; what SpecForge before PR #879 meant by "
+            "`norm_output: true`)"
+        )
+    return text
+
+
 def card_metadata(config, base_model=None, license=DEFAULT_LICENSE, tags=()) -> dict:
     """The YAML front matter: what the Hub uses to list the drafter under its target and under speculative decoding."""
     _, variant_tags = _variant(config)
@@ -170,6 +193,7 @@ def render_model_card(
         draft_vocab_size=config.draft_vocab_size,
         vocab_size=config.vocab_size,
         switches=switches,
+        chain_feed=norm_output_meaning(config),
         embeddings=embeddings,
         results=results_text,
         training=f"\n## Training\n\n{training.strip()}\n" if training else "",

@@ -592,7 +592,8 @@ def test_foreign_and_broken_checkpoints_are_refused_in_one_line(tmp_path):
     ours = tmp_path / "ours"
     make_drafter(target, "eagle3.1", draft_vocab_size=48).save_pretrained(ours)
     for fmt in ("vllm", "speculators", "eagle"):
-        convert_checkpoint(ours, tmp_path / fmt, fmt)
+        # an EAGLE-3.1 export to the EAGLE layout is written for readers of its switches (SafeAILab would drop them)
+        convert_checkpoint(ours, tmp_path / fmt, fmt, eagle_consumer="specforge" if fmt == "eagle" else None)
         message = one_line_error(
             lambda: Eagle3Drafter.from_pretrained(tmp_path / fmt), "drafter .*convert it with `hf-eagle31 convert"
         )

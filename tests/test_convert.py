@@ -219,12 +219,16 @@ def test_safeailab_eagle3_imports_and_drafts_like_the_original(tmp_path, target)
 def test_specforge_eagle31_imports_with_switches_and_embeddings(tmp_path, target):
     drafter = make_drafter(target, "eagle3.1", draft_vocab_size=48)
     src = write_specforge_31(drafter, tmp_path / "specforge")
-    convert_checkpoint(src, tmp_path / "ours", "hf-eagle31", target_layer_ids=[2, 4, 5])
+    with pytest.raises(ValueError, match="--norm-output-semantics"):  # SpecForge's norm_output had two meanings
+        convert_checkpoint(src, tmp_path / "ours", "hf-eagle31", target_layer_ids=[2, 4, 5])
+    convert_checkpoint(
+        src, tmp_path / "ours", "hf-eagle31", target_layer_ids=[2, 4, 5], norm_output_semantics="post-norm-feed"
+    )
     converted = Eagle3Drafter.from_pretrained(tmp_path / "ours")
     assert converted.config.fc_norm and converted.config.norm_output and converted.embeddings_ready
     assert drafting_trace(target, converted) == drafting_trace(target, drafter)
     # and back out again: the SpecForge file comes back bit for bit
-    convert_checkpoint(tmp_path / "ours", tmp_path / "again", "eagle")
+    convert_checkpoint(tmp_path / "ours", tmp_path / "again", "eagle", eagle_consumer="specforge")
     assert_same_tensors(tensors(tmp_path / "again"), load_file(src / "model.safetensors"))
 
 
@@ -269,8 +273,8 @@ def test_speculators_imports_layer_ids_unchanged_and_round_trips(tmp_path, targe
 def test_round_trip_is_bit_identical_and_drafts_identically(tmp_path, target, fmt):
     drafter = make_drafter(target, "eagle3.1", draft_vocab_size=48).to(torch.bfloat16)
     drafter.save_pretrained(tmp_path / "ours")
-    convert_checkpoint(tmp_path / "ours", tmp_path / fmt, fmt)
-    convert_checkpoint(tmp_path / fmt, tmp_path / "back", "hf-eagle31")
+    convert_checkpoint(tmp_path / "ours", tmp_path / fmt, fmt, eagle_consumer="specforge")
+    convert_checkpoint(tmp_path / fmt, tmp_path / "back", "hf-eagle31")  # eagle: its norm_output meaning is recorded
     assert_same_tensors(tensors(tmp_path / "back"), tensors(tmp_path / "ours"))
     before, after = read_checkpoint(tmp_path / "ours").config, read_checkpoint(tmp_path / "back").config
     for name in (
@@ -302,7 +306,7 @@ def test_exports_use_each_formats_names(tmp_path, target):
     drafter = make_drafter(target, "eagle3.1", draft_vocab_size=48, norm_before_residual=True)
     drafter.save_pretrained(tmp_path / "ours")
     for fmt in ("eagle", "vllm", "speculators"):
-        convert_checkpoint(tmp_path / "ours", tmp_path / fmt, fmt)
+        convert_checkpoint(tmp_path / "ours", tmp_path / fmt, fmt, eagle_consumer="specforge")
     eagle_keys, vllm_keys = set(tensors(tmp_path / "eagle")), set(tensors(tmp_path / "vllm"))
     assert "midlayer.self_attn.q_proj.weight" in eagle_keys and not any(k.startswith("layers.") for k in eagle_keys)
     assert vllm_keys == set(tensors(tmp_path / "speculators")) == set(drafter.state_dict())
@@ -318,6 +322,7 @@ def test_exports_use_each_formats_names(tmp_path, target):
     assert vllm["eagle_aux_hidden_state_layer_ids"] == [2, 4, 5] and "eagle_config" not in vllm
     eagle = json.loads((tmp_path / "eagle" / "config.json").read_text())
     assert eagle["fc_norm"] is True and eagle["norm_output"] is True and "eagle_aux_hidden_state_layer_ids" not in eagle
+    assert eagle["norm_output_semantics"] == "post-norm-feed"  # which of SpecForge's two meanings was written
 
 
 def test_unsorted_layers_are_exported_in_vllm_capture_order(tmp_path, target):
@@ -401,8 +406,10 @@ def test_random_embeddings_are_refused_when_the_target_can_tell(tmp_path, target
         drafter.embed_tokens.weight.normal_(std=0.02)  # what an exporter that forgot load_target_embeddings writes
     src = write_specforge_31(drafter, tmp_path / "specforge")
     with pytest.raises(ValueError, match="random or from another model"):
-        convert_checkpoint(src, tmp_path / "out", "vllm", target=target)
-    convert_checkpoint(src, tmp_path / "fixed", "vllm", target=target, embeddings="target")
+        convert_checkpoint(src, tmp_path / "out", "vllm", target=target, norm_output_semantics="post-norm-feed")
+    convert_checkpoint(
+        src, tmp_path / "fixed", "vllm", target=target, embeddings="target", norm_output_semantics="post-norm-feed"
+    )
     fixed = tensors(tmp_path / "fixed")["embed_tokens.weight"]
     assert torch.equal(fixed, target.get_input_embeddings().weight)
 
@@ -418,7 +425,7 @@ def test_absent_embeddings_are_never_made_up(tmp_path, target):
     assert drafting_trace(target, converted) == drafting_trace(target, drafter)  # generate loads the target's
     convert_checkpoint(tmp_path / "ours", tmp_path / "vllm", "vllm")
     assert "embed_tokens.weight" not in tensors(tmp_path / "vllm")
-    with pytest.raises(ValueError, match="verifier"):
+    with pytest.raises(ValueError, match="zero embeddings.*--target.*--allow-missing-embeddings"):
         convert_checkpoint(tmp_path / "ours", tmp_path / "spec", "speculators")
 
 

@@ -3,7 +3,8 @@
 
 import argparse
 
-from ..convert import EMBEDDING_MODES, FORMATS, SWITCHES, convert_checkpoint
+from ..convert import EAGLE_CONSUMERS, EMBEDDING_MODES, FORMATS, NORM_OUTPUT_SEMANTICS, SWITCHES, convert_checkpoint
+from ..hub import norm_output_meaning
 from ..modeling import variant_of
 
 
@@ -53,6 +54,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="default draft length recorded in a speculators config (default: the source's, else 3)",
     )
+    parser.add_argument(
+        "--norm-output-semantics",
+        choices=NORM_OUTPUT_SEMANTICS,
+        default=None,
+        help="what norm_output: true means in a SpecForge/EAGLE (midlayer) SRC that does not record it: "
+        "post-norm-feed (SpecForge from PR #879, vLLM, SGLang: the next chain step gets the post-norm state) or "
+        "pre-norm-feed (SpecForge before #879: norm before lm_head only; imported as norm_output=false)",
+    )
+    parser.add_argument(
+        "--eagle-consumer",
+        choices=EAGLE_CONSUMERS,
+        default=None,
+        help="who loads a --to eagle export of a drafter with fc_norm/norm_output/... on: specforge (SpecForge from "
+        "PR #879, SGLang, vLLM read the switches) writes it; safeailab refuses (SafeAILab EAGLE drops fc_norm.* and "
+        "runs plain EAGLE-3)",
+    )
+    parser.add_argument(
+        "--allow-missing-embeddings",
+        action="store_true",
+        help="--to speculators without embeddings (no --target): vLLM takes the target's, but speculators 0.9.0 "
+        "loads ZEROS and drafts garbage",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
 
 
@@ -67,6 +90,9 @@ def run(args) -> int:
         target_layer_ids=[i for ids in args.target_layer_ids for i in ids] if args.target_layer_ids else None,
         num_speculative_tokens=args.num_speculative_tokens,
         overwrite=args.overwrite,
+        norm_output_semantics=args.norm_output_semantics,
+        eagle_consumer=args.eagle_consumer,
+        allow_missing_embeddings=args.allow_missing_embeddings,
     )
     cfg = ckpt.config
     variant = variant_of(cfg).label
@@ -76,6 +102,7 @@ def run(args) -> int:
         f"draft vocab {cfg.draft_vocab_size}/{cfg.vocab_size}, switches "
         + ", ".join(f"{n}={getattr(cfg, n)}" for n in SWITCHES)
     )
+    print(f"  chain feed: {norm_output_meaning(cfg)}")
     print(f"  aux layers (HF hidden_states indices = input of layer i): {cfg.target_layer_ids}")
     embeddings = "written (the target's)" if ckpt.has_embeddings else "not written (loaded from the target)"
     print(f"  embeddings: {embeddings}")

@@ -10,6 +10,7 @@ import time
 
 import torch
 
+from ..hub import norm_output_meaning
 from ..loading import load_drafter
 from ..modeling import VARIANTS
 from ..targets import load_target
@@ -34,6 +35,7 @@ def describe(drafter):
         f"(hidden_states[i] = input of decoder layer i)",
         "  switches: "
         + ", ".join(f"{k}={getattr(cfg, k)}" for k in ("fc_norm", "norm_output", "norm_before_fc") if hasattr(cfg, k)),
+        f"  chain feed: {norm_output_meaning(cfg)}",
         "  parameters: "
         + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in counts.items())
         + f" (trainable, embeddings excluded: {sum(v for k, v in counts.items() if k != 'embed_tokens') / 1e6:.2f}M)",
