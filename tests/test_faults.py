@@ -85,7 +85,8 @@ def test_convert_overwrite_never_removes_a_folder_holding_the_source(tmp_path, c
     assert "not a drafter written by hf-eagle31" in error_line(capsys)
     assert (tmp_path / "other" / "thesis.tex").is_file()
     assert main(["convert", str(parent / "drafter"), str(tmp_path / "v"), "--to", "vllm"]) == 0
-    assert main(["convert", str(parent / "drafter"), str(tmp_path / "v"), "--to", "eagle", "--overwrite"]) == 0
+    again = ["convert", str(parent / "drafter"), str(tmp_path / "v"), "--to", "speculators", "--overwrite"]
+    assert main(again) == 0
     assert not partial_path(tmp_path / "v").exists()
 
 
@@ -96,7 +97,7 @@ def test_convert_write_failure_names_the_path_and_leaves_nothing(tmp_path, capsy
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("hf_eagle31.convert.checkpoint._write_safetensors", full_disk)
+    monkeypatch.setattr("hf_eagle31.convert.checkpoint.write_safetensors", full_disk)
     assert main(["convert", str(tmp_path / "d"), str(tmp_path / "out"), "--to", "vllm"]) == 2
     line = error_line(capsys)
     assert "no space left" in line and str(tmp_path / "out") in line
