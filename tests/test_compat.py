@@ -2,10 +2,10 @@
 
 import logging
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
 from transformers import DynamicCache, GenerationConfig
 from transformers.generation.utils import GenerationMixin
@@ -22,7 +22,11 @@ from conftest import make_drafter
 
 def _prefix_and_step(drafter, target, ids, **cache_kwargs):
     """Feeds a 6-position prefix into a cache, then one chain step through `cache_kwargs` (the cache passed by name)."""
-    feats = [h for i, h in enumerate(target(ids, output_hidden_states=True).hidden_states) if i in drafter.config.target_layer_ids]
+    feats = [
+        h
+        for i, h in enumerate(target(ids, output_hidden_states=True).hidden_states)
+        if i in drafter.config.target_layer_ids
+    ]
     cache = DynamicCache()
     drafter(ids[:, 1:7], target_hidden_states=[f[:, :6] for f in feats], cache=cache)
     name = next(iter(cache_kwargs))
@@ -78,7 +82,9 @@ def test_untested_transformers_release_warns_once_per_check_in_one_line(caplog):
 
 def test_missing_transformers_internals_raise_one_line(monkeypatch):
     monkeypatch.delattr(GenerationConfig, "_get_default_generation_params")
-    with pytest.raises(RuntimeError, match=r"_get_default_generation_params.*pip install 'transformers>=5\.23") as error:
+    with pytest.raises(
+        RuntimeError, match=r"_get_default_generation_params.*pip install 'transformers>=5\.23"
+    ) as error:
         check_transformers_version()
     assert "\n" not in str(error.value)
 
@@ -109,13 +115,29 @@ def test_a_new_protocol_member_fails_generate_in_one_line(monkeypatch, target):
     """A release whose loop reads a member our generator lacks: one line naming the member and the tested range."""
     original = GenerationMixin._assisted_decoding
 
-    def _assisted_decoding(self, input_ids, logits_processor=None, stopping_criteria=None, generation_config=None,
-                           synced_gpus=False, streamer=None, inputs_tensor=None, assistant_model=None,
-                           assistant_tokenizer=None, tokenizer=None, **model_kwargs):
+    def _assisted_decoding(
+        self,
+        input_ids,
+        logits_processor=None,
+        stopping_criteria=None,
+        generation_config=None,
+        synced_gpus=False,
+        streamer=None,
+        inputs_tensor=None,
+        assistant_model=None,
+        assistant_tokenizer=None,
+        tokenizer=None,
+        **model_kwargs,
+    ):
         candidate_generator = self._get_candidate_generator(
-            generation_config=generation_config, input_ids=input_ids, inputs_tensor=inputs_tensor,
-            assistant_model=assistant_model, logits_processor=logits_processor, target_tokenizer=tokenizer,
-            assistant_tokenizer=assistant_tokenizer, model_kwargs=model_kwargs,
+            generation_config=generation_config,
+            input_ids=input_ids,
+            inputs_tensor=inputs_tensor,
+            assistant_model=assistant_model,
+            logits_processor=logits_processor,
+            target_tokenizer=tokenizer,
+            assistant_tokenizer=assistant_tokenizer,
+            model_kwargs=model_kwargs,
         )
         candidate_generator.get_candidates(input_ids, model_outputs=None, is_first_iteration=True, new_keyword=1)
         return candidate_generator.brand_new_member
@@ -134,7 +156,9 @@ def test_a_new_protocol_member_fails_generate_in_one_line(monkeypatch, target):
 
     monkeypatch.setattr(GenerationMixin, "_assisted_decoding", _assisted_decoding)
     with pytest.raises(RuntimeError, match=r"brand_new_member.*pip install 'transformers>=5\.23") as error:
-        target.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=4, do_sample=False, assistant_model=make_drafter(target))
+        target.generate(
+            torch.tensor([[1, 2, 3]]), max_new_tokens=4, do_sample=False, assistant_model=make_drafter(target)
+        )
     assert "\n" not in str(error.value)
 
 
@@ -145,7 +169,9 @@ def test_num_drafting_tokens_bounds_every_cycle(target):
 
     def generator(**options):
         config = GenerationConfig(**options)
-        return drafter.get_candidate_generator(target=target, generation_config=config, input_ids=torch.zeros(1, 3, dtype=torch.long))
+        return drafter.get_candidate_generator(
+            target=target, generation_config=config, input_ids=torch.zeros(1, 3, dtype=torch.long)
+        )
 
     assert generator(num_assistant_tokens=3).num_drafting_tokens == 4
     assert generator(num_assistant_tokens=3, prompt_lookup_num_tokens=8).num_drafting_tokens == 10
@@ -167,7 +193,9 @@ def test_floors_in_pyproject_are_the_versions_ci_tests():
     """`.ci/oldest.txt` pins the oldest environment CI runs; pyproject's floors must be exactly those versions."""
     root = Path(__file__).resolve().parents[1]
     pins = dict(
-        line.split("==") for line in (root / ".ci" / "oldest.txt").read_text().split("\n") if "==" in line and not line.startswith("#")
+        line.split("==")
+        for line in (root / ".ci" / "oldest.txt").read_text().split("\n")
+        if "==" in line and not line.startswith("#")
     )
     floors = {}
     for dep in tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]:
@@ -180,15 +208,19 @@ def test_floors_in_pyproject_are_the_versions_ci_tests():
 
 def test_static_target_cache_with_a_drafter(target):
     """transformers >= 5.24 lets assisted decoding use a static target cache; older releases refuse it themselves."""
-    from packaging.version import Version
     import transformers
+    from packaging.version import Version
 
     drafter = make_drafter(target, "eagle3.1")
     ids = torch.randint(0, 64, (1, 10), generator=torch.Generator().manual_seed(0))
     plain = target.generate(ids, max_new_tokens=12, do_sample=False)
     if Version(transformers.__version__) < Version("5.24.0"):
         with pytest.raises(ValueError, match="Static cache"):
-            target.generate(ids, max_new_tokens=12, do_sample=False, assistant_model=drafter, cache_implementation="static")
+            target.generate(
+                ids, max_new_tokens=12, do_sample=False, assistant_model=drafter, cache_implementation="static"
+            )
         return
-    out = target.generate(ids, max_new_tokens=12, do_sample=False, assistant_model=drafter, cache_implementation="static")
+    out = target.generate(
+        ids, max_new_tokens=12, do_sample=False, assistant_model=drafter, cache_implementation="static"
+    )
     assert torch.equal(out, plain) and drafter.last_speculation_stats.cycles >= 1

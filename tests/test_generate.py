@@ -5,13 +5,14 @@ import random
 
 import pytest
 import torch
-from conftest import VARIANTS, make_drafter, tiny_hybrid_target, tiny_target
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 from transformers.generation.utils import GenerationMixin
 
 from hf_eagle31 import Eagle3Drafter, MtpDrafter
 from hf_eagle31.modeling.candidate_generator import EagleCandidateGenerator, stateful_targets_supported
+
+from conftest import VARIANTS, make_drafter, tiny_hybrid_target, tiny_target
 
 
 def _oracle(base_cls):
@@ -82,10 +83,15 @@ def test_greedy_equals_plain_generate_fuzzed():
             pattern = rng.choice([lambda q: True, lambda q: q % 3 != 0, lambda q: (q * 7) % 5 < 2, lambda q: False])
             drafter = make_oracle(target, variant, reference, pattern)
         else:
-            drafter = make_drafter(target, variant, draft_vocab_size=rng.choice([None, 40]), seed=case,
-                                   num_hidden_layers=1 + case // 4 % 2)
+            drafter = make_drafter(
+                target, variant, draft_vocab_size=rng.choice([None, 40]), seed=case, num_hidden_layers=1 + case // 4 % 2
+            )
         out = target.generate(
-            prompt, max_new_tokens=max_new, do_sample=False, eos_token_id=eos, assistant_model=drafter,
+            prompt,
+            max_new_tokens=max_new,
+            do_sample=False,
+            eos_token_id=eos,
+            assistant_model=drafter,
             num_assistant_tokens=rng.randint(1, 8),
             num_assistant_tokens_schedule=rng.choice(["constant", "heuristic_transient"]),
             assistant_confidence_threshold=rng.choice([None, 0.0, 0.05, 0.3, 0.9]),
@@ -116,9 +122,17 @@ def test_hybrid_linear_attention_target_stays_exact():
         prompt = torch.tensor([[rng.randrange(64) for _ in range(rng.randint(2, 12))]])
         reference = target.generate(prompt, **options)
         drafter = make_oracle(target, VARIANTS[case % 4], reference.sequences, patterns[case % 4])
-        policy = rng.choice([{}, {"prompt_lookup_num_tokens": 4}, {"assistant_confidence_threshold": 0.3},
-                             {"num_assistant_tokens_schedule": "heuristic_transient"}])
-        out = target.generate(prompt, assistant_model=drafter, num_assistant_tokens=rng.randint(1, 6), **policy, **options)
+        policy = rng.choice(
+            [
+                {},
+                {"prompt_lookup_num_tokens": 4},
+                {"assistant_confidence_threshold": 0.3},
+                {"num_assistant_tokens_schedule": "heuristic_transient"},
+            ]
+        )
+        out = target.generate(
+            prompt, assistant_model=drafter, num_assistant_tokens=rng.randint(1, 6), **policy, **options
+        )
         what = f"case {case} ({policy}) on a hybrid target"
         assert torch.equal(out.sequences, reference.sequences), f"{what}: diverged from plain greedy"
         torch.testing.assert_close(torch.stack(out.logits), torch.stack(reference.logits), rtol=0, atol=1e-5, msg=what)
@@ -157,7 +171,9 @@ def test_bookkeeping_always_and_never_agree(target, variant):
     max_new = 1 + m * (k + 1)
     reference = target.generate(prompt, max_new_tokens=max_new, do_sample=False)
     always = make_oracle(target, variant, reference, lambda q: True)
-    out = target.generate(prompt, max_new_tokens=max_new, do_sample=False, assistant_model=always, num_assistant_tokens=k)
+    out = target.generate(
+        prompt, max_new_tokens=max_new, do_sample=False, assistant_model=always, num_assistant_tokens=k
+    )
     stats = always.last_speculation_stats
     assert torch.equal(out, reference)
     assert stats.tau == k + 1 and stats.accepted == [k] * m and stats.target_forwards == 1 + m
@@ -204,8 +220,13 @@ def test_eos_stopping_criteria_and_streamer(target):
 
     streamer = Collect()
     out = target.generate(
-        prompt, max_new_tokens=30, do_sample=False, eos_token_id=eos, assistant_model=oracle,
-        num_assistant_tokens=5, streamer=streamer,
+        prompt,
+        max_new_tokens=30,
+        do_sample=False,
+        eos_token_id=eos,
+        assistant_model=oracle,
+        num_assistant_tokens=5,
+        streamer=streamer,
     )
     assert torch.equal(out, expected) and out[0, -1] == eos
     assert streamer.tokens == out[0].tolist()  # prompt first, then every accepted token exactly once
@@ -215,7 +236,11 @@ def test_eos_stopping_criteria_and_streamer(target):
             return torch.full((input_ids.shape[0],), input_ids.shape[1] >= 10, dtype=torch.bool)
 
     out = target.generate(
-        prompt, max_new_tokens=30, do_sample=False, assistant_model=oracle, num_assistant_tokens=2,
+        prompt,
+        max_new_tokens=30,
+        do_sample=False,
+        assistant_model=oracle,
+        num_assistant_tokens=2,
         stopping_criteria=StoppingCriteriaList([StopAtLength()]),
     )
     assert out.shape[1] in range(10, 13) and torch.equal(out, reference[:, : out.shape[1]])
@@ -225,8 +250,10 @@ def test_bad_input_errors(target):
     drafter = make_drafter(target)
     with pytest.raises(ValueError, match="batch size 1 only; got batch size 2.*once per prompt"):
         target.generate(torch.tensor([[1, 2], [3, 4]]), max_new_tokens=3, assistant_model=drafter)
-    for kwargs, what in [({"hidden_size": 48}, "hidden size of 32 but the target has 48"),
-                         ({"num_hidden_layers": 10}, "layer count of 8 but the target has 10")]:
+    for kwargs, what in [
+        ({"hidden_size": 48}, "hidden size of 32 but the target has 48"),
+        ({"num_hidden_layers": 10}, "layer count of 8 but the target has 10"),
+    ]:
         other = tiny_target(**kwargs)
         with pytest.raises(ValueError, match=what):
             other.generate(torch.tensor([[1, 2]]), max_new_tokens=3, assistant_model=drafter)
@@ -278,11 +305,19 @@ def test_sampling_keeps_target_distribution(monkeypatch, confidence_threshold, c
         torch.manual_seed(0)
         samples = []
         for _ in range(n):
-            samples.append(target.generate(
-                prompt, max_new_tokens=4, do_sample=True, temperature=temperature, top_k=0, assistant_model=drafter,
-                num_assistant_tokens=3, assistant_confidence_threshold=confidence_threshold,
-                prompt_lookup_num_tokens=copy_tokens,
-            )[0, 3:].tolist())
+            samples.append(
+                target.generate(
+                    prompt,
+                    max_new_tokens=4,
+                    do_sample=True,
+                    temperature=temperature,
+                    top_k=0,
+                    assistant_model=drafter,
+                    num_assistant_tokens=3,
+                    assistant_confidence_threshold=confidence_threshold,
+                    prompt_lookup_num_tokens=copy_tokens,
+                )[0, 3:].tolist()
+            )
             lengths.extend(drafter.last_speculation_stats.draft_lengths)
             copied.append(drafter.last_speculation_stats.copied_cycles)
         return samples
@@ -330,12 +365,14 @@ def test_confidence_threshold_bounds_the_chain(target, do_sample):
 def test_confidence_threshold_from_the_drafter_config_and_validation(target):
     drafter = _sharpen(make_drafter(target, "eagle3.1"), 0.0)
     drafter.generation_config.assistant_confidence_threshold = 0.5
-    target.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=8, do_sample=False, assistant_model=drafter,
-                    num_assistant_tokens=4)
+    target.generate(
+        torch.tensor([[1, 2, 3]]), max_new_tokens=8, do_sample=False, assistant_model=drafter, num_assistant_tokens=4
+    )
     assert set(drafter.last_speculation_stats.draft_lengths[:3]) == {1}
     with pytest.raises(ValueError, match=r"assistant_confidence_threshold=1.5 must lie in \[0, 1\)"):
-        target.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=4, assistant_model=drafter,
-                        assistant_confidence_threshold=1.5)
+        target.generate(
+            torch.tensor([[1, 2, 3]]), max_new_tokens=4, assistant_model=drafter, assistant_confidence_threshold=1.5
+        )
 
 
 def test_copy_aware_drafting_continues_context_matches(target):
@@ -356,6 +393,7 @@ def test_copy_aware_drafting_continues_context_matches(target):
     reference = target.generate(prompt, max_new_tokens=16, do_sample=False)
     future = reference[0]
     for foresee, copied_accepted in ((True, True), (False, False)):
+
         def match(self, ids, room, foresee=foresee):
             n = ids.shape[0]
             span = future[n : n + min(self.copy_tokens, room)].clone()
@@ -366,8 +404,14 @@ def test_copy_aware_drafting_continues_context_matches(target):
         drafter = make_oracle(target, "eagle3.1", reference, lambda q: True)
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(EagleCandidateGenerator, "_context_match", match)
-            out = target.generate(prompt, max_new_tokens=16, do_sample=False, assistant_model=drafter,
-                                  num_assistant_tokens=1, prompt_lookup_num_tokens=5)
+            out = target.generate(
+                prompt,
+                max_new_tokens=16,
+                do_sample=False,
+                assistant_model=drafter,
+                num_assistant_tokens=1,
+                prompt_lookup_num_tokens=5,
+            )
         assert torch.equal(out, reference)
         stats = drafter.last_speculation_stats
         assert stats.copied_cycles > 0 and max(stats.draft_lengths) == 5
@@ -378,7 +422,9 @@ def test_draft_length_below_one_is_refused(target):
     drafter = make_drafter(target, "eagle3.1")
     for k in (0, -2):
         with pytest.raises(ValueError, match=f"num_assistant_tokens={k}: the draft length must be >= 1"):
-            target.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=4, assistant_model=drafter, num_assistant_tokens=k)
+            target.generate(
+                torch.tensor([[1, 2, 3]]), max_new_tokens=4, assistant_model=drafter, num_assistant_tokens=k
+            )
 
 
 def test_drafter_reused_with_a_second_target_takes_its_embeddings():

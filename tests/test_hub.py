@@ -13,13 +13,7 @@ import pytest
 import yaml
 from huggingface_hub import ModelCard
 
-from hf_eagle31.hub import (
-    load_eval_results,
-    parse_card_metadata,
-    push_drafter,
-    render_model_card,
-    save_drafter,
-)
+from hf_eagle31.hub import load_eval_results, parse_card_metadata, push_drafter, render_model_card, save_drafter
 
 from conftest import make_drafter, tiny_target
 

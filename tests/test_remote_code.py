@@ -9,12 +9,18 @@ import textwrap
 
 import pytest
 import torch
+
 from conftest import make_drafter, tiny_target
 
 
 # (variant, embeddings saved, drafter depth)
-CASES = [("eagle3.1", True, 1), ("eagle3.1", False, 1), ("mtp-postnorm", True, 1), ("eagle3", False, 1),
-         ("eagle3.1", False, 2)]
+CASES = [
+    ("eagle3.1", True, 1),
+    ("eagle3.1", False, 1),
+    ("mtp-postnorm", True, 1),
+    ("eagle3", False, 1),
+    ("eagle3.1", False, 2),
+]
 
 CHILD = textwrap.dedent(
     """
@@ -67,7 +73,11 @@ def child_results(tmp_path_factory):
     paths = [str(p) for _, p in drafters.values()]
     result = subprocess.run(
         [sys.executable, str(root / "child.py"), str(root / "target"), str(root / "out.pt"), *paths],
-        capture_output=True, text=True, env=env, cwd=root, timeout=600,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return drafters, torch.load(root / "out.pt")
@@ -79,8 +89,15 @@ def test_remote_code_round_trip_without_package(child_results, variant, with_emb
     drafter, path = drafters[(variant, with_embeddings, depth)]
     family = "eagle3" if variant.startswith("eagle") else "mtp"
     files = {p.name for p in path.iterdir()}
-    assert {f"modeling_{family}.py", f"configuration_{family}.py", "candidate_generator.py", "drafter_common.py",
-            "configuration_common.py", "config.json", "model.safetensors"} <= files
+    assert {
+        f"modeling_{family}.py",
+        f"configuration_{family}.py",
+        "candidate_generator.py",
+        "drafter_common.py",
+        "configuration_common.py",
+        "config.json",
+        "model.safetensors",
+    } <= files
     config = json.loads((path / "config.json").read_text())
     assert config["auto_map"]["AutoConfig"].startswith(f"configuration_{family}.")
     assert config["embeddings_in_checkpoint"] is with_embeddings and config["num_hidden_layers"] == depth

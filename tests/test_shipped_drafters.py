@@ -8,6 +8,7 @@ import pytest
 import torch
 from transformers import AutoModel, LlamaConfig, LlamaForCausalLM
 
+
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "hf_eagle31" / "drafters"
 NAMES = ["smollm2-135m-instruct-eagle3", "smollm2-135m-instruct-eagle3.1"]
@@ -17,9 +18,17 @@ def smollm2_shaped_target():
     """A random target with SmolLM2-135M's shape (what `check_target` compares), but a tiny MLP: fast on a CPU."""
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=49152, hidden_size=576, intermediate_size=64, num_hidden_layers=30, num_attention_heads=9,
-        num_key_value_heads=3, max_position_embeddings=256, tie_word_embeddings=True,
-        bos_token_id=None, eos_token_id=None, pad_token_id=None,
+        vocab_size=49152,
+        hidden_size=576,
+        intermediate_size=64,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=None,
     )
     return LlamaForCausalLM(config).eval()
 
@@ -76,7 +85,9 @@ def test_shipped_drafter_code_is_modeling(name):
     """The remote code a shipped drafter carries is byte-identical to modeling/ (re-save the drafters otherwise)."""
     shipped = sorted(p.name for p in (SHIPPED / name).glob("*.py"))
     assert shipped, f"{name} carries no code files"
-    assert {"modeling_eagle3.py", "configuration_eagle3.py", "drafter_common.py", "candidate_generator.py"} <= set(shipped)
+    assert {"modeling_eagle3.py", "configuration_eagle3.py", "drafter_common.py", "candidate_generator.py"} <= set(
+        shipped
+    )
     for file in shipped:
         assert (SHIPPED / name / file).read_bytes() == (ROOT / "modeling" / file).read_bytes(), (
             f"hf_eagle31/drafters/{name}/{file} differs from modeling/{file}: re-save the shipped drafters"

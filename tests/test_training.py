@@ -277,11 +277,7 @@ def test_online_and_offline_give_the_same_losses(tmp_path):
     target = tiny_target()
     data = random_rows(8)
     online = EagleTrainer(
-        model=drafter_for(target),
-        args=args_for(tmp_path / "on"),
-        target=target,
-        ttt_steps=3,
-        train_dataset=data,
+        model=drafter_for(target), args=args_for(tmp_path / "on"), target=target, ttt_steps=3, train_dataset=data
     )
     online.train()
     layer_ids = online.model.config.target_layer_ids

@@ -15,12 +15,7 @@ import torch
 
 from ..errors import InputError
 from ..evaluation.calibration import DRIFT_THRESHOLD, Calibration, forward_workload
-from ..evaluation.policies import (
-    DEFAULT_CONFIDENCE_THRESHOLD,
-    DEFAULT_COPY_TOKENS,
-    DRAFTING_POLICIES,
-    drafting_policy,
-)
+from ..evaluation.policies import DEFAULT_CONFIDENCE_THRESHOLD, DEFAULT_COPY_TOKENS, DRAFTING_POLICIES, drafting_policy
 from ..evaluation.prompts import read_prompt_file, suite_prompts
 from ..evaluation.timing import compile_target_generation
 from ..loading import native_bf16

@@ -9,13 +9,7 @@ from ..errors import InputError
 from ..evaluation.drift import format_drift_table, measure_drift, plot_drift
 from ..evaluation.prompts import render_prompt
 from ..loading import load_drafters
-from .common import (
-    add_common_arguments,
-    drafter_dtype,
-    load_target_for_cli,
-    prompts_from_args,
-    write_json_report,
-)
+from .common import add_common_arguments, drafter_dtype, load_target_for_cli, prompts_from_args, write_json_report
 
 
 def add_arguments(parser):

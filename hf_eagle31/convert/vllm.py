@@ -8,14 +8,7 @@ names. `norm_output: true` has one meaning here: the next chain step gets the po
 from pathlib import Path
 
 from ..errors import InputError
-from .neutral import (
-    SWITCHES,
-    TARGET_LAYERS_KEY,
-    DrafterCheckpoint,
-    dtype_name,
-    llama_fields,
-    read_llama_style,
-)
+from .neutral import SWITCHES, TARGET_LAYERS_KEY, DrafterCheckpoint, dtype_name, llama_fields, read_llama_style
 
 
 ARCHITECTURE = "LlamaForCausalLMEagle3"

@@ -41,12 +41,7 @@ from transformers import DynamicCache
 from ..errors import InputError
 from ..modeling import SpeculationStats, tau_from_forwards  # the one definition of tau and acceptance
 from ..utils import device_sync, text_config
-from .calibration import (
-    Calibration,
-    format_calibration,
-    format_spread,
-    median_range,
-)
+from .calibration import Calibration, format_calibration, format_spread, median_range
 from .evaluate import check_context, pool_speculation_stats
 from .policies import DRAFTING_POLICIES, drafting_policy  # noqa: F401  (also importable from here)
 from .timing import ForwardHookTimer, TargetForwardTimer, timed_generate

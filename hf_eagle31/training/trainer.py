@@ -33,14 +33,7 @@ import signal
 from typing import TYPE_CHECKING
 
 import torch
-from transformers import (
-    PretrainedConfig,
-    PreTrainedModel,
-    Trainer,
-    TrainerCallback,
-    TrainerState,
-    TrainingArguments,
-)
+from transformers import PretrainedConfig, PreTrainedModel, Trainer, TrainerCallback, TrainerState, TrainingArguments
 from transformers.trainer_utils import TrainOutput
 from transformers.utils import logging
 
@@ -634,7 +627,7 @@ def estimate_step_memory(
         }
     else:
         loss_terms = {
-            "drafter logits kept for backward (all TTT steps, fp32, x2 for softmax)": ttt_steps * tokens * d * 4 * 2,
+            "drafter logits kept for backward (all TTT steps, fp32, x2 for softmax)": ttt_steps * tokens * d * 4 * 2
         }
     terms = {
         "drafter weights + grads + Adam (fp32)": drafter_params * 16,
