@@ -23,6 +23,7 @@ that step's valid positions).
 """
 
 import contextlib
+import functools
 import inspect
 import json
 import os
@@ -730,6 +731,29 @@ def precompute_training_features(
         precompute_features(target, eval_dataset, target_layer_ids, feature_dir + "-eval")
 
 
+def _holding_output_locks(train):
+    """One writer per output: `train`'s `output_dir` and its checkpoint folder (`training_args.output_dir`) are
+    locked for the whole run, by the main process of a distributed run (its other processes are the same run)."""
+    signature = inspect.signature(train)
+
+    @functools.wraps(train)
+    def locked(*args, **kwargs):
+        call = signature.bind(*args, **kwargs)
+        output_dir, training_args = call.arguments["output_dir"], call.arguments.get("training_args")
+        folders = {
+            os.path.abspath(output_dir),
+            os.path.abspath(getattr(training_args, "output_dir", None) or output_dir),
+        }
+        with contextlib.ExitStack() as locks:
+            if int(os.environ.get("RANK", 0)) == 0:
+                for folder in sorted(folders):
+                    locks.enter_context(output_lock(folder))
+            return train(*args, **kwargs)
+
+    return locked
+
+
+@_holding_output_locks
 def train_drafter(
     dataset: "datasets.Dataset",
     output_dir: str,
@@ -787,59 +811,6 @@ def train_drafter(
             "given: its checkpoint fixes its shape; drop one of them."
         )
     args = training_args or TrainingArguments(output_dir=output_dir, report_to="none")
-    # One writer per output: --out and the checkpoint folder are locked for the whole run (by the main process of a
-    # distributed run: its other processes are the same run).
-    folders = {os.path.abspath(output_dir), os.path.abspath(args.output_dir or output_dir)}
-    with contextlib.ExitStack() as locks:
-        if int(os.environ.get("RANK", 0)) == 0:
-            for folder in sorted(folders):
-                locks.enter_context(output_lock(folder))
-        return _train_drafter(
-            dataset,
-            output_dir,
-            target,
-            feature_dir,
-            variant,
-            draft_vocab_size,
-            ttt_steps,
-            args,
-            drafter,
-            eval_dataset,
-            lora,
-            callbacks,
-            target_name_or_path,
-            head_init,
-            overwrite,
-            target_dtype,
-            trust_remote_code,
-            drafter_overrides,
-            loss_chunk_size,
-            loss_tokens,
-        )
-
-
-def _train_drafter(
-    dataset,
-    output_dir,
-    target,
-    feature_dir,
-    variant,
-    draft_vocab_size,
-    ttt_steps,
-    args,
-    drafter,
-    eval_dataset,
-    lora,
-    callbacks,
-    target_name_or_path,
-    head_init,
-    overwrite,
-    target_dtype,
-    trust_remote_code,
-    drafter_overrides,
-    loss_chunk_size,
-    loss_tokens,
-):
     check_training_outputs(
         output_dir,
         args.output_dir,
