@@ -14,6 +14,7 @@ silently.
 """
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -477,41 +478,29 @@ def prepare_dataset(
     `overwrite=True` and must be a dataset of ours; `sources` (local paths the conversations came from) must lie
     outside it.
     """
+    prepare = functools.partial(
+        _prepare_dataset,
+        tokenizer,
+        conversations,
+        max_length=max_length,
+        target=target,
+        regenerate=regenerate,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        seed=seed,
+        show_progress=show_progress,
+        source_skipped=source_skipped,
+    )
     if out_dir is None:
-        return _prepare_dataset(
-            tokenizer,
-            conversations,
-            None,
-            max_length,
-            target,
-            regenerate,
-            batch_size,
-            max_new_tokens,
-            temperature,
-            seed,
-            show_progress,
-            source_skipped,
-        )
+        return prepare(out_dir=None)
     with (
         output_lock(out_dir),
         atomic_directory(
             out_dir, overwrite, sources=sources, is_ours=is_dataset_dir, what="prepared dataset", resumable=regenerate
         ) as tmp,
     ):
-        return _prepare_dataset(
-            tokenizer,
-            conversations,
-            str(tmp),
-            max_length,
-            target,
-            regenerate,
-            batch_size,
-            max_new_tokens,
-            temperature,
-            seed,
-            show_progress,
-            source_skipped,
-        )
+        return prepare(out_dir=str(tmp))
 
 
 def _prepare_dataset(
