@@ -197,7 +197,7 @@ def add_common_arguments(parser, multiple_drafters=False):
         parser.add_argument("--drafter", required=True, help="drafter checkpoint (folder or Hub id)")
     add_trust_remote_code_argument(parser)
     parser.add_argument("--prompts", default=None, help="JSON-lines prompts: 'prompt', 'turns' or 'messages' per line")
-    parser.add_argument("--suite", default="standard", choices=["standard", "perturbed", "long", "all"],
+    parser.add_argument("--suite", default="standard", choices=["standard", "perturbed", "long", "all", "heldout"],
                         help="prompt suite used when no --prompts file is given (default standard)")
     parser.add_argument("--sources", nargs="+", default=None,
                         help="restrict the suites to these sources (e.g. mtbench gsm8k; long: pg-essays hotpotqa)")

@@ -182,7 +182,8 @@ def suite_prompts(
     source_names: Sequence[str] | None = None,
 ) -> list[EvalPrompt]:
     """
-    Prompts of a named suite from `hf_eagle31.suites`: `standard`, `perturbed`, `long` or `all` (the three).
+    Prompts of a named suite from `hf_eagle31.suites`: `standard`, `perturbed`, `long` or `all` (the three), or
+    `heldout` (held-out ShareGPT first turns, `num_prompts` of them, default 60).
     `num_prompts` is per source (standard/perturbed) or per source and length (long); None keeps the suites' defaults.
     `source_names` restricts the suites to those sources (e.g. ["mtbench", "gsm8k"]).
     """
@@ -210,6 +211,10 @@ def suite_prompts(
         if long_lengths:
             kwargs["lengths"] = tuple(long_lengths)
         return long_suite(tokenizer, chat_template=read_chat_template(chat_template), **kwargs)
+    if name == "heldout":  # held-out ShareGPT first turns (`teacher_forced.heldout_suite`), default 60
+        from .teacher_forced import heldout_suite
+
+        return heldout_suite(num_prompts or 60)
     if name == "all":
         parts = ["standard", "perturbed", "long"]
         if source_names:  # only the suites that have one of the requested sources
@@ -708,11 +713,14 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                              "(e.g. to compare checkpoints and a shipped drafter under one policy)")
     add_calibration_arguments(parser)
     add_json_argument(parser)
+    add_teacher_forced_arguments(parser)
 
 
 def run_cli(args: argparse.Namespace) -> int:
     from .cli_utils import drafter_dtype, load_target_for_cli, policies_from_args, prompts_from_args, write_json_report
 
+    if args.teacher_forced:
+        return run_teacher_forced_cli(args)
     do_sample = args.do_sample or args.temperature is not None
     policies = policies_from_args(args)  # before loading anything: a misspelt policy fails at once
     drafting = drafting_policy(args.policy, args.confidence_threshold, args.copy_tokens) if args.policy else None
@@ -736,4 +744,65 @@ def run_cli(args: argparse.Namespace) -> int:
         settings.update(do_sample=do_sample, target=args.target or "smollm2-135m-instruct")
         report = {"settings": settings, "results": results, "calibration": calibration.summary()}
         write_json_report(args.json, report)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- eval --teacher-forced
+# CLI glue of `hf_eagle31.teacher_forced` (the library): per-depth teacher-forced agreement with intervals.
+
+
+def add_teacher_forced_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("teacher-forced evaluation (--teacher-forced)")
+    group.add_argument("--teacher-forced", action="store_true",
+                       help="per-depth teacher-forced top-k agreement, chain/tree accepted length and cluster-"
+                            "bootstrap intervals (paired against the first --drafter) instead of generate-based tau; "
+                            "--suite heldout: held-out ShareGPT first turns")
+    group.add_argument("--max-depth", type=int, default=8, help="teacher-forced depths 1..N (default 8)")
+    group.add_argument("--top-k", type=int, nargs="+", default=[1, 2, 4, 8], help="top-k agreements (default 1 2 4 8)")
+    group.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    group.add_argument("--answer-batch-tokens", type=int, default=4096,
+                       help="answers not cached are generated in left-padded batches of at most this many prompt + "
+                            "answer tokens (default 4096)")
+    group.add_argument("--answer-cache", default=None,
+                       help="directory of the cached greedy answers (default $HF_EAGLE31_CACHE/teacher_forced_answers; "
+                            "'none' keeps them in memory)")
+
+
+def run_teacher_forced_cli(args: argparse.Namespace) -> int:
+    from . import teacher_forced
+    from .cli_utils import drafter_dtype, load_target_for_cli, prompts_from_args, write_json_report
+    from .sources import cache_dir
+
+    if args.max_depth < 1 or args.bootstrap < 1 or any(k < 1 for k in args.top_k):
+        raise ValueError("--max-depth, --bootstrap and --top-k must be >= 1.")
+    target, tokenizer = load_target_for_cli(args)
+    drafters = load_drafters(args.drafter, target, trust_remote_code=args.trust_remote_code,
+                             dtype=drafter_dtype(args))
+    short = [os.path.basename(os.path.normpath(label)) for label in drafters]  # table labels: folder names
+    if len(set(short)) == len(short):
+        drafters = dict(zip(short, drafters.values()))
+    prompts = prompts_from_args(args, tokenizer)
+    cache = args.answer_cache or os.path.join(cache_dir(), "teacher_forced_answers")
+    summary = teacher_forced.evaluate_teacher_forced(
+        target, tokenizer, drafters, prompts, max_new_tokens=args.max_new_tokens, max_depth=args.max_depth,
+        answer_cache=None if cache.lower() == "none" else cache, top_ks=args.top_k, num_resamples=args.bootstrap,
+        seed=args.seed, system_prompt=args.system_prompt, chat_template=args.chat_template, progress=True,
+        batch_tokens=args.answer_batch_tokens,
+    )
+    where = args.prompts or f"suite {args.suite}"
+    print(teacher_forced.format_summary(summary, title=f"teacher-forced, {where}"))
+    for name, part in summary.get("groups", {}).items():
+        part = {**part, "drafters": summary["drafters"], "top_ks": summary["top_ks"],
+                "confidence": summary["confidence"], "num_resamples": summary["num_resamples"]}
+        print()
+        print(teacher_forced.format_summary(part, metrics=["acc@1", "tau_chain"], title=f"group {name}"))
+    cost = summary["cost"]
+    print(f"\ncost: answers {cost['answers_cpu_s']:.1f} CPU-s ({summary['answer_cache']['hits']} cached, "
+          f"{summary['answer_cache']['misses']} generated), teacher-forced eval {cost['eval_cpu_s']:.1f} CPU-s for "
+          f"{summary['positions_per_depth'][0]} depth-1 positions; target self-consistency "
+          f"{summary['target_self_consistency']:.4f}")
+    if args.json:
+        settings = {k: v for k, v in vars(args).items() if k != "json"}
+        settings.update(target=args.target or "smollm2-135m-instruct")
+        write_json_report(args.json, {"settings": settings, **summary})
     return 0
