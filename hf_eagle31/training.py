@@ -86,6 +86,7 @@ def ttt_loss(
     attention_mask: torch.Tensor | None = None,
     decay: float = DEFAULT_TTT_DECAY,
     chunk_size: int = 0,
+    objective: str = "soft_ce",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """
     Train-time-test loss of one batch, *not* normalized (the caller divides by the token count it chooses).
@@ -98,10 +99,15 @@ def ttt_loss(
         backward keeps only the step logits themselves (in their dtype) instead of two fp32 (M, D) tensors per step
         (log-softmax and teacher probabilities), and recomputes each chunk's softmaxes (same loss and gradients;
         0 = all at once).
+    objective: the per-position loss, a key of `LOSS_OBJECTIVES` (default "soft_ce"; "lk_alpha" / "lk_hybrid": the
+        acceptance-rate objectives, see there). `stats[0]` holds that loss's per-step sums.
 
     Returns `(weighted_sum, stats)`: `stats` is a (3, steps) tensor of per-step CE sums, correct counts (drafter
     argmax == teacher argmax) and valid-position counts.
     """
+    if objective not in LOSS_OBJECTIVES:
+        raise ValueError(f"unknown loss objective {objective!r}: use one of {', '.join(LOSS_OBJECTIVES)}.")
+    per_position = LOSS_OBJECTIVES[objective]
     bsz, n = loss_mask.shape
     steps = len(step_logits)
     present = loss_mask.bool()
@@ -125,7 +131,7 @@ def ttt_loss(
             rows, cols = valid.nonzero(as_tuple=True)
             student_all, teacher_all = logits[:, :k], teacher_logits[:, 1 + j : 1 + j + k]
             ce = torch.cat([
-                checkpoint(_soft_cross_entropy_at, student_all, teacher_all, r, c, use_reentrant=False)
+                checkpoint(_loss_at, per_position, student_all, teacher_all, r, c, use_reentrant=False)
                 for r, c in zip(rows.split(chunk_size), cols.split(chunk_size))
             ])
             with torch.no_grad():
@@ -133,7 +139,7 @@ def ttt_loss(
         else:
             student = logits[:, :k][valid]  # (M, D): only the positions that count
             teacher = teacher_logits[:, 1 + j : 1 + j + k][valid]  # (M, D)
-            ce = _soft_cross_entropy(student, teacher)
+            ce = per_position(student, teacher)
             picks = student.detach().argmax(-1), teacher.argmax(-1)
         total = total + (decay**j) * ce.sum()
         stats[0, j] = ce.detach().sum()
@@ -147,9 +153,37 @@ def _soft_cross_entropy(student: torch.Tensor, teacher: torch.Tensor) -> torch.T
     return F.cross_entropy(student.float(), teacher.float().softmax(-1), reduction="none")
 
 
-def _soft_cross_entropy_at(student, teacher, rows, cols):
-    """`_soft_cross_entropy` at the positions (rows, cols) of (B, k, D) student / teacher logits."""
-    return _soft_cross_entropy(student[rows, cols], teacher[rows, cols])
+def _loss_at(per_position, student, teacher, rows, cols):
+    """`per_position` at the positions (rows, cols) of (B, k, D) student / teacher logits."""
+    return per_position(student[rows, cols], teacher[rows, cols])
+
+
+# ---- acceptance-rate objectives (issue 28, item 3) --------------------------------------------------------------
+# The LK losses (arXiv 2602.23881) train the drafter on the acceptance rate itself instead of its KL proxy. Speculative
+# sampling accepts a draft from q with probability alpha = sum_x min(p(x), q(x)) = 1 - TV(p, q) (p the target's,
+# here over the draft vocabulary). "lk_alpha" minimizes -log(alpha) per position; "lk_hybrid" adds it to the soft
+# cross-entropy (KL keeps a gradient on tokens where q has no mass yet; -log alpha pushes what the capacity-limited
+# drafter gets right towards acceptance). Written from the objective's definition; the paper's exact weighting
+# schedules are not reproduced.
+
+
+def acceptance_rate(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """(M,) alpha = sum_x min(p, q) of the softmaxes of teacher (p) and student (q) logits (M, D), fp32."""
+    return torch.minimum(student.float().softmax(-1), teacher.float().softmax(-1)).sum(-1)
+
+
+def _lk_alpha(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """(M,) -log(alpha): the negative log acceptance rate of speculative sampling (0 when q == p)."""
+    return -torch.log(acceptance_rate(student, teacher).clamp(min=1e-6))
+
+
+def _lk_hybrid(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """(M,) soft cross-entropy + -log(alpha)."""
+    return _soft_cross_entropy(student, teacher) + _lk_alpha(student, teacher)
+
+
+LOSS_OBJECTIVES = {"soft_ce": _soft_cross_entropy, "lk_alpha": _lk_alpha, "lk_hybrid": _lk_hybrid}
+# ---- end of the acceptance-rate objectives ----------------------------------------------------------------------
 
 
 def loss_token_count(loss_mask: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -405,6 +439,7 @@ class EagleTrainer(Trainer):
         ttt_decay: float = DEFAULT_TTT_DECAY,
         argmax_chunk_size: int = 1024,
         loss_chunk_size: int = 0,
+        loss_objective: str = "soft_ce",
         data_collator=None,
         **kwargs,
     ):
@@ -426,6 +461,9 @@ class EagleTrainer(Trainer):
         self.ttt_decay = float(ttt_decay)
         self.argmax_chunk_size = argmax_chunk_size
         self.loss_chunk_size = int(loss_chunk_size)
+        if loss_objective not in LOSS_OBJECTIVES:
+            raise ValueError(f"unknown loss objective {loss_objective!r}: use one of {', '.join(LOSS_OBJECTIVES)}.")
+        self.loss_objective = loss_objective
         self.target = target
         if target is not None:
             drafter.check_target(target.config)
@@ -488,7 +526,7 @@ class EagleTrainer(Trainer):
         step_logits = _ttt_step_logits(model, inputs["input_ids"], features, self.ttt_steps, self._forward_returns_dict)
         total, stats = ttt_loss(
             step_logits, teacher_logits, argmax, drafter.t2d, inputs["loss_mask"], inputs["attention_mask"],
-            self.ttt_decay, self.loss_chunk_size,
+            self.ttt_decay, self.loss_chunk_size, self.loss_objective,
         )
         mode = "train" if model.training else "eval"
         self._ttt_stats[mode] = stats if self._ttt_stats[mode] is None else self._ttt_stats[mode] + stats
@@ -725,6 +763,7 @@ def train_drafter(
     drafter_overrides: dict | None = None,
     loss_chunk_size: int = 0,
     loss_tokens: str = "assistant",
+    loss_objective: str = "soft_ce",
 ) -> EagleTrainer:
     """
     The `hf-eagle31 train` pipeline as a function. Online: pass `target`. Offline: pass `feature_dir` (features
@@ -745,6 +784,8 @@ def train_drafter(
     `loss_tokens`: "assistant" (the rows' `loss_mask`) or "all": the loss covers every position (the target's
         distribution is the label everywhere, prompts included); a fresh drafter's draft vocabulary is still chosen
         from the assistant tokens.
+    `loss_objective`: the per-position loss (`LOSS_OBJECTIVES`: "soft_ce", or the acceptance-rate objectives
+        "lk_alpha" / "lk_hybrid").
     Returns the trainer (its model trained; the drafter or adapter saved to `output_dir`).
     """
     if target is None and feature_dir is None:
@@ -804,7 +845,7 @@ def train_drafter(
     trainer = EagleTrainer(
         model=model, args=args, target=target, teacher_head=teacher_head, teacher_head_bias=teacher_bias,
         ttt_steps=ttt_steps, train_dataset=train_data, eval_dataset=eval_dataset, callbacks=callbacks,
-        loss_chunk_size=loss_chunk_size,
+        loss_chunk_size=loss_chunk_size, loss_objective=loss_objective,
     )
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     trainer.save_model(output_dir)
@@ -844,6 +885,10 @@ class DrafterArguments:
     loss_chunk_size: int = dataclasses.field(default=0, metadata={
         "help": "> 0: compute the loss in checkpointed chunks of this many positions (backward keeps each TTT "
         "step's logits only, not their softmaxes: less memory at large TTT x draft vocabulary, same gradients)"})
+    loss_objective: str = dataclasses.field(default="soft_ce", metadata={
+        "choices": ["soft_ce", "lk_alpha", "lk_hybrid"],
+        "help": "per-position loss: soft cross-entropy against the target (default), or the acceptance-rate "
+        "objectives of the LK losses: -log alpha with alpha = sum min(p, q) (lk_alpha), or soft CE + -log alpha"})
     init_from: str | None = dataclasses.field(default=None, metadata={
         "metavar": "DRAFTER", "help": "start from a trained drafter directory"})
     trust_remote_code: bool = dataclasses.field(default=False, metadata={
@@ -992,6 +1037,7 @@ def run_cli(args: argparse.Namespace) -> int:
         lora=lora, head_init=drafter_args.head_init, overwrite=drafter_args.overwrite,
         drafter_overrides=None if drafter_args.init_from else drafter_args.drafter_overrides(),
         loss_chunk_size=drafter_args.loss_chunk_size, loss_tokens=data_args.loss_tokens,
+        loss_objective=drafter_args.loss_objective,
     )
     if lora and drafter_args.merge_lora and trainer.args.should_save:
         save_drafter(merge_lora(trainer.model), os.path.join(drafter_args.out, "merged"))

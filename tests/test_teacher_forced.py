@@ -278,3 +278,68 @@ def test_batched_answers_equal_one_by_one_answers_and_stop_at_eos():
     single = [tf.generate_answer(target, p, 10) for p in prompts]
     assert batched == single
     assert all(len(a) == 10 or a[-1] == 3 for a in batched) and all(3 not in a[:-1] for a in batched)
+
+
+# ---------------------------------------------------------------------------------------------- LK objectives
+# (training.py's acceptance-rate objectives, judged by this evaluator: kept here with the rest of issue 28's tests)
+
+
+def test_acceptance_rate_objectives_on_known_distributions():
+    from hf_eagle31.training import LOSS_OBJECTIVES, acceptance_rate
+
+    teacher = torch.log(torch.tensor([[0.5, 0.5, 1e-12], [0.2, 0.3, 0.5]]))
+    student = torch.log(torch.tensor([[1.0, 1e-12, 1e-12], [0.2, 0.3, 0.5]]))
+    torch.testing.assert_close(acceptance_rate(student, teacher), torch.tensor([0.5, 1.0]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(LOSS_OBJECTIVES["lk_alpha"](student, teacher),
+                               torch.tensor([np.log(2.0), 0.0], dtype=torch.float32), atol=1e-5, rtol=0)
+    ce = LOSS_OBJECTIVES["soft_ce"](student, teacher)
+    torch.testing.assert_close(LOSS_OBJECTIVES["lk_hybrid"](student, teacher),
+                               ce + LOSS_OBJECTIVES["lk_alpha"](student, teacher))
+
+
+@pytest.mark.parametrize("objective", ["lk_alpha", "lk_hybrid"])
+def test_lk_objectives_in_the_ttt_loss_chunk_like_the_whole_loss(objective):
+    from hf_eagle31.training import ttt_loss
+
+    torch.manual_seed(0)
+    b, n, d = 2, 11, 24
+    teacher = torch.randn(b, n, d)
+    loss_mask = (torch.rand(b, n) > 0.2).float()
+    base = [torch.randn(b, n, d) for _ in range(3)]
+    results = []
+    for chunk in (0, 4):
+        logits = [x.clone().requires_grad_(True) for x in base]
+        total, stats = ttt_loss(logits, teacher, teacher.argmax(-1), torch.ones(d, dtype=torch.bool), loss_mask,
+                                chunk_size=chunk, objective=objective)
+        total.backward()
+        results.append((total.detach(), [x.grad for x in logits]))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    assert all(torch.allclose(g, w, atol=1e-6) for g, w in zip(results[0][1], results[1][1]))
+    plain, _ = ttt_loss(base, teacher, teacher.argmax(-1), torch.ones(d, dtype=torch.bool), loss_mask)
+    assert not torch.allclose(plain, results[0][0])
+    with pytest.raises(ValueError, match="unknown loss objective"):
+        ttt_loss(base, teacher, teacher.argmax(-1), torch.ones(d, dtype=torch.bool), loss_mask, objective="kl")
+
+
+def test_trainer_learns_with_the_lk_hybrid_objective(tmp_path):
+    import datasets
+    from transformers import TrainingArguments
+
+    from hf_eagle31.training import EagleTrainer
+
+    target = tiny_target()
+    drafter = make_drafter(target, "eagle3.1", draft_vocab_size=48)
+    g = torch.Generator().manual_seed(0)
+    rows = [{"input_ids": torch.randint(0, 64, (12,), generator=g).tolist(), "loss_mask": [0] * 3 + [1] * 9}
+            for _ in range(4)]
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=6, logging_steps=1,
+                             report_to="none", save_strategy="no", use_cpu=True, disable_tqdm=True, seed=0,
+                             learning_rate=1e-2)
+    trainer = EagleTrainer(model=drafter.train(), args=args, target=target, ttt_steps=2,
+                           train_dataset=datasets.Dataset.from_list(rows), loss_objective="lk_hybrid")
+    trainer.train()
+    history = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert history[-1] < history[0]
+    with pytest.raises(ValueError, match="unknown loss objective"):
+        EagleTrainer(model=drafter, args=args, target=target, train_dataset=datasets.Dataset.from_list(rows),
+                     loss_objective="tv")
