@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Training that accumulates across runs: continue a shipped drafter (EAGLE-3.1 by default) on the next slice of
 # ShareGPT (teacher-forced: the loss distils the target's own distribution on the conversation text, so no generation
-# is needed), then ship the result only if its validation tau beats the shipped drafter's.
+# is needed), then ship the result only if its teacher-forced chain length (held-out prompts, paired) beats the
+# shipped drafter's.
 #
 #   bash examples/continue_training.sh                  # all stages
 #   STAGE=validate bash examples/continue_training.sh   # one stage: data | train | validate | ship
@@ -44,20 +45,29 @@ if [ -z "$CHECKPOINT" ]; then
 fi
 
 if stage validate; then
-  # tau at K = 3 on MT-Bench prompts (never trained on), greedy fp32: the shipped drafter vs the candidate, both with
-  # constant K (the shipped drafter's saved confidence/copy defaults would otherwise make it a different policy).
-  OMP_NUM_THREADS=$THREADS hf-eagle31 eval --drafter "$SHIPPED" --drafter "$CHECKPOINT" --suite standard \
-    --sources mtbench --num-prompts 8 --num-assistant-tokens 3 --max-new-tokens 96 --repeats 1 --policy constant \
+  # Teacher-forced agreement on held-out ShareGPT first turns (never trained on), bf16, depths 1-3 (the chain length
+  # the drafters ship with): the shipped drafter vs the candidate on the same positions, paired cluster-bootstrap
+  # intervals (hf_eagle31/evaluation/teacher_forced.py). The target's answers are cached, so re-validating costs only the
+  # teacher-forced forwards. (The earlier generate-based check: eval --suite standard --sources mtbench
+  # --num-prompts 8 --num-assistant-tokens 3 --policy constant, tau at K = 3.)
+  OMP_NUM_THREADS=$THREADS hf-eagle31 eval --teacher-forced --drafter "$SHIPPED" --drafter "$CHECKPOINT" \
+    --suite heldout --num-prompts "${VALIDATION_PROMPTS:-60}" --max-new-tokens 128 --max-depth 3 --dtype bfloat16 \
     --json "$RUN/validate.json"
 fi
 
 if stage ship; then
-  python - "$RUN/validate.json" <<'EOF'
+  # Ship when the candidate's teacher-forced chain length at K = 3 beats the shipped drafter's (paired difference
+  # > 0; STRICT=1: the lower end of its 95% interval > 0).
+  python - "$RUN/validate.json" "${STRICT:-0}" <<'EOF'
 import json, sys
-rows = json.load(open(sys.argv[1]))["results"]
-shipped, candidate = rows[0]["tau"], rows[1]["tau"]
-print(f"validation tau: shipped {shipped:.3f}, candidate {candidate:.3f}")
-sys.exit(0 if candidate > shipped else "not shipped: the candidate does not beat the shipped drafter")
+report, strict = json.load(open(sys.argv[1])), sys.argv[2] == "1"
+shipped, candidate = report["drafters"]
+tau = {d: report["metrics"][d]["tau_chain"]["value"][2] for d in (shipped, candidate)}
+diff = report["diff"][candidate]["tau_chain"]
+delta, (low, high) = diff["value"][2], diff["ci"][2]
+print(f"teacher-forced tau_chain@K3: shipped {tau[shipped]:.4f}, candidate {tau[candidate]:.4f}, "
+      f"difference {delta:+.4f} [{low:+.4f}, {high:+.4f}]")
+sys.exit(0 if (low > 0 if strict else delta > 0) else "not shipped: the candidate does not beat the shipped drafter")
 EOF
   python examples/ship_drafter.py "$CHECKPOINT" "$SHIPPED" --variant "$VARIANT" \
     --training-file "docs/training/smollm2-135m-instruct-$VARIANT.md" --num-assistant-tokens 3 \

@@ -164,7 +164,7 @@ def add_common_arguments(parser, multiple_drafters=False):
     parser.add_argument(
         "--suite",
         default="standard",
-        choices=["standard", "perturbed", "long", "all"],
+        choices=["standard", "perturbed", "long", "all", "heldout"],
         help="prompt suite used when no --prompts file is given (default standard)",
     )
     parser.add_argument(

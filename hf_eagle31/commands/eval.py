@@ -2,8 +2,11 @@
 """`hf-eagle31 eval`: tau / acceptance per depth and speed of drafters on the standard, perturbed and long suites."""
 
 import argparse
+import os
 
-from ..evaluation import evaluate, format_table
+from ..assets import cache_dir
+from ..errors import InputError
+from ..evaluation import evaluate, format_table, teacher_forced
 from ..evaluation.calibration import format_calibration
 from ..evaluation.policies import DRAFTING_POLICIES, drafting_policy
 from ..loading import load_drafters
@@ -47,9 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_calibration_arguments(parser)
     add_json_argument(parser)
+    add_teacher_forced_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.teacher_forced:
+        return run_teacher_forced(args)
     do_sample = args.do_sample or args.temperature is not None
     policies = policies_from_args(args)  # before loading anything: a misspelt policy fails at once
     drafting = drafting_policy(args.policy, args.confidence_threshold, args.copy_tokens) if args.policy else None
@@ -83,4 +89,81 @@ def run(args: argparse.Namespace) -> int:
         settings.update(do_sample=do_sample, target=args.target or "smollm2-135m-instruct")
         report = {"settings": settings, "results": results, "calibration": calibration.summary()}
         write_json_report(args.json, report)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- eval --teacher-forced
+# The CLI of `hf_eagle31.evaluation.teacher_forced`: per-depth teacher-forced agreement with intervals.
+
+
+def add_teacher_forced_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("teacher-forced evaluation (--teacher-forced)")
+    group.add_argument(
+        "--teacher-forced",
+        action="store_true",
+        help="per-depth teacher-forced top-k agreement, chain/tree accepted length and cluster-bootstrap intervals "
+        "(paired against the first --drafter) instead of generate-based tau; --suite heldout: held-out ShareGPT "
+        "first turns",
+    )
+    group.add_argument("--max-depth", type=int, default=8, help="teacher-forced depths 1..N (default 8)")
+    group.add_argument("--top-k", type=int, nargs="+", default=[1, 2, 4, 8], help="top-k agreements (default 1 2 4 8)")
+    group.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    group.add_argument(
+        "--answer-batch-tokens",
+        type=int,
+        default=4096,
+        help="answers not cached are generated in left-padded batches of at most this many prompt + answer tokens "
+        "(default 4096)",
+    )
+    group.add_argument(
+        "--answer-cache",
+        default=None,
+        help="directory of the cached greedy answers (default $HF_EAGLE31_CACHE/teacher_forced_answers; 'none' keeps "
+        "them in memory)",
+    )
+
+
+def run_teacher_forced(args: argparse.Namespace) -> int:
+    if args.max_depth < 1 or args.bootstrap < 1 or any(k < 1 for k in args.top_k):
+        raise InputError("--max-depth, --bootstrap and --top-k must be >= 1.")
+    target, tokenizer = load_target_for_cli(args)
+    drafters = load_drafters(args.drafter, target, trust_remote_code=args.trust_remote_code, dtype=drafter_dtype(args))
+    short = [os.path.basename(os.path.normpath(label)) for label in drafters]  # table labels: folder names
+    if len(set(short)) == len(short):
+        drafters = dict(zip(short, drafters.values()))
+    prompts = prompts_from_args(args, tokenizer)
+    cache = args.answer_cache or os.path.join(cache_dir(), "teacher_forced_answers")
+    summary = teacher_forced.evaluate_teacher_forced(
+        target,
+        tokenizer,
+        drafters,
+        prompts,
+        max_new_tokens=args.max_new_tokens,
+        max_depth=args.max_depth,
+        answer_cache=None if cache.lower() == "none" else cache,
+        top_ks=args.top_k,
+        num_resamples=args.bootstrap,
+        seed=args.seed,
+        system_prompt=args.system_prompt,
+        chat_template=args.chat_template,
+        progress=True,
+        batch_tokens=args.answer_batch_tokens,
+    )
+    where = args.prompts or f"suite {args.suite}"
+    print(teacher_forced.format_summary(summary, title=f"teacher-forced, {where}"))
+    for name, part in summary.get("groups", {}).items():
+        shared = {k: summary[k] for k in ("drafters", "top_ks", "confidence", "num_resamples")}
+        print()
+        print(teacher_forced.format_summary({**part, **shared}, metrics=["acc@1", "tau_chain"], title=f"group {name}"))
+    cost = summary["cost"]
+    print(
+        f"\ncost: answers {cost['answers_cpu_s']:.1f} CPU-s ({summary['answer_cache']['hits']} cached, "
+        f"{summary['answer_cache']['misses']} generated), teacher-forced eval {cost['eval_cpu_s']:.1f} CPU-s for "
+        f"{summary['positions_per_depth'][0]} depth-1 positions; target self-consistency "
+        f"{summary['target_self_consistency']:.4f}"
+    )
+    if args.json:
+        settings = {k: v for k, v in vars(args).items() if k != "json"}
+        settings.update(target=args.target or "smollm2-135m-instruct")
+        write_json_report(args.json, {"settings": settings, **summary})
     return 0

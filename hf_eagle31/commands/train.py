@@ -150,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         drafter_overrides=None if drafter_args.init_from else drafter_args.drafter_overrides(),
         loss_chunk_size=drafter_args.loss_chunk_size,
         loss_tokens=data_args.loss_tokens,
+        loss_objective=drafter_args.loss_objective,
     )
     if lora and drafter_args.merge_lora and trainer.args.should_save:
         save_drafter(merge_lora(trainer.model), os.path.join(drafter_args.out, "merged"))

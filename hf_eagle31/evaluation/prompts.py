@@ -94,7 +94,8 @@ def suite_prompts(
     source_names: Sequence[str] | None = None,
 ) -> list[EvalPrompt]:
     """
-    Prompts of a named suite from `hf_eagle31.suites`: `standard`, `perturbed`, `long` or `all` (the three).
+    Prompts of a named suite from `hf_eagle31.suites`: `standard`, `perturbed`, `long` or `all` (the three), or
+    `heldout` (held-out ShareGPT first turns, `num_prompts` of them, default 60).
     `num_prompts` is per source (standard/perturbed) or per source and length (long); None keeps the suites' defaults.
     `source_names` restricts the suites to those sources (e.g. ["mtbench", "gsm8k"]).
     """
@@ -122,6 +123,10 @@ def suite_prompts(
         if long_lengths:
             kwargs["lengths"] = tuple(long_lengths)
         return long_suite(tokenizer, chat_template=read_chat_template(chat_template), **kwargs)
+    if name == "heldout":  # held-out ShareGPT first turns (`teacher_forced.heldout_suite`), default 60
+        from .teacher_forced import heldout_suite
+
+        return heldout_suite(num_prompts or 60)
     if name == "all":
         parts = ["standard", "perturbed", "long"]
         if source_names:  # only the suites that have one of the requested sources

@@ -65,6 +65,14 @@ class DrafterArguments:
             "step's logits only, not their softmaxes: less memory at large TTT x draft vocabulary, same gradients)"
         },
     )
+    loss_objective: str = dataclasses.field(
+        default="soft_ce",
+        metadata={
+            "choices": ["soft_ce", "lk_alpha", "lk_hybrid"],
+            "help": "per-position loss: soft cross-entropy against the target (default), or the acceptance-rate "
+            "objectives of the LK losses: -log alpha with alpha = sum min(p, q) (lk_alpha), or soft CE + -log alpha",
+        },
+    )
     init_from: str | None = dataclasses.field(
         default=None, metadata={"metavar": "DRAFTER", "help": "start from a trained drafter directory"}
     )

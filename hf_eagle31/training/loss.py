@@ -1,10 +1,12 @@
 # Copyright 2026 The hf-eagle31 authors. Apache-2.0.
-"""The train-time-test (TTT) loss: soft cross-entropy of each unrolled chain step against the target's distribution,
-decayed per step (EAGLE-3)."""
+"""The train-time-test (TTT) loss: soft cross-entropy (or an acceptance-rate objective) of each unrolled chain step
+against the target's distribution, decayed per step (EAGLE-3)."""
 
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
+
+from ..errors import InputError
 
 
 DEFAULT_TTT_DECAY = 0.8
@@ -19,6 +21,7 @@ def ttt_loss(
     attention_mask: torch.Tensor | None = None,
     decay: float = DEFAULT_TTT_DECAY,
     chunk_size: int = 0,
+    objective: str = "soft_ce",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """
     Train-time-test loss of one batch, *not* normalized (the caller divides by the token count it chooses).
@@ -31,10 +34,15 @@ def ttt_loss(
         backward keeps only the step logits themselves (in their dtype) instead of two fp32 (M, D) tensors per step
         (log-softmax and teacher probabilities), and recomputes each chunk's softmaxes (same loss and gradients;
         0 = all at once).
+    objective: the per-position loss, a key of `LOSS_OBJECTIVES` (default "soft_ce"; "lk_alpha" / "lk_hybrid": the
+        acceptance-rate objectives, see there). `stats[0]` holds that loss's per-step sums.
 
     Returns `(weighted_sum, stats)`: `stats` is a (3, steps) tensor of per-step CE sums, correct counts (drafter
     argmax == teacher argmax) and valid-position counts.
     """
+    if objective not in LOSS_OBJECTIVES:
+        raise InputError(f"unknown loss objective {objective!r}: use one of {', '.join(LOSS_OBJECTIVES)}.")
+    per_position = LOSS_OBJECTIVES[objective]
     bsz, n = loss_mask.shape
     steps = len(step_logits)
     present = loss_mask.bool()
@@ -59,7 +67,7 @@ def ttt_loss(
             student_all, teacher_all = logits[:, :k], teacher_logits[:, 1 + j : 1 + j + k]
             ce = torch.cat(
                 [
-                    checkpoint(_soft_cross_entropy_at, student_all, teacher_all, r, c, use_reentrant=False)
+                    checkpoint(_loss_at, per_position, student_all, teacher_all, r, c, use_reentrant=False)
                     for r, c in zip(rows.split(chunk_size), cols.split(chunk_size))
                 ]
             )
@@ -68,7 +76,7 @@ def ttt_loss(
         else:
             student = logits[:, :k][valid]  # (M, D): only the positions that count
             teacher = teacher_logits[:, 1 + j : 1 + j + k][valid]  # (M, D)
-            ce = _soft_cross_entropy(student, teacher)
+            ce = per_position(student, teacher)
             picks = student.detach().argmax(-1), teacher.argmax(-1)
         total = total + (decay**j) * ce.sum()
         stats[0, j] = ce.detach().sum()
@@ -82,9 +90,35 @@ def _soft_cross_entropy(student: torch.Tensor, teacher: torch.Tensor) -> torch.T
     return F.cross_entropy(student.float(), teacher.float().softmax(-1), reduction="none")
 
 
-def _soft_cross_entropy_at(student, teacher, rows, cols):
-    """`_soft_cross_entropy` at the positions (rows, cols) of (B, k, D) student / teacher logits."""
-    return _soft_cross_entropy(student[rows, cols], teacher[rows, cols])
+def _loss_at(per_position, student, teacher, rows, cols):
+    """`per_position` at the positions (rows, cols) of (B, k, D) student / teacher logits."""
+    return per_position(student[rows, cols], teacher[rows, cols])
+
+
+# Acceptance-rate objectives. The LK losses (arXiv 2602.23881) train the drafter on the acceptance rate itself
+# instead of its KL proxy. Speculative sampling accepts a draft from q with probability
+# alpha = sum_x min(p(x), q(x)) = 1 - TV(p, q) (p the target's, here over the draft vocabulary). "lk_alpha" minimizes
+# -log(alpha) per position; "lk_hybrid" adds it to the soft cross-entropy (KL keeps a gradient on tokens where q has
+# no mass yet; -log alpha pushes what the capacity-limited drafter gets right towards acceptance). Written from the
+# objective's definition; the paper's weighting schedules are not reproduced.
+
+
+def acceptance_rate(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """(M,) alpha = sum_x min(p, q) of the softmaxes of teacher (p) and student (q) logits (M, D), fp32."""
+    return torch.minimum(student.float().softmax(-1), teacher.float().softmax(-1)).sum(-1)
+
+
+def _lk_alpha(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """(M,) -log(alpha): the negative log acceptance rate of speculative sampling (0 when q == p)."""
+    return -torch.log(acceptance_rate(student, teacher).clamp(min=1e-6))
+
+
+def _lk_hybrid(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """(M,) soft cross-entropy + -log(alpha)."""
+    return _soft_cross_entropy(student, teacher) + _lk_alpha(student, teacher)
+
+
+LOSS_OBJECTIVES = {"soft_ce": _soft_cross_entropy, "lk_alpha": _lk_alpha, "lk_hybrid": _lk_hybrid}
 
 
 def loss_token_count(loss_mask: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -56,7 +56,7 @@ from ..modeling.drafter_common import DrafterPreTrainedModel
 from ..utils import text_config
 from ..utils.io import output_lock, write_errors_name
 from .draft_vocab import draft_vocab_from_dataset
-from .loss import DEFAULT_TTT_DECAY, loss_token_count, ttt_loss
+from .loss import DEFAULT_TTT_DECAY, LOSS_OBJECTIVES, loss_token_count, ttt_loss
 
 
 if TYPE_CHECKING:  # annotations only
@@ -347,6 +347,7 @@ class EagleTrainer(Trainer):
         ttt_decay: float = DEFAULT_TTT_DECAY,
         argmax_chunk_size: int = 1024,
         loss_chunk_size: int = 0,
+        loss_objective: str = "soft_ce",
         data_collator=None,
         **kwargs,
     ):
@@ -368,6 +369,9 @@ class EagleTrainer(Trainer):
         self.ttt_decay = float(ttt_decay)
         self.argmax_chunk_size = argmax_chunk_size
         self.loss_chunk_size = int(loss_chunk_size)
+        if loss_objective not in LOSS_OBJECTIVES:
+            raise InputError(f"unknown loss objective {loss_objective!r}: use one of {', '.join(LOSS_OBJECTIVES)}.")
+        self.loss_objective = loss_objective
         self.target = target
         if target is not None:
             drafter.check_target(target.config)
@@ -498,6 +502,7 @@ class EagleTrainer(Trainer):
             inputs["attention_mask"],
             self.ttt_decay,
             self.loss_chunk_size,
+            self.loss_objective,
         )
         mode = "train" if model.training else "eval"
         self._ttt_stats[mode] = stats if self._ttt_stats[mode] is None else self._ttt_stats[mode] + stats
@@ -775,6 +780,7 @@ def train_drafter(
     drafter_overrides: dict | None = None,
     loss_chunk_size: int = 0,
     loss_tokens: str = "assistant",
+    loss_objective: str = "soft_ce",
 ) -> EagleTrainer:
     """
     The `hf-eagle31 train` pipeline as a function. Online: pass `target`. Offline: pass `feature_dir` (features
@@ -795,6 +801,8 @@ def train_drafter(
     `loss_tokens`: "assistant" (the rows' `loss_mask`) or "all": the loss covers every position (the target's
         distribution is the label everywhere, prompts included); a fresh drafter's draft vocabulary is still chosen
         from the assistant tokens.
+    `loss_objective`: the per-position loss (`LOSS_OBJECTIVES`: "soft_ce", or the acceptance-rate objectives
+        "lk_alpha" / "lk_hybrid").
     Returns the trainer (its model trained; the drafter or adapter saved to `output_dir`).
     """
     if target is None and feature_dir is None:
@@ -870,6 +878,7 @@ def train_drafter(
         eval_dataset=eval_dataset,
         callbacks=callbacks,
         loss_chunk_size=loss_chunk_size,
+        loss_objective=loss_objective,
     )
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     if trainer.finished_before and has_final_weights(output_dir):
