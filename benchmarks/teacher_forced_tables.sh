@@ -26,6 +26,7 @@ for part in $PARTS; do
     standard)  run standard --suite standard --num-prompts 10 ;;
     perturbed) run perturbed --suite perturbed --num-prompts 2 ;;
     heldout)   run heldout --suite heldout --num-prompts 60 ;;
+    heldout240) run heldout240 --suite heldout --num-prompts 240 ;;  # the half-width target (answers nest: 60 in 240)
     long2k)    run long2k --suite long --long-lengths 2048 --num-prompts 16 --answer-batch-tokens 9000 ;;
     long4k)    run long4k --suite long --long-lengths 4096 --num-prompts 6 --answer-batch-tokens 9000 ;;
     long7k)    run long7k --suite long --long-lengths 7168 --num-prompts 3 ;;
