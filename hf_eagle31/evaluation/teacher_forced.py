@@ -54,7 +54,8 @@ from transformers import PreTrainedModel
 from transformers.utils import logging
 
 from ..errors import InputError
-from ..features import capture_target_features, chunked_argmax, output_head, target_text_config
+from ..features import capture_target_features, chunked_argmax, output_head
+from ..utils import text_config
 
 
 logger = logging.get_logger(__name__)
@@ -89,7 +90,7 @@ def target_fingerprint(target: PreTrainedModel) -> str:
     Identity of a target for the answer cache: its name, dtype, config and a checksum of every weight (float64 sums,
     so a retrained or re-quantized target of the same name gets other answers). sha256 hex.
     """
-    text = target_text_config(target)
+    text = text_config(target)
     digest = hashlib.sha256()
     digest.update(str(getattr(text, "_name_or_path", "") or type(target).__name__).encode())
     digest.update(str(target.dtype).encode())
@@ -271,7 +272,7 @@ def build_sequences(
     cache = cache if cache is not None else AnswerCache(None)
     target_id = target_fingerprint(target)
     eos = _eos_ids(target)
-    max_positions = getattr(target_text_config(target), "max_position_embeddings", None)
+    max_positions = getattr(text_config(target), "max_position_embeddings", None)
     by_prompt = [[] for _ in prompts]  # the sequences of each prompt, turn by turn
     generated_tokens, start = 0, time.perf_counter()
     for turn in range(max((len(p.turns) for p in prompts), default=0)):  # turn r needs the answers of turns < r
