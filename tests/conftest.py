@@ -79,6 +79,24 @@ def tiny_hybrid_target(seed=0):
     return Qwen3NextForCausalLM(config).eval()
 
 
+def tiny_training_args(output_dir, **overrides):
+    """`TrainingArguments` for tiny CPU runs (2 steps of batch 2, no saving, no reports); `overrides` win."""
+    from transformers import TrainingArguments
+
+    base = dict(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=2,
+        max_steps=2,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+        learning_rate=1e-3,
+    )
+    return TrainingArguments(**{**base, **overrides})
+
+
 @pytest.fixture
 def target():
     return tiny_target()

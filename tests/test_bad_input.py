@@ -13,7 +13,7 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
-from transformers import AutoModel, TrainingArguments
+from transformers import AutoModel
 
 from hf_eagle31.cli import main
 from hf_eagle31.data.conversations import load_conversations
@@ -29,7 +29,7 @@ from hf_eagle31.training import (
     unwrap_drafter,
 )
 
-from conftest import make_drafter, save_tiny_setup, tiny_target
+from conftest import make_drafter, save_tiny_setup, tiny_target, tiny_training_args
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,19 +78,7 @@ def error_line(capsys):
 
 
 def train_args(tmp_path, **kw):
-    base = dict(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=2,
-        max_steps=2,
-        report_to="none",
-        save_strategy="no",
-        use_cpu=True,
-        disable_tqdm=True,
-        seed=0,
-        learning_rate=1e-3,
-    )
-    base.update(kw)
-    return TrainingArguments(**base)
+    return tiny_training_args(tmp_path, **kw)
 
 
 def rows(n=6, length=10, masked=()):

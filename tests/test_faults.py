@@ -14,7 +14,6 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
-from transformers import TrainingArguments
 
 from hf_eagle31.cli import main
 from hf_eagle31.data import prepare as prepare_module
@@ -25,26 +24,14 @@ from hf_eagle31.loading import load_drafter
 from hf_eagle31.training import EagleTrainer, build_drafter, train_drafter
 from hf_eagle31.utils.io import output_lock, partial_path, write_errors_name
 
-from conftest import make_drafter, save_tiny_setup, tiny_chat_tokenizer, tiny_target
+from conftest import make_drafter, save_tiny_setup, tiny_chat_tokenizer, tiny_target, tiny_training_args
 
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def train_args(out, **kw):
-    base = dict(
-        output_dir=str(out),
-        per_device_train_batch_size=2,
-        max_steps=2,
-        report_to="none",
-        save_strategy="no",
-        use_cpu=True,
-        disable_tqdm=True,
-        seed=0,
-        learning_rate=1e-3,
-    )
-    base.update(kw)
-    return TrainingArguments(**base)
+    return tiny_training_args(out, **kw)
 
 
 def rows(n=6, length=10):

@@ -14,7 +14,7 @@ from hf_eagle31.data.suites import EvalPrompt
 from hf_eagle31.evaluation import teacher_forced as tf
 from hf_eagle31.features import capture_target_features
 
-from conftest import make_drafter, save_tiny_setup, tiny_chat_tokenizer, tiny_target
+from conftest import make_drafter, save_tiny_setup, tiny_chat_tokenizer, tiny_target, tiny_training_args
 
 
 def _sequence(target, prompt_length=6, answer_length=14, seed=0, vocab=None):
@@ -387,7 +387,6 @@ def test_lk_objectives_in_the_ttt_loss_chunk_like_the_whole_loss(objective):
 
 def test_trainer_learns_with_the_lk_hybrid_objective(tmp_path):
     import datasets
-    from transformers import TrainingArguments
 
     from hf_eagle31.training import EagleTrainer
 
@@ -398,18 +397,7 @@ def test_trainer_learns_with_the_lk_hybrid_objective(tmp_path):
         {"input_ids": torch.randint(0, 64, (12,), generator=g).tolist(), "loss_mask": [0] * 3 + [1] * 9}
         for _ in range(4)
     ]
-    args = TrainingArguments(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=4,
-        max_steps=6,
-        logging_steps=1,
-        report_to="none",
-        save_strategy="no",
-        use_cpu=True,
-        disable_tqdm=True,
-        seed=0,
-        learning_rate=1e-2,
-    )
+    args = tiny_training_args(tmp_path, per_device_train_batch_size=4, max_steps=6, logging_steps=1, learning_rate=1e-2)
     trainer = EagleTrainer(
         model=drafter.train(),
         args=args,

@@ -12,7 +12,7 @@ import warnings
 import datasets
 import pytest
 import torch
-from transformers import AutoModel, LlamaConfig, LlamaForCausalLM, TrainingArguments
+from transformers import AutoModel, LlamaConfig, LlamaForCausalLM
 
 from hf_eagle31.features import FeatureDataset, capture_target_features, precompute_features
 from hf_eagle31.training import (
@@ -27,7 +27,7 @@ from hf_eagle31.training import (
 )
 from hf_eagle31.training.trainer import _forward_takes_return_dict, _ttt_step_logits
 
-from conftest import tiny_target
+from conftest import tiny_target, tiny_training_args
 
 
 VOCAB = 64
@@ -53,20 +53,7 @@ def drafter_for(target, variant="eagle3.1", draft_vocab_size=48, seed=1):
 
 
 def args_for(tmp_path, **kw):
-    base = dict(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=4,
-        max_steps=3,
-        logging_steps=1,
-        report_to="none",
-        save_strategy="no",
-        use_cpu=True,
-        disable_tqdm=True,
-        seed=0,
-        learning_rate=1e-3,
-    )
-    base.update(kw)
-    return TrainingArguments(**base)
+    return tiny_training_args(tmp_path, **{"per_device_train_batch_size": 4, "max_steps": 3, "logging_steps": 1, **kw})
 
 
 def losses(trainer):
