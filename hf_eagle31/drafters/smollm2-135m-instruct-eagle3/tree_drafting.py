@@ -247,7 +247,8 @@ def tree_decoding(
     if mask_2d is not None and not bool(mask_2d.all()):
         raise ValueError(f"draft trees take an unpadded prompt (attention_mask all ones): {CHAIN_HINT}.")
     check_tree_attention(model)
-    cache = model_kwargs.get("cache")
+    cache_name = _cache_argument(model)
+    cache = model_kwargs.get(cache_name)
     if cache is None:
         raise RuntimeError("assisted decoding requires a cache")
     cache.activate_past_recording()
@@ -272,10 +273,10 @@ def tree_decoding(
         model_inputs["logits_to_keep"] = 1
     model_inputs["output_hidden_states"] = hidden_request
     outputs = model(**model_inputs)
-    if not outputs.cache.is_croppable:
+    cache = getattr(outputs, cache_name)
+    if not getattr(cache, "is_croppable", True):  # (a property from transformers 5.24)
         raise ValueError(f"draft trees need a croppable cache: {CHAIN_HINT}.")
-    check_tree_cache(outputs.cache)
-    cache = outputs.cache
+    check_tree_cache(cache)
     stats.target_forwards += 1
     row = outputs.logits[:, -1].float()
     token, processed = choose(input_ids, row)
@@ -321,8 +322,8 @@ def tree_decoding(
         ancestors = ancestor_matrix(parents, int(depths.max()) if n else 0)
         mask = tree_attention_mask(model, cache, ancestors, positions, model.dtype)
         outputs = model(
-            input_ids=block, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
-            output_hidden_states=hidden_request,
+            input_ids=block, attention_mask=mask, position_ids=positions, use_cache=True,
+            output_hidden_states=hidden_request, **{cache_name: cache},
         )
         stats.target_forwards += 1
         logits = outputs.logits[0].float()  # (M, V)
@@ -378,9 +379,15 @@ def tree_decoding(
             sequences=input_ids,
             scores=tuple(scores) if scores is not None else None,
             logits=tuple(raw_logits) if raw_logits is not None else None,
-            cache=cache,
+            **{"cache" if "cache" in GenerateDecoderOnlyOutput.__dataclass_fields__ else "past_key_values": cache},
         )
     return input_ids
+
+
+def _cache_argument(model) -> str:
+    """The name of the cache argument of `model.forward` and of generate's model kwargs: `cache` (transformers >= 5.24)
+    or `past_key_values` (5.23)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def target_choice(logits_processor, do_sample, prefix_ids, row):
