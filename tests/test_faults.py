@@ -268,6 +268,15 @@ def test_merge_lora_without_lora_r_is_refused(tmp_path, capsys):
     assert "--merge-lora" in error_line(capsys)
 
 
+def test_train_refuses_an_output_inside_the_data(tmp_path, capsys):
+    rows().save_to_disk(str(tmp_path / "data"))
+    before = sorted(os.listdir(tmp_path / "data"))
+    for out in (tmp_path / "data", tmp_path / "data" / "drafter"):
+        assert main(["train", "--data", str(tmp_path / "data"), "--out", str(out)]) == 2
+        assert "lies inside --data" in error_line(capsys)
+    assert sorted(os.listdir(tmp_path / "data")) == before
+
+
 # ------------------------------------------------------------------------------------------------ 6: slow, real faults
 
 

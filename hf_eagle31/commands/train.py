@@ -28,6 +28,7 @@ from ..training import (
 )
 from ..training.trainer import target_text_config_for_features
 from ..utils import text_config
+from ..utils.io import is_inside
 
 
 class _TrainerOptions(TrainingArguments):
@@ -102,6 +103,14 @@ def run(args: argparse.Namespace) -> int:
             "--out DIR is needed to train: where the drafter (or LoRA adapter) is saved "
             "(only --features-only and --estimate-memory run without it)."
         )
+    data_dirs = data_args.data if isinstance(data_args.data, (list, tuple)) else [data_args.data]
+    for flag, folder in (("--out", drafter_args.out), ("--output_dir", training_args.output_dir)):
+        for data in data_dirs:
+            if folder is not None and os.path.isdir(data) and is_inside(folder, data):
+                raise InputError(
+                    f"{flag} {folder} is or lies inside --data {data}: choose an output folder outside the prepared "
+                    "data (checkpoints and the drafter would be written among its files)."
+                )
     dataset = load_prepared(data_args.data)
     eval_dataset = None
     if data_args.eval_fraction > 0:
