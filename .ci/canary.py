@@ -37,16 +37,12 @@ def what_is_missing():
     """What the installed transformers asks of a candidate generator that the drafters' generator lacks: the
     assisted-loop protocol read from its source, and the members all of its built-in generators add to the base."""
     try:
-        import transformers.generation.candidate_generator as builtin
-
         from hf_eagle31.modeling import candidate_generator as ours
     except Exception as error:  # the import itself may be what broke
         return f"importing the drafters' code fails ({type(error).__name__}: {error})"
-    gaps = ours.protocol_gaps(ours.EagleCandidateGenerator) if hasattr(ours, "protocol_gaps") else []
-    classes = [c for c in vars(builtin).values() if isinstance(c, type) and issubclass(c, builtin.CandidateGenerator)]
-    surfaces = [{n for n in dir(c) if not n.startswith("_")} for c in classes if c is not builtin.CandidateGenerator]
-    shared = set.intersection(*surfaces) - set(dir(builtin.CandidateGenerator)) if surfaces else set()
-    gaps += [f"`{name}`" for name in sorted(shared - set(dir(ours.EagleCandidateGenerator))) if f"`{name}`" not in gaps]
+    generator = ours.EagleCandidateGenerator
+    gaps = ours.protocol_gaps(generator)
+    gaps += [gap for gap in ours.builtin_surface_gaps(generator) if gap not in gaps]
     if gaps:
         return f"its assisted loop needs {', '.join(gaps)} from a candidate generator"
     return "no missing generator member found: see the failing tests above"

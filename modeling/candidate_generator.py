@@ -561,14 +561,28 @@ def protocol_gaps(generator, protocol=None) -> list[str]:
     return gaps
 
 
+def builtin_surface_gaps(cls) -> list[str]:
+    """The public members that every built-in candidate generator of the installed transformers adds to the base
+    `CandidateGenerator` and `cls` lacks (a second reading of the protocol, independent of the loop's source)."""
+    import transformers.generation.candidate_generator as builtin
+
+    classes = [c for c in vars(builtin).values() if isinstance(c, type) and issubclass(c, CandidateGenerator)]
+    surfaces = [{n for n in dir(c) if not n.startswith("_")} for c in classes if c is not CandidateGenerator]
+    shared = set.intersection(*surfaces) - set(dir(CandidateGenerator)) if surfaces else set()
+    return [f"`{name}`" for name in sorted(shared - set(dir(cls)))]
+
+
+def protocol_message(gaps) -> str:
+    """The one line naming what the installed assisted loop needs from a candidate generator and the tested range."""
+    return _incompatible(f"its assisted loop needs {', '.join(gaps)} from a candidate generator, which this drafter's "
+                         "code does not provide")
+
+
 def check_generator_protocol(generator) -> None:
     """Raises a one-line RuntimeError naming what the installed assisted loop needs and `generator` lacks."""
     gaps = protocol_gaps(generator)
     if gaps:
-        raise RuntimeError(
-            _incompatible(f"its assisted loop needs {', '.join(gaps)} from a candidate generator, which this drafter's "
-                          "code does not provide")
-        )
+        raise RuntimeError(protocol_message(gaps))
 
 
 def _assisted_loop_passes_model_outputs(mixin):
@@ -632,7 +646,7 @@ def install_generate_hook() -> None:
         raise RuntimeError(_incompatible(f"GenerationMixin._get_candidate_generator no longer takes {missing}"))
     gaps = protocol_gaps(EagleCandidateGenerator)
     if gaps:  # loading still works (training, conversion); `generate` with the drafter raises the same line
-        logger.warning(_incompatible(f"its assisted loop needs {', '.join(gaps)} from a candidate generator"))
+        logger.warning(protocol_message(gaps))
 
     @functools.wraps(original)
     def _get_candidate_generator(self, *args, **kwargs):
