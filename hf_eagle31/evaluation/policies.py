@@ -49,20 +49,25 @@ def drafting_policy(
 
 
 def _tree_policy(name: str, copy_tokens: int) -> dict:
-    """`tree[+copy][@DxKxN]`: a dynamic draft tree of depth D, top-K expansion, N nodes verified (default: the
-    defaults of modeling/tree_drafting.py), with the context copy as one more branch for `tree+copy`."""
+    """`tree[+copy][@DxKxN[:P]]`: a dynamic draft tree of depth D, top-K expansion, N nodes verified, growing a
+    further depth only while its best frontier node has cumulative draft probability >= P (default: the defaults of
+    modeling/tree_drafting.py), with the context copy as one more branch for `tree+copy`."""
     from ..modeling.tree_drafting import TREE_DEFAULTS
 
-    base, _, shape = name.partition("@")
+    base, _, spec = name.partition("@")
+    shape, colon, probability = spec.partition(":")
     sizes = (TREE_DEFAULTS["tree_depth"], TREE_DEFAULTS["tree_topk"], TREE_DEFAULTS["tree_total_tokens"])
-    if shape:
+    min_probability = TREE_DEFAULTS["tree_min_probability"]
+    if spec:
         try:
             sizes = tuple(int(v) for v in shape.split("x"))
+            min_probability = float(probability) if colon else min_probability
         except ValueError:
             sizes = ()
-        if len(sizes) != 3 or min(sizes) < 1:
+        if len(sizes) != 3 or min(sizes) < 1 or not 0.0 <= min_probability < 1.0:
             raise InputError(
-                f"drafting policy {name!r}: a tree shape is three integers >= 1, depthxtopkxnodes (e.g. tree@5x4x16)."
+                f"drafting policy {name!r}: a tree shape is three integers >= 1, depthxtopkxnodes, optionally with "
+                "the probability a depth needs to be grown, in [0, 1) (e.g. tree@5x4x16 or tree@3x4x10:0.05)."
             )
     depth, topk, total = sizes
     return {
@@ -70,6 +75,7 @@ def _tree_policy(name: str, copy_tokens: int) -> dict:
         "tree_depth": depth,
         "tree_topk": topk,
         "tree_total_tokens": total,
+        "tree_min_probability": min_probability,
         "num_assistant_tokens_schedule": "constant",
         "assistant_confidence_threshold": 0.0,
         "prompt_lookup_num_tokens": copy_tokens if base == "tree+copy" else 0,

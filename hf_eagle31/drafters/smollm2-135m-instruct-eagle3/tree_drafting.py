@@ -29,6 +29,7 @@ This file travels with every Hub checkpoint (remote code): it imports torch and 
 
 import functools
 import inspect
+import math
 import time
 from types import SimpleNamespace
 
@@ -38,14 +39,23 @@ import torch
 # Generation-config fields of the tree policy, and their defaults: depth 3, top-4, 10 nodes measured fastest of the
 # shapes tried with the shipped EAGLE-3.1 drafter on this CPU (docs/results/bench-trees-mtbench-bfloat16.log: 1.56x
 # plain vs 1.35x for 5x4x16, whose extra drafter depths cost more than their accepted tokens give).
-TREE_DEFAULTS = {"draft_tree": False, "tree_depth": 3, "tree_topk": 4, "tree_total_tokens": 10}
+# `tree_min_probability`: a further depth is drafted only while the frontier's most probable node has at least this
+# cumulative draft probability (0 = always grow to `tree_depth`); a depth below it would add nodes the target almost
+# never accepts, for the price of one more drafter forward.
+TREE_DEFAULTS = {
+    "draft_tree": False,
+    "tree_depth": 3,
+    "tree_topk": 4,
+    "tree_total_tokens": 10,
+    "tree_min_probability": 0.0,
+}
 
 CHAIN_HINT = "use chain drafting instead: generate(..., assistant_model=drafter, draft_tree=False)"
 
 
 def tree_settings(generation_config, drafter) -> dict | None:
-    """The tree policy of this call ({depth, topk, total}), or None for chain drafting. A field set in the call's
-    generation config wins over the drafter's generation_config.json."""
+    """The tree policy of this call ({depth, topk, total, min_probability}), or None for chain drafting. A field set
+    in the call's generation config wins over the drafter's generation_config.json."""
     own = getattr(drafter, "generation_config", None)
     values = {}
     for name, default in TREE_DEFAULTS.items():
@@ -60,18 +70,23 @@ def tree_settings(generation_config, drafter) -> dict | None:
         raise ValueError(
             f"tree_depth={depth}, tree_topk={topk}, tree_total_tokens={total}: a draft tree needs all three >= 1."
         )
-    return {"depth": depth, "topk": topk, "total": total}
+    min_probability = float(values["tree_min_probability"])
+    if not 0.0 <= min_probability < 1.0:  # (also refuses NaN)
+        raise ValueError(f"tree_min_probability={min_probability}: use a probability in [0, 1) (0 = always grow).")
+    return {"depth": depth, "topk": topk, "total": total, "min_probability": min_probability}
 
 
 # ---------------------------------------------------------------------- drafter side: growing the tree
 
 
 @torch.no_grad()
-def grow_tree(gen, depth: int, topk: int, total: int):
+def grow_tree(gen, depth: int, topk: int, total: int, min_probability: float = 0.0):
     """
     Grows a dynamic tree from the drafter state of `gen` (an `EagleCandidateGenerator` whose last fed position is
     the root). Returns (tokens (n,) target ids, parents (n,) indices into [root] + nodes, depths (n,)), nodes in an
-    order where every parent precedes its children.
+    order where every parent precedes its children. Growth stops before `depth` once no frontier node has a
+    cumulative draft probability of `min_probability` (the shape depends on the draft side only, so verification
+    stays exact).
     """
     drafter, device = gen.drafter, gen.device
     d2t = drafter.d2t
@@ -86,7 +101,10 @@ def grow_tree(gen, depth: int, topk: int, total: int):
     ancestors = torch.zeros(k, 0, dtype=torch.bool, device=device)  # frontier rows x tree slots fed so far
     created = k
     eye = torch.eye(k, dtype=torch.bool, device=device)
+    min_log_probability = math.log(min_probability) if min_probability > 0 else -math.inf
     for d in range(1, depth):
+        if min_probability > 0 and float(frontier_scores.max()) < min_log_probability:
+            break
         mask = torch.cat([torch.ones(k, prefix, dtype=torch.bool, device=device), ancestors, eye], dim=1)
         ids = (frontier_tokens + d2t[frontier_tokens])[None]
         positions = torch.full((1, k), gen.num_fed - 1 + d, device=device)
@@ -302,7 +320,9 @@ def tree_decoding(
         room = generation_config.max_length - input_ids.shape[1] - 1
         depth = min(settings["depth"], room)
         if depth >= 1:
-            tokens, parents, depths = grow_tree(gen, depth, settings["topk"], settings["total"])
+            tokens, parents, depths = grow_tree(
+                gen, depth, settings["topk"], settings["total"], settings["min_probability"]
+            )
             tokens, parents, depths = tokens.cpu(), parents.cpu(), depths.cpu()
             copy = gen._context_match(input_ids[0], room) if gen.copy_tokens else None
             if copy is not None and copy.numel():
