@@ -1,5 +1,6 @@
 """`hf-eagle31 eval`: suite-level tau pools the generator's SpeculationStats, multi-turn history, errors, CLI JSON."""
 
+import functools
 import json
 
 import pytest
@@ -248,30 +249,13 @@ def test_evaluate_runs_every_drafter_under_one_policy(setup):
         unsure.lm_head.weight.mul_(0.0)  # a uniform drafter: always unsure
     unsure.generation_config.assistant_confidence_threshold = 0.5
     prompts = [prompt(0, length=12)]
-    saved, _ = evaluate(
-        target, tokenizer, {"d": unsure}, prompts, max_new_tokens=12, num_assistant_tokens=3, progress=False
+    run = functools.partial(
+        evaluate, target, tokenizer, {"d": unsure}, prompts, max_new_tokens=12, num_assistant_tokens=3, progress=False
     )
-    constant, _ = evaluate(
-        target,
-        tokenizer,
-        {"d": unsure},
-        prompts,
-        max_new_tokens=12,
-        num_assistant_tokens=3,
-        progress=False,
-        drafting=drafting_policy("constant"),
-    )
+    saved, _ = run()
+    constant, _ = run(drafting=drafting_policy("constant"))
     assert saved[0]["drafted_per_cycle"] == pytest.approx(1.0)
     assert constant[0]["drafter"] == "d" and constant[0]["drafted_per_cycle"] > 2.5
     unsure.generation_config.assistant_confidence_threshold = 0.0
-    confidence, _ = evaluate(
-        target,
-        tokenizer,
-        {"d": unsure},
-        prompts,
-        max_new_tokens=12,
-        num_assistant_tokens=3,
-        progress=False,
-        drafting=drafting_policy("confidence", confidence_threshold=0.5),
-    )
+    confidence, _ = run(drafting=drafting_policy("confidence", confidence_threshold=0.5))
     assert confidence[0]["drafted_per_cycle"] == pytest.approx(1.0)
