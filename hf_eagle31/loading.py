@@ -144,6 +144,16 @@ def load_drafters(
     return drafters
 
 
+def check_drafters_fit(target: PreTrainedModel, drafters: dict) -> None:
+    """Each drafter of `{label: drafter}` checked against `target` (`drafter.check_target`): a mismatch is an
+    `InputError` that starts with the drafter's label."""
+    for label, drafter in drafters.items():
+        try:
+            drafter.check_target(target.config)
+        except ValueError as error:
+            raise InputError(f"{label}: {error}") from None
+
+
 def native_bf16(device: str | torch.device = "cpu") -> bool:
     """Whether bf16 matmuls run natively here (a CUDA device, or a CPU with AVX512-BF16 / AMX)."""
     if str(device).startswith("cuda"):

@@ -40,6 +40,7 @@ class MtpConfig(DrafterConfig):
         kwargs.pop("target_hidden_size", None)
         super().__init__(**kwargs)
 
+    # Adapted from configuration_eagle3.Eagle3Config.from_target with Eagle3->Mtp (the MTP variants' one switch).
     @classmethod
     def from_target(
         cls,

@@ -22,7 +22,7 @@ from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from transformers.utils import ModelOutput
 
-from .candidate_generator import check_assisted_target
+from .candidate_generator import EagleCandidateGenerator, check_assisted_target
 
 
 # Adapted from transformers.models.llama.modeling_llama.LlamaRMSNorm (renamed; same computation).
@@ -358,6 +358,10 @@ class DrafterPreTrainedModel(PreTrainedModel):
             mask = torch.zeros_like(module.t2d)
             mask[: module.config.draft_vocab_size] = True
             init.copy_(module.t2d, mask)
+
+    def get_candidate_generator(self, **kwargs) -> EagleCandidateGenerator:
+        """Factory used by `target.generate(..., assistant_model=drafter)` (see `candidate_generator.py`)."""
+        return EagleCandidateGenerator(drafter=self, **kwargs)
 
     # ------------------------------------------------------------------ embeddings and draft vocabulary
 

@@ -12,7 +12,7 @@ DeepSeek-V3-style MTP drafter head (remote code: `AutoModel.from_pretrained(dir,
 import torch
 from torch import nn
 
-from .candidate_generator import EagleCandidateGenerator, install_generate_hook
+from .candidate_generator import install_generate_hook
 from .configuration_mtp import MtpConfig
 from .drafter_common import (
     DrafterAttention,
@@ -25,6 +25,8 @@ from .drafter_common import (
 from .tree_drafting import install_tree_hook
 
 
+# Adapted from modeling_eagle3.Eagle3DecoderLayer: eh_proj of the two normed inputs (H-wide attention input) instead
+# of their 2H-wide concatenation; the residual and MLP steps are the same.
 class MtpDecoderLayer(nn.Module):
     def __init__(self, config, layer_idx=0):
         super().__init__()
@@ -44,6 +46,7 @@ class MtpDecoderLayer(nn.Module):
         return hidden, weights  # a_t, pre-norm
 
 
+# Adapted from modeling_eagle3.Eagle3Drafter with Eagle3->Mtp: no fc / fc_norm (one target state, read as is).
 class MtpDrafter(DrafterPreTrainedModel):
     config_class = MtpConfig
     _no_split_modules = ["MtpDecoderLayer", "DrafterDecoderLayer"]
@@ -71,11 +74,8 @@ class MtpDrafter(DrafterPreTrainedModel):
             )
         return target_hidden_states.to(self.lm_head.weight.dtype)
 
-    def get_candidate_generator(self, **kwargs) -> EagleCandidateGenerator:
-        """Factory used by `target.generate(..., assistant_model=drafter)` (see `candidate_generator.py`)."""
-        return EagleCandidateGenerator(drafter=self, **kwargs)
 
-
+# Copied from modeling_eagle3 with Eagle3->Mtp (the process-wide hooks of docs/ARCHITECTURE.md; each is idempotent).
 MtpConfig.register_for_auto_class()
 MtpDrafter.register_for_auto_class("AutoModel")
 install_generate_hook()

@@ -17,11 +17,15 @@ torch.set_num_threads(1)  # tiny models: threading costs more than it gives
 VARIANTS = tuple(VARIANT_REGISTRY)  # eagle3, eagle3.1, mtp, mtp-postnorm
 
 
-def tiny_target_config(vocab_size=64, num_hidden_layers=8, hidden_size=32, **kw):
-    kw.setdefault("eos_token_id", None)
-    kw.setdefault("bos_token_id", None)
-    kw.setdefault("pad_token_id", None)
-    return LlamaConfig(
+# SmolLM2-135M-Instruct's shape (the embedded default target): what a shipped drafter's `check_target` compares.
+SMOLLM2_SIZES = dict(
+    vocab_size=49152, hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3
+)
+
+
+def tiny_sizes(vocab_size=64, num_hidden_layers=8, hidden_size=32, **kw):
+    """The config fields of a tiny decoder (any family's config class takes them); `kw` adds or overrides fields."""
+    sizes = dict(
         vocab_size=vocab_size,
         hidden_size=hidden_size,
         intermediate_size=2 * hidden_size,
@@ -29,8 +33,15 @@ def tiny_target_config(vocab_size=64, num_hidden_layers=8, hidden_size=32, **kw)
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=512,
-        **kw,
+        eos_token_id=None,
+        bos_token_id=None,
+        pad_token_id=None,
     )
+    return {**sizes, **kw}
+
+
+def tiny_target_config(**kw):
+    return LlamaConfig(**tiny_sizes(**kw))
 
 
 def tiny_target(seed=0, **kw):
@@ -143,3 +154,30 @@ def save_tiny_setup(root, variants=("eagle3.1",), num_prompts=3):
             else:
                 f.write(json.dumps({"id": f"p{i}", "prompt": words}) + "\n")
     return target, tokenizer, target_dir, drafter_dirs, prompts
+
+
+def cli_flags(**options):
+    """Command-line flags from keywords: `max_new_tokens=12` -> `--max-new-tokens 12`, `top_k=[1, 2]` -> `--top-k 1 2`,
+    `profile=True` -> `--profile`."""
+    argv = []
+    for name, value in options.items():
+        argv.append("--" + name.replace("_", "-"))
+        if value is not True:
+            argv += [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+    return argv
+
+
+class TinyCliSetup:
+    """A tiny setup saved under `root` (`save_tiny_setup`: target folder, drafter folders, prompts.jsonl) and the
+    command lines that run on it."""
+
+    def __init__(self, root, variants=("eagle3.1",)):
+        _, _, self.target_dir, self.drafter_dirs, self.prompts = save_tiny_setup(root, variants=variants)
+
+    def argv(self, verb, drafters=None, **options):
+        """`verb --target T --drafter D [--drafter D2 ...] --prompts P` + `cli_flags(**options)` (every drafter of
+        the setup unless `drafters` says which)."""
+        argv = [verb, "--target", str(self.target_dir)]
+        for drafter_dir in self.drafter_dirs if drafters is None else drafters:
+            argv += ["--drafter", str(drafter_dir)]
+        return argv + ["--prompts", str(self.prompts), *cli_flags(**options)]

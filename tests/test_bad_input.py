@@ -29,7 +29,7 @@ from hf_eagle31.training import (
     unwrap_drafter,
 )
 
-from conftest import make_drafter, save_tiny_setup, tiny_target, tiny_training_args
+from conftest import cli_flags, make_drafter, save_tiny_setup, tiny_target, tiny_training_args
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,22 +52,13 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad-input")
     _, _, target_dir, drafter_dirs, prompts = save_tiny_setup(root)
     conversations_file(root / "conversations.jsonl")
-    assert (
-        main(
-            [
-                "prepare-data",
-                "--target",
-                str(target_dir),
-                "--source",
-                str(root / "conversations.jsonl"),
-                "--no-regenerate",
-                "--out",
-                str(root / "data"),
-            ]
-        )
-        == 0
-    )
+    assert prepare_data(str(target_dir), str(root / "conversations.jsonl"), str(root / "data")) == 0
     return {"root": root, "target": target_dir, "drafter": drafter_dirs[0], "prompts": prompts, "data": root / "data"}
+
+
+def prepare_data(target, source, out, *extra):
+    """`hf-eagle31 prepare-data` without regeneration (+ `extra` arguments); its exit code."""
+    return main(["prepare-data", *cli_flags(target=target, source=source, out=out), "--no-regenerate", *extra])
 
 
 def error_line(capsys):
@@ -166,19 +157,8 @@ def test_lora_example_script_runs_end_to_end(tiny, tmp_path, capsys):
     )
     data = tmp_path / "data"
     assert (
-        main(
-            [
-                "prepare-data",
-                "--target",
-                str(tiny["target"]),
-                "--source",
-                str(tiny["root"] / "conversations.jsonl"),
-                "--chat-template",
-                str(template),
-                "--no-regenerate",
-                "--out",
-                str(data),
-            ]
+        prepare_data(
+            str(tiny["target"]), str(tiny["root"] / "conversations.jsonl"), str(data), "--chat-template", str(template)
         )
         == 0
     )
@@ -247,21 +227,7 @@ def test_json_array_with_a_bad_record_mid_file_is_an_error_not_a_cut(tmp_path):
 
 def test_prepare_data_counts_user_only_conversations(tiny, tmp_path):
     source = conversations_file(tmp_path / "c.jsonl", n=6, user_only=(1, 4))
-    assert (
-        main(
-            [
-                "prepare-data",
-                "--target",
-                str(tiny["target"]),
-                "--source",
-                str(source),
-                "--no-regenerate",
-                "--out",
-                str(tmp_path / "d"),
-            ]
-        )
-        == 0
-    )
+    assert prepare_data(str(tiny["target"]), str(source), str(tmp_path / "d")) == 0
     report = json.loads((tmp_path / "d" / "prepare_report.json").read_text())
     assert report["kept"] == 4 and report["source_skipped"] == {"no_assistant_turn": 2}
     # with regeneration they are prompts the target answers: kept

@@ -21,7 +21,7 @@ from hf_eagle31.evaluation.bench import (
     profile_drafter,
 )
 
-from conftest import make_drafter, save_tiny_setup, tiny_target
+from conftest import TinyCliSetup, make_drafter, save_tiny_setup, tiny_target
 
 
 @pytest.mark.parametrize("variant", ["eagle3", "mtp"])
@@ -67,28 +67,9 @@ def test_benchmark_identical_outputs_and_breakdown(target):
 
 
 def test_bench_cli_json_shape(tmp_path, capsys):
-    _, _, target_dir, (drafter_dir,), prompts = save_tiny_setup(tmp_path)
+    cli = TinyCliSetup(tmp_path)
     out = tmp_path / "bench.json"
-    rc = main(
-        [
-            "bench",
-            "--target",
-            str(target_dir),
-            "--drafter",
-            str(drafter_dir),
-            "--prompts",
-            str(prompts),
-            "--max-new-tokens",
-            "12",
-            "--num-assistant-tokens",
-            "3",
-            "--num-prompts",
-            "2",
-            "--profile",
-            "--json",
-            str(out),
-        ]
-    )
+    rc = main(cli.argv("bench", max_new_tokens=12, num_assistant_tokens=3, num_prompts=2, profile=True, json=str(out)))
     assert rc == 0
     report = json.loads(out.read_text())
     assert [r["method"] for r in report["results"]] == ["plain", "prompt_lookup", "drafter"]
@@ -332,29 +313,9 @@ def test_benchmark_profiles_a_chosen_policy(target):
 
 def test_bench_cli_drafter_dtype(tmp_path):
     """`--drafter-dtype bfloat16` beside an fp32 target: the drafter runs in bf16 and greedy output stays exact."""
-    _, _, target_dir, (drafter_dir,), prompts = save_tiny_setup(tmp_path)
+    cli = TinyCliSetup(tmp_path)
     out = tmp_path / "bench.json"
-    rc = main(
-        [
-            "bench",
-            "--target",
-            str(target_dir),
-            "--drafter",
-            str(drafter_dir),
-            "--prompts",
-            str(prompts),
-            "--max-new-tokens",
-            "10",
-            "--num-prompts",
-            "2",
-            "--repeats",
-            "1",
-            "--drafter-dtype",
-            "bfloat16",
-            "--json",
-            str(out),
-        ]
-    )
+    rc = main(cli.argv("bench", max_new_tokens=10, num_prompts=2, repeats=1, drafter_dtype="bfloat16", json=str(out)))
     assert rc == 0
     report = json.loads(out.read_text())
     assert report["outputs_identical"] and report["settings"]["drafter_dtype"] == "bfloat16"
@@ -370,22 +331,8 @@ def test_bench_cli_compile_drafter_and_target(tmp_path, monkeypatch):
 
     from hf_eagle31.evaluation.timing import static_cache_rollback_supported
 
-    _, _, target_dir, (drafter_dir,), prompts = save_tiny_setup(tmp_path)
-    command = [
-        "bench",
-        "--target",
-        str(target_dir),
-        "--drafter",
-        str(drafter_dir),
-        "--prompts",
-        str(prompts),
-        "--max-new-tokens",
-        "6",
-        "--num-prompts",
-        "1",
-        "--repeats",
-        "1",
-    ]
+    cli = TinyCliSetup(tmp_path)
+    command = cli.argv("bench", max_new_tokens=6, num_prompts=1, repeats=1)
     if not static_cache_rollback_supported():
         assert main(command + ["--compile-target"]) == 2
     elif shutil.which("g++") or shutil.which("c++") or shutil.which("clang++"):

@@ -22,7 +22,7 @@ from hf_eagle31.evaluation.calibration import (
     relative_drift,
 )
 
-from conftest import make_drafter, save_tiny_setup, tiny_chat_tokenizer, tiny_target
+from conftest import TinyCliSetup, make_drafter, tiny_chat_tokenizer, tiny_target
 
 
 QUIET = (0.0, 0.0, 0.0)
@@ -132,27 +132,9 @@ def drifting(monkeypatch):
 
 
 def test_bench_flags_a_drifted_run_and_strict_refuses_it(tmp_path, capsys, drifting):
-    _, _, target_dir, (drafter_dir,), prompts = save_tiny_setup(tmp_path)
+    cli = TinyCliSetup(tmp_path)
     out = tmp_path / "bench.json"
-    command = [
-        "bench",
-        "--target",
-        str(target_dir),
-        "--drafter",
-        str(drafter_dir),
-        "--prompts",
-        str(prompts),
-        "--num-prompts",
-        "1",
-        "--max-new-tokens",
-        "8",
-        "--num-assistant-tokens",
-        "2",
-        "--repeats",
-        "2",
-        "--json",
-        str(out),
-    ]
+    command = cli.argv("bench", num_prompts=1, max_new_tokens=8, num_assistant_tokens=2, repeats=2, json=str(out))
     assert main(command) == 0
     report = json.loads(out.read_text())
     cal = report["calibration"]
@@ -170,53 +152,19 @@ def test_bench_flags_a_drifted_run_and_strict_refuses_it(tmp_path, capsys, drift
 
 
 def test_strict_refuses_a_busy_machine_before_measuring(tmp_path, capsys, monkeypatch):
-    _, _, target_dir, (drafter_dir,), prompts = save_tiny_setup(tmp_path)
+    cli = TinyCliSetup(tmp_path)
     monkeypatch.setattr(calibration_module, "load_average", lambda: (99.0, 99.0, 99.0))
     monkeypatch.setattr(Calibration, "sample", lambda self, label: pytest.fail("measured on a busy machine"))
-    rc = main(
-        [
-            "eval",
-            "--target",
-            str(target_dir),
-            "--drafter",
-            str(drafter_dir),
-            "--prompts",
-            str(prompts),
-            "--max-new-tokens",
-            "8",
-            "--strict",
-        ]
-    )
+    rc = main(cli.argv("eval", max_new_tokens=8, strict=True))
     assert rc == EXIT_BUSY
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("hf-eagle31 eval: error: measurement refused (--strict): load average 99.00 >")
 
 
 def test_eval_cli_reports_calibration_and_spread(tmp_path, capsys, drifting):
-    _, _, target_dir, (drafter_dir,), prompts = save_tiny_setup(tmp_path)
+    cli = TinyCliSetup(tmp_path)
     out = tmp_path / "eval.json"
-    assert (
-        main(
-            [
-                "eval",
-                "--target",
-                str(target_dir),
-                "--drafter",
-                str(drafter_dir),
-                "--prompts",
-                str(prompts),
-                "--num-prompts",
-                "1",
-                "--max-new-tokens",
-                "8",
-                "--repeats",
-                "2",
-                "--json",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert main(cli.argv("eval", num_prompts=1, max_new_tokens=8, repeats=2, json=str(out))) == 0
     saved = json.loads(out.read_text())
     assert saved["settings"]["repeats"] == 2 and saved["calibration"]["reliable"] is False
     (result,) = saved["results"]

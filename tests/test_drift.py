@@ -9,7 +9,7 @@ from transformers import DynamicCache
 from hf_eagle31.cli import main
 from hf_eagle31.evaluation.drift import CATEGORIES, attention_split, measure_drift, target_continuation
 
-from conftest import make_drafter, save_tiny_setup
+from conftest import TinyCliSetup, make_drafter
 
 
 def test_attention_split_by_hand():
@@ -92,33 +92,13 @@ def test_acceptance_against_target_continuation(target):
 
 
 def test_drift_cli_two_drafters(tmp_path, capsys):
-    _, _, target_dir, drafter_dirs, prompts = save_tiny_setup(tmp_path, variants=("eagle3", "eagle3.1"))
+    cli = TinyCliSetup(tmp_path, variants=("eagle3", "eagle3.1"))
     out = tmp_path / "drift"
-    rc = main(
-        [
-            "drift",
-            "--target",
-            str(target_dir),
-            "--drafter",
-            str(drafter_dirs[0]),
-            "--drafter",
-            str(drafter_dirs[1]),
-            "--prompts",
-            str(prompts),
-            "--num-prompts",
-            "2",
-            "--depth",
-            "3",
-            "--generate-tokens",
-            "4",
-            "--out",
-            str(out),
-        ]
-    )
+    rc = main(cli.argv("drift", num_prompts=2, depth=3, generate_tokens=4, out=str(out)))
     assert rc == 0
     report = json.loads((out / "drift.json").read_text())
-    assert list(report["drafters"]) == [str(d) for d in drafter_dirs]
-    assert report["drafters"][str(drafter_dirs[1])]["variant"] == "eagle3 + fc_norm + norm_output"
+    assert list(report["drafters"]) == [str(d) for d in cli.drafter_dirs]
+    assert report["drafters"][str(cli.drafter_dirs[1])]["variant"] == "eagle3 + fc_norm + norm_output"
     for summary in report["drafters"].values():
         assert set(summary["attention"]) == set(CATEGORIES)
         assert all(len(v) == 3 for v in summary["attention"].values()) and len(summary["hidden_norm"]) == 3

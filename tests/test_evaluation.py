@@ -1,5 +1,6 @@
 """`hf-eagle31 eval`: suite-level tau pools the generator's SpeculationStats, multi-turn history, errors, CLI JSON."""
 
+import functools
 import json
 
 import pytest
@@ -9,7 +10,7 @@ from hf_eagle31.data.suites import EvalPrompt, render
 from hf_eagle31.evaluation import evaluate, format_table, pool_speculation_stats, read_prompt_file
 from hf_eagle31.modeling import SpeculationStats
 
-from conftest import make_drafter, save_tiny_setup, tiny_chat_tokenizer, tiny_target
+from conftest import TinyCliSetup, make_drafter, tiny_chat_tokenizer, tiny_target
 
 
 def prompt(i, turns=1, suite="toy", length=8):
@@ -142,38 +143,24 @@ def test_prompt_file_formats_and_errors(tmp_path):
 
 
 def test_eval_cli_two_drafters_json(tmp_path, capsys):
-    _, _, target_dir, drafter_dirs, prompts = save_tiny_setup(tmp_path, variants=("eagle3", "eagle3.1"))
+    cli = TinyCliSetup(tmp_path, variants=("eagle3", "eagle3.1"))
     out = tmp_path / "eval.json"
     template = tmp_path / "chatml.jinja"
     template.write_text(tiny_chat_tokenizer().chat_template)
     rc = main(
-        [
+        cli.argv(
             "eval",
-            "--target",
-            str(target_dir),
-            "--drafter",
-            str(drafter_dirs[0]),
-            "--drafter",
-            str(drafter_dirs[1]),
-            "--prompts",
-            str(prompts),
-            "--num-prompts",
-            "2",
-            "--max-new-tokens",
-            "10",
-            "--num-assistant-tokens",
-            "3",
-            "--chat-template",
-            str(template),
-            "--system-prompt",
-            "w1",
-            "--json",
-            str(out),
-        ]
+            num_prompts=2,
+            max_new_tokens=10,
+            num_assistant_tokens=3,
+            chat_template=str(template),
+            system_prompt="w1",
+            json=str(out),
+        )
     )
     assert rc == 0
     results = json.loads(out.read_text())["results"]
-    assert [r["drafter"] for r in results] == [str(d) for d in drafter_dirs]
+    assert [r["drafter"] for r in results] == [str(d) for d in cli.drafter_dirs]
     for r in results:
         assert r["suite"] == "prompts" and isinstance(r["tau"], float) and isinstance(r["tokens_per_s"], float)
         assert len(r["acceptance_per_depth"]) == 3 and r["num_prompts"] == 2
@@ -262,30 +249,13 @@ def test_evaluate_runs_every_drafter_under_one_policy(setup):
         unsure.lm_head.weight.mul_(0.0)  # a uniform drafter: always unsure
     unsure.generation_config.assistant_confidence_threshold = 0.5
     prompts = [prompt(0, length=12)]
-    saved, _ = evaluate(
-        target, tokenizer, {"d": unsure}, prompts, max_new_tokens=12, num_assistant_tokens=3, progress=False
+    run = functools.partial(
+        evaluate, target, tokenizer, {"d": unsure}, prompts, max_new_tokens=12, num_assistant_tokens=3, progress=False
     )
-    constant, _ = evaluate(
-        target,
-        tokenizer,
-        {"d": unsure},
-        prompts,
-        max_new_tokens=12,
-        num_assistant_tokens=3,
-        progress=False,
-        drafting=drafting_policy("constant"),
-    )
+    saved, _ = run()
+    constant, _ = run(drafting=drafting_policy("constant"))
     assert saved[0]["drafted_per_cycle"] == pytest.approx(1.0)
     assert constant[0]["drafter"] == "d" and constant[0]["drafted_per_cycle"] > 2.5
     unsure.generation_config.assistant_confidence_threshold = 0.0
-    confidence, _ = evaluate(
-        target,
-        tokenizer,
-        {"d": unsure},
-        prompts,
-        max_new_tokens=12,
-        num_assistant_tokens=3,
-        progress=False,
-        drafting=drafting_policy("confidence", confidence_threshold=0.5),
-    )
+    confidence, _ = run(drafting=drafting_policy("confidence", confidence_threshold=0.5))
     assert confidence[0]["drafted_per_cycle"] == pytest.approx(1.0)

@@ -8,6 +8,8 @@ import pytest
 import torch
 from transformers import AutoModel, LlamaConfig, LlamaForCausalLM
 
+from conftest import SMOLLM2_SIZES
+
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "hf_eagle31" / "drafters"
@@ -18,12 +20,8 @@ def smollm2_shaped_target():
     """A random target with SmolLM2-135M's shape (what `check_target` compares), but a tiny MLP: fast on a CPU."""
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=49152,
-        hidden_size=576,
+        **SMOLLM2_SIZES,
         intermediate_size=64,
-        num_hidden_layers=30,
-        num_attention_heads=9,
-        num_key_value_heads=3,
         max_position_embeddings=256,
         tie_word_embeddings=True,
         bos_token_id=None,

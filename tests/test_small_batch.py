@@ -81,30 +81,12 @@ def test_bench_cli_small_batch_linears(tmp_path, setting, expected):
 
     from hf_eagle31.cli import main
 
-    from conftest import save_tiny_setup
+    from conftest import TinyCliSetup
 
-    _, _, target_dir, (drafter_dir,), prompts = save_tiny_setup(tmp_path)
+    cli = TinyCliSetup(tmp_path)
     out = tmp_path / "bench.json"
     rc = main(
-        [
-            "bench",
-            "--target",
-            str(target_dir),
-            "--drafter",
-            str(drafter_dir),
-            "--prompts",
-            str(prompts),
-            "--max-new-tokens",
-            "10",
-            "--num-prompts",
-            "2",
-            "--repeats",
-            "1",
-            "--small-batch-linears",
-            setting,
-            "--json",
-            str(out),
-        ]
+        cli.argv("bench", max_new_tokens=10, num_prompts=2, repeats=1, small_batch_linears=setting, json=str(out))
     )
     assert rc == 0
     report = json.loads(out.read_text())

@@ -14,7 +14,7 @@ from hf_eagle31.data.suites import EvalPrompt
 from hf_eagle31.evaluation import teacher_forced as tf
 from hf_eagle31.features import capture_target_features
 
-from conftest import make_drafter, save_tiny_setup, tiny_chat_tokenizer, tiny_target, tiny_training_args
+from conftest import TinyCliSetup, make_drafter, tiny_chat_tokenizer, tiny_target, tiny_training_args
 
 
 def _sequence(target, prompt_length=6, answer_length=14, seed=0, vocab=None):
@@ -262,34 +262,19 @@ def test_answers_are_cached_on_disk_and_reused(tmp_path, monkeypatch):
 def test_cli_eval_teacher_forced_writes_a_paired_report(tmp_path, capsys):
     from hf_eagle31.cli import main
 
-    _, _, target_dir, drafter_dirs, prompts = save_tiny_setup(tmp_path, variants=("eagle3", "eagle3.1"))
+    cli = TinyCliSetup(tmp_path, variants=("eagle3", "eagle3.1"))
     out = tmp_path / "tf.json"
     code = main(
-        [
+        cli.argv(
             "eval",
-            "--teacher-forced",
-            "--target",
-            str(target_dir),
-            "--drafter",
-            str(drafter_dirs[0]),
-            "--drafter",
-            str(drafter_dirs[1]),
-            "--prompts",
-            str(prompts),
-            "--max-new-tokens",
-            "12",
-            "--max-depth",
-            "3",
-            "--top-k",
-            "1",
-            "2",
-            "--bootstrap",
-            "100",
-            "--answer-cache",
-            str(tmp_path / "answers"),
-            "--json",
-            str(out),
-        ]
+            teacher_forced=True,
+            max_new_tokens=12,
+            max_depth=3,
+            top_k=[1, 2],
+            bootstrap=100,
+            answer_cache=str(tmp_path / "answers"),
+            json=str(out),
+        )
     )
     assert code == 0
     printed = capsys.readouterr().out
@@ -300,24 +285,15 @@ def test_cli_eval_teacher_forced_writes_a_paired_report(tmp_path, capsys):
     assert set(report["metrics"]["drafter-eagle3"]) >= {"acc@1", "acc@2", "cond@1", "tau_chain", "tau_tree@2"}
     assert report["answer_cache"]["misses"] == 3 and report["settings"]["teacher_forced"]
     code = main(
-        [
+        cli.argv(
             "eval",
-            "--teacher-forced",
-            "--target",
-            str(target_dir),
-            "--drafter",
-            str(drafter_dirs[0]),
-            "--prompts",
-            str(prompts),
-            "--max-new-tokens",
-            "12",
-            "--max-depth",
-            "3",
-            "--answer-cache",
-            str(tmp_path / "answers"),
-            "--json",
-            str(out),
-        ]
+            drafters=cli.drafter_dirs[:1],
+            teacher_forced=True,
+            max_new_tokens=12,
+            max_depth=3,
+            answer_cache=str(tmp_path / "answers"),
+            json=str(out),
+        )
     )
     assert code == 0 and json.loads(out.read_text())["answer_cache"]["hits"] == 3
 

@@ -27,7 +27,7 @@ from hf_eagle31.training import (
 )
 from hf_eagle31.training.trainer import _forward_takes_return_dict, _ttt_step_logits
 
-from conftest import tiny_target, tiny_training_args
+from conftest import SMOLLM2_SIZES, tiny_target, tiny_target_config, tiny_training_args
 
 
 VOCAB = 64
@@ -405,14 +405,7 @@ def test_lora_adapter_save_load_merge(tmp_path):
 
 
 def test_memory_estimate_scales_with_ttt_and_length():
-    config = LlamaConfig(
-        vocab_size=49152,
-        hidden_size=576,
-        intermediate_size=1536,
-        num_hidden_layers=30,
-        num_attention_heads=9,
-        num_key_value_heads=3,
-    )
+    config = LlamaConfig(**SMOLLM2_SIZES, intermediate_size=1536)
     drafter_config = build_drafter(
         LlamaConfig(**{**config.to_dict(), "vocab_size": 64, "num_hidden_layers": 30}), "eagle3.1"
     ).config
@@ -462,18 +455,7 @@ def test_training_raises_tau_through_generate(tmp_path):
     g = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     target = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=SYNTH_VOCAB,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=4,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            eos_token_id=None,
-            bos_token_id=None,
-            pad_token_id=None,
-            max_position_embeddings=64,
-        )
+        tiny_target_config(vocab_size=SYNTH_VOCAB, num_hidden_layers=4, max_position_embeddings=64)
     )
     optimizer = torch.optim.AdamW(target.parameters(), lr=3e-3)
     for _ in range(150):

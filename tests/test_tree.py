@@ -32,22 +32,10 @@ from transformers.generation.streamers import BaseStreamer
 from hf_eagle31.modeling import tree_drafting
 from hf_eagle31.modeling.candidate_generator import EagleCandidateGenerator
 
-from conftest import make_drafter, tiny_target
+from conftest import make_drafter, tiny_sizes, tiny_target
 
 
-SIZES = dict(
-    vocab_size=64,
-    hidden_size=32,
-    intermediate_size=64,
-    num_hidden_layers=6,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=8,
-    max_position_embeddings=512,
-    bos_token_id=None,
-    eos_token_id=None,
-    pad_token_id=None,
-)
+SIZES = tiny_sizes(num_hidden_layers=6, head_dim=8)
 
 
 def family_target(name, seed=0):

@@ -19,7 +19,7 @@ import logging
 import os
 import sys
 
-from ..errors import EXIT_USAGE, InputError, exit_code_for, is_input_error, one_line
+from ..errors import EXIT_USAGE, exit_code_for, is_input_error, one_line
 
 
 SUBCOMMANDS = {
@@ -38,21 +38,6 @@ SUBCOMMANDS = {
 
 DEBUG_ENV = "HF_EAGLE31_DEBUG"
 PACKAGE_LOGGER = "hf_eagle31"  # library modules log under it (`transformers.utils.logging.get_logger(__name__)`)
-# Output paths, by argument name: checked before any compute, so a typo never costs a finished run.
-OUTPUT_FILES = ("json",)
-OUTPUT_DIRS = ("out", "output_dir", "dst")
-# Model / checkpoint arguments: a local-looking path that does not exist fails here, not as a Hub id error.
-MODEL_PATHS = ("target", "drafter", "init_from", "src")
-# Counts where 0 or a negative number would silently mean something else (e.g. --num-prompts 0 ran one prompt).
-POSITIVE_COUNTS = (
-    "num_assistant_tokens",
-    "num_prompts",
-    "num_conversations",
-    "batch_size",
-    "repeats",
-    "depth",
-    "long_lengths",
-)
 
 
 def report_error(command, error, exit_code=EXIT_USAGE):
@@ -94,77 +79,27 @@ def build_parser():
     return parser
 
 
-def _nearest_existing(path):
-    path = os.path.abspath(path)
-    while not os.path.exists(path):
-        path = os.path.dirname(path)
-    return path
-
-
-def check_output_path(path, flag, directory=True):
-    """Raises a one-line ValueError when `path` cannot be written (without creating anything)."""
-    if path is None or (not directory and str(path) == "-"):  # "-": stdout
-        return
-    path = os.path.expanduser(str(path))
-    if os.path.exists(path):
-        if directory and not os.path.isdir(path):
-            raise InputError(f"{flag} {path} is a file, not a directory: pass a directory path.")
-        if not directory and os.path.isdir(path):
-            raise InputError(
-                f"{flag} {path} is a directory: pass a file path (e.g. {os.path.join(path, 'results.json')})."
-            )
-        if not os.access(path, os.W_OK):
-            raise InputError(f"{flag} {path} is not writable: pass a path you can write to.")
-        return
-    parent = _nearest_existing(path)
-    if not os.path.isdir(parent):
-        raise InputError(f"{flag} {path} cannot be created: {parent} is a file, not a directory.")
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"{flag} {path} cannot be created: {parent} is not writable.")
-
-
-def looks_like_local_path(name):
-    """True for strings no Hub id looks like (absolute/relative/home paths, several slashes, file suffixes)."""
-    name = str(name)
-    return (
-        name.startswith(("/", ".", "~"))
-        or "\\" in name
-        or name.count("/") > 1
-        or name.endswith("/")
-        or name.endswith((".json", ".jsonl", ".safetensors", ".bin", ".gguf", ".jinja"))
-    )
-
-
-def check_model_path(name, flag):
-    if name is None:
-        return
-    if looks_like_local_path(name) and not os.path.exists(os.path.expanduser(str(name))):
-        raise InputError(f"{flag} {name} does not exist: pass an existing directory (or a Hub id namespace/name).")
-
-
-def _preflight(args):
-    for key in OUTPUT_FILES + OUTPUT_DIRS:
-        value = getattr(args, key, None)
-        if isinstance(value, str):
-            check_output_path(
-                value, "--" + key.replace("_", "-") if key != "dst" else "DST", directory=key in OUTPUT_DIRS
-            )
-    for key in POSITIVE_COUNTS:
-        values = getattr(args, key, None)
+def check_arguments(parser, args):
+    """
+    Runs the check each argument declared where it was added (`commands.common.checked`) on its parsed value (each
+    item of a list; None is not checked), before the verb runs: a bad output path, a missing local model or a count
+    below 1 fails in one line before minutes of compute. The dispatcher knows no argument by name.
+    """
+    for action in parser._actions:
+        check, values = getattr(action, "check", None), getattr(args, action.dest, None)
+        if check is None or values is None:
+            continue
         for value in values if isinstance(values, list) else [values]:
-            if isinstance(value, int) and value < 1:
-                raise InputError(f"--{key.replace('_', '-')} {value}: must be >= 1.")
-    for key in MODEL_PATHS:
-        values = getattr(args, key, None)
-        for value in values if isinstance(values, list) else [values]:
-            if isinstance(value, str):
-                check_model_path(value, "--" + key.replace("_", "-") if key != "src" else "SRC")
-    if getattr(args, "chat_template", None) is not None:  # a mistyped path is an error, never template text
-        from ..data.suites import (
-            load_chat_template,  # loaded only when used: the dispatcher stays light
-        )
+            check(value, action.check_flag)
 
-        load_chat_template(args.chat_template)
+
+def __getattr__(name):
+    # the path checks lived here before they were declared with their arguments (commands/common.py)
+    if name in ("check_output_path", "check_model_path", "looks_like_local_path"):
+        from . import common
+
+        return getattr(common, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def command_parser(name):
@@ -181,8 +116,9 @@ def command_parser(name):
 def run(argv):
     """Parses `argv` and runs the command, raising whatever it raises (`main` reports errors in one line)."""
     name, rest = argv[0], argv[1:]
-    args = command_parser(name).parse_args(rest)
-    _preflight(args)
+    parser = command_parser(name)
+    args = parser.parse_args(rest)
+    check_arguments(parser, args)
     module = importlib.import_module(SUBCOMMANDS[name][0])
     with package_log_messages():
         return int(module.run(args) or 0)

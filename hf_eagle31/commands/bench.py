@@ -12,6 +12,7 @@ from .common import (
     add_calibration_arguments,
     add_common_arguments,
     add_compile_argument,
+    add_count_argument,
     add_json_argument,
     add_policy_arguments,
     apply_compile_argument,
@@ -27,9 +28,9 @@ from .common import (
 def add_arguments(parser):
     add_common_arguments(parser)
     parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument(
+    add_count_argument(
+        parser,
         "--num-assistant-tokens",
-        type=int,
         default=None,
         help="drafter's draft length K (default: the drafter's generation_config)",
     )

@@ -1,8 +1,8 @@
 # Copyright 2026 The hf-eagle31 authors. Apache-2.0.
 """
-What the `hf-eagle31` commands share: one-line error reports, `--json` reports, the package's log messages on the
-terminal while a command runs, and the arguments and loaders of the commands that run a target with drafters
-(`eval`, `bench`, `drift`, `demo`, `info`). Part of the command layer: the library never imports it.
+What the `hf-eagle31` commands share: the arguments several verbs take, each with its check (`checked`), `--json`
+reports, and the loaders of the commands that run a target with drafters (`eval`, `bench`, `drift`, `demo`, `info`).
+Part of the command layer: the library never imports it.
 """
 
 import argparse
@@ -13,6 +13,7 @@ import shutil
 
 import torch
 
+from ..data.suites import load_chat_template
 from ..errors import InputError
 from ..evaluation.calibration import DRIFT_THRESHOLD, Calibration, forward_workload
 from ..evaluation.policies import DEFAULT_CONFIDENCE_THRESHOLD, DEFAULT_COPY_TOKENS, DRAFTING_POLICIES, drafting_policy
@@ -23,29 +24,44 @@ from ..small_batch import enable, wanted
 from ..targets import load_target
 
 
-# ---------------------------------------------------------------------------------------------- errors and reports
+# ---------------------------------------------------------------------------------------------- argument checks
+# An argument's check is declared where the argument is added: an argparse `type=` (a malformed value: argparse's own
+# `error:` line) or `checked(action, check)` (a well-formed value that cannot work: an existing file given as an output
+# folder, a local model path that does not exist, a count below 1). The dispatcher runs the declared checks on the
+# parsed values before the verb loads anything, so a typo never costs minutes of compute or a finished run. What needs
+# several arguments or a loaded model is checked in the verb's `run`; the library checks what it is handed.
+
+
+def checked(action, check, flag=None):
+    """Declares `check(value, flag)` for the argument `action` (what `add_argument` returned); the dispatcher runs it
+    on each parsed value that is not None (each item of a list). `flag` names the argument in messages (default:
+    `--dest-with-dashes`). Returns `action`."""
+    action.check = check
+    action.check_flag = flag or "--" + action.dest.replace("_", "-")
+    return action
+
+
+def _number(text, kind, fix, valid, rule):
+    """argparse type: `float(text)` when `valid(value)`, else argparse's one-line error (`rule`)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid {kind} {text!r}: pass {fix}") from None
+    if not valid(value):
+        raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+    return value
 
 
 def temperature_value(text):
     """argparse type of --temperature: a finite number >= 0 (0 = greedy)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid temperature {text!r}: pass a number >= 0") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0 (0 = greedy), got {text}")
-    return value
+    return _number(
+        text, "temperature", "a number >= 0", lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0 (0 = greedy)"
+    )
 
 
 def unit_interval(text):
     """argparse type of a probability threshold: a number in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid threshold {text!r}: pass a number in [0, 1)") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1) (0 = off), got {text}")
-    return value
+    return _number(text, "threshold", "a number in [0, 1)", lambda v: 0.0 <= v < 1.0, "in [0, 1) (0 = off)")
 
 
 def positive_int(text):
@@ -57,6 +73,86 @@ def positive_int(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def check_count(value, flag):
+    """Check of a count where 0 or a negative number would silently mean something else (--num-prompts 0 ran one
+    prompt)."""
+    if value < 1:
+        raise InputError(f"{flag} {value}: must be >= 1.")
+
+
+def _nearest_existing(path):
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def check_output_path(path, flag, directory=True):
+    """Raises a one-line InputError when `path` cannot be written (without creating anything)."""
+    if path is None or (not directory and str(path) == "-"):  # "-": stdout
+        return
+    path = os.path.expanduser(str(path))
+    if os.path.exists(path):
+        if directory and not os.path.isdir(path):
+            raise InputError(f"{flag} {path} is a file, not a directory: pass a directory path.")
+        if not directory and os.path.isdir(path):
+            raise InputError(
+                f"{flag} {path} is a directory: pass a file path (e.g. {os.path.join(path, 'results.json')})."
+            )
+        if not os.access(path, os.W_OK):
+            raise InputError(f"{flag} {path} is not writable: pass a path you can write to.")
+        return
+    parent = _nearest_existing(path)
+    if not os.path.isdir(parent):
+        raise InputError(f"{flag} {path} cannot be created: {parent} is a file, not a directory.")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"{flag} {path} cannot be created: {parent} is not writable.")
+
+
+def check_output_file(path, flag):
+    check_output_path(path, flag, directory=False)
+
+
+def looks_like_local_path(name):
+    """True for strings no Hub id looks like (absolute/relative/home paths, several slashes, file suffixes)."""
+    name = str(name)
+    return (
+        name.startswith(("/", ".", "~"))
+        or "\\" in name
+        or name.count("/") > 1
+        or name.endswith("/")
+        or name.endswith((".json", ".jsonl", ".safetensors", ".bin", ".gguf", ".jinja"))
+    )
+
+
+def check_model_path(name, flag):
+    """A model / checkpoint argument: a local-looking path that does not exist fails here, not as a Hub id error."""
+    if name is None:
+        return
+    if looks_like_local_path(name) and not os.path.exists(os.path.expanduser(str(name))):
+        raise InputError(f"{flag} {name} does not exist: pass an existing directory (or a Hub id namespace/name).")
+
+
+def check_chat_template(value, flag):
+    """A mistyped template path is an error, never template text."""
+    load_chat_template(value)
+
+
+def add_count_argument(parser, *names, **kwargs):
+    """An int argument checked by `check_count` (>= 1)."""
+    return checked(parser.add_argument(*names, type=int, **kwargs), check_count)
+
+
+def add_output_dir_argument(parser, *names, flag=None, **kwargs):
+    """An output folder, refused before any compute when it is a file or cannot be created / written."""
+    return checked(parser.add_argument(*names, **kwargs), check_output_path, flag)
+
+
+def add_model_argument(parser, *names, flag=None, **kwargs):
+    """A model or checkpoint (folder or Hub id), refused when it looks like a local path that does not exist."""
+    return checked(parser.add_argument(*names, **kwargs), check_model_path, flag)
 
 
 def write_json_report(path, report, announce=True):
@@ -76,10 +172,8 @@ def write_json_report(path, report, announce=True):
 # ---------------------------------------------------------------------------------------------- arguments
 
 
-def add_target_argument(parser):
-    parser.add_argument(
-        "--target", default=None, help="target model: Hub id, folder or .gguf (default: embedded SmolLM2-135M-Instruct)"
-    )
+def add_target_argument(parser, help="target model: Hub id, folder or .gguf (default: embedded SmolLM2-135M-Instruct)"):
+    add_model_argument(parser, "--target", default=None, help=help)
 
 
 def add_trust_remote_code_argument(parser):
@@ -144,21 +238,29 @@ def apply_compile_argument(args, drafter, target):
 
 
 def add_json_argument(parser):
-    parser.add_argument("--json", default=None, help="write the results as JSON here (- : to stdout)")
+    checked(
+        parser.add_argument("--json", default=None, help="write the results as JSON here (- : to stdout)"),
+        check_output_file,
+    )
+
+
+def add_chat_template_argument(parser, help):
+    checked(parser.add_argument("--chat-template", default=None, help=help), check_chat_template)
 
 
 def add_common_arguments(parser, multiple_drafters=False):
     """The target, drafter(s), prompts, chat template and dtype options of `eval`, `bench` and `drift`."""
     add_target_argument(parser)
     if multiple_drafters:
-        parser.add_argument(
+        add_model_argument(
+            parser,
             "--drafter",
             action="append",
             required=True,
             help="drafter checkpoint (folder or Hub id); repeat to compare drafters side by side",
         )
     else:
-        parser.add_argument("--drafter", required=True, help="drafter checkpoint (folder or Hub id)")
+        add_model_argument(parser, "--drafter", required=True, help="drafter checkpoint (folder or Hub id)")
     add_trust_remote_code_argument(parser)
     parser.add_argument("--prompts", default=None, help="JSON-lines prompts: 'prompt', 'turns' or 'messages' per line")
     parser.add_argument(
@@ -173,24 +275,21 @@ def add_common_arguments(parser, multiple_drafters=False):
         default=None,
         help="restrict the suites to these sources (e.g. mtbench gsm8k; long: pg-essays hotpotqa)",
     )
-    parser.add_argument(
+    add_count_argument(
+        parser,
         "--long-lengths",
-        type=int,
         nargs="+",
         default=None,
         help="prompt lengths in tokens for the long suite (default 2048 4096 7168)",
     )
-
-    parser.add_argument(
+    add_count_argument(
+        parser,
         "--num-prompts",
-        type=int,
         default=None,
         help="first N prompts of --prompts; with a suite, N per source (per source and length for long)",
     )
-    parser.add_argument(
-        "--chat-template",
-        default=None,
-        help="a .jinja file (or 'plain' / 'alpaca' text format) replacing the tokenizer's chat template",
+    add_chat_template_argument(
+        parser, help="a .jinja file (or 'plain' / 'alpaca' text format) replacing the tokenizer's chat template"
     )
     parser.add_argument("--system-prompt", default=None, help="system prompt for every prompt")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="target/drafter dtype")
@@ -283,9 +382,9 @@ def prompts_from_args(args, tokenizer, default_suite="standard"):
 
 def add_calibration_arguments(parser):
     """`--repeats`, `--strict` and `--max-drift`, shared by `bench` and `eval`."""
-    parser.add_argument(
+    add_count_argument(
+        parser,
         "--repeats",
-        type=int,
         default=3,
         help="passes over the prompts; speeds are the median over passes, with min/max (default 3)",
     )
@@ -305,6 +404,4 @@ def add_calibration_arguments(parser):
 
 def calibration_from_args(args, target) -> Calibration:
     """The calibration of a `bench` / `eval` run: a fixed forward of `target`, with `--max-drift`."""
-    if args.repeats < 1:
-        raise ValueError(f"--repeats must be >= 1, got {args.repeats}.")
     return Calibration(forward_workload(target), drift_threshold=args.max_drift, device=target.device)

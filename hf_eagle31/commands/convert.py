@@ -6,6 +6,7 @@ import argparse
 from ..convert import EAGLE_CONSUMERS, EMBEDDING_MODES, FORMATS, NORM_OUTPUT_SEMANTICS, SWITCHES, convert_checkpoint
 from ..hub import norm_output_meaning
 from ..modeling import variant_of
+from .common import add_model_argument, add_output_dir_argument, add_target_argument
 
 
 def _layer_ids(text: str) -> list:
@@ -17,8 +18,10 @@ def _layer_ids(text: str) -> list:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("src", help="drafter checkpoint directory (or Hub id) in any supported format")
-    parser.add_argument("dst", help="output directory (created)")
+    add_model_argument(
+        parser, "src", flag="SRC", help="drafter checkpoint directory (or Hub id) in any supported format"
+    )
+    add_output_dir_argument(parser, "dst", flag="DST", help="output directory (created)")
     parser.add_argument("--to", required=True, choices=FORMATS, help="output format")
     parser.add_argument(
         "--from",
@@ -27,9 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="source format (default: detected from config.json and weight names)",
     )
-    parser.add_argument(
-        "--target",
-        default=None,
+    add_target_argument(
+        parser,
         help="the target (directory, Hub id or embedded name): supplies embeddings the source lacks, "
         "checks the ones it has, and gives the layer count EAGLE checkpoints imply",
     )

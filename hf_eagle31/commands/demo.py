@@ -17,7 +17,9 @@ from ..loading import DEFAULT_DRAFTER, load_drafter
 from ..modeling import SpeculationStats
 from ..targets import load_target
 from .common import (
+    add_count_argument,
     add_drafter_dtype_argument,
+    add_model_argument,
     add_small_batch_argument,
     add_target_argument,
     add_trust_remote_code_argument,
@@ -50,7 +52,9 @@ def describe_policy(config, num_assistant_tokens=None) -> str:
 
 def add_arguments(parser):
     add_target_argument(parser)
-    parser.add_argument("--drafter", default=None, help=f"drafter dir or Hub id (default: {DEFAULT_DRAFTER.name})")
+    add_model_argument(
+        parser, "--drafter", default=None, help=f"drafter dir or Hub id (default: {DEFAULT_DRAFTER.name})"
+    )
     add_trust_remote_code_argument(parser)
     parser.add_argument(
         "--prompt",
@@ -60,7 +64,7 @@ def add_arguments(parser):
         "over prompts of each prompt's median over alternated runs",
     )
     parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--num-assistant-tokens", type=int, default=None, help="draft length K (default: drafter's)")
+    add_count_argument(parser, "--num-assistant-tokens", default=None, help="draft length K (default: drafter's)")
     parser.add_argument(
         "--dtype",
         default="float32",
@@ -68,7 +72,7 @@ def add_arguments(parser):
         help="float32 (default): output identical to plain greedy; bf16 verification of several "
         "tokens is slow on CPUs without bf16 matmul units (see README)",
     )
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs of each method per prompt, alternated")
+    add_count_argument(parser, "--repeats", default=2, help="timed runs of each method per prompt, alternated")
     add_drafter_dtype_argument(parser, default="auto")
     add_small_batch_argument(parser)
 

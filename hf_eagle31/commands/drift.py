@@ -9,13 +9,21 @@ from ..errors import InputError
 from ..evaluation.drift import format_drift_table, measure_drift, plot_drift
 from ..evaluation.prompts import render_prompt
 from ..loading import load_drafters
-from .common import add_common_arguments, drafter_dtype, load_target_for_cli, prompts_from_args, write_json_report
+from .common import (
+    add_common_arguments,
+    add_count_argument,
+    add_output_dir_argument,
+    drafter_dtype,
+    load_target_for_cli,
+    prompts_from_args,
+    write_json_report,
+)
 
 
 def add_arguments(parser):
     add_common_arguments(parser, multiple_drafters=True)
-    parser.add_argument("--out", required=True, help="output folder for drift.json and drift.png")
-    parser.add_argument("--depth", type=int, default=8, help="chain depth K to measure (default 8)")
+    add_output_dir_argument(parser, "--out", required=True, help="output folder for drift.json and drift.png")
+    add_count_argument(parser, "--depth", default=8, help="chain depth K to measure (default 8)")
     parser.add_argument(
         "--generate-tokens",
         type=int,

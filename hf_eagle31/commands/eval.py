@@ -5,7 +5,6 @@ import argparse
 import os
 
 from ..assets import cache_dir
-from ..errors import InputError
 from ..evaluation import evaluate, format_table, teacher_forced
 from ..evaluation.calibration import format_calibration
 from ..evaluation.policies import DRAFTING_POLICIES, drafting_policy
@@ -13,6 +12,7 @@ from ..loading import load_drafters
 from .common import (
     add_calibration_arguments,
     add_common_arguments,
+    add_count_argument,
     add_json_argument,
     add_policy_arguments,
     calibration_from_args,
@@ -28,9 +28,9 @@ from .common import (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, multiple_drafters=True)
     parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument(
+    add_count_argument(
+        parser,
         "--num-assistant-tokens",
-        type=int,
         nargs="+",
         default=None,
         help="draft length K, or several to measure tau/speed per K (default: the drafter's own)",
@@ -105,9 +105,9 @@ def add_teacher_forced_arguments(parser: argparse.ArgumentParser) -> None:
         "(paired against the first --drafter) instead of generate-based tau; --suite heldout: held-out ShareGPT "
         "first turns",
     )
-    group.add_argument("--max-depth", type=int, default=8, help="teacher-forced depths 1..N (default 8)")
-    group.add_argument("--top-k", type=int, nargs="+", default=[1, 2, 4, 8], help="top-k agreements (default 1 2 4 8)")
-    group.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    add_count_argument(group, "--max-depth", default=8, help="teacher-forced depths 1..N (default 8)")
+    add_count_argument(group, "--top-k", nargs="+", default=[1, 2, 4, 8], help="top-k agreements (default 1 2 4 8)")
+    add_count_argument(group, "--bootstrap", default=2000, help="bootstrap resamples (default 2000)")
     group.add_argument(
         "--answer-batch-tokens",
         type=int,
@@ -124,8 +124,6 @@ def add_teacher_forced_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_teacher_forced(args: argparse.Namespace) -> int:
-    if args.max_depth < 1 or args.bootstrap < 1 or any(k < 1 for k in args.top_k):
-        raise InputError("--max-depth, --bootstrap and --top-k must be >= 1.")
     target, tokenizer = load_target_for_cli(args)
     drafters = load_drafters(args.drafter, target, trust_remote_code=args.trust_remote_code, dtype=drafter_dtype(args))
     short = [os.path.basename(os.path.normpath(label)) for label in drafters]  # table labels: folder names

@@ -17,7 +17,7 @@ from ..targets import load_target
 from ..training import (
     build_drafter,  # loads transformers' Trainer: only `info` pays for it
 )
-from .common import add_target_argument, add_trust_remote_code_argument
+from .common import add_model_argument, add_target_argument, add_trust_remote_code_argument
 
 
 def describe(drafter):
@@ -45,7 +45,7 @@ def describe(drafter):
 
 def add_arguments(parser):
     add_target_argument(parser)
-    parser.add_argument("--drafter", default=None, help="a drafter directory or Hub id to describe instead")
+    add_model_argument(parser, "--drafter", default=None, help="a drafter directory or Hub id to describe instead")
     add_trust_remote_code_argument(parser)
     parser.add_argument("--variant", default="eagle3.1", choices=list(VARIANTS))
     parser.add_argument("--draft-vocab-size", type=int, default=None)

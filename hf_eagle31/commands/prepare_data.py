@@ -11,7 +11,13 @@ from ..data.prepare import REPORT_NAME, keep_first_turns, prepare_dataset
 from ..data.suites import load_chat_template
 from ..targets import load_target
 from ..utils.io import check_destination, is_dataset_dir
-from .common import add_target_argument, positive_int, temperature_value
+from .common import (
+    add_chat_template_argument,
+    add_output_dir_argument,
+    add_target_argument,
+    positive_int,
+    temperature_value,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,8 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["float32", "bfloat16", "float16"],
         help="target dtype for regeneration (bf16 is faster on recent CPUs/GPUs)",
     )
-    parser.add_argument("--chat-template", default=None, help="a .jinja file to use when the tokenizer has none")
-    parser.add_argument("--out", required=True, help="output directory (a datasets dataset on disk)")
+    add_chat_template_argument(parser, help="a .jinja file to use when the tokenizer has none")
+    add_output_dir_argument(parser, "--out", required=True, help="output directory (a datasets dataset on disk)")
     parser.add_argument("--overwrite", action="store_true", help="replace a dataset prepare-data wrote to --out before")
 
 

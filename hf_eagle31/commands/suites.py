@@ -7,11 +7,11 @@ from transformers import AutoTokenizer
 
 from ..data.suites import long_suite, perturbed_suite, render, standard_suite
 from ..targets import DEFAULT_TARGET, TARGETS, _cached_copy, load_target
-from .common import positive_int
+from .common import add_target_argument, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", default=None, help="target whose tokenizer renders the prompts (default: SmolLM2)")
+    add_target_argument(parser, help="target whose tokenizer renders the prompts (default: SmolLM2)")
 
     parser.add_argument("--num-per-source", type=positive_int, default=10)
     parser.add_argument("--num-per-length", type=positive_int, default=2)

@@ -8,10 +8,18 @@ import time
 import torch
 
 from ..targets import DEFAULT_TARGET, TARGETS, load_target, target_cache_dir
+from .common import add_model_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", nargs="?", default=None, help=f"target name or path (default: {DEFAULT_TARGET})")
+    add_model_argument(
+        parser,
+        "target",
+        flag="--target",
+        nargs="?",
+        default=None,
+        help=f"target name or path (default: {DEFAULT_TARGET})",
+    )
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--rebuild", action="store_true", help="delete the cached copy of an embedded target first")
     parser.add_argument("--max-new-tokens", type=int, default=24, help="greedy tokens to generate as a smoke test")

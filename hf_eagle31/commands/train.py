@@ -29,6 +29,7 @@ from ..training import (
 from ..training.trainer import target_text_config_for_features
 from ..utils import text_config
 from ..utils.io import is_inside
+from .common import check_model_path, check_output_path, checked
 
 
 class _TrainerOptions(TrainingArguments):
@@ -47,6 +48,12 @@ def build_parser(prog: str | None = None, description: str | None = None) -> HfA
         usage="%(prog)s --data DIR [DIR ...] [--out DIR] [drafter / data options] [TrainingArguments options]",
     )
     parser.set_defaults(output_dir=None, report_to="none")  # output_dir: --out; no logging integration unless asked
+    # the dataclasses' fields are checked by their own __post_init__; these checks run before any of that loads
+    for action in parser._actions:
+        if action.dest in ("out", "output_dir"):
+            checked(action, check_output_path)
+        elif action.dest in ("target", "init_from"):
+            checked(action, check_model_path)
     return parser
 
 

@@ -34,6 +34,7 @@ from transformers import DynamicCache
 
 from ..errors import InputError
 from ..features import capture_target_features
+from ..loading import check_drafters_fit
 from ..modeling import SpeculationStats, variant_of
 
 
@@ -148,11 +149,8 @@ def measure_drift(target, drafters, prompts, depth=8, generate_tokens=32, sink_t
     """
     if depth < 1 or generate_tokens < 0 or sink_tokens < 0:
         raise InputError("need depth >= 1, generate_tokens >= 0 and sink_tokens >= 0.")
-    for label, drafter in drafters.items():
-        try:
-            drafter.check_target(target.config)
-        except ValueError as error:
-            raise InputError(f"{label}: {error}") from None
+    check_drafters_fit(target, drafters)
+    for drafter in drafters.values():
         if not drafter.embeddings_ready:
             drafter.load_target_embeddings(target)
     per_prompt = {label: [] for label in drafters}

@@ -28,6 +28,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..data.suites import EvalPrompt
 from ..errors import InputError
+from ..loading import check_drafters_fit
 from ..modeling import SpeculationStats  # the one definition of tau and acceptance
 from ..utils import text_config
 from .calibration import Calibration, median_range
@@ -107,11 +108,7 @@ def evaluate(
     ks = list(num_assistant_tokens) if isinstance(num_assistant_tokens, (list, tuple)) else [num_assistant_tokens]
     if any(k is not None and k < 1 for k in ks):
         raise InputError(f"num_assistant_tokens must be >= 1, got {ks}.")
-    for label, drafter in drafters.items():
-        try:
-            drafter.check_target(target.config)
-        except ValueError as error:
-            raise InputError(f"{label}: {error}") from None
+    check_drafters_fit(target, drafters)
     labels = list(drafters)
     policies = dict(policies or {})
     for name in policies:

@@ -55,6 +55,7 @@ from transformers.utils import logging
 
 from ..errors import InputError
 from ..features import capture_target_features, chunked_argmax, output_head
+from ..loading import check_drafters_fit
 from ..utils import text_config
 
 
@@ -420,11 +421,7 @@ def teacher_forced_ranks(
 
     if max_depth < 1:
         raise InputError(f"max_depth={max_depth}: must be >= 1.")
-    for label, drafter in drafters.items():
-        try:
-            drafter.check_target(target.config)
-        except ValueError as error:
-            raise InputError(f"{label}: {error}") from None
+    check_drafters_fit(target, drafters)
     layer_ids = sorted({int(i) for d in drafters.values() for i in d.config.target_layer_ids})
     weight, bias = output_head(target)
     ranks = {label: [] for label in drafters}

@@ -14,7 +14,7 @@ EAGLE-3 / EAGLE-3.1 drafter (remote code: `AutoModel.from_pretrained(dir, trust_
 import torch
 from torch import nn
 
-from .candidate_generator import EagleCandidateGenerator, install_generate_hook
+from .candidate_generator import install_generate_hook
 from .configuration_eagle3 import Eagle3Config
 from .drafter_common import (
     DrafterAttention,
@@ -87,10 +87,6 @@ class Eagle3Drafter(DrafterPreTrainedModel):
         if self.config.norm_before_fc:
             g = self.input_norm(g)
         return self.fc(g)
-
-    def get_candidate_generator(self, **kwargs) -> EagleCandidateGenerator:
-        """Factory used by `target.generate(..., assistant_model=drafter)` (see `candidate_generator.py`)."""
-        return EagleCandidateGenerator(drafter=self, **kwargs)
 
 
 Eagle3Config.register_for_auto_class()
