@@ -14,9 +14,7 @@ from ..hub import norm_output_meaning
 from ..loading import load_drafter
 from ..modeling import VARIANTS
 from ..targets import load_target
-from ..training import (
-    build_drafter,  # loads transformers' Trainer: only `info` pays for it
-)
+from ..training import build_drafter  # loads transformers' Trainer: only `info` pays for it
 from .common import add_model_argument, add_target_argument, add_trust_remote_code_argument
 
 

@@ -10,10 +10,7 @@ import torch
 from transformers import CompileConfig, PreTrainedModel
 
 from ..errors import InputError
-from ..modeling import (  # the one definition of tau and acceptance
-    SpeculationStats,
-    tau_from_forwards,
-)
+from ..modeling import SpeculationStats, tau_from_forwards  # the one definition of tau and acceptance
 from ..utils import device_sync
 
 
