@@ -354,6 +354,7 @@ def test_tree_drafting_policies():
         "tree_depth": tree_drafting.TREE_DEFAULTS["tree_depth"],
         "tree_topk": tree_drafting.TREE_DEFAULTS["tree_topk"],
         "tree_total_tokens": tree_drafting.TREE_DEFAULTS["tree_total_tokens"],
+        "tree_min_probability": tree_drafting.TREE_DEFAULTS["tree_min_probability"],
         "num_assistant_tokens_schedule": "constant",
         "assistant_confidence_threshold": 0.0,
         "prompt_lookup_num_tokens": 0,
@@ -368,3 +369,29 @@ def test_tree_drafting_policies():
     assert drafting_policy("constant")["draft_tree"] is False
     with pytest.raises(ValueError, match="three integers"):
         drafting_policy("tree@4x4")
+    assert drafting_policy("tree+copy@3x4x10:0.25")["tree_min_probability"] == 0.25
+    for bad in ("tree@3x4x10:1", "tree@3x4x10:-0.1", "tree@3x4x10:x"):
+        with pytest.raises(ValueError, match=r"in \[0, 1\)"):
+            drafting_policy(bad)
+
+
+def test_min_probability_stops_growth_without_changing_the_output(target):
+    """A frontier below `tree_min_probability` is not expanded (no drafter forward is spent on it); the gate only
+    shapes the tree, so greedy output stays plain greedy's."""
+    drafter = make_drafter(target, "eagle3.1")
+    ids = torch.randint(0, 64, (1, 9), generator=torch.Generator().manual_seed(3))
+    shapes = {}
+    for gate in (0.0, 0.999):
+        gen = EagleCandidateGenerator(drafter, target, GenerationConfig(max_length=40, prompt_lookup_num_tokens=0), ids)
+        gen._feed_target_features(torch.cat([ids, ids[:, :1]], dim=-1), target(ids, output_hidden_states=True))
+        before = gen.stats.drafter_forwards
+        _, _, depths = tree_drafting.grow_tree(gen, depth=4, topk=3, total=40, min_probability=gate)  # keeps all
+        shapes[gate] = (int(depths.max()), gen.stats.drafter_forwards - before)
+    # a random drafter is never 99.9% sure of its pick: the gate keeps depth 1 and spends no forward
+    assert shapes == {0.0: (4, 3), 0.999: (1, 0)}
+    reference = target.generate(ids, max_new_tokens=12, do_sample=False)
+    for gate in (0.05, 0.999):
+        config = tree_config(4, 3, 12, max_new_tokens=12, do_sample=False, tree_min_probability=gate)
+        assert torch.equal(target.generate(ids, generation_config=config, assistant_model=drafter), reference)
+    with pytest.raises(ValueError, match="tree_min_probability=1.5"):
+        target.generate(ids, generation_config=tree_config(3, 2, 6, tree_min_probability=1.5), assistant_model=drafter)

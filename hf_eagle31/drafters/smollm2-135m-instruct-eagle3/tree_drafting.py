@@ -346,24 +346,25 @@ def tree_decoding(
             output_hidden_states=hidden_request, **{cache_name: cache},
         )
         stats.target_forwards += 1
-        logits = outputs.logits[0].float()  # (M, V)
+        logits = outputs.logits[0]  # (M, V) in the target's dtype; rows go to float32 only on the accepted walk
 
         # 3. Accept: walk from the root along the target's choices.
         children = {}
         for i, (p, t) in enumerate(zip(parents.tolist(), tokens.tolist())):
             children[(p, t)] = i + 1
         fast = not do_sample and not len(logits_processor)
-        greedy = logits.argmax(-1).tolist() if fast else None
+        greedy = logits.argmax(-1).tolist() if fast else None  # (upcasting is exact: the same argmax as in float32)
         node, path, emitted, step_logits, step_raw = 0, [0], [], [], []
         while True:
+            row = logits[node : node + 1].float()
             if fast:
-                token, processed = greedy[node], logits[node : node + 1]
+                token, processed = greedy[node], row
             else:
                 prefix = torch.cat([input_ids, block[:, path[1:]]], dim=-1) if len(path) > 1 else input_ids
-                token, processed = target_choice(logits_processor, do_sample, prefix, logits[node : node + 1])
+                token, processed = target_choice(logits_processor, do_sample, prefix, row)
             emitted.append(token)
             step_logits.append(processed)
-            step_raw.append(logits[node : node + 1])
+            step_raw.append(row)
             node = children.get((node, token))
             if node is None:
                 break
