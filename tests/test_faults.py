@@ -5,6 +5,7 @@ once) are in the slow tier."""
 import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -235,6 +236,48 @@ def test_drafters_with_non_finite_weights_are_refused(tmp_path):
     drafter.save_pretrained(tmp_path / "nan")
     with pytest.raises(InputError, match="NaN/inf"):
         load_drafter(str(tmp_path / "nan"), target)
+
+
+REMOTE_LOAD = """
+import sys
+sys.modules["hf_eagle31"] = None  # the remote code alone, with transformers
+from transformers import AutoModel
+try:
+    AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True)
+except ValueError as error:
+    print("refused:", error)
+else:
+    print("loaded")
+"""
+
+
+def test_remote_code_refuses_non_finite_weights_naming_the_file(tmp_path):
+    """`AutoModel.from_pretrained(dir, trust_remote_code=True)` (transformers alone) refuses a NaN / inf drafter in one
+    line naming its weights file and the fix; a finite one loads; a sharded checkpoint names the shard."""
+    target = tiny_target()
+    drafter = make_drafter(target)
+    drafter.save_pretrained(tmp_path / "ok")
+    with torch.no_grad():
+        drafter.layers[0].mlp.down_proj.weight[1, 2] = float("inf")
+    drafter.save_pretrained(tmp_path / "inf")
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    out = {}
+    for name in ("ok", "inf"):
+        run = subprocess.run([sys.executable, "-c", REMOTE_LOAD, str(tmp_path / name)], capture_output=True, text=True,
+                             env=env, cwd=tmp_path, timeout=300)  # fmt: skip
+        assert run.returncode == 0, run.stderr[-2000:]
+        out[name] = run.stdout.strip().splitlines()
+    assert out["ok"] == ["loaded"]
+    assert len(out["inf"]) == 1, out["inf"]
+    line = out["inf"][0]
+    assert line.startswith(f"refused: {tmp_path / 'inf' / 'model.safetensors'}: weight layers.0.mlp.down_proj.weight")
+    assert "NaN/inf" in line and "resume from its last checkpoint" in line
+    # in process too (the package's classes), and a sharded checkpoint names the shard that holds the tensor
+    drafter.save_pretrained(tmp_path / "shards", max_shard_size="20KB")
+    index = json.loads((tmp_path / "shards" / "model.safetensors.index.json").read_text())
+    shard = index["weight_map"]["layers.0.mlp.down_proj.weight"]
+    with pytest.raises(ValueError, match=f"^{re.escape(str(tmp_path / 'shards' / shard))}: weight layers"):
+        type(drafter).from_pretrained(tmp_path / "shards")
 
 
 def test_truncated_optimizer_state_is_a_one_line_error(tmp_path):
