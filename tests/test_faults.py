@@ -22,6 +22,7 @@ from hf_eagle31.data.conversations import load_conversations
 from hf_eagle31.data.prepare import load_prepared, prepare_dataset
 from hf_eagle31.errors import InputError
 from hf_eagle31.loading import load_drafter
+from hf_eagle31.targets import target_cache_dir
 from hf_eagle31.training import EagleTrainer, build_drafter, train_drafter
 from hf_eagle31.utils.io import output_lock, partial_path, write_errors_name
 
@@ -455,3 +456,94 @@ def test_eval_fraction_writes_no_cache_files_into_the_data(tmp_path):
     argv = ["train", "--data", str(tmp_path / "data"), "--target", str(target_dir), "--eval-fraction", "0.5"]
     assert main([*argv, "--estimate-memory", "--ttt-steps", "2"]) == 0
     assert sorted(os.listdir(tmp_path / "data")) == before
+
+
+# ------------------------------------------------------------------------------------------------ 2: one writer, more
+
+BUILDER = """
+import os, sys, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from conftest import tiny_chat_tokenizer, tiny_target
+from hf_eagle31 import targets
+
+log, ready = Path({log!r}), Path({ready!r})
+
+def slow_build(gguf, dtype):  # stands in for fetch + dequantize of the real GGUF
+    with open(log, "a") as f:
+        f.write(f"build {{os.getpid()}}\\n")
+    time.sleep(2)  # the other run arrives while this one holds the cache lock
+    return tiny_target(), tiny_chat_tokenizer()
+
+targets.fetch = lambda name: Path("unused.gguf")
+targets._load_gguf = slow_build
+(ready / str(os.getpid())).touch()
+for _ in range(600):  # start together
+    if len(os.listdir(ready)) >= 2:
+        break
+    time.sleep(0.05)
+model, tokenizer = targets.load_target()
+print("loaded", model.config.hidden_size, len(tokenizer), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_two_first_time_builders_of_the_target_cache_build_it_once(tmp_path):
+    """Two runs that need the default target's cache at once: one builds it, the other waits for the lock and reads
+    the first one's copy; never two builds, never a half copy (no `.partial` / `.old` left)."""
+    (tmp_path / "ready").mkdir()
+    script = BUILDER.format(tests=str(ROOT / "tests"), log=str(tmp_path / "log"), ready=str(tmp_path / "ready"))
+    env = {**os.environ, "HF_EAGLE31_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    runs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=env, cwd=tmp_path) for _ in range(2)]  # fmt: skip
+    outputs = [run.communicate(timeout=300) for run in runs]
+    for run, (out, err) in zip(runs, outputs):
+        assert run.returncode == 0, err[-2000:]
+        assert out.strip() == "loaded 32 64", out
+    builds = (tmp_path / "log").read_text().splitlines()
+    assert len(builds) == 1 and builds[0].split()[1] in {str(run.pid) for run in runs}, builds
+    name = target_cache_dir().name
+    targets_dir = tmp_path / "cache" / "targets"
+    assert sorted(os.listdir(targets_dir)) == sorted([f".{name}.lock", name]), os.listdir(targets_dir)
+    assert (targets_dir / name / "hf_eagle31_source.json").is_file()
+
+
+HOLDER = """
+import sys, time
+from hf_eagle31.data import prepare
+from hf_eagle31.cli import main
+
+real = prepare.asdict
+
+def slow_report(report):  # inside the output lock, before the dataset is renamed into place
+    print("holding", flush=True)
+    time.sleep(8)
+    return real(report)
+
+prepare.asdict = slow_report
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_two_prepare_data_runs_into_one_out_one_is_refused(tmp_path, capsys):
+    """`prepare-data` into the same --out twice at once: the second gets the one-line lock refusal naming the first's
+    pid and writes nothing; the first completes its dataset."""
+    _, _, target_dir, _, _ = save_tiny_setup(tmp_path)
+    with open(tmp_path / "c.jsonl", "w") as f:
+        for i in range(4):
+            f.write(json.dumps({"messages": conv(f"w{i} w{i + 1}", "w3 w4")}) + "\n")
+    argv = ["prepare-data", "--target", str(target_dir), "--source", str(tmp_path / "c.jsonl"), "--no-regenerate",
+            "--out", str(tmp_path / "data")]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen([sys.executable, "-c", HOLDER, *argv[0:]], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=env, cwd=ROOT)  # fmt: skip
+    try:
+        assert first.stdout.readline().strip() == "holding", first.stderr.read()[-2000:]
+        assert main(argv) == 2
+        assert f"being written by another run (pid {first.pid})" in error_line(capsys)
+        assert not (tmp_path / "data").exists()  # the second run wrote nothing; the first's set is not in place yet
+    finally:
+        first.communicate(timeout=300)
+    assert first.returncode == 0
+    assert len(load_prepared(str(tmp_path / "data"))) == 4 and not partial_path(tmp_path / "data").exists()
