@@ -66,9 +66,10 @@ def load_drafter_checkpoint(
 
 
 def check_finite_weights(model: torch.nn.Module, name_or_path) -> None:
-    """Refuses a drafter with NaN / inf weights (a diverged training run) in one line. Checked here, by every
-    loading path of the package (info, eval, bench, demo, drift, train --init-from), and not in the modeling
-    code's `from_pretrained`: that is every checkpoint's remote code, which stays as transformers loads it."""
+    """Refuses a drafter with NaN / inf weights (a diverged training run) in one line. Our drafters' own
+    `from_pretrained` refuses them already (`modeling.drafter_common.check_finite_weights`, also under
+    `AutoModel.from_pretrained(..., trust_remote_code=True)`); this covers every loading path of the package (info,
+    eval, bench, demo, drift, train --init-from) for other drafters' remote code too."""
     for name, tensor in model.state_dict().items():
         if tensor.is_floating_point() and tensor.device.type != "meta" and not bool(torch.isfinite(tensor).all()):
             raise InputError(

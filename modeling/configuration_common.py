@@ -409,6 +409,14 @@ class DrafterConfig(PretrainedConfig):
         self.embeddings_in_checkpoint = bool(embeddings_in_checkpoint)
         self.initializer_range = initializer_range
         super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
+        # transformers accepts partial rotary for every config (and moves it into rope_parameters); the drafter rotates
+        # whole heads, so a partial factor would be dropped silently and the drafter compute something else.
+        factor = (self.rope_parameters or {}).get("partial_rotary_factor", getattr(self, "partial_rotary_factor", None))
+        if factor not in (None, 1, 1.0):
+            raise ValueError(
+                f"partial_rotary_factor={factor!r}: hf-eagle31 drafters rotate whole attention heads (no partial "
+                "rotary); remove it from the config (rope_parameters), or train the drafter without it."
+            )
 
     @classmethod
     def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):

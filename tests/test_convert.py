@@ -473,3 +473,84 @@ def test_cli_convert(tmp_path, target, capsys):
     assert cli_main(["convert", str(tmp_path / "spec"), str(tmp_path / "back"), "--to", "hf-eagle31"]) == 0
     assert "EAGLE-3.1:" in capsys.readouterr().out
     assert "EAGLE-3.1 drafter" in (tmp_path / "back" / "README.md").read_text()
+
+
+# --------------------------------------------------------------------------- config keys a reader does not know
+
+
+def source_in(fmt, target, path):
+    """A checkpoint of `fmt` as published (EAGLE: SafeAILab's; vLLM: our export), and the config to edit in it."""
+    if fmt == "eagle":
+        src = write_safeailab(make_drafter(target, "eagle3", draft_vocab_size=40), path)
+    elif fmt == "speculators":
+        src = write_speculators(make_drafter(target, "eagle3.1", draft_vocab_size=48), path)
+    else:
+        make_drafter(target, "eagle3.1", draft_vocab_size=48).save_pretrained(path.with_name("ours"))
+        src = path.with_name("ours")
+        if fmt == "vllm":
+            convert_checkpoint(src, path, "vllm")
+            src = path
+    return src
+
+
+def edited(src, edit):
+    config = json.loads((src / "config.json").read_text())
+    edit(config)
+    (src / "config.json").write_text(json.dumps(config))
+    return src
+
+
+@pytest.mark.parametrize("fmt", ["eagle", "vllm", "speculators", "hf-eagle31"])
+def test_config_keys_the_reader_does_not_know_are_refused_not_dropped(tmp_path, target, fmt, capsys):
+    """A newer variant's switch on a known format (here `use_eagle4_attention`) would be dropped by a reader that
+    ignores what it does not know, converting a different model under the same weights: refused in one line, per
+    format, at the top level and in the nested configs each reader takes; an unimplemented Llama option (mlp_bias)
+    and partial rotary likewise. Keys that do not change the model still convert."""
+    src = source_in(fmt, target, tmp_path / "src")
+    read_checkpoint(src, target_config=target.config)  # as written: fine
+    top = edited(src, lambda c: c.update(use_eagle4_attention=True))
+    pattern = (
+        r"Eagle3Config has no setting `use_eagle4_attention`"
+        if fmt == "hf-eagle31"
+        else rf"config.json has `use_eagle4_attention`, which the hf-eagle31 {fmt} reader does not know.*delete it"
+    )
+    with pytest.raises(ValueError, match=pattern):
+        read_checkpoint(top, target_config=target.config)
+    assert cli_main(["convert", str(top), str(tmp_path / "out"), "--to", "hf-eagle31"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert re.match(rf"hf-eagle31 convert: error: .*{pattern}", err[-1]) and not (tmp_path / "out").exists()
+    edited(src, lambda c: c.pop("use_eagle4_attention"))
+
+    def partial_rotary(c):
+        layer = c.get("transformer_layer_config", c)
+        layer["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5}
+
+    with pytest.raises(ValueError, match="partial_rotary_factor=0.5: hf-eagle31 drafters rotate whole"):
+        read_checkpoint(edited(src, partial_rotary), target_config=target.config)
+    edited(src, lambda c: c.get("transformer_layer_config", c).pop("rope_parameters"))
+    if fmt == "hf-eagle31":
+        return
+    if fmt == "speculators":
+        nested = edited(src, lambda c: c["transformer_layer_config"].update(qk_norm=True))
+        with pytest.raises(ValueError, match="config.json transformer_layer_config has `qk_norm`"):
+            read_checkpoint(nested, target_config=target.config)
+        edited(src, lambda c: c["transformer_layer_config"].pop("qk_norm"))
+    else:
+        nested = edited(src, lambda c: c.update(eagle_config={"use_aux_hidden_state": True, "tree_mode": "eagle4"}))
+        with pytest.raises(ValueError, match="config.json eagle_config has `tree_mode`"):
+            read_checkpoint(nested, target_config=target.config)
+        edited(src, lambda c: c.update(eagle_config={"use_aux_hidden_state": False}))
+        with pytest.raises(ValueError, match="sets use_aux_hidden_state=False, which the EAGLE-3 drafter does not"):
+            read_checkpoint(src, target_config=target.config)
+        edited(src, lambda c: c.pop("eagle_config"))
+        with pytest.raises(ValueError, match="sets mlp_bias=True"):
+            read_checkpoint(edited(src, lambda c: c.update(mlp_bias=True)), target_config=target.config)
+        # what published configs carry that does not change the model: Llama's training-only options, Qwen's
+        # window fields copied by SpecForge configs (window off), transformers 4's generation defaults, metadata
+        harmless = dict(
+            mlp_bias=False, attention_dropout=0.0, pretraining_tp=1, max_window_layers=36, sliding_window=4096,
+            use_sliding_window=False, max_length=20, _name_or_path="x", eagle_config={"use_aux_hidden_state": True},
+        )  # fmt: skip
+        read_checkpoint(edited(src, lambda c: c.update(harmless)), target_config=target.config)
+        with pytest.raises(ValueError, match="sets use_sliding_window=True"):
+            read_checkpoint(edited(src, lambda c: c.update(use_sliding_window=True)), target_config=target.config)

@@ -5,6 +5,7 @@ once) are in the slow tier."""
 import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from hf_eagle31.data.conversations import load_conversations
 from hf_eagle31.data.prepare import load_prepared, prepare_dataset
 from hf_eagle31.errors import InputError
 from hf_eagle31.loading import load_drafter
+from hf_eagle31.targets import target_cache_dir
 from hf_eagle31.training import EagleTrainer, build_drafter, train_drafter
 from hf_eagle31.utils.io import output_lock, partial_path, write_errors_name
 
@@ -237,6 +239,48 @@ def test_drafters_with_non_finite_weights_are_refused(tmp_path):
         load_drafter(str(tmp_path / "nan"), target)
 
 
+REMOTE_LOAD = """
+import sys
+sys.modules["hf_eagle31"] = None  # the remote code alone, with transformers
+from transformers import AutoModel
+try:
+    AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True)
+except ValueError as error:
+    print("refused:", error)
+else:
+    print("loaded")
+"""
+
+
+def test_remote_code_refuses_non_finite_weights_naming_the_file(tmp_path):
+    """`AutoModel.from_pretrained(dir, trust_remote_code=True)` (transformers alone) refuses a NaN / inf drafter in one
+    line naming its weights file and the fix; a finite one loads; a sharded checkpoint names the shard."""
+    target = tiny_target()
+    drafter = make_drafter(target)
+    drafter.save_pretrained(tmp_path / "ok")
+    with torch.no_grad():
+        drafter.layers[0].mlp.down_proj.weight[1, 2] = float("inf")
+    drafter.save_pretrained(tmp_path / "inf")
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    out = {}
+    for name in ("ok", "inf"):
+        run = subprocess.run([sys.executable, "-c", REMOTE_LOAD, str(tmp_path / name)], capture_output=True, text=True,
+                             env=env, cwd=tmp_path, timeout=300)  # fmt: skip
+        assert run.returncode == 0, run.stderr[-2000:]
+        out[name] = run.stdout.strip().splitlines()
+    assert out["ok"] == ["loaded"]
+    assert len(out["inf"]) == 1, out["inf"]
+    line = out["inf"][0]
+    assert line.startswith(f"refused: {tmp_path / 'inf' / 'model.safetensors'}: weight layers.0.mlp.down_proj.weight")
+    assert "NaN/inf" in line and "resume from its last checkpoint" in line
+    # in process too (the package's classes), and a sharded checkpoint names the shard that holds the tensor
+    drafter.save_pretrained(tmp_path / "shards", max_shard_size="20KB")
+    index = json.loads((tmp_path / "shards" / "model.safetensors.index.json").read_text())
+    shard = index["weight_map"]["layers.0.mlp.down_proj.weight"]
+    with pytest.raises(ValueError, match=f"^{re.escape(str(tmp_path / 'shards' / shard))}: weight layers"):
+        type(drafter).from_pretrained(tmp_path / "shards")
+
+
 def test_truncated_optimizer_state_is_a_one_line_error(tmp_path):
     target = tiny_target()
     args = train_args(tmp_path, max_steps=2, save_strategy="steps", save_steps=2)
@@ -412,3 +456,94 @@ def test_eval_fraction_writes_no_cache_files_into_the_data(tmp_path):
     argv = ["train", "--data", str(tmp_path / "data"), "--target", str(target_dir), "--eval-fraction", "0.5"]
     assert main([*argv, "--estimate-memory", "--ttt-steps", "2"]) == 0
     assert sorted(os.listdir(tmp_path / "data")) == before
+
+
+# ------------------------------------------------------------------------------------------------ 2: one writer, more
+
+BUILDER = """
+import os, sys, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from conftest import tiny_chat_tokenizer, tiny_target
+from hf_eagle31 import targets
+
+log, ready = Path({log!r}), Path({ready!r})
+
+def slow_build(gguf, dtype):  # stands in for fetch + dequantize of the real GGUF
+    with open(log, "a") as f:
+        f.write(f"build {{os.getpid()}}\\n")
+    time.sleep(2)  # the other run arrives while this one holds the cache lock
+    return tiny_target(), tiny_chat_tokenizer()
+
+targets.fetch = lambda name: Path("unused.gguf")
+targets._load_gguf = slow_build
+(ready / str(os.getpid())).touch()
+for _ in range(600):  # start together
+    if len(os.listdir(ready)) >= 2:
+        break
+    time.sleep(0.05)
+model, tokenizer = targets.load_target()
+print("loaded", model.config.hidden_size, len(tokenizer), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_two_first_time_builders_of_the_target_cache_build_it_once(tmp_path):
+    """Two runs that need the default target's cache at once: one builds it, the other waits for the lock and reads
+    the first one's copy; never two builds, never a half copy (no `.partial` / `.old` left)."""
+    (tmp_path / "ready").mkdir()
+    script = BUILDER.format(tests=str(ROOT / "tests"), log=str(tmp_path / "log"), ready=str(tmp_path / "ready"))
+    env = {**os.environ, "HF_EAGLE31_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    runs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=env, cwd=tmp_path) for _ in range(2)]  # fmt: skip
+    outputs = [run.communicate(timeout=300) for run in runs]
+    for run, (out, err) in zip(runs, outputs):
+        assert run.returncode == 0, err[-2000:]
+        assert out.strip() == "loaded 32 64", out
+    builds = (tmp_path / "log").read_text().splitlines()
+    assert len(builds) == 1 and builds[0].split()[1] in {str(run.pid) for run in runs}, builds
+    name = target_cache_dir().name
+    targets_dir = tmp_path / "cache" / "targets"
+    assert sorted(os.listdir(targets_dir)) == sorted([f".{name}.lock", name]), os.listdir(targets_dir)
+    assert (targets_dir / name / "hf_eagle31_source.json").is_file()
+
+
+HOLDER = """
+import sys, time
+from hf_eagle31.data import prepare
+from hf_eagle31.cli import main
+
+real = prepare.asdict
+
+def slow_report(report):  # inside the output lock, before the dataset is renamed into place
+    print("holding", flush=True)
+    time.sleep(8)
+    return real(report)
+
+prepare.asdict = slow_report
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_two_prepare_data_runs_into_one_out_one_is_refused(tmp_path, capsys):
+    """`prepare-data` into the same --out twice at once: the second gets the one-line lock refusal naming the first's
+    pid and writes nothing; the first completes its dataset."""
+    _, _, target_dir, _, _ = save_tiny_setup(tmp_path)
+    with open(tmp_path / "c.jsonl", "w") as f:
+        for i in range(4):
+            f.write(json.dumps({"messages": conv(f"w{i} w{i + 1}", "w3 w4")}) + "\n")
+    argv = ["prepare-data", "--target", str(target_dir), "--source", str(tmp_path / "c.jsonl"), "--no-regenerate",
+            "--out", str(tmp_path / "data")]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen([sys.executable, "-c", HOLDER, *argv[0:]], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=env, cwd=ROOT)  # fmt: skip
+    try:
+        assert first.stdout.readline().strip() == "holding", first.stderr.read()[-2000:]
+        assert main(argv) == 2
+        assert f"being written by another run (pid {first.pid})" in error_line(capsys)
+        assert not (tmp_path / "data").exists()  # the second run wrote nothing; the first's set is not in place yet
+    finally:
+        first.communicate(timeout=300)
+    assert first.returncode == 0
+    assert len(load_prepared(str(tmp_path / "data"))) == 4 and not partial_path(tmp_path / "data").exists()

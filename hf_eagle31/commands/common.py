@@ -101,14 +101,26 @@ def check_output_path(path, flag, directory=True):
             raise InputError(
                 f"{flag} {path} is a directory: pass a file path (e.g. {os.path.join(path, 'results.json')})."
             )
+        if _read_only(path):
+            raise InputError(f"{flag} {path} is on a read-only file system: pass a path on a writable one.")
         if not os.access(path, os.W_OK):
             raise InputError(f"{flag} {path} is not writable: pass a path you can write to.")
         return
     parent = _nearest_existing(path)
     if not os.path.isdir(parent):
         raise InputError(f"{flag} {path} cannot be created: {parent} is a file, not a directory.")
+    if _read_only(parent):
+        raise InputError(f"{flag} {path} cannot be created: {parent} is on a read-only file system.")
     if not os.access(parent, os.W_OK):
         raise InputError(f"{flag} {path} cannot be created: {parent} is not writable.")
+
+
+def _read_only(path) -> bool:
+    """Whether `path` lies on a file system mounted read-only (root's writes fail there too, unlike permissions)."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def check_output_file(path, flag):

@@ -7,6 +7,7 @@ exports. Format modules (`native`, `eagle`, `specforge`, `speculators`, `vllm`) 
 imports them all (the pipeline: read -> check -> settle embeddings -> write).
 """
 
+import dataclasses
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import torch
 from huggingface_hub import snapshot_download
 from safetensors.torch import load_file, save_file
+from transformers import GenerationConfig, PretrainedConfig
 from transformers.utils import logging
 
 from ..errors import InputError
@@ -26,7 +28,7 @@ logger = logging.get_logger(__name__)  # `hf-eagle31 convert` shows its INFO not
 FORMATS = ("hf-eagle31", "eagle", "speculators", "vllm")
 EMBEDDING_MODES = ("auto", "target", "source", "none")
 # Our extension to foreign configs: the target's layer count, so that the implied default aux layers can be recovered
-# on import. Unknown keys are ignored by every reader (transformers configs keep them as attributes).
+# on import. Keys a reader does not know are refused (`check_config_keys`).
 TARGET_LAYERS_KEY = "target_num_hidden_layers"
 OPTIONAL_KEYS = ("embed_tokens.weight", "d2t", "t2d")
 SWITCHES = SWITCH_NAMES["eagle3_drafter"]  # fc_norm, norm_output, norm_before_fc, norm_before_residual
@@ -110,6 +112,78 @@ def local_dir(path_or_id) -> Path:
         raise InputError(f"{path_or_id} is not a checkpoint directory: pass a directory with config.json and weights.")
     patterns = ["*.json", "*.safetensors", "*.bin", "*.py", "*.md"]
     return Path(snapshot_download(str(path_or_id), allow_patterns=patterns))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# what a foreign config.json may hold
+# ---------------------------------------------------------------------------------------------------------------------
+# A reader never drops a key it does not understand: such a key can be a newer variant's switch, or an option of
+# another tool, that makes the drafter compute something else, and a conversion that ignores it writes a different
+# model under the same weights. So each config a reader takes (top level, `eagle_config`, speculators'
+# `transformer_layer_config`) may hold only
+#   1. keys the reader reads (sizes, rope, switches, aux layers, our extensions);
+#   2. keys known not to change the drafter's function: transformers' metadata of every config (`PretrainedConfig`'s
+#      own fields, the generation defaults transformers 4 wrote into model configs) and Llama's training-only or
+#      numerically-equivalent options (`LLAMA_NO_EFFECT`);
+#   3. options whose default our drafter is (`DEFAULT_ONLY`: mlp_bias, a Llama `model_type`, Qwen's sliding-window
+#      fields that SpecForge configs copy from their target), refused when set otherwise;
+# and anything else is refused in one line naming the key.
+
+# Read by `config_from_llama_dict` / `rope_from_dict`.
+LLAMA_READ = {
+    "vocab_size", "draft_vocab_size", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
+    "head_dim", "hidden_act", "rms_norm_eps", "max_position_embeddings", "rope_parameters", "rope_theta",
+    "rope_scaling", "attention_bias", "bos_token_id", "eos_token_id", "pad_token_id", "num_hidden_layers",
+}  # fmt: skip
+# Llama options that do not change what the drafter computes at inference (training-only, the same math split
+# differently, its lm_head is its own weight either way), config metadata, and Qwen's window sizes, which act only
+# with `use_sliding_window` (refused when on).
+LLAMA_NO_EFFECT = {
+    "initializer_range", "use_cache", "attention_dropout", "pretraining_tp", "tie_word_embeddings", "architectures",
+    "model_type", "torch_dtype", "dtype", "transformers_version", "auto_map", "max_window_layers", "sliding_window",
+}  # fmt: skip
+# Options our drafter has only at their default (value -> whether it is the default).
+DEFAULT_ONLY = {
+    "mlp_bias": lambda v: not v,
+    "model_type": lambda v: v in (None, "llama"),
+    "use_sliding_window": lambda v: not v,
+    "use_aux_hidden_state": lambda v: v is None or bool(v),  # vLLM's `eagle_config`: EAGLE-3 reads the aux states
+}
+# Keys a drafter config of any foreign format may carry beside its Llama fields (read by `read_llama_style` and the
+# speculators reader).
+DRAFTER_READ = {"draft_vocab_size", "target_hidden_size", "eagle_aux_hidden_state_layer_ids", *SWITCHES}
+
+
+def transformers_metadata_keys() -> set:
+    """What transformers writes into any model's config.json: `PretrainedConfig`'s own fields and the generation
+    defaults that transformers 4 saved with model configs (sampling defaults, not the drafter's function)."""
+    keys = set(PretrainedConfig().to_dict()) | set(GenerationConfig().to_dict())
+    if dataclasses.is_dataclass(PretrainedConfig):
+        keys |= {f.name for f in dataclasses.fields(PretrainedConfig)}
+    return keys
+
+
+def check_config_keys(config: dict, known: set, where: str, fmt: str) -> None:
+    """Refuses, in one line, a key of `config` the reader does not know (see above) or a `DEFAULT_ONLY` option set
+    otherwise. `known`: the keys the reader reads or knows to be harmless (they win over `DEFAULT_ONLY`); `where`
+    names the config in messages."""
+    generic = transformers_metadata_keys()
+    for key, value in config.items():
+        key = str(key)
+        if key in DEFAULT_ONLY and key not in known:
+            if not DEFAULT_ONLY[key](value):
+                raise InputError(
+                    f"{where} sets {key}={value!r}, which the EAGLE-3 drafter does not implement (converting would "
+                    "drop it and make a different drafter): train or export it without that option."
+                )
+            continue
+        if key.startswith("_") or key in known or key in generic or key in DEFAULT_ONLY:
+            continue
+        raise InputError(
+            f"{where} has `{key}`, which the hf-eagle31 {fmt} reader does not know (a newer variant's switch, or "
+            "another tool's option): converting would silently drop it; use an hf-eagle31 release that reads it, or "
+            "delete it from config.json if you know it does not change the model."
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -259,7 +333,13 @@ def drafter_from_checkpoint(ckpt: DrafterCheckpoint) -> Eagle3Drafter:
 
 def read_llama_style(directory, config: dict, state: dict, fmt: str, target_config, layer_ids) -> DrafterCheckpoint:
     """The config of an EAGLE / SpecForge (`midlayer`, renamed by the caller) or vLLM (`layers.N`) directory: a Llama
-    config + the switches (top level, or inside `eagle_config` as vLLM also accepts)."""
+    config + the switches (top level, or inside `eagle_config` as vLLM also accepts); keys it does not know refused."""
+    where = directory / "config.json"
+    extensions = {TARGET_LAYERS_KEY, "eagle_config"} | ({SEMANTICS_KEY} if fmt == "eagle" else set())
+    check_config_keys(config, LLAMA_READ | LLAMA_NO_EFFECT | DRAFTER_READ | extensions, str(where), fmt)
+    if isinstance(config.get("eagle_config"), dict):
+        nested = {"eagle_aux_hidden_state_layer_ids", *SWITCHES}
+        check_config_keys(config["eagle_config"], nested, f"{where} eagle_config", fmt)
     # vocab: `t2d` has the target's size; config `vocab_size` is the target's too in every published EAGLE-3 config.
     vocab_size = state["t2d"].shape[0] if "t2d" in state else config["vocab_size"]
     num_layers = target_layers(config, target_config)

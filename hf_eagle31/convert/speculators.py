@@ -13,9 +13,13 @@ from transformers import LlamaConfig
 
 from ..errors import InputError
 from .neutral import (
+    DRAFTER_READ,
+    LLAMA_NO_EFFECT,
+    LLAMA_READ,
     SWITCHES,
     TARGET_LAYERS_KEY,
     DrafterCheckpoint,
+    check_config_keys,
     config_from_llama_dict,
     dtype_name,
     llama_fields,
@@ -25,6 +29,14 @@ from .neutral import (
 
 
 ARCHITECTURE = "Eagle3Speculator"  # as in published speculators checkpoints (0.9 writes Eagle3DraftModel)
+# The top level of a speculators 0.9 eagle3 config.json (besides transformers' metadata): what `read` reads, and
+# `speculators_config` (the proposal methods: serving policy, not the drafter's function; `verifier` and
+# `speculative_tokens` read). Anything else is refused (`neutral.check_config_keys`).
+TOP_LEVEL_KEYS = DRAFTER_READ | {
+    TARGET_LAYERS_KEY, "speculators_model_type", "speculators_version", "speculators_config",
+    "transformer_layer_config", "embed_requires_grad", "architectures", "auto_map", "model_type", "dtype",
+    "torch_dtype", "tie_word_embeddings", "transformers_version",
+}  # fmt: skip
 
 
 def read(directory: Path, config: dict, weights: dict, target_config, layer_ids, norm_output_semantics=None):
@@ -46,6 +58,9 @@ def read(directory: Path, config: dict, weights: dict, target_config, layer_ids,
         )
     if layer.get("mlp_bias"):
         raise InputError(f"{directory} uses mlp_bias=True, which the EAGLE-3 drafter does not have.")
+    where = directory / "config.json"
+    check_config_keys(config, TOP_LEVEL_KEYS, str(where), "speculators")
+    check_config_keys(layer, LLAMA_READ | LLAMA_NO_EFFECT, f"{where} transformer_layer_config", "speculators")
     verifier = dict((config.get("speculators_config") or {}).get("verifier") or {})
     proposals = (config.get("speculators_config") or {}).get("proposal_methods") or [{}]
     num_layers = target_layers(config, target_config)

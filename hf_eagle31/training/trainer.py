@@ -266,11 +266,16 @@ def save_final(trainer: "EagleTrainer", output_dir: str, model_card: bool) -> No
     with write_errors_name(output_dir):
         if trainer.args.should_save and os.path.isdir(partial):
             shutil.rmtree(partial)
-        trainer.save_model(partial)
-        if not trainer.args.should_save:
-            return
-        if model_card:
-            write_model_card(trainer.model, partial)  # README.md next to the drafter (hub.py; adapters get peft's)
+        try:
+            trainer.save_model(partial)
+            if not trainer.args.should_save:
+                return
+            if model_card:
+                write_model_card(trainer.model, partial)  # README.md next to the drafter (hub.py; adapters: peft's)
+        except BaseException:
+            if trainer.args.should_save:  # a failed save (no space, read-only, ...) leaves no half behind
+                shutil.rmtree(partial, ignore_errors=True)
+            raise
         _fault_point("final")
         names = sorted(os.listdir(partial), key=lambda n: n in FINAL_WEIGHTS)  # weights last
         for name in names:

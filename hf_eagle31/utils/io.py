@@ -105,7 +105,10 @@ def describe_write_error(error: BaseException, path: str | os.PathLike) -> str |
         code = int(match.group(1)) if match else None
     if code not in _WRITE_ERRORS:
         return None
-    where = getattr(error, "filename", None) or path
+    # The file that failed: a copy's destination (shutil reports the source as `filename`, the destination as
+    # `filename2`), named after the output when it is not the output itself.
+    failed = getattr(error, "filename2", None) or getattr(error, "filename", None)
+    where = str(path) if failed is None or str(failed) == str(path) else f"{path} ({failed})"
     return f"cannot write {where}: {_WRITE_ERRORS[code]}"
 
 
@@ -116,11 +119,16 @@ def write_errors_name(path: str | os.PathLike) -> Iterator[None]:
     try:
         yield
     except BaseException as error:
-        text = describe_write_error(error, path)
+        # An inner block's line (e.g. the temporary `.NAME.partial`) is said again for the outer path: the output
+        # the user chose.
+        original = getattr(error, "write_error", error)
+        text = describe_write_error(original, path)
         if text is None:
             raise
-        code = error.errno if isinstance(error, OSError) else None
-        raise OSError(code, text) from error
+        one_line = OSError(text)  # not OSError(code, text): its str() would start with "[Errno 28]"
+        one_line.errno = original.errno if isinstance(original, OSError) else None
+        one_line.write_error = original
+        raise one_line from original
 
 
 # --------------------------------------------------------------------------------------------- one writer

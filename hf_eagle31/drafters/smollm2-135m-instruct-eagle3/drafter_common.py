@@ -8,6 +8,7 @@ This file travels with every Hub checkpoint (remote code): it imports torch and 
 """
 
 import functools
+import json
 import os
 import warnings
 from dataclasses import dataclass
@@ -316,6 +317,42 @@ class DrafterOutput(ModelOutput):
 def _tensor_identity(tensor):
     """Which tensor this is (storage, offset, shape, version): changes when the weights are replaced or edited."""
     return (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor._version)
+
+
+def _weights_file(source, subfolder: str, key: str) -> str:
+    """The weights file of checkpoint `source` that holds tensor `key` (for messages; the checkpoint if unknown)."""
+    folder = os.path.join(str(source), subfolder)
+    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        index = os.path.join(folder, index_name)
+        if os.path.isfile(index):
+            try:
+                with open(index) as f:
+                    shard = json.load(f).get("weight_map", {}).get(key)
+            except (OSError, ValueError):
+                shard = None
+            return os.path.join(folder, shard) if shard else index
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if os.path.isfile(os.path.join(folder, name)):
+            return os.path.join(folder, name)
+    return str(source)
+
+
+def check_finite_weights(model: nn.Module, source, skip=(), subfolder: str = "") -> None:
+    """
+    Refuses a drafter whose loaded weights hold NaN / inf (a diverged training run saved anyway, a corrupt copy) in
+    one line naming the file, the tensor and the fix; run by `from_pretrained`, so `AutoModel.from_pretrained(...,
+    trust_remote_code=True)` refuses it too. `skip`: keys the checkpoint did not hold (initialised, not loaded).
+    One pass over the floating-point tensors (meta / empty shards of DeepSpeed or FSDP pass).
+    """
+    for name, tensor in model.state_dict().items():
+        if name in skip or not tensor.is_floating_point() or tensor.device.type == "meta" or not tensor.numel():
+            continue
+        if not bool(torch.isfinite(tensor).all()):
+            raise ValueError(
+                f"{_weights_file(source, subfolder, name)}: weight {name} holds NaN/inf: the drafter is broken (a "
+                "diverged training run?); resume from its last checkpoint with finite weights at a lower learning "
+                "rate, or train again."
+            )
 
 
 class DrafterPreTrainedModel(PreTrainedModel):
@@ -632,7 +669,7 @@ class DrafterPreTrainedModel(PreTrainedModel):
         """
         transformers' loader, with one-line errors naming the checkpoint: a missing config.json, another format
         (EAGLE / vLLM / speculators: convert it with `hf-eagle31 convert`; see `DrafterConfig.get_config_dict`),
-        unknown config keys, and truncated or corrupt weights.
+        unknown config keys, truncated or corrupt weights, and weights holding NaN / inf (`check_finite_weights`).
         """
         want_info = kwargs.pop("output_loading_info", False)
         source = args[0] if args else kwargs.get("pretrained_model_name_or_path")
@@ -653,6 +690,7 @@ class DrafterPreTrainedModel(PreTrainedModel):
                     "re-export it (or convert it with `hf-eagle31 convert`)."
                 )
         model.embeddings_ready = model.config.embeddings_in_checkpoint and "embed_tokens.weight" not in missing
+        check_finite_weights(model, source, missing, kwargs.get("subfolder") or "")
         # The draft length K and its schedule travel in generation_config.json (transformers only loads that file
         # for models that generate on their own).
         hub_options = {k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if k in kwargs}
