@@ -988,4 +988,20 @@ def train_drafter(
     if trainer.finished_before and has_final_weights(output_dir):
         return trainer  # a finished run re-run: its saved drafter stays as it is
     save_final(trainer, output_dir, model_card=not lora)
+    if eval_dataset is not None:
+        # The final evaluation (of the best checkpoint with `load_best_model_at_end`): the held-out loss and the
+        # teacher-forced agreement, logged and written to `eval_results.json` in the checkpoint folder. Taken from
+        # the log when the Trainer already evaluated these weights at the last step.
+        trainer.save_metrics("eval", _last_evaluation(trainer) or trainer.evaluate(), combined=False)
     return trainer
+
+
+def _last_evaluation(trainer: EagleTrainer) -> dict | None:
+    """The evaluation logged at the last step, if the trainer ends with the weights it evaluated
+    (`load_best_model_at_end` did not load another checkpoint since); None otherwise."""
+    state, step = trainer.state, trainer.state.global_step
+    logged = [h for h in state.log_history if "eval_loss" in h and h.get("step") == step]
+    best = state.best_model_checkpoint
+    if not logged or (trainer.args.load_best_model_at_end and best and os.path.basename(best) != f"checkpoint-{step}"):
+        return None
+    return {k: v for k, v in logged[-1].items() if k.startswith("eval_")}
