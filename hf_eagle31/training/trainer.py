@@ -580,9 +580,11 @@ class EagleTrainer(Trainer):
         mask = inputs["loss_mask"].bool() & inputs["attention_mask"].bool()
         to_draft = target_to_draft_ids(drafter).to(argmax.device)
         ranks = chain_ranks([s.detach() for s in step_logits], argmax, to_draft, mask).cpu().numpy()
-        for row in ranks:
-            _, sums, counts = position_metrics(row, self.eval_top_ks)
-            self._agreement.append((sums, counts))
+        rows = np.stack([np.concatenate(position_metrics(row, self.eval_top_ks)[1:]) for row in ranks])
+        if self.args.world_size > 1:  # every process's rows, without the ones repeated to even out the last batch
+            rows = self.accelerator.gather_for_metrics(torch.as_tensor(rows, device=self.args.device)).cpu().numpy()
+        width = len(self._agreement_names)
+        self._agreement.extend((row[:width], row[width:]) for row in rows)
 
     def _agreement_metrics(self, prefix=""):
         """
@@ -599,7 +601,8 @@ class EagleTrainer(Trainer):
 
         A chain position t counts at depth d when x_{t+1} .. x_{t+1+d} are assistant tokens (the loss mask): the
         chain starts after an answer token and drafts answer tokens only. Unlike `ttt_acc_*`, a target token outside
-        the draft vocabulary counts as a miss (a drafter cannot propose it). Reduced over processes.
+        the draft vocabulary counts as a miss (a drafter cannot propose it). Several processes: every process's rows
+        (gathered batch by batch like the Trainer's losses, `gather_for_metrics`).
         """
         rows, self._agreement = self._agreement, []
         if self._agreement_names is None:
@@ -607,10 +610,6 @@ class EagleTrainer(Trainer):
         width = len(self._agreement_names)
         sums = np.stack([s for s, _ in rows]) if rows else np.zeros((0, width))
         counts = np.stack([c for _, c in rows]) if rows else np.zeros((0, width))
-        if self.args.world_size > 1:  # every process's rows; padding rows have no positions and are dropped
-            both = torch.as_tensor(np.concatenate([sums, counts], axis=1), device=self.args.device)
-            both = self.accelerator.gather(self.accelerator.pad_across_processes(both, dim=0)).cpu().numpy()
-            sums, counts = both[:, :width], both[:, width:]
         keep = counts.sum(1) > 0  # rows without a chain position carry no information
         sums, counts = sums[keep], counts[keep]
         if not len(sums):
