@@ -21,6 +21,7 @@ import torch
 __all__ = [
     "BIG_RANK",
     "label_ranks",
+    "capped_label_ranks",
     "target_to_draft_ids",
     "chain_ranks",
     "position_metrics",
@@ -54,9 +55,37 @@ def label_ranks(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return torch.where(labels >= 0, ranks.clamp(max=BIG_RANK - 1), torch.full_like(ranks, BIG_RANK))
 
 
+def capped_label_ranks(
+    logits: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, labels: torch.Tensor, max_rank: int
+) -> torch.Tensor:
+    """
+    `min(label_ranks(logits[rows, cols], labels), max_rank)` (`BIG_RANK` for labels outside the draft vocabulary)
+    without copying the (m, D) rows: one `topk(max_rank)` pass over `logits` (B, n, D) decides every rank below
+    `max_rank` from the top values and ids, and only a row whose label ties the smallest of its top values (where the
+    top-k cut may split a tie group) is ranked exactly with `label_ranks`. Same indicators rank < k for every
+    k <= max_rank, ties broken like `argmax`.
+    """
+    kk = min(max_rank, logits.shape[-1])
+    top_values, top_ids = logits.topk(kk, dim=-1)
+    top_values, top_ids = top_values[rows, cols].float(), top_ids[rows, cols]  # (m, kk)
+    value = logits[rows, cols, labels.clamp(min=0)].float()[:, None]
+    above = (top_values > value).sum(-1)
+    ties = ((top_values == value) & (top_ids < labels[:, None])).sum(-1)
+    ranks = torch.where(above >= kk, torch.full_like(above, max_rank), above + ties)
+    boundary = ((above < kk) & (value[:, 0] <= top_values.min(-1).values)).nonzero(as_tuple=True)[0]
+    if boundary.numel():  # the label ties the k-th value: equal values may lie outside the top k
+        ranks[boundary] = label_ranks(logits[rows[boundary], cols[boundary]], labels[boundary])
+    ranks = ranks.clamp(max=max_rank)
+    return torch.where(labels >= 0, ranks, torch.full_like(ranks, BIG_RANK))
+
+
 @torch.no_grad()
 def chain_ranks(
-    step_logits: Sequence[torch.Tensor], greedy: torch.Tensor, to_draft: torch.Tensor, token_mask: torch.Tensor
+    step_logits: Sequence[torch.Tensor],
+    greedy: torch.Tensor,
+    to_draft: torch.Tensor,
+    token_mask: torch.Tensor,
+    max_rank: int | None = None,
 ) -> torch.Tensor:
     """
     The rank arrays of a batch from a TTT unroll (the trainer's), (B, J, n) int64, in the layout of
@@ -66,6 +95,8 @@ def chain_ranks(
         x_{t+1+j}. greedy: (B, n) the target's argmax over its full vocabulary (z_s predicts x_{s+1}; < 0 unknown).
     to_draft: (V,) `target_to_draft_ids`. token_mask: (B, n) bool, the tokens a chain may run over (assistant tokens
         that are not padding).
+    max_rank: ranks are capped there (`capped_label_ranks`: exact for top-k with k <= max_rank, and much cheaper);
+        None: full ranks (`label_ranks`).
 
     Depth j at t is compared with greedy[t + j] and is defined iff x_{t+1} .. x_{t+1+j} are all in `token_mask` (the
     chain starts after an answer token and every token it drafts is an answer token: `eval --teacher-forced`'s
@@ -88,7 +119,10 @@ def chain_ranks(
         if rows.numel() == 0:
             break
         labels = to_draft[greedy[rows, cols + j].clamp(min=0)]
-        out[rows, j - 1, cols] = label_ranks(logits[rows, cols], labels)
+        if max_rank is None:
+            out[rows, j - 1, cols] = label_ranks(logits[rows, cols], labels)
+        else:
+            out[rows, j - 1, cols] = capped_label_ranks(logits[:, :k], rows, cols, labels, max_rank)
     return out
 
 

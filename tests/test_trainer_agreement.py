@@ -6,7 +6,7 @@ import pytest
 import torch
 from test_training import VOCAB, drafter_for, random_rows
 
-from hf_eagle31.agreement import chain_ranks, position_metrics
+from hf_eagle31.agreement import BIG_RANK, capped_label_ranks, chain_ranks, label_ranks, position_metrics
 from hf_eagle31.evaluation import teacher_forced as tf
 from hf_eagle31.features import FeatureDataset, precompute_features
 from hf_eagle31.training import EagleTrainer, apply_lora
@@ -150,6 +150,20 @@ def test_chain_ranks_excludes_masked_positions_and_padding():
     assert (ranks[ranks >= 0] == 0).all()
     names, sums, counts = position_metrics(ranks.numpy(), (1,))
     assert sums[names.index("tau_chain/3")] / counts[names.index("tau_chain/3")] == 4.0
+
+
+@pytest.mark.parametrize("levels", [3, 50, None])  # logits in 3 / 50 distinct values (ties everywhere), or continuous
+@pytest.mark.parametrize("max_rank", [1, 4, 9])
+def test_capped_ranks_equal_full_ranks_below_the_cap(levels, max_rank):
+    g = torch.Generator().manual_seed(max_rank)
+    b, n, d = 3, 40, 9 if max_rank == 9 else 30  # max_rank = 9: the whole draft vocabulary is the top k
+    logits = torch.randn(b, n, d, generator=g) if levels is None else torch.randint(0, levels, (b, n, d), generator=g)
+    logits = logits.float()
+    rows, cols = torch.randint(0, b, (200,), generator=g), torch.randint(0, n, (200,), generator=g)
+    labels = torch.randint(-1, d, (200,), generator=g)  # -1: outside the draft vocabulary
+    full = label_ranks(logits[rows, cols], labels)
+    expected = torch.where(full == BIG_RANK, full, full.clamp(max=max_rank))
+    assert torch.equal(capped_label_ranks(logits, rows, cols, labels, max_rank), expected)
 
 
 def test_agreement_equals_eval_teacher_forced_on_the_same_sequences(tmp_path):

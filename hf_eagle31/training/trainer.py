@@ -579,7 +579,8 @@ class EagleTrainer(Trainer):
         the target's greedy tokens in the step logits (`agreement.chain_ranks`), kept as per-sequence sums."""
         mask = inputs["loss_mask"].bool() & inputs["attention_mask"].bool()
         to_draft = target_to_draft_ids(drafter).to(argmax.device)
-        ranks = chain_ranks([s.detach() for s in step_logits], argmax, to_draft, mask).cpu().numpy()
+        steps = [s.detach() for s in step_logits]
+        ranks = chain_ranks(steps, argmax, to_draft, mask, max_rank=max(self.eval_top_ks)).cpu().numpy()
         rows = np.stack([np.concatenate(position_metrics(row, self.eval_top_ks)[1:]) for row in ranks])
         if self.args.world_size > 1:  # every process's rows, without the ones repeated to even out the last batch
             rows = self.accelerator.gather_for_metrics(torch.as_tensor(rows, device=self.args.device)).cpu().numpy()
