@@ -20,6 +20,10 @@ N is the number of assistant positions that step 0 could predict (`loss_mask[t+2
 (every gradient-accumulation micro-batch on every process), so accumulating k micro-batches yields the same gradient
 as one k-times larger batch. Per-step loss and accuracy are logged as `ttt_loss_{j}` / `ttt_acc_{j}` (means over
 that step's valid positions).
+
+Evaluation adds the teacher-forced agreement of `hf-eagle31 eval --teacher-forced` from the same unroll (the target's
+greedy token is the argmax the loss already has, so no extra forward): `eval_acc{k}_depth{d}`, `eval_tau_chain` and
+bootstrap half-widths (`EagleTrainer._agreement_metrics`; the math is `hf_eagle31.agreement`'s).
 """
 
 import contextlib
