@@ -680,6 +680,15 @@ def test_cli_train_bf16_on_cpu(tmp_path, monkeypatch, variant):
     assert all(math.isfinite(h["loss"]) for h in history if "loss" in h)
 
 
+def ddp_eval_rows():
+    """Held-out rows of the two-process test: 6 rows of varied length, 3 per process."""
+    g = torch.Generator().manual_seed(5)
+    return [
+        {"input_ids": torch.randint(0, 64, (n,), generator=g).tolist(), "loss_mask": [0] * 3 + [1] * (n - 3)}
+        for n in (12, 9, 11, 8, 10, 12)
+    ]
+
+
 DDP_SCRIPT = textwrap.dedent(
     """
     import json, os, sys, torch
@@ -689,6 +698,7 @@ DDP_SCRIPT = textwrap.dedent(
     from transformers import TrainingArguments
     from conftest import tiny_target
     from hf_eagle31.training import EagleTrainer, build_drafter
+    from test_training import ddp_eval_rows
 
     target = tiny_target()
     torch.manual_seed(1)
@@ -702,8 +712,14 @@ DDP_SCRIPT = textwrap.dedent(
                            train_dataset=datasets.Dataset.from_list(rows))
     trainer.train()
     checksum = sum(float(p.detach().double().sum()) for p in drafter.parameters() if p.requires_grad)
+    # The agreement metrics of a fresh drafter (another trainer: evaluating before `train` would keep the Trainer
+    # from wrapping the model in DDP) on 6 held-out rows, 3 per process, gathered.
+    torch.manual_seed(1)
+    fresh = build_drafter(target.config, "eagle3.1").load_target_embeddings(target)
+    evaluated = EagleTrainer(model=fresh, args=args, target=target, ttt_steps=2, train_dataset=rows).evaluate(
+        datasets.Dataset.from_list(ddp_eval_rows()))
     out = {"rank": args.process_index, "world": args.world_size, "checksum": checksum,
-           "loss": [h["loss"] for h in trainer.state.log_history if "loss" in h]}
+           "loss": [h["loss"] for h in trainer.state.log_history if "loss" in h], "eval": evaluated}
     json.dump(out, open(os.path.join(sys.argv[1], f"rank{args.process_index}.json"), "w"))
     # Both ranks are done and have written their results. Interpreter shutdown sometimes aborts in native thread
     # teardown ("terminate called without an active exception", SIGABRT, seen 1 run in ~3 after both result files
@@ -758,3 +774,14 @@ def test_accelerate_launch_two_processes_data_parallel(tmp_path):
     assert [r["world"] for r in ranks] == [2, 2]
     assert ranks[0]["checksum"] == pytest.approx(ranks[1]["checksum"], rel=1e-9)  # gradients were all-reduced
     assert ranks[0]["loss"] == pytest.approx(ranks[1]["loss"])  # the logged loss is the global one
+    # The agreement metrics gather every process's rows: both ranks report what one process reports on all rows.
+    target = tiny_target()
+    torch.manual_seed(1)
+    drafter = build_drafter(target.config, "eagle3.1").load_target_embeddings(target)
+    single = EagleTrainer(
+        model=drafter, args=tiny_training_args(tmp_path / "one"), target=target, ttt_steps=2, train_dataset=[]
+    ).evaluate(datasets.Dataset.from_list(ddp_eval_rows()))
+    keys = [k for k in single if "depth" in k and "halfwidth" not in k] + ["eval_tau_chain", "eval_tf_positions"]
+    assert len(keys) == 2 * 2 + 2
+    for rank in ranks:
+        assert {k: rank["eval"][k] for k in keys} == pytest.approx({k: single[k] for k in keys})

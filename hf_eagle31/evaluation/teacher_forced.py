@@ -44,7 +44,6 @@ import hashlib
 import json
 import os
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -53,6 +52,15 @@ import torch
 from transformers import PreTrainedModel
 from transformers.utils import logging
 
+from ..agreement import (  # the statistics, shared with the trainer's validation metrics
+    BIG_RANK,
+    bootstrap_weights,
+    label_ranks,
+    position_metrics,
+    target_to_draft_ids,
+)
+from ..agreement import percentile_interval as _interval
+from ..agreement import ratio as _ratio
 from ..errors import InputError
 from ..features import capture_target_features, chunked_argmax, output_head
 from ..loading import check_drafters_fit
@@ -78,7 +86,6 @@ __all__ = [
     "heldout_suite",
 ]
 
-BIG_RANK = 32767  # the label is outside the draft vocabulary: never in any top-k
 DEFAULT_TOP_KS = (1, 2, 4, 8)
 ANSWER_CACHE_FORMAT = "hf-eagle31-tf-answer/1"
 
@@ -347,27 +354,6 @@ def build_sequences(
 # ---------------------------------------------------------------------------------------------- ranks per depth
 
 
-def _target_to_draft(drafter: PreTrainedModel) -> torch.Tensor:
-    """(V,) draft id of every target id, -1 outside the draft vocabulary."""
-    draft_to_target = drafter.draft_to_target_ids
-    inverse = torch.full((drafter.config.vocab_size,), -1, dtype=torch.long, device=draft_to_target.device)
-    inverse[draft_to_target] = torch.arange(draft_to_target.numel(), device=draft_to_target.device)
-    return inverse
-
-
-def label_ranks(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """
-    Rank of each label (draft ids (m,), -1 = not in the draft vocabulary) in `logits` (m, D): the number of draft
-    ids ranked before it, ties broken like `torch.argmax` (the lower id first). Rank 0 <=> argmax == label.
-    """
-    logits = logits.float()
-    safe = labels.clamp(min=0)
-    value = logits.gather(-1, safe[:, None])
-    ids = torch.arange(logits.shape[-1], device=logits.device)
-    ranks = (logits > value).sum(-1) + ((logits == value) & (ids[None] < safe[:, None])).sum(-1)
-    return torch.where(labels >= 0, ranks.clamp(max=BIG_RANK - 1), torch.full_like(ranks, BIG_RANK))
-
-
 def draft_ranks(
     drafter: PreTrainedModel,
     input_ids: torch.Tensor,
@@ -388,7 +374,7 @@ def draft_ranks(
     out = np.full((max_depth, width), -1, dtype=np.int16)
     if width == 0:
         return out
-    to_draft = _target_to_draft(drafter)
+    to_draft = target_to_draft_ids(drafter)
     with torch.no_grad():
         step_logits = drafter.ttt_forward(input_ids, target_hidden_states, max_depth)
     for step, logits in enumerate(step_logits):
@@ -448,53 +434,8 @@ def teacher_forced_ranks(
 
 # ---------------------------------------------------------------------------------------------- statistics
 
-
-def _position_metrics(ranks: np.ndarray, top_ks: Sequence[int]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """
-    Per-sequence sums and counts of every metric from one (J, P) rank array: `(names, sums (M,), counts (M,))`.
-    Metric m's value over a set of sequences is sum(sums[:, m]) / sum(counts[:, m]).
-    """
-    depth = ranks.shape[0]
-    valid = ranks >= 0  # (J, P); valid at depth j implies valid at every depth < j
-    names, sums, counts = [], [], []
-    for k in top_ks:
-        hit = valid & (ranks < k)
-        joint = np.cumprod(hit, axis=0)  # all depths <= j in the top-k
-        for j in range(depth):
-            names.append(f"acc@{k}/{j + 1}")
-            sums.append(hit[j].sum())
-            counts.append(valid[j].sum())
-        for j in range(depth):  # accepted length of a K = j + 1 chain (k = 1) / full k-ary tree, bonus counted
-            names.append(("tau_chain" if k == 1 else f"tau_tree@{k}") + f"/{j + 1}")
-            sums.append((1 + joint[: j + 1].sum(0))[valid[j]].sum())
-            counts.append(valid[j].sum())
-        if k == 1:
-            for j in range(depth):  # acceptance at depth j given depths < j were right
-                names.append(f"cond@1/{j + 1}")
-                previous = joint[j - 1] if j else np.ones_like(hit[0])
-                sums.append((joint[j] & valid[j]).sum())
-                counts.append((previous & valid[j]).sum())
-    return names, np.asarray(sums, dtype=np.float64), np.asarray(counts, dtype=np.float64)
-
-
-def bootstrap_weights(num_clusters: int, num_resamples: int, seed: int = 0) -> np.ndarray:
-    """(B, C) multiplicities of a cluster bootstrap: each row resamples the C clusters with replacement."""
-    rng = np.random.default_rng(seed)
-    return rng.multinomial(num_clusters, np.full(num_clusters, 1.0 / num_clusters), size=num_resamples).astype(
-        np.float64
-    )
-
-
-def _ratio(num, den):
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
-
-
-def _interval(samples: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
-    alpha = (1 - confidence) / 2
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (no positions at that depth)
-        return np.nanquantile(samples, alpha, axis=0), np.nanquantile(samples, 1 - alpha, axis=0)
+_target_to_draft = target_to_draft_ids  # the names before the statistics moved to hf_eagle31.agreement
+_position_metrics = position_metrics
 
 
 def _nested(names, value, low, high) -> dict:
@@ -561,7 +502,7 @@ def _summarize_part(indices, sequences, ranks, labels, top_ks, num_resamples, co
     for label in labels:
         sums = counts = None
         for i in indices:
-            names, s, c = _position_metrics(ranks[label][i].astype(np.int64), top_ks)
+            names, s, c = position_metrics(ranks[label][i].astype(np.int64), top_ks)
             if sums is None:
                 sums, counts = np.zeros((len(clusters), len(s))), np.zeros((len(clusters), len(s)))
             sums[where[sequences[i].cluster]] += s

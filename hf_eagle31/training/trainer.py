@@ -20,6 +20,10 @@ N is the number of assistant positions that step 0 could predict (`loss_mask[t+2
 (every gradient-accumulation micro-batch on every process), so accumulating k micro-batches yields the same gradient
 as one k-times larger batch. Per-step loss and accuracy are logged as `ttt_loss_{j}` / `ttt_acc_{j}` (means over
 that step's valid positions).
+
+Evaluation adds the teacher-forced agreement of `hf-eagle31 eval --teacher-forced` from the same unroll (the target's
+greedy token is the argmax the loss already has, so no extra forward): `eval_acc{k}_depth{d}`, `eval_tau_chain` and
+bootstrap half-widths (`EagleTrainer._agreement_metrics`; the math is `hf_eagle31.agreement`'s).
 """
 
 import contextlib
@@ -33,12 +37,14 @@ import shutil
 import signal
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from transformers import PretrainedConfig, PreTrainedModel, Trainer, TrainerCallback, TrainerState, TrainingArguments
 from transformers.trainer_utils import TrainOutput
 from transformers.utils import logging
 
 from .. import targets
+from ..agreement import chain_ranks, point_and_interval, position_metrics, target_to_draft_ids
 from ..data.prepare import with_loss_on_every_token
 from ..errors import InputError, modeling_checks_are_input_errors, one_line
 from ..features import (
@@ -339,6 +345,9 @@ class EagleTrainer(Trainer):
     argmax_chunk_size: positions per chunk when the target's full-vocabulary argmax is computed online.
     loss_chunk_size: > 0 computes the loss in checkpointed chunks of that many positions (`ttt_loss`'s `chunk_size`:
         less memory for backward, same gradients); 0 = all positions at once.
+    eval_top_ks: the k of the teacher-forced agreement metrics `evaluate` reports (`eval_acc{k}_depth{d}`; k = 1 is
+        always included; None = no agreement metrics, the loss and `ttt_*` only). See `_agreement_metrics`.
+    eval_resamples: bootstrap resamples of the `*_halfwidth` intervals (0 = no intervals).
     """
 
     def __init__(
@@ -354,6 +363,8 @@ class EagleTrainer(Trainer):
         loss_chunk_size: int = 0,
         loss_objective: str = "soft_ce",
         data_collator=None,
+        eval_top_ks: tuple[int, ...] | None = (1, 4),
+        eval_resamples: int = 1000,
         **kwargs,
     ):
         drafter = unwrap_drafter(model)
@@ -385,6 +396,17 @@ class EagleTrainer(Trainer):
         self.teacher_head = teacher_head.to(self.args.device)
         self.teacher_head_bias = teacher_head_bias.to(self.args.device) if teacher_head_bias is not None else None
         self._ttt_stats = {"train": None, "eval": None}
+        self.eval_top_ks = None if eval_top_ks is None else tuple(sorted({int(k) for k in eval_top_ks} | {1}))
+        if self.eval_top_ks is not None and self.eval_top_ks[0] < 1:
+            raise InputError(f"eval_top_ks={eval_top_ks}: every k must be >= 1.")
+        self.eval_resamples = int(eval_resamples)
+        self._agreement = []  # per evaluated sequence: (sums, counts) of `agreement.position_metrics`
+        self._agreement_names = (  # the metric names of `agreement.position_metrics`, fixed by top-k and depth
+            None
+            if self.eval_top_ks is None
+            else position_metrics(np.full((self.ttt_steps, 1), -1), self.eval_top_ks)[0]
+        )
+        self._check_metric_for_best_model()
         self._forward_returns_dict = _forward_takes_return_dict(drafter)
         self.finished_before = False  # set by `train`: the resumed checkpoint was already at max_steps
 
@@ -511,6 +533,8 @@ class EagleTrainer(Trainer):
         )
         mode = "train" if model.training else "eval"
         self._ttt_stats[mode] = stats if self._ttt_stats[mode] is None else self._ttt_stats[mode] + stats
+        if mode == "eval" and self.eval_top_ks is not None:
+            self._add_agreement(drafter, step_logits, argmax, inputs)
         if num_items_in_batch is None:  # evaluation, or a caller outside the training loop: this batch alone
             loss = total / loss_token_count(inputs["loss_mask"], inputs["attention_mask"]).clamp(min=1)
         else:
@@ -540,6 +564,88 @@ class EagleTrainer(Trainer):
                 metrics[f"{prefix}ttt_acc_{j}"] = round(float(stats[1, j]) / count, 4)
         return metrics
 
+    def _check_metric_for_best_model(self):
+        """Refuses, before training, a `metric_for_best_model` naming an agreement metric this trainer will not
+        report (the Trainer would fail with a KeyError at the first evaluation)."""
+        name = self.args.metric_for_best_model
+        match = re.fullmatch(r"(?:eval_)?(?:acc(\d+)_depth(\d+)|tau_chain|acc1_depth1_halfwidth)", name or "")
+        if match is None:
+            return
+        if self.eval_top_ks is None:
+            raise InputError(
+                f"metric_for_best_model={name!r} needs the agreement metrics: do not pass eval_top_ks=None."
+            )
+        if match.group(1) and (
+            int(match.group(1)) not in self.eval_top_ks or not 1 <= int(match.group(2)) <= self.ttt_steps
+        ):
+            raise InputError(
+                f"metric_for_best_model={name!r} is not reported: evaluation reports acc{{k}}_depth{{d}} for k in "
+                f"{list(self.eval_top_ks)} and d = 1..{self.ttt_steps} (or use tau_chain)."
+            )
+
+    def _add_agreement(self, drafter, step_logits, argmax, inputs):
+        """Teacher-forced agreement of this eval batch from the loss's own unroll (no extra forward): the ranks of
+        the target's greedy tokens in the step logits (`agreement.chain_ranks`), kept as per-sequence sums."""
+        mask = inputs["loss_mask"].bool() & inputs["attention_mask"].bool()
+        to_draft = target_to_draft_ids(drafter).to(argmax.device)
+        steps = [s.detach() for s in step_logits]
+        ranks = chain_ranks(steps, argmax, to_draft, mask, max_rank=max(self.eval_top_ks)).cpu().numpy()
+        rows = np.stack([np.concatenate(position_metrics(row, self.eval_top_ks)[1:]) for row in ranks])
+        if self.args.world_size > 1:  # every process's rows, without the ones repeated to even out the last batch
+            rows = self.accelerator.gather_for_metrics(torch.as_tensor(rows, device=self.args.device)).cpu().numpy()
+        width = len(self._agreement_names)
+        self._agreement.extend((row[:width], row[width:]) for row in rows)
+
+    def _agreement_metrics(self, prefix=""):
+        """
+        The teacher-forced agreement of the evaluated rows, the numbers `eval --teacher-forced` reports, computed
+        from the loss's unroll (the target's greedy token at each position = the argmax the loss already has):
+
+        - `{prefix}acc{k}_depth{d}`: share of chain positions whose depth-d draft has the target's greedy token in
+          its top k (k = 1: the drafter's argmax is the target's token), d = 1 .. ttt_steps;
+        - `{prefix}tau_chain`: the expected accepted length of a greedy chain of K = ttt_steps drafts, bonus token
+          counted, from the joint per-position indicators, over the positions where depth K is defined;
+        - `{prefix}acc1_depth1_halfwidth`, `{prefix}tau_chain_halfwidth`: half the width of their 95% percentile
+          interval, cluster bootstrap over rows (`eval_resamples` resamples, seed 0);
+        - `{prefix}tf_positions`: chain positions at depth 1.
+
+        A chain position t counts at depth d when x_{t+1} .. x_{t+1+d} are assistant tokens (the loss mask): the
+        chain starts after an answer token and drafts answer tokens only. Unlike `ttt_acc_*`, a target token outside
+        the draft vocabulary counts as a miss (a drafter cannot propose it). Several processes: every process's rows
+        (gathered batch by batch like the Trainer's losses, `gather_for_metrics`).
+        """
+        rows, self._agreement = self._agreement, []
+        if self._agreement_names is None:
+            return {}
+        width = len(self._agreement_names)
+        sums = np.stack([s for s, _ in rows]) if rows else np.zeros((0, width))
+        counts = np.stack([c for _, c in rows]) if rows else np.zeros((0, width))
+        keep = counts.sum(1) > 0  # rows without a chain position carry no information
+        sums, counts = sums[keep], counts[keep]
+        if not len(sums):
+            return {}
+        value, low, high = point_and_interval(sums, counts, self.eval_resamples)
+        index = {name: i for i, name in enumerate(self._agreement_names)}
+        depth = self.ttt_steps
+        metrics = {}
+        for k in self.eval_top_ks:
+            for d in range(1, depth + 1):
+                if np.isfinite(value[index[f"acc@{k}/{d}"]]):
+                    metrics[f"{prefix}acc{k}_depth{d}"] = float(value[index[f"acc@{k}/{d}"]])
+        tau = index[f"tau_chain/{depth}"]
+        metrics[f"{prefix}tau_chain"] = float(value[tau])  # NaN when undefined: the key is always there
+        if not np.isfinite(value[tau]):
+            logger.warning(
+                "%stau_chain is undefined: no held-out row has a chain of %d assistant tokens (--ttt-steps) to score",
+                prefix,
+                depth,
+            )
+        for key, i in (("acc1_depth1", index["acc@1/1"]), ("tau_chain", tau)):
+            if np.isfinite(low[i]) and np.isfinite(high[i]):
+                metrics[f"{prefix}{key}_halfwidth"] = float(high[i] - low[i]) / 2
+        metrics[f"{prefix}tf_positions"] = int(counts[:, index["acc@1/1"]].sum())
+        return metrics
+
     def log(self, logs, start_time=None):
         if "loss" in logs:  # a training log: add the per-step numbers accumulated since the previous one
             logs.update(self._ttt_metrics("train"))
@@ -547,8 +653,10 @@ class EagleTrainer(Trainer):
 
     def evaluation_loop(self, *args, metric_key_prefix="eval", **kwargs):
         self._ttt_stats["eval"] = None
+        self._agreement = []
         output = super().evaluation_loop(*args, metric_key_prefix=metric_key_prefix, **kwargs)
         output.metrics.update(self._ttt_metrics("eval", prefix=f"{metric_key_prefix}_"))
+        output.metrics.update(self._agreement_metrics(prefix=f"{metric_key_prefix}_"))
         return output
 
 
@@ -889,4 +997,20 @@ def train_drafter(
     if trainer.finished_before and has_final_weights(output_dir):
         return trainer  # a finished run re-run: its saved drafter stays as it is
     save_final(trainer, output_dir, model_card=not lora)
+    if eval_dataset is not None:
+        # The final evaluation (of the best checkpoint with `load_best_model_at_end`): the held-out loss and the
+        # teacher-forced agreement, logged and written to `eval_results.json` in the checkpoint folder. Taken from
+        # the log when the Trainer already evaluated these weights at the last step.
+        trainer.save_metrics("eval", _last_evaluation(trainer) or trainer.evaluate(), combined=False)
     return trainer
+
+
+def _last_evaluation(trainer: EagleTrainer) -> dict | None:
+    """The evaluation logged at the last step, if the trainer ends with the weights it evaluated
+    (`load_best_model_at_end` did not load another checkpoint since); None otherwise."""
+    state, step = trainer.state, trainer.state.global_step
+    logged = [h for h in state.log_history if "eval_loss" in h and h.get("step") == step]
+    best = state.best_model_checkpoint
+    if not logged or (trainer.args.load_best_model_at_end and best and os.path.basename(best) != f"checkpoint-{step}"):
+        return None
+    return {k: v for k, v in logged[-1].items() if k.startswith("eval_")}
