@@ -51,8 +51,8 @@ def test_shipped_drafter_loads_with_trust_remote_code(name):
 
     config = drafter.generation_config
     assert config.draft_tree is True
-    assert (config.tree_depth, config.tree_topk, config.tree_total_tokens) == tuple(
-        TREE_DEFAULTS[k] for k in ("tree_depth", "tree_topk", "tree_total_tokens")
+    assert (config.tree_depth, config.tree_topk, config.tree_total_tokens, config.tree_min_probability) == tuple(
+        TREE_DEFAULTS[k] for k in ("tree_depth", "tree_topk", "tree_total_tokens", "tree_min_probability")
     )
     assert not drafter.embeddings_ready  # taken from the target at load time
     assert drafter.lm_head.weight.dtype == torch.bfloat16 and torch.isfinite(drafter.lm_head.weight.float()).all()

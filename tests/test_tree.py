@@ -95,6 +95,7 @@ def test_tree_greedy_equals_plain_generate_fuzzed(family):
             do_sample=False,
             eos_token_id=eos,
             prompt_lookup_num_tokens=rng.choice([0, 4]),
+            tree_min_probability=rng.choice([0.0, 0.1, 0.5]),
         )
         out = target.generate(prompt, generation_config=config, assistant_model=drafter)
         assert torch.equal(out, reference), f"{family} case {case} shape {shape} diverged from plain greedy"
@@ -287,6 +288,7 @@ def test_tree_policy_from_the_drafter_generation_config(target):
     reference = target.generate(prompt, max_new_tokens=10, do_sample=False)
     drafter.generation_config.draft_tree = True
     drafter.generation_config.tree_total_tokens = 7
+    drafter.generation_config.tree_min_probability = 0.0  # a random drafter is never sure: grow every depth
     out = target.generate(prompt, max_new_tokens=10, do_sample=False, assistant_model=drafter)
     assert torch.equal(out, reference)
     assert max(drafter.last_speculation_stats.draft_lengths) == 7  # (fewer where the budget limits the depth)
@@ -318,7 +320,7 @@ CHILD = textwrap.dedent(
     plain = target.generate(prompt, max_new_tokens=20, do_sample=False)
     drafter = AutoModel.from_pretrained(drafter_dir, trust_remote_code=True).eval()
     assert type(drafter).__module__.startswith("transformers_modules"), type(drafter).__module__
-    config = GenerationConfig(draft_tree=True, tree_depth=4, tree_topk=3, tree_total_tokens=9, max_new_tokens=20)
+    config = GenerationConfig(draft_tree=True, tree_depth=4, tree_topk=3, tree_total_tokens=9, tree_min_probability=0.0, max_new_tokens=20)
     assisted = target.generate(prompt, generation_config=config, assistant_model=drafter)
     assert torch.equal(plain, assisted)
     assert max(drafter.last_speculation_stats.draft_lengths) == 9, drafter.last_speculation_stats.draft_lengths
