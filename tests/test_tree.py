@@ -320,7 +320,9 @@ CHILD = textwrap.dedent(
     plain = target.generate(prompt, max_new_tokens=20, do_sample=False)
     drafter = AutoModel.from_pretrained(drafter_dir, trust_remote_code=True).eval()
     assert type(drafter).__module__.startswith("transformers_modules"), type(drafter).__module__
-    config = GenerationConfig(draft_tree=True, tree_depth=4, tree_topk=3, tree_total_tokens=9, tree_min_probability=0.0, max_new_tokens=20)
+    config = GenerationConfig(
+        draft_tree=True, tree_depth=4, tree_topk=3, tree_total_tokens=9, tree_min_probability=0.0, max_new_tokens=20
+    )
     assisted = target.generate(prompt, generation_config=config, assistant_model=drafter)
     assert torch.equal(plain, assisted)
     assert max(drafter.last_speculation_stats.draft_lengths) == 9, drafter.last_speculation_stats.draft_lengths
