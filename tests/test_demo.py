@@ -43,3 +43,7 @@ def test_describe_policy_names_what_runs():
     assert describe_policy(tree) == (
         "dynamic draft tree (depth 5, top-4 expansion, 16 nodes verified per cycle) + context copy of up to 8 tokens"
     )
+    tree.tree_min_probability = 0.1
+    assert "16 nodes verified per cycle, a further depth only while its best node is >= 0.1 likely)" in (
+        describe_policy(tree)
+    )

@@ -40,9 +40,11 @@ def describe_policy(config, num_assistant_tokens=None) -> str:
     copy = config.prompt_lookup_num_tokens or 0
     copied = f" + context copy of up to {copy} tokens" if copy else ""
     if getattr(config, "draft_tree", None):
+        gate = getattr(config, "tree_min_probability", None) or 0
+        deeper = f", a further depth only while its best node is >= {gate:g} likely" if gate else ""
         return (
             f"dynamic draft tree (depth {config.tree_depth}, top-{config.tree_topk} expansion, "
-            f"{config.tree_total_tokens} nodes verified per cycle){copied}"
+            f"{config.tree_total_tokens} nodes verified per cycle{deeper}){copied}"
         )
     k = num_assistant_tokens or config.num_assistant_tokens
     threshold = config.assistant_confidence_threshold or 0
