@@ -236,7 +236,12 @@ def test_time_budget_stops_unfinished_and_resumes_to_the_same_run(tmp_path):
 
     def run(out, **more):
         return train_drafter(
-            rows(), str(out), target=target, draft_vocab_size=64, ttt_steps=1, training_args=train_args(out, **kw, **more)
+            rows(),
+            str(out),
+            target=target,
+            draft_vocab_size=64,
+            ttt_steps=1,
+            training_args=train_args(out, **kw, **more),
         )
 
     torch.manual_seed(1)  # the fresh drafter's initial weights
