@@ -995,7 +995,7 @@ def train_drafter(
         args.output_dir,
         overwrite,
         args.resume_from_checkpoint,
-        saves_checkpoints=args.save_strategy != "no",
+        saves_checkpoints=args.save_strategy != "no" or budget is not None,  # a budget's stop is a checkpoint
     )
     check_has_loss_tokens(dataset)
     check_ttt_steps(ttt_steps, dataset)
