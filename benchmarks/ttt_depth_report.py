@@ -23,10 +23,7 @@ def interval(entry, depth):
 
 
 def report(paths) -> str:
-    lines = [
-        "| drafter | " + " | ".join(f"depth {d}" for d in DEPTHS) + " |",
-        "|---" * (len(DEPTHS) + 1) + "|",
-    ]
+    lines = ["| drafter | " + " | ".join(f"depth {d}" for d in DEPTHS) + " |", "|---" * (len(DEPTHS) + 1) + "|"]
     for path in paths:
         with open(path) as f:
             run = json.load(f)

@@ -221,6 +221,79 @@ def test_finished_run_resumed_trains_nothing_and_keeps_its_drafter(tmp_path):
     assert (tmp_path / "model.safetensors").read_bytes() == weights
 
 
+def _weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_time_budget_stops_unfinished_and_resumes_to_the_same_run(tmp_path):
+    """`max_minutes` (`hf-eagle31 train --max-minutes`): past the budget the step that ends is saved as a checkpoint
+    and the run stops unfinished (no drafter in the output, `stopped_by_budget`); each budgeted resume trains on
+    from there, the one reaching max_steps saves the drafter, and the result is the uninterrupted run's."""
+    target = tiny_target()
+    kw = dict(max_steps=4, per_device_train_batch_size=4, logging_steps=1)
+
+    def run(out, **more):
+        return train_drafter(
+            rows(),
+            str(out),
+            target=target,
+            draft_vocab_size=64,
+            ttt_steps=1,
+            training_args=train_args(out, **kw, **more),
+        )
+
+    torch.manual_seed(1)  # the fresh drafter's initial weights
+    full = run(tmp_path / "full")
+    torch.manual_seed(1)
+    steps = []
+    for call in range(4):  # a budget of ~0: every call stops after its first step
+        resume = {"resume_from_checkpoint": "latest"} if call else {}
+        trainer = train_drafter(
+            rows(),
+            str(tmp_path / "b"),
+            target=target,
+            draft_vocab_size=64,
+            ttt_steps=1,
+            training_args=train_args(tmp_path / "b", **kw, **resume),
+            max_minutes=1e-9,
+        )
+        steps.append((trainer.state.global_step, trainer.stopped_by_budget, trainer.finished_before))
+        if call < 3:  # stopped short of max_steps: a complete checkpoint, no drafter, not finished
+            assert (tmp_path / "b" / f"checkpoint-{call + 1}" / "trainer_state.json").is_file()
+            assert not (tmp_path / "b" / "model.safetensors").exists()
+    assert steps == [(1, True, False), (2, True, False), (3, True, False), (4, False, False)]
+    assert (tmp_path / "b" / "model.safetensors").is_file()  # the call reaching max_steps finished the run
+    for name, tensor in _weights(tmp_path / "full").items():
+        torch.testing.assert_close(_weights(tmp_path / "b")[name], tensor, rtol=1e-5, atol=1e-6)
+    logged = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert logged == pytest.approx([h["loss"] for h in full.state.log_history if "loss" in h], rel=1e-5)
+    again = run(tmp_path / "b", resume_from_checkpoint="latest")  # finished now: a resume trains nothing
+    assert again.finished_before and again.state.global_step == 4
+
+
+def test_time_budget_without_checkpoints_saves_one_and_is_checked(tmp_path, capsys):
+    target = tiny_target()
+    trainer = train_drafter(
+        rows(),
+        str(tmp_path),
+        target=target,
+        draft_vocab_size=64,
+        ttt_steps=1,
+        training_args=train_args(tmp_path, max_steps=3, per_device_train_batch_size=4),  # save_strategy "no"
+        max_minutes=1e-9,
+    )
+    assert trainer.stopped_by_budget and trainer.state.global_step == 1
+    assert [p.name for p in tmp_path.glob("checkpoint-*")] == ["checkpoint-1"]
+    assert not (tmp_path / "model.safetensors").exists()
+    with pytest.raises(InputError, match="--max-minutes"):
+        train_drafter(rows(), str(tmp_path / "x"), target=target, max_minutes=0)
+    for value in ("0", "-1", "nan"):
+        assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--max-minutes", value]) == 2
+        assert "--max-minutes" in error_line(capsys)
+
+
 def test_diverged_training_stops_and_saves_nothing(tmp_path):
     target = tiny_target()
     args = train_args(tmp_path / "o", learning_rate=1e30, max_steps=6, max_grad_norm=0.0)

@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["float32", "bfloat16", "float16"],
         help="target dtype for regeneration (bf16 is faster on recent CPUs/GPUs)",
     )
+    parser.add_argument(
+        "--device", default=None, help="where the target regenerates: cpu or cuda (default: cuda when available)"
+    )
     add_chat_template_argument(parser, help="a .jinja file to use when the tokenizer has none")
     add_output_dir_argument(parser, "--out", required=True, help="output directory (a datasets dataset on disk)")
     parser.add_argument("--overwrite", action="store_true", help="replace a dataset prepare-data wrote to --out before")
@@ -68,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         skipped=skipped,
     )
     conversations = [keep_first_turns(c, args.max_turns) for c in conversations]
-    target, tokenizer = load_target(args.target, dtype=getattr(torch, args.dtype))
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    target, tokenizer = load_target(args.target, dtype=getattr(torch, args.dtype), device=device)
     if chat_template is not None:
         tokenizer.chat_template = chat_template
     dataset, report = prepare_dataset(

@@ -29,7 +29,7 @@ from ..training import (
 from ..training.trainer import target_text_config_for_features
 from ..utils import text_config
 from ..utils.io import is_inside
-from .common import check_model_path, check_output_path, checked
+from .common import check_minutes, check_model_path, check_output_path, checked
 
 
 class _TrainerOptions(TrainingArguments):
@@ -54,6 +54,8 @@ def build_parser(prog: str | None = None, description: str | None = None) -> HfA
             checked(action, check_output_path)
         elif action.dest in ("target", "init_from"):
             checked(action, check_model_path)
+        elif action.dest == "max_minutes":
+            checked(action, check_minutes)
     return parser
 
 
@@ -167,7 +169,16 @@ def run(args: argparse.Namespace) -> int:
         loss_chunk_size=drafter_args.loss_chunk_size,
         loss_tokens=data_args.loss_tokens,
         loss_objective=drafter_args.loss_objective,
+        max_minutes=drafter_args.max_minutes,
     )
+    if trainer.stopped_by_budget:
+        if trainer.args.should_save:
+            print(
+                f"stopped by --max-minutes {drafter_args.max_minutes:g} at step {trainer.state.global_step} of "
+                f"max_steps {trainer.state.max_steps}: not finished, checkpoint saved in {training_args.output_dir}; "
+                "continue with the same command plus --resume_from_checkpoint latest"
+            )
+        return 0
     if lora and drafter_args.merge_lora and trainer.args.should_save:
         save_drafter(merge_lora(trainer.model), os.path.join(drafter_args.out, "merged"))
     if trainer.finished_before and trainer.args.should_save:

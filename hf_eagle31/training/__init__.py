@@ -13,6 +13,7 @@ from .trainer import (
     DEFAULT_TTT_STEPS,
     DrafterDataCollator,
     EagleTrainer,
+    TrainingTimeBudget,
     apply_lora,
     build_drafter,
     build_drafter_config,
@@ -33,6 +34,7 @@ __getattr__ = moved_names(__name__, {"load_drafter_checkpoint": "hf_eagle31.load
 
 __all__ = [
     "EagleTrainer",
+    "TrainingTimeBudget",
     "DrafterDataCollator",
     "ttt_loss",
     "loss_token_count",

@@ -86,6 +86,15 @@ class DrafterArguments:
     )
     lora_alpha: int = dataclasses.field(default=16, metadata={"help": "LoRA alpha"})
     merge_lora: bool = dataclasses.field(default=False, metadata={"help": "also save the merged drafter to OUT/merged"})
+    max_minutes: float | None = dataclasses.field(
+        default=None,
+        metadata={
+            "metavar": "M",
+            "help": "wall-time budget of this call in minutes (from the first step; loading is not counted): past it, "
+            "the step that ends is saved as a checkpoint and training stops, unfinished (no drafter in --out); "
+            "continue with the same command plus --resume_from_checkpoint latest (--max_steps is the run's total)",
+        },
+    )
     estimate_memory: bool = dataclasses.field(
         default=False, metadata={"help": "print the per-step memory estimate and exit"}
     )

@@ -35,6 +35,7 @@ import pickle
 import re
 import shutil
 import signal
+import time
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -289,6 +290,49 @@ def save_final(trainer: "EagleTrainer", output_dir: str, model_card: bool) -> No
         os.rmdir(partial)
 
 
+class TrainingTimeBudget(TrainerCallback):
+    """
+    Stops a run after `max_minutes` of wall time (counted from this call's `on_train_begin`, so every resumed call
+    gets the whole budget; loading the target and data before it is not counted). Checked at each optimizer step's
+    end: once over, that step is saved as a checkpoint and training stops there. A run it stops short of
+    `max_steps` is not finished: `EagleTrainer.stopped_by_budget` is True, `train_drafter` writes no final drafter,
+    and `--resume_from_checkpoint latest` continues it to `max_steps` (a stop at the last step is a normal finish).
+    The last step is saved as a checkpoint as well (whatever the save strategy), so that a resume after the call
+    that finished finds the run finished and trains nothing.
+    Under DDP the processes agree (the longest clock wins) so that all stop at the same step.
+    """
+
+    def __init__(self, max_minutes: float):
+        if not (isinstance(max_minutes, (int, float)) and 0 < max_minutes < float("inf")):
+            raise InputError(f"--max-minutes {max_minutes}: pass a number of minutes > 0, e.g. 9.")
+        self.max_minutes = float(max_minutes)
+        self.started = None
+        self.stopped_at = None  # the global step the budget stopped this call at (None: it did not)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.monotonic()
+        self.stopped_at = None
+
+    def _over_budget(self, args) -> bool:
+        over = time.monotonic() - self.started >= self.max_minutes * 60
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            flag = torch.tensor([float(over)], device=args.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            over = bool(flag.item())
+        return over
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps:
+            control.should_save = True  # the last step too (even without --save_steps): a resume finds it finished
+            return control
+        if self.started is None or not self._over_budget(args):
+            return control
+        self.stopped_at = state.global_step
+        control.should_save = True
+        control.should_training_stop = True
+        return control
+
+
 # ---------------------------------------------------------------------------------------------- trainer
 
 
@@ -409,14 +453,16 @@ class EagleTrainer(Trainer):
         self._check_metric_for_best_model()
         self._forward_returns_dict = _forward_takes_return_dict(drafter)
         self.finished_before = False  # set by `train`: the resumed checkpoint was already at max_steps
+        self.stopped_by_budget = False  # set by `train`: a `TrainingTimeBudget` stopped it short of max_steps
 
     def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
         """`Trainer.train`, resuming only from a complete checkpoint (`resolve_resume_checkpoint`: "latest" / True
         is the newest complete one in `output_dir`; a partial one falls back to the newest complete one before it).
         `max_steps` is the run's total: a checkpoint already at it is loaded and not trained further
-        (`finished_before` is then True); raise `max_steps` to extend the run."""
+        (`finished_before` is then True); raise `max_steps` to extend the run. A run a `TrainingTimeBudget` stopped
+        short of `max_steps` sets `stopped_by_budget` (its last step is saved as a checkpoint; not finished)."""
         resume = resolve_resume_checkpoint(resume_from_checkpoint, self.args.output_dir)
-        self.finished_before = False
+        self.finished_before = self.stopped_by_budget = False
         state = _checkpoint_state(resume) if resume else None
         if state is not None and self._run_is_finished(state):
             logger.warning(
@@ -430,7 +476,12 @@ class EagleTrainer(Trainer):
             self.state = TrainerState.load_from_json(os.path.join(resume, TRAINER_STATE))
             self.finished_before = True
             return TrainOutput(self.state.global_step, 0.0, {})
-        return super().train(resume, *args, **kwargs)
+        output = super().train(resume, *args, **kwargs)
+        budgets = [c for c in self.callback_handler.callbacks if isinstance(c, TrainingTimeBudget)]
+        self.stopped_by_budget = any(b.stopped_at is not None for b in budgets) and (
+            self.state.global_step < self.state.max_steps
+        )
+        return output
 
     def _run_is_finished(self, state: dict) -> bool:
         if self.args.max_steps > 0:
@@ -894,6 +945,7 @@ def train_drafter(
     loss_chunk_size: int = 0,
     loss_tokens: str = "assistant",
     loss_objective: str = "soft_ce",
+    max_minutes: float | None = None,
 ) -> EagleTrainer:
     """
     The `hf-eagle31 train` pipeline as a function. Online: pass `target`. Offline: pass `feature_dir` (features
@@ -916,7 +968,12 @@ def train_drafter(
         from the assistant tokens.
     `loss_objective`: the per-position loss (`LOSS_OBJECTIVES`: "soft_ce", or the acceptance-rate objectives
         "lk_alpha" / "lk_hybrid").
-    Returns the trainer (its model trained; the drafter or adapter saved to `output_dir`).
+    `max_minutes`: a wall-time budget for this call (`TrainingTimeBudget`): past it, the step that ends is saved as a
+        checkpoint in `training_args.output_dir` and training stops; a run stopped short of `max_steps` writes no
+        drafter to `output_dir` (`trainer.stopped_by_budget` is True) and resumes with `resume_from_checkpoint=
+        "latest"`.
+    Returns the trainer (its model trained; the drafter or adapter saved to `output_dir` unless the budget stopped
+    it).
     """
     if target is None and feature_dir is None:
         raise InputError("pass the target (online training) or a feature directory (offline training).")
@@ -931,13 +988,14 @@ def train_drafter(
             f"drafter_overrides={drafter_overrides} shape a fresh drafter, but a trained drafter was "
             "given: its checkpoint fixes its shape; drop one of them."
         )
+    budget = TrainingTimeBudget(max_minutes) if max_minutes is not None else None  # checks the value first
     args = training_args or TrainingArguments(output_dir=output_dir, report_to="none")
     check_training_outputs(
         output_dir,
         args.output_dir,
         overwrite,
         args.resume_from_checkpoint,
-        saves_checkpoints=args.save_strategy != "no",
+        saves_checkpoints=args.save_strategy != "no" or budget is not None,  # a budget's stop is a checkpoint
     )
     check_has_loss_tokens(dataset)
     check_ttt_steps(ttt_steps, dataset)
@@ -989,13 +1047,15 @@ def train_drafter(
         ttt_steps=ttt_steps,
         train_dataset=train_data,
         eval_dataset=eval_dataset,
-        callbacks=callbacks,
+        callbacks=[*(callbacks or []), *([budget] if budget else [])] or None,
         loss_chunk_size=loss_chunk_size,
         loss_objective=loss_objective,
     )
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     if trainer.finished_before and has_final_weights(output_dir):
         return trainer  # a finished run re-run: its saved drafter stays as it is
+    if trainer.stopped_by_budget:
+        return trainer  # not finished: its last step is a checkpoint, the drafter is saved when a resume completes it
     save_final(trainer, output_dir, model_card=not lora)
     if eval_dataset is not None:
         # The final evaluation (of the best checkpoint with `load_best_model_at_end`): the held-out loss and the
