@@ -6,7 +6,9 @@ A speculative cycle verifies K+1 tokens in one target forward, and the bet is th
 (1-token) forward. On x86 CPUs with fp32 weights it does not: `nn.Linear` computes x·Wᵀ, and the BLAS kernels serve
 a few rows of x badly (measured on SmolLM2-135M, 2 threads: a 4-token forward 1.5× a 1-token one, 3 tokens 2×).
 The same product taken as (W·xᵀ)ᵀ reads the weight once for all rows: a 4-token forward then costs 0.94-0.97× a
-1-token one (`benchmarks/small_batch_linears.py` measures it on the machine at hand).
+1-token one (`benchmarks/small_batch_linears.py` measures it on the machine at hand). That was torch 2.5-2.12; with
+torch 2.13 the stock kernels serve few rows well on the same machine (a 4-token forward 1.6× a 1-token one stock,
+2.2× through the product), so `--small-batch-linears auto` now measures both on the model before choosing.
 
 `small_batch_linears(model)` routes the fp32 CPU `nn.Linear` layers of `model` through that product for inputs of
 2..`max_rows` rows, and leaves every other call (1-token steps, prefills, other dtypes and devices) on `F.linear`.
@@ -15,6 +17,8 @@ Results equal `F.linear`'s up to fp32 summation order, the same kind of differen
 """
 
 import contextlib
+import statistics
+import time
 import types
 
 import torch
@@ -34,10 +38,7 @@ _MARK = "_hf_eagle31_small_batch_rows"
 def _small_batch_forward(self, x):
     rows = x.numel() // x.shape[-1] if x.numel() else 0
     if 1 < rows <= getattr(self, _MARK):
-        y = torch.mm(self.weight, x.reshape(rows, x.shape[-1]).t()).t()
-        if self.bias is not None:
-            y = y + self.bias
-        return y.reshape(*x.shape[:-1], self.out_features)
+        return _product(self, x.reshape(rows, x.shape[-1])).reshape(*x.shape[:-1], self.out_features)
     return F.linear(x, self.weight, self.bias)
 
 
@@ -81,13 +82,48 @@ def is_enabled(model: nn.Module) -> bool:
 
 
 def wanted(setting: str, model: nn.Module) -> bool:
-    """The `--small-batch-linears {auto,on,off}` choice: auto = on for an fp32 model on the CPU."""
+    """
+    The `--small-batch-linears {auto,on,off}` choice. auto = on for an fp32 model on the CPU where the product is
+    measurably faster here (`product_is_faster`): whether the stock kernels serve a few rows badly depends on the
+    torch build and the CPU (with torch 2.13 on this project's CI machine they no longer do; see the module notes).
+    """
     if setting not in ("auto", "on", "off"):
         raise InputError(f"--small-batch-linears {setting!r}: use auto, on or off.")
     if setting != "auto":
         return setting == "on"
     parameter = next(model.parameters(), None)
-    return parameter is not None and parameter.dtype == torch.float32 and parameter.device.type == "cpu"
+    if parameter is None or parameter.dtype != torch.float32 or parameter.device.type != "cpu":
+        return False
+    return product_is_faster(model)
+
+
+def product_is_faster(model: nn.Module, rows: int = 4, repeats: int = 7, margin: float = 0.05) -> bool:
+    """
+    Times the (W·xᵀ)ᵀ product against `F.linear` at `rows` rows on the eligible linear layers of `model` (one layer
+    of each distinct weight shape), alternating the two, and says whether the product is at least `margin` faster
+    (median of `repeats` rounds). A few milliseconds for a SmolLM2-sized model.
+    """
+    layers = {}
+    for module in model.modules():
+        if _eligible(module):
+            layers.setdefault(tuple(module.weight.shape), module)
+    if not layers:
+        return False
+    inputs = [(m, torch.randn(rows, m.in_features)) for m in layers.values()]
+    stock, product = [], []
+    with torch.no_grad():
+        for _ in range(repeats + 1):  # the first round warms both paths up
+            for times, run in ((stock, lambda m, x: F.linear(x, m.weight, m.bias)), (product, _product)):
+                start = time.perf_counter()
+                for module, x in inputs:
+                    run(module, x)
+                times.append(time.perf_counter() - start)
+    return statistics.median(product[1:]) < (1 - margin) * statistics.median(stock[1:])
+
+
+def _product(module, x):
+    y = torch.mm(module.weight, x.t()).t()
+    return y if module.bias is None else y + module.bias
 
 
 @contextlib.contextmanager

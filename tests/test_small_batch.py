@@ -1,6 +1,8 @@
 """`small_batch_linears`: the transposed product for 2..max_rows rows equals F.linear, is undone on exit, touches
 only fp32 CPU nn.Linear layers, and keeps assisted greedy decoding identical to plain greedy."""
 
+import time
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -47,11 +49,38 @@ def test_context_manager_keeps_an_earlier_enable():
     disable(layer)
 
 
-def test_wanted():
-    assert wanted("auto", nn.Linear(2, 2)) and not wanted("auto", nn.Linear(2, 2).to(torch.bfloat16))
+def test_wanted(monkeypatch):
+    from hf_eagle31 import small_batch
+
+    for faster in (True, False):  # auto follows the measurement on fp32 CPU models, and is off for anything else
+        monkeypatch.setattr(small_batch, "product_is_faster", lambda model, faster=faster: faster)
+        assert wanted("auto", nn.Linear(2, 2)) is faster and not wanted("auto", nn.Linear(2, 2).to(torch.bfloat16))
     assert wanted("on", nn.Linear(2, 2).to(torch.bfloat16)) and not wanted("off", nn.Linear(2, 2))
     with pytest.raises(ValueError, match="use auto, on or off"):
         wanted("yes", nn.Linear(2, 2))
+
+
+def test_product_is_faster_times_both_paths(monkeypatch):
+    from hf_eagle31 import small_batch
+
+    calls = {"stock": 0, "product": 0}
+
+    def count(name, delay):
+        def run(*args):
+            calls[name] += 1
+            time.sleep(delay)
+            return args[-1]
+
+        return run
+
+    model = nn.Sequential(nn.Linear(8, 16), nn.Linear(16, 8), nn.Linear(8, 16))  # two distinct shapes
+    monkeypatch.setattr(small_batch.F, "linear", count("stock", 0.002))
+    monkeypatch.setattr(small_batch, "_product", count("product", 0.0))
+    assert small_batch.product_is_faster(model, repeats=3)
+    assert calls == {"stock": 8, "product": 8}  # (3 rounds + 1 warm-up) x 2 shapes each
+    monkeypatch.setattr(small_batch, "_product", count("product", 0.004))
+    assert not small_batch.product_is_faster(model, repeats=3)
+    assert not small_batch.product_is_faster(nn.Linear(4, 4).to(torch.bfloat16))  # nothing eligible
 
 
 @pytest.mark.parametrize("policy", [{}, {"assistant_confidence_threshold": 0.2, "prompt_lookup_num_tokens": 4}])
@@ -74,15 +103,20 @@ def test_assisted_greedy_stays_identical_to_plain(policy):
     assert torch.equal(plain, assisted)
 
 
-@pytest.mark.parametrize("setting, expected", [("auto", True), ("off", False)])
-def test_bench_cli_small_batch_linears(tmp_path, setting, expected):
-    """`--small-batch-linears auto` is on for an fp32 CPU target (recorded in the report); outputs stay exact."""
+@pytest.mark.parametrize(
+    "setting, faster, expected", [("auto", True, True), ("auto", False, False), ("off", True, False)]
+)
+def test_bench_cli_small_batch_linears(tmp_path, monkeypatch, setting, faster, expected):
+    """`--small-batch-linears auto` is on for an fp32 CPU target where the product measured faster (recorded in the
+    report); outputs stay exact."""
     import json
 
+    from hf_eagle31 import small_batch
     from hf_eagle31.cli import main
 
     from conftest import TinyCliSetup
 
+    monkeypatch.setattr(small_batch, "product_is_faster", lambda model: faster)
     cli = TinyCliSetup(tmp_path)
     out = tmp_path / "bench.json"
     rc = main(
