@@ -2,6 +2,8 @@
 with the shipped EAGLE-3.1 drafter. tau counts forwards, not seconds, so it does not depend on machine load.
 
     OMP_NUM_THREADS=1 python benchmarks/tree_tau.py --num-prompts 8 --max-new-tokens 64 --dtype bfloat16
+    OMP_NUM_THREADS=1 python benchmarks/tree_tau.py --num-prompts 4 --max-new-tokens 128 \
+        --policies constant,tree+copy@3x4x10:0,tree+copy@3x4x10:0.1,tree+copy@3x4x10:0.3   # the growth gate
 """
 
 import argparse
@@ -47,13 +49,15 @@ def main():
     base = SpeculationStats.pooled(stats["constant"]).tau if "constant" in stats else None
     print(f"\n{len(prompts)} MT-Bench prompts, {args.max_new_tokens} new tokens, {args.dtype}, greedy")
     print(f"outputs differing from plain greedy (per policy): {diverged}")
-    print("| policy | tau | x constant K=3 | nodes verified / cycle | mean accepted path |")
-    print("|---|---|---|---|---|")
+    print("| policy | tau | x constant K=3 | nodes verified / cycle | mean accepted path | drafter forwards / cycle |")
+    print("|---|---|---|---|---|---|")
     for policy in policies:
         pooled = SpeculationStats.pooled(stats[policy])
         ratio = f"{pooled.tau / base:.2f}" if base else "-"
         accepted = sum(pooled.accepted) / max(pooled.cycles, 1)
-        print(f"| {policy} | {pooled.tau:.3f} | {ratio} | {pooled.drafted_per_cycle:.1f} | {accepted:.2f} |")
+        forwards = pooled.drafter_forwards / max(pooled.cycles, 1)
+        cells = [f"{pooled.tau:.3f}", ratio, f"{pooled.drafted_per_cycle:.1f}", f"{accepted:.2f}", f"{forwards:.2f}"]
+        print(f"| {policy} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
