@@ -82,12 +82,6 @@ def check_count(value, flag):
         raise InputError(f"{flag} {value}: must be >= 1.")
 
 
-def check_minutes(value, flag):
-    """Check of a time budget in minutes: a finite number > 0 (0 would stop before the first step)."""
-    if not (math.isfinite(value) and value > 0):
-        raise InputError(f"{flag} {value}: pass a number of minutes > 0, e.g. 9.")
-
-
 def _nearest_existing(path):
     path = os.path.abspath(path)
     while not os.path.exists(path):

@@ -26,10 +26,10 @@ from ..training import (
     precompute_training_features,
     train_drafter,
 )
-from ..training.trainer import target_text_config_for_features
+from ..training.trainer import check_max_minutes, target_text_config_for_features
 from ..utils import text_config
 from ..utils.io import is_inside
-from .common import check_minutes, check_model_path, check_output_path, checked
+from .common import check_model_path, check_output_path, checked
 
 
 class _TrainerOptions(TrainingArguments):
@@ -55,7 +55,7 @@ def build_parser(prog: str | None = None, description: str | None = None) -> HfA
         elif action.dest in ("target", "init_from"):
             checked(action, check_model_path)
         elif action.dest == "max_minutes":
-            checked(action, check_minutes)
+            checked(action, check_max_minutes)  # the library's own check, before loading
     return parser
 
 

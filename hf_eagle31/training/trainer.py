@@ -290,6 +290,12 @@ def save_final(trainer: "EagleTrainer", output_dir: str, model_card: bool) -> No
         os.rmdir(partial)
 
 
+def check_max_minutes(value, flag: str = "--max-minutes") -> None:
+    """A time budget in minutes is a finite number > 0 (0 would stop before the first step); one line otherwise."""
+    if not (isinstance(value, (int, float)) and 0 < value < float("inf")):
+        raise InputError(f"{flag} {value}: pass a number of minutes > 0, e.g. 9.")
+
+
 class TrainingTimeBudget(TrainerCallback):
     """
     Stops a run after `max_minutes` of wall time (counted from this call's `on_train_begin`, so every resumed call
@@ -303,8 +309,7 @@ class TrainingTimeBudget(TrainerCallback):
     """
 
     def __init__(self, max_minutes: float):
-        if not (isinstance(max_minutes, (int, float)) and 0 < max_minutes < float("inf")):
-            raise InputError(f"--max-minutes {max_minutes}: pass a number of minutes > 0, e.g. 9.")
+        check_max_minutes(max_minutes)
         self.max_minutes = float(max_minutes)
         self.started = None
         self.stopped_at = None  # the global step the budget stopped this call at (None: it did not)
