@@ -16,6 +16,7 @@ from transformers import AutoModel, PretrainedConfig, PreTrainedModel
 from .errors import InputError, modeling_checks_are_input_errors
 from .modeling import DRAFTER_CLASSES, Eagle3Config
 from .modeling.configuration_common import FOREIGN_FORMAT_KEYS, check_checkpoint_config
+from .modeling.drafter_common import check_finite_weights
 
 
 SHIPPED_DRAFTERS = Path(__file__).resolve().parent / "drafters"
@@ -61,21 +62,10 @@ def load_drafter_checkpoint(
                     "copy or save the checkpoint again."
                 ) from error
             raise
-    check_finite_weights(loaded[0] if isinstance(loaded, tuple) else loaded, name_or_path)
+        # Our drafters' `from_pretrained` refuses NaN / inf weights itself; other drafters' remote code gets the same
+        # check here (the decorator turns its ValueError into the one-line InputError).
+        check_finite_weights(loaded[0] if isinstance(loaded, tuple) else loaded, name_or_path)
     return loaded
-
-
-def check_finite_weights(model: torch.nn.Module, name_or_path) -> None:
-    """Refuses a drafter with NaN / inf weights (a diverged training run) in one line. Our drafters' own
-    `from_pretrained` refuses them already (`modeling.drafter_common.check_finite_weights`, also under
-    `AutoModel.from_pretrained(..., trust_remote_code=True)`); this covers every loading path of the package (info,
-    eval, bench, demo, drift, train --init-from) for other drafters' remote code too."""
-    for name, tensor in model.state_dict().items():
-        if tensor.is_floating_point() and tensor.device.type != "meta" and not bool(torch.isfinite(tensor).all()):
-            raise InputError(
-                f"{name_or_path}: weight {name} holds NaN/inf: the drafter is broken (a diverged training run?); "
-                "use an earlier checkpoint or train again with a lower learning rate."
-            )
 
 
 def check_known_drafter_type(config: dict, name_or_path, trust_remote_code: bool = False) -> None:
