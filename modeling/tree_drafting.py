@@ -103,9 +103,8 @@ def grow_tree(gen, depth: int, topk: int, total: int, min_probability: float = 0
     ancestors = torch.zeros(k, 0, dtype=torch.bool, device=device)  # frontier rows x tree slots fed so far
     created = k
     eye = torch.eye(k, dtype=torch.bool, device=device)
-    min_log_probability = math.log(min_probability) if min_probability > 0 else -math.inf
     for d in range(1, depth):
-        if min_probability > 0 and float(frontier_scores.max()) < min_log_probability:
+        if min_probability > 0 and float(frontier_scores.max()) < math.log(min_probability):
             break
         mask = torch.cat([torch.ones(k, prefix, dtype=torch.bool, device=device), ancestors, eye], dim=1)
         ids = (frontier_tokens + d2t[frontier_tokens])[None]
