@@ -27,8 +27,14 @@ POLICIES = ("constant", "confidence", "confidence+copy", "tree", "tree+copy")
 def tiny_target(vocab_size: int, seed: int = 0):
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, max_position_embeddings=4096, attn_implementation="sdpa",
+        vocab_size=vocab_size,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=4096,
+        attn_implementation="sdpa",
     )
     return LlamaForCausalLM(config).eval()
 
@@ -53,7 +59,7 @@ def main(argv=None):
         rows[policy] = measure_loop_cost(
             target, drafter, prompts, max_new_tokens=args.max_new_tokens, **drafting_policy(policy)
         )
-    print(f"| policy | host ms / cycle | syncs / cycle | syncs inside forwards / cycle | cycles | where |")
+    print("| policy | host ms / cycle | syncs / cycle | syncs inside forwards / cycle | cycles | where |")
     print("|---|---|---|---|---|---|")
     for policy, row in rows.items():
         print(

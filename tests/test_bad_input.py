@@ -566,14 +566,22 @@ def test_foreign_and_broken_checkpoints_are_refused_in_one_line(tmp_path):
     one_line_error(lambda: Eagle3Drafter.from_pretrained(tmp_path / "no-config"), "no-config has no config.json")
 
 
-def test_drafter_for_another_vocabulary_gets_our_message_in_generate():
+def test_drafter_for_another_vocabulary_gets_a_one_line_refusal():
+    """transformers validates the assistant's vocabulary before the door (one line of its own); our line, naming the
+    fix, comes from `check_target` and from the patch-free entry (ARCHITECTURE.md, "The door into transformers")."""
+    from hf_eagle31.modeling import speculative_generate
+
     target = tiny_target()
     ids = torch.randint(0, 64, (1, 5))
+    ours = "expects a target vocab size of 100 but the target has 64 .*another tokenizer"
     for other in (tiny_target(vocab_size=100), tiny_target(vocab_size=100, hidden_size=48)):
         drafter = make_drafter(other)
         one_line_error(
-            lambda: target.generate(ids, max_new_tokens=3, do_sample=False, assistant_model=drafter),
-            "expects a target vocab size of 100 but the target has 64 .*another tokenizer",
+            lambda: target.generate(ids, max_new_tokens=3, do_sample=False, assistant_model=drafter), "tokenizer"
+        )
+        one_line_error(lambda: drafter.check_target(target.config), ours)
+        one_line_error(
+            lambda: target.generate(ids, max_new_tokens=3, custom_generate=speculative_generate, drafter=drafter), ours
         )
     drafter = make_drafter(target)  # and a matching drafter still drafts
     plain = target.generate(ids, max_new_tokens=4, do_sample=False)

@@ -47,9 +47,9 @@ def drafting_trace(target, drafter, max_new_tokens=16):
     original = EagleCandidateGenerator._draft
 
     def spy(self, input_ids, k, copy=None):
-        ids, logits = original(self, input_ids, k, copy)
-        proposals.append(ids[0, input_ids.shape[1] :].tolist())
-        return ids, logits
+        draft = original(self, input_ids, k, copy)
+        proposals.append(draft.tokens.tolist())
+        return draft
 
     with mock.patch.object(EagleCandidateGenerator, "_draft", spy):
         out = target.generate(

@@ -29,7 +29,7 @@ from transformers import (
 from transformers.cache_utils import DynamicCache
 from transformers.generation.streamers import BaseStreamer
 
-from hf_eagle31.modeling import tree_drafting
+from hf_eagle31.modeling import TreeSettings, tree_drafting
 from hf_eagle31.modeling.candidate_generator import EagleCandidateGenerator
 
 from conftest import make_drafter, tiny_sizes, tiny_target
@@ -119,12 +119,11 @@ def test_chain_shaped_tree_drafts_the_chain(target):
             ),
             ids,
         )
-        out = target(ids, output_hidden_states=True)
-        gen._feed_target_features(torch.cat([ids, ids[:, :1]], dim=-1), out)
+        gen.begin(torch.cat([ids, ids[:, :1]], dim=-1), target(ids, output_hidden_states=True), offset=0)
         states.append(gen)
-    chain, _ = states[0]._draft(torch.cat([ids, ids[:, :1]], dim=-1), 4)
-    tokens, parents, depths = tree_drafting.grow_tree(states[1], depth=4, topk=1, total=4)
-    assert tokens.tolist() == chain[0, ids.shape[1] + 1 :].tolist()
+    chain = states[0].propose(torch.cat([ids, ids[:, :1]], dim=-1)).tokens
+    tokens, parents, depths = tree_drafting.grow_tree(states[1].state, depth=4, topk=1, total=4)
+    assert tokens.tolist() == chain.tolist()
     assert parents.tolist() == [0, 1, 2, 3] and depths.tolist() == [1, 2, 3, 4]
 
 
@@ -355,10 +354,10 @@ def test_tree_drafting_policies():
 
     assert drafting_policy("tree") == {
         "draft_tree": True,
-        "tree_depth": tree_drafting.TREE_DEFAULTS["tree_depth"],
-        "tree_topk": tree_drafting.TREE_DEFAULTS["tree_topk"],
-        "tree_total_tokens": tree_drafting.TREE_DEFAULTS["tree_total_tokens"],
-        "tree_min_probability": tree_drafting.TREE_DEFAULTS["tree_min_probability"],
+        "tree_depth": TreeSettings().depth,
+        "tree_topk": TreeSettings().topk,
+        "tree_total_tokens": TreeSettings().total,
+        "tree_min_probability": TreeSettings().min_probability,
         "num_assistant_tokens_schedule": "constant",
         "assistant_confidence_threshold": 0.0,
         "prompt_lookup_num_tokens": 0,
@@ -387,9 +386,9 @@ def test_min_probability_stops_growth_without_changing_the_output(target):
     shapes = {}
     for gate in (0.0, 0.999):
         gen = EagleCandidateGenerator(drafter, target, GenerationConfig(max_length=40, prompt_lookup_num_tokens=0), ids)
-        gen._feed_target_features(torch.cat([ids, ids[:, :1]], dim=-1), target(ids, output_hidden_states=True))
+        gen.begin(torch.cat([ids, ids[:, :1]], dim=-1), target(ids, output_hidden_states=True), offset=0)
         before = gen.stats.drafter_forwards
-        _, _, depths = tree_drafting.grow_tree(gen, depth=4, topk=3, total=40, min_probability=gate)  # keeps all
+        _, _, depths = tree_drafting.grow_tree(gen.state, depth=4, topk=3, total=40, min_probability=gate)  # all
         shapes[gate] = (int(depths.max()), gen.stats.drafter_forwards - before)
     # a random drafter is never 99.9% sure of its pick: the gate keeps depth 1 and spends no forward
     assert shapes == {0.0: (4, 3), 0.999: (1, 0)}

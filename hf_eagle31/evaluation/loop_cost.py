@@ -127,9 +127,9 @@ class _Probe:
 
 def measure_loop_cost(target, drafter, prompts, max_new_tokens: int = 64, warmup: int = 1, **generate_kwargs) -> dict:
     """
-    Runs `target.generate(ids, assistant_model=drafter, max_new_tokens=..., **generate_kwargs)` for each prompt (token-id
-    lists; the first `warmup` calls untimed) and returns `LoopCost.to_dict()` over the timed calls, with the policy
-    that ran (`drafter.last_speculation_stats.policy`).
+    Runs `target.generate(ids, assistant_model=drafter, max_new_tokens=..., **generate_kwargs)` for each prompt
+    (token-id lists; the first `warmup` calls untimed) and returns `LoopCost.to_dict()` over the timed calls, with
+    the policy that ran (`drafter.last_speculation_stats.policy`).
     """
     device = target.device
     options = {"do_sample": False, "max_new_tokens": max_new_tokens, **generate_kwargs}

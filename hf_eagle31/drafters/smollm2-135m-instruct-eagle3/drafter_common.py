@@ -7,7 +7,6 @@ base that owns embeddings, the draft vocabulary and the chain/TTT loops.
 This file travels with every Hub checkpoint (remote code): it imports torch and transformers only.
 """
 
-import functools
 import json
 import os
 import warnings
@@ -23,7 +22,10 @@ from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from transformers.utils import ModelOutput
 
-from .candidate_generator import EagleCandidateGenerator, check_assisted_target
+from .candidate_generator import EagleCandidateGenerator, SpeculativeGenerator
+from .drafting_settings import DraftingSettings
+from .speculative_decoding import install_generation_door
+from .tree_drafting import TreeCandidateGenerator
 
 
 # Adapted from transformers.models.llama.modeling_llama.LlamaRMSNorm (renamed; same computation).
@@ -237,35 +239,6 @@ def _cache_argument(cache, past_key_values):
     return past_key_values
 
 
-def install_target_check_hook() -> None:
-    """
-    Checks a drafter against its target at the start of `target.generate(..., assistant_model=drafter)`.
-
-    transformers validates the assistant in `GenerationMixin._validate_generation_mode` (a vocab size that differs from
-    the target's is reported there as "different tokenizers") before it asks for a candidate generator, where the
-    drafter's own `check_target` runs. This wraps that method once (idempotent across copies of this file) so the
-    drafter's one-line message comes first; other assistants are untouched. If a release drops the method, nothing is
-    wrapped and the check still runs when the drafter's candidate generator is built.
-    """
-    from transformers.generation.utils import GenerationMixin
-
-    original = getattr(GenerationMixin, "_validate_generation_mode", None)
-    if original is None or getattr(original, "_hf_eagle31_target_check", False):
-        return
-
-    @functools.wraps(original)
-    def _validate_generation_mode(self, *args, **kwargs):
-        mode_kwargs = kwargs.get("generation_mode_kwargs", args[2] if len(args) > 2 else None)
-        assistant = mode_kwargs.get("assistant_model") if isinstance(mode_kwargs, dict) else None
-        if hasattr(assistant, "get_candidate_generator") and hasattr(assistant, "check_target"):
-            assistant.check_target(self.config)
-            check_assisted_target(self)  # before transformers' own refusal of stateful targets, which names no fix
-        return original(self, *args, **kwargs)
-
-    _validate_generation_mode._hf_eagle31_target_check = True
-    GenerationMixin._validate_generation_mode = _validate_generation_mode
-
-
 def _warn_renamed_output(old: str, new: str) -> None:
     warnings.warn(
         f"`DrafterOutput.{old}` is deprecated and will be removed in the next release: read `DrafterOutput.{new}` "
@@ -384,6 +357,9 @@ class DrafterPreTrainedModel(PreTrainedModel):
         if not config.embeddings_in_checkpoint:
             # Saved without embeddings on purpose (they are the target's): not a missing weight to report on load.
             self._keys_to_ignore_on_load_missing = [r"(^|\.)embed_tokens\.weight$"]
+        # The one door into transformers' generate (speculative_decoding.py): opened by the first drafter built in a
+        # process, not by importing this file.
+        install_generation_door()
         if getattr(self, "generation_config", None) is None:
             # Read by `generate(..., assistant_model=drafter)`: draft length K and its schedule.
             self.generation_config = GenerationConfig(num_assistant_tokens=6, num_assistant_tokens_schedule="constant")
@@ -396,9 +372,12 @@ class DrafterPreTrainedModel(PreTrainedModel):
             mask[: module.config.draft_vocab_size] = True
             init.copy_(module.t2d, mask)
 
-    def get_candidate_generator(self, **kwargs) -> EagleCandidateGenerator:
-        """Factory used by `target.generate(..., assistant_model=drafter)` (see `candidate_generator.py`)."""
-        return EagleCandidateGenerator(drafter=self, **kwargs)
+    def get_candidate_generator(self, generation_config, **kwargs) -> SpeculativeGenerator:
+        """The generator of one `generate` call (`speculative_decoding.py`): a `TreeCandidateGenerator` when the call's
+        settings (its kwargs over this drafter's generation_config.json) ask for a tree, else the chain's."""
+        settings = DraftingSettings.resolve(generation_config, self)
+        cls = TreeCandidateGenerator if settings.tree is not None else EagleCandidateGenerator
+        return cls(drafter=self, generation_config=generation_config, settings=settings, **kwargs)
 
     # ------------------------------------------------------------------ embeddings and draft vocabulary
 
