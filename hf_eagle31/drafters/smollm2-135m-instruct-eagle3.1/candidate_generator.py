@@ -56,6 +56,7 @@ class Draft:
     q_logits: torch.Tensor | None = None
     parents: list | None = None
     depths: list | None = None
+    host_tokens: list | None = None  # the tokens as a host list, when the generator already read them
 
     @property
     def size(self) -> int:

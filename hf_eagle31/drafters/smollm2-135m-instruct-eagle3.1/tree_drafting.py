@@ -69,7 +69,7 @@ class TreeCandidateGenerator(SpeculativeGenerator):
         if copy:
             added = add_copy_branch(tokens, parents, depths, copy)
             self.stats.copied_cycles += int(added > 0)
-        return Draft(torch.tensor(tokens, device=self.device), None, parents, depths)
+        return Draft(torch.tensor(tokens, device=self.device), None, parents, depths, tokens)
 
     def verify_inputs(self, input_ids: torch.Tensor, draft: Draft, context) -> dict:
         """[bonus] + nodes (1, M = n + 1), positions root + depth (1, M), a 4D mask (1, 1, M, kv) or a dict by type."""
@@ -84,7 +84,7 @@ class TreeCandidateGenerator(SpeculativeGenerator):
 
     def accept(self, input_ids: torch.Tensor, draft: Draft, logits: torch.Tensor, choose):
         """Walks from the root along the target's choices. Returns (emitted token ids, processed rows, path rows)."""
-        children = {(p, t): i + 1 for i, (p, t) in enumerate(zip(draft.parents, draft.tokens.tolist()))}
+        children = {(p, t): i + 1 for i, (p, t) in enumerate(zip(draft.parents, draft.host_tokens))}
         fast = not self.do_sample and self.logits_processor is None
         greedy = logits.argmax(-1).tolist() if fast else None  # one host read (argmax exact in the target's dtype)
         node, path, emitted, processed = 0, [0], [], []
