@@ -148,20 +148,19 @@ def test_floors_in_pyproject_are_the_versions_ci_tests():
 
 
 def test_static_target_cache_with_a_drafter(target):
-    """transformers >= 5.24 lets assisted decoding use a static target cache; older releases refuse it themselves."""
+    """A static target cache: the speculation loop crops it like a dynamic one and stays exact (transformers < 5.24
+    may refuse the combination itself, in one line)."""
     import transformers
     from packaging.version import Version
 
     drafter = make_drafter(target, "eagle3.1")
     ids = torch.randint(0, 64, (1, 10), generator=torch.Generator().manual_seed(0))
     plain = target.generate(ids, max_new_tokens=12, do_sample=False)
-    if Version(transformers.__version__) < Version("5.24.0"):
-        with pytest.raises(ValueError, match="Static cache"):
-            target.generate(
-                ids, max_new_tokens=12, do_sample=False, assistant_model=drafter, cache_implementation="static"
-            )
+    try:
+        out = target.generate(
+            ids, max_new_tokens=12, do_sample=False, assistant_model=drafter, cache_implementation="static"
+        )
+    except ValueError as error:
+        assert Version(transformers.__version__) < Version("5.24.0") and "\n" not in str(error)
         return
-    out = target.generate(
-        ids, max_new_tokens=12, do_sample=False, assistant_model=drafter, cache_implementation="static"
-    )
     assert torch.equal(out, plain) and drafter.last_speculation_stats.cycles >= 1
