@@ -36,7 +36,7 @@ from hf_eagle31.commands.info import describe
 from hf_eagle31.convert import convert_checkpoint, read_checkpoint
 from hf_eagle31.hub import render_model_card
 
-from conftest import tiny_target
+from conftest import tiny_chat_tokenizer, tiny_target
 
 
 @pytest.fixture(scope="module")
@@ -284,3 +284,23 @@ def test_every_layout_round_trips_bit_for_bit(tmp_path, target, draft_vocab_size
         d2t = tensors(tmp_path / "back")["d2t"]
         assert torch.equal(d2t, drafter.d2t) and d2t.dtype == torch.int64
     assert drafting_trace(target, back) == drafting_trace(target, drafter)
+
+
+# --------------------------------------------------------------------------- 5. every --drafter loads other layouts
+
+
+def test_cli_drafter_loads_a_specforge_checkpoint_with_converts_rules(tmp_path, target, capsys):
+    """`--drafter` of any command takes a SpecForge checkpoint as it is: the same refusal as convert (its meaning of
+    norm_output), the same flag, and the drafter convert would write, checked against the target."""
+    producer = make_drafter(target, "eagle3.1", draft_vocab_size=48)
+    src = write_specforge(producer, tmp_path / "specforge", "post-879")
+    target.save_pretrained(tmp_path / "target")
+    tiny_chat_tokenizer().save_pretrained(tmp_path / "target")
+    args = ["info", "--target", str(tmp_path / "target"), "--drafter", str(src), "--max-new-tokens", "4"]
+    assert cli_main(args) == 2
+    assert re.search(
+        r"error: config\.json says norm_output: true, .*--norm-output-semantics post-norm-feed", capsys.readouterr().err
+    )
+    assert cli_main([*args, "--norm-output-semantics", "post-norm-feed"]) == 0
+    out = capsys.readouterr().out
+    assert "chain feed: post-norm feed" in out and "target_layer_ids [2, 4, 5]" in out

@@ -332,6 +332,11 @@ def check_checkpoint_config(config_class, config_dict, source):
     else:
         what = f"a `{model_type}` checkpoint, not an hf-eagle31 drafter"
     evidence = f"config.json has `{foreign[0]}`" if foreign else f"config.json model_type={model_type!r}"
+    if foreign or "draft_vocab_size" in config_dict:
+        raise ValueError(
+            f"{source} is {what} ({evidence}): load it with Eagle3Drafter.from_pretrained, which converts it in "
+            f"memory, or convert it with `hf-eagle31 convert {source} DST --to hf-eagle31` and load DST."
+        )
     raise ValueError(
         f"{source} is {what} ({evidence}): convert it with `hf-eagle31 convert {source} DST --to hf-eagle31` "
         "and load DST."
