@@ -36,7 +36,7 @@ import torch
 from transformers import GenerationConfig, LlamaConfig, PretrainedConfig
 from transformers.utils import cached_file, logging
 
-from .configuration_common import SWITCH_NAMES
+from .configuration_common import SWITCH_NAMES, mtp_target_message
 from .configuration_eagle3 import Eagle3Config
 
 
@@ -460,6 +460,8 @@ def detect_format(config: dict, weight_keys, where, options: str = "cli") -> str
     architectures = config.get("architectures") or []
     if any("Eagle3" in a for a in architectures) or "draft_vocab_size" in config:
         return "eagle" if any(k.startswith("midlayer.") for k in weight_keys) else "vllm"
+    if mtp_target_message(config, where):
+        raise ValueError(mtp_target_message(config, where))
     raise ValueError(
         f"cannot tell the format of {where}: config.json has architectures={architectures} and no "
         "`speculators_model_type`; pass the format explicitly "
@@ -765,6 +767,8 @@ def read_foreign(
     """
     if fmt not in READERS:
         raise ValueError(f"unknown format {fmt!r}: use one of {list(FORMATS)}.")
+    if not is_foreign_config(config) and mtp_target_message(config, where):  # a target, whatever format was named
+        raise ValueError(mtp_target_message(config, where))
     config = without_ignored(config, ignore_config_keys, f"{where}")
     ckpt = READERS[fmt](where, config, weights, target_config, target_layer_ids, norm_output_semantics, options)
     return finish(ckpt, drafter_class, target_config, options)

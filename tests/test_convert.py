@@ -681,3 +681,54 @@ def test_hub_ids_resolve_as_transformers_resolves_them(tmp_path, target):
     assert drafting_trace(target, loaded) == drafting_trace(target, drafter)
     with pytest.raises((OSError, ValueError)):
         Eagle3Drafter.from_pretrained("org/eagle3-drafter", target_config=target.config, **{**hub, "revision": "v2"})
+
+
+# --------------------------------------------------------------------------- targets that carry their own MTP layers
+
+
+def mtp_targets(root):
+    """Tiny targets whose checkpoints carry MTP layer counts as their families publish them (DeepSeek-V3: MLA + MoE
+    MTP block; GLM-4.5 MoE: MoE MTP block; Qwen3-Next: hybrid linear attention, `mtp_num_hidden_layers`)."""
+    from transformers import DeepseekV3Config, DeepseekV3ForCausalLM, Glm4MoeConfig, Glm4MoeForCausalLM
+
+    from conftest import tiny_hybrid_target, tiny_sizes
+
+    moe = dict(n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=16, n_group=1, topk_group=1)
+    deepseek = DeepseekV3Config(
+        **tiny_sizes(num_hidden_layers=2), **moe, kv_lora_rank=16, q_lora_rank=16, qk_rope_head_dim=4,
+        qk_nope_head_dim=4, v_head_dim=8, first_k_dense_replace=1, num_nextn_predict_layers=1,
+    )  # fmt: skip
+    glm = Glm4MoeConfig(**tiny_sizes(num_hidden_layers=2), **moe, first_k_dense_replace=1, num_nextn_predict_layers=1)
+    paths = {}
+    for name, model in (("deepseek_v3", DeepseekV3ForCausalLM(deepseek)), ("glm4_moe", Glm4MoeForCausalLM(glm))):
+        model.save_pretrained(root / name)
+        paths[name] = root / name
+    tiny_hybrid_target().save_pretrained(root / "qwen3_next")
+    config = json.loads((root / "qwen3_next" / "config.json").read_text())
+    (root / "qwen3_next" / "config.json").write_text(json.dumps({**config, "mtp_num_hidden_layers": 1}))
+    paths["qwen3_next"] = root / "qwen3_next"
+    return paths
+
+
+def test_a_target_with_its_own_mtp_layers_is_named_and_refused_in_one_line(tmp_path, capsys):
+    """Not "cannot tell the format" (nor a `first_k_dense_replace` refusal with --from vllm): what the checkpoint is,
+    how transformers drafts with it, and why MtpDrafter cannot hold its MTP block."""
+    from hf_eagle31 import MtpDrafter
+
+    reasons = {
+        "deepseek_v3": r"its attention is MLA .*; its MTP block has a MoE MLP",
+        "glm4_moe": r"its MTP block has a MoE MLP",
+        "qwen3_next": r"it is a hybrid \(linear-attention",
+    }
+    for name, path in mtp_targets(tmp_path).items():
+        message = rf"`{name}` target with 1 MTP layer\(s\) .*use_mtp=True.*cannot hold them: {reasons[name]}"
+        with pytest.raises(ValueError, match=message):
+            detect_format(path)
+        with pytest.raises(ValueError, match=message):
+            read_checkpoint(path, format="vllm")
+        for drafter_class in (Eagle3Drafter, MtpDrafter):
+            with pytest.raises(ValueError, match=message):
+                drafter_class.from_pretrained(path)
+        capsys.readouterr()
+        assert cli_main(["convert", str(path), str(tmp_path / f"{name}-out"), "--to", "hf-eagle31"]) == 2
+        assert re.fullmatch(rf"hf-eagle31 convert: error: .*{message}.*", capsys.readouterr().err.strip())
