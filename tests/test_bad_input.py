@@ -548,8 +548,9 @@ def test_foreign_and_broken_checkpoints_are_refused_in_one_line(tmp_path):
     for fmt in ("vllm", "speculators", "eagle"):
         # an EAGLE-3.1 export to the EAGLE layout is written for readers of its switches (SafeAILab would drop them)
         convert_checkpoint(ours, tmp_path / fmt, fmt, eagle_consumer="specforge" if fmt == "eagle" else None)
+        Eagle3Drafter.from_pretrained(tmp_path / fmt)  # converted in memory (tests/test_convert.py)
         message = one_line_error(
-            lambda: Eagle3Drafter.from_pretrained(tmp_path / fmt), "drafter .*convert it with `hf-eagle31 convert"
+            lambda: MtpDrafter.from_pretrained(tmp_path / fmt), "drafter .*load it with Eagle3Drafter.from_pretrained"
         )
         assert str(tmp_path / fmt) in message
     target.save_pretrained(tmp_path / "llama")
@@ -588,16 +589,16 @@ def test_drafter_for_another_vocabulary_gets_a_one_line_refusal():
     assert torch.equal(target.generate(ids, max_new_tokens=4, do_sample=False, assistant_model=drafter), plain)
 
 
-def test_eval_and_info_refuse_foreign_drafters_in_one_line(tiny, tmp_path, capsys):
+def test_eval_and_info_load_foreign_drafters_and_refuse_non_drafters_in_one_line(tiny, tmp_path, capsys):
     from hf_eagle31.convert import convert_checkpoint
 
     convert_checkpoint(tiny["drafter"], tmp_path / "vllm", "vllm")
     tiny_target().save_pretrained(tmp_path / "llama")
     common = ["--target", str(tiny["target"])]
+    for flags in ([], ["--trust-remote-code"]):  # no code of its own to trust: converted in memory either way
+        assert main(["info", *common, "--drafter", str(tmp_path / "vllm"), "--max-new-tokens", "4", *flags]) == 0
+        assert "Eagle3Drafter" in capsys.readouterr().out
     for verb, extra in (("eval", ["--prompts", str(tiny["prompts"])]), ("info", [])):
-        for flags in ([], ["--trust-remote-code"]):  # no code of its own to trust: it needs converting
-            assert main([verb, *common, "--drafter", str(tmp_path / "vllm"), *extra, *flags]) == 2
-            assert "convert it with `hf-eagle31 convert" in error_line(capsys)
         assert main([verb, *common, "--drafter", str(tmp_path / "llama"), *extra]) == 2
         assert "--trust-remote-code" in error_line(capsys)
     assert main(["info", *common, "--drafter", str(tiny["drafter"]), "--max-new-tokens", "4"]) == 0

@@ -62,7 +62,13 @@ def run(args):
     target, tokenizer = load_target_for_cli(args)
     calibration = calibration_from_args(args, target)
     calibration.check_load_at_start(args.strict)
-    drafter = load_drafter(args.drafter, target, trust_remote_code=args.trust_remote_code, dtype=drafter_dtype(args))
+    drafter = load_drafter(
+        args.drafter,
+        target,
+        trust_remote_code=args.trust_remote_code,
+        dtype=drafter_dtype(args),
+        norm_output_semantics=args.norm_output_semantics,
+    )
     compiled = apply_compile_argument(args, drafter, target)
     prompts = prompts_from_args(args, tokenizer)
     rendered = [render_prompt(tokenizer, p, (), args.system_prompt, args.chat_template) for p in prompts]

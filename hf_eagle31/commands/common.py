@@ -20,6 +20,7 @@ from ..evaluation.policies import DEFAULT_CONFIDENCE_THRESHOLD, DEFAULT_COPY_TOK
 from ..evaluation.prompts import read_prompt_file, suite_prompts
 from ..evaluation.timing import compile_target_generation
 from ..loading import native_bf16
+from ..modeling.checkpoint_formats import NORM_OUTPUT_SEMANTICS
 from ..small_batch import enable, wanted
 from ..targets import load_target
 
@@ -194,6 +195,15 @@ def add_trust_remote_code_argument(parser):
         action="store_true",
         help="let a --drafter that is not an hf-eagle31 checkpoint run its own code (hf-eagle31 "
         "drafters load with this package's classes and never need it)",
+    )
+    # EAGLE / SpecForge / vLLM / speculators drafters load converted in memory (`convert`'s rules), so the one
+    # choice a SpecForge checkpoint can need is asked for here too (`loading.load_drafter`).
+    parser.add_argument(
+        "--norm-output-semantics",
+        choices=NORM_OUTPUT_SEMANTICS,
+        default=None,
+        help="what norm_output: true means in a SpecForge (midlayer) --drafter that does not record it: "
+        "post-norm-feed (SpecForge from PR #879) or pre-norm-feed (before it); see `hf-eagle31 convert --help`",
     )
 
 

@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="source_format",
         choices=FORMATS,
         default=None,
-        help="source format (default: detected from config.json and weight names)",
+        help="source format (default: detected from config.json and weight names); --from vllm reads a midlayer "
+        "checkpoint as vLLM runs it",
     )
     add_target_argument(
         parser,
@@ -78,6 +79,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="--to speculators without embeddings (no --target): vLLM takes the target's, but speculators 0.9.0 "
         "loads ZEROS and drafts garbage",
     )
+    parser.add_argument(
+        "--ignore-config-key",
+        dest="ignore_config_keys",
+        action="append",
+        default=None,
+        metavar="KEY",
+        help="read SRC as if its config.json had no KEY (repeatable): for a key you know does not change the model, "
+        "or norm_before_residual in a midlayer SRC read as SpecForge runs it",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
 
 
@@ -95,6 +105,7 @@ def run(args) -> int:
         norm_output_semantics=args.norm_output_semantics,
         eagle_consumer=args.eagle_consumer,
         allow_missing_embeddings=args.allow_missing_embeddings,
+        ignore_config_keys=args.ignore_config_keys,
     )
     cfg = ckpt.config
     variant = variant_of(cfg).label

@@ -643,13 +643,94 @@ class DrafterPreTrainedModel(PreTrainedModel):
 
     # ------------------------------------------------------------------ loading and saving
 
+    # `from_pretrained` options of a checkpoint in another tool's layout (`checkpoint_formats.load_checkpoint`).
+    _LAYOUT_OPTIONS = ("source_format", "target_config", "norm_output_semantics", "ignore_config_keys")
+    # transformers options that keep their meaning for a checkpoint converted in memory (others are refused).
+    _IN_MEMORY_OPTIONS = ("dtype", "torch_dtype", "device_map", "trust_remote_code", "low_cpu_mem_usage", "use_safetensors")
+
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
         """
-        transformers' loader, with one-line errors naming the checkpoint: a missing config.json, another format
-        (EAGLE / vLLM / speculators: convert it with `hf-eagle31 convert`; see `DrafterConfig.get_config_dict`),
-        unknown config keys, truncated or corrupt weights, and weights holding NaN / inf (`check_finite_weights`).
+        transformers' loader, with one-line errors naming the checkpoint: a missing config.json, unknown config keys,
+        truncated or corrupt weights, and weights holding NaN / inf (`check_finite_weights`).
+
+        An EAGLE-3 drafter in another tool's layout (SafeAILab EAGLE-3 / SpecForge `midlayer`, vLLM, vllm-project/
+        speculators; a directory or Hub id) loads too, converted in memory with the rules of `hf-eagle31 convert`
+        (`checkpoint_formats.py`: the same refusals, the same tensors); `save_pretrained` then writes our layout.
+        Its options: `target_config` (the target's config, or the target: gives the layer count an EAGLE checkpoint
+        implies and is checked against the drafter), `target_layer_ids` (overrides the captured layers),
+        `norm_output_semantics` ("post-norm-feed" / "pre-norm-feed": what a SpecForge checkpoint's `norm_output: true`
+        means when it does not record it), `ignore_config_keys` (config keys known to be harmless, read as if
+        absent), `source_format` (read as that format: "eagle", "vllm", "speculators").
         """
+        source = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+        layout = {k: kwargs.pop(k) for k in cls._LAYOUT_OPTIONS if k in kwargs}
+        if layout.get("source_format") not in (None, "hf-eagle31") or cls._is_foreign_layout(source, kwargs):
+            return cls._from_foreign_layout(source, layout, kwargs)
+        loaded = cls._from_our_layout(*args, **kwargs)
+        target = layout.get("target_config")
+        if target is not None:  # checked as `hf-eagle31 convert --target` checks a checkpoint of any layout
+            (loaded[0] if isinstance(loaded, tuple) else loaded).check_target(getattr(target, "config", target))
+        return loaded
+
+    @classmethod
+    def _is_foreign_layout(cls, source, kwargs) -> bool:
+        """Whether `source`'s config.json is an EAGLE-3 drafter in another tool's layout (for an EAGLE-3 drafter class
+        only; an unreadable config is left to transformers' loader and its messages)."""
+        from .checkpoint_formats import HUB_KWARGS, is_foreign_config, read_config_file
+
+        if cls.config_class.model_type != "eagle3_drafter" or kwargs.get("config") is not None:
+            return False
+        try:
+            config = read_config_file(source, {k: kwargs[k] for k in HUB_KWARGS if k in kwargs})
+        except (OSError, ValueError):
+            return False
+        return is_foreign_config(config)
+
+    @classmethod
+    def _from_foreign_layout(cls, source, layout, kwargs):
+        from .checkpoint_formats import HUB_KWARGS, drafter_from_checkpoint, load_checkpoint
+
+        if cls.config_class.model_type != "eagle3_drafter":
+            raise ValueError(f"{source}: only EAGLE-3 drafters load from other tools' layouts: use Eagle3Drafter.from_pretrained.")
+        want_info = kwargs.pop("output_loading_info", False)
+        target_layer_ids = kwargs.pop("target_layer_ids", None)
+        hub = {k: kwargs.pop(k) for k in HUB_KWARGS if k in kwargs}
+        refused = sorted(k for k in kwargs if k not in cls._IN_MEMORY_OPTIONS)
+        if refused:
+            raise ValueError(
+                f"{source} is converted in memory from another tool's layout, where `{refused[0]}` does not apply: "
+                "load it without it, or convert it once (`hf-eagle31 convert SRC DST --to hf-eagle31`) and load DST."
+            )
+        dtype = kwargs.get("dtype", kwargs.get("torch_dtype")) or "auto"
+        if isinstance(dtype, str) and dtype != "auto":
+            dtype = getattr(torch, dtype)
+        target = layout.get("target_config")
+        ckpt = load_checkpoint(
+            source,
+            cls,
+            source_format=layout.get("source_format"),
+            target_config=getattr(target, "config", target),
+            target_layer_ids=target_layer_ids,
+            norm_output_semantics=layout.get("norm_output_semantics"),
+            ignore_config_keys=layout.get("ignore_config_keys"),
+            options="python",
+            hub_kwargs=hub,
+        )
+        model = drafter_from_checkpoint(ckpt, cls, dtype=dtype)
+        model.config._name_or_path = str(source)
+        missing = [] if ckpt.has_embeddings else ["embed_tokens.weight"]
+        check_finite_weights(model, source, missing, hub.get("subfolder") or "")
+        device = kwargs.get("device_map")
+        if device is not None:
+            if isinstance(device, dict) or device == "auto":
+                raise ValueError(f"{source}: a drafter converted in memory goes on one device: pass device_map='cuda:0' (or a torch.device), or move it with .to().")
+            model.to(device)
+        info = {"missing_keys": missing, "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []}
+        return (model, info) if want_info else model
+
+    @classmethod
+    def _from_our_layout(cls, *args, **kwargs):
         want_info = kwargs.pop("output_loading_info", False)
         source = args[0] if args else kwargs.get("pretrained_model_name_or_path")
         try:
