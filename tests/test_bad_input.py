@@ -19,6 +19,7 @@ from hf_eagle31.cli import main
 from hf_eagle31.data.conversations import load_conversations
 from hf_eagle31.modeling.drafter_common import DrafterPreTrainedModel
 from hf_eagle31.training import (
+    DrafterArguments,
     EagleTrainer,
     apply_lora,
     build_drafter,
@@ -298,11 +299,19 @@ def test_batch_without_a_draftable_position_trains_on(tmp_path):
 def test_training_data_without_assistant_tokens_is_refused(tmp_path):
     with pytest.raises(ValueError, match="no.*assistant|assistant.*nothing to learn"):
         train_drafter(
-            rows(n=3, masked=(0, 1, 2)), str(tmp_path / "o"), target=tiny_target(), training_args=train_args(tmp_path)
+            rows(n=3, masked=(0, 1, 2)),
+            DrafterArguments(out=str(tmp_path / "o")),
+            None,
+            train_args(tmp_path),
+            target=tiny_target(),
         )
-    with pytest.raises(ValueError, match="draft_vocab_size=0"):
+    with pytest.raises(ValueError, match="--draft-vocab-size 0"):
         train_drafter(
-            rows(), str(tmp_path / "o"), target=tiny_target(), draft_vocab_size=0, training_args=train_args(tmp_path)
+            rows(),
+            DrafterArguments(out=str(tmp_path / "o"), draft_vocab_size=0),
+            None,
+            train_args(tmp_path),
+            target=tiny_target(),
         )
 
 

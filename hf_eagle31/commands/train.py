@@ -26,7 +26,8 @@ from ..training import (
     precompute_training_features,
     train_drafter,
 )
-from ..training.trainer import check_max_minutes, target_text_config_for_features
+from ..training.budget import check_max_minutes
+from ..training.pipeline import target_text_config_for_features
 from ..utils import text_config
 from ..utils.io import is_inside
 from .common import check_model_path, check_output_path, checked
@@ -148,29 +149,7 @@ def run(args: argparse.Namespace) -> int:
     if drafter_args.estimate_memory:
         _print_memory_estimate(drafter_args, data_args, training_args, dataset)
         return 0
-    lora = {"r": drafter_args.lora_r, "alpha": drafter_args.lora_alpha} if drafter_args.lora_r > 0 else None
-    trainer = train_drafter(
-        dataset,
-        drafter_args.out,
-        target=drafter_args.target,
-        target_dtype=target_dtype,
-        feature_dir=data_args.offline_features,
-        variant=drafter_args.variant,
-        draft_vocab_size=drafter_args.draft_vocab_size,
-        ttt_steps=drafter_args.ttt_steps,
-        training_args=training_args,
-        drafter=drafter_args.init_from,
-        trust_remote_code=drafter_args.trust_remote_code,
-        eval_dataset=eval_dataset,
-        lora=lora,
-        head_init=drafter_args.head_init,
-        overwrite=drafter_args.overwrite,
-        drafter_overrides=None if drafter_args.init_from else drafter_args.drafter_overrides(),
-        loss_chunk_size=drafter_args.loss_chunk_size,
-        loss_tokens=data_args.loss_tokens,
-        loss_objective=drafter_args.loss_objective,
-        max_minutes=drafter_args.max_minutes,
-    )
+    trainer = train_drafter(dataset, drafter_args, data_args, training_args, eval_dataset=eval_dataset)
     if trainer.stopped_by_budget:
         if trainer.args.should_save:
             print(
@@ -179,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
                 "continue with the same command plus --resume_from_checkpoint latest"
             )
         return 0
-    if lora and drafter_args.merge_lora and trainer.args.should_save:
+    if drafter_args.lora_r > 0 and drafter_args.merge_lora and trainer.args.should_save:
         save_drafter(merge_lora(trainer.model), os.path.join(drafter_args.out, "merged"))
     if trainer.finished_before and trainer.args.should_save:
         print(
