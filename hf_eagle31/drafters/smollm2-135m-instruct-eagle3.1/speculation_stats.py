@@ -36,6 +36,8 @@ class SpeculationStats:
     # The drafting policy that ran ("chain", "tree"), or None: a `generate` call that received the drafter but did not
     # speculate (e.g. beam search, which transformers runs without the assistant) leaves fresh stats with policy None.
     policy: str | None = None
+    # With a batch (B > 1 rows): each row's own cycles; the fields above then pool every row's cycles.
+    rows: list | None = None
 
     @property
     def cycles(self) -> int:

@@ -153,7 +153,8 @@ class DrafterAttention(nn.Module):
         return self.o_proj(out), weights
 
     def _chain_attention(self, q, k, v, output_attentions, attention_mask=None):
-        # `attention_mask` (q_len, kv_len) bool, True = visible: a draft tree's mask (tree_drafting.py); else causal.
+        # `attention_mask` (q_len, kv_len) or per row (B, q_len, kv_len) bool, True = visible: a draft tree's mask
+        # (tree_drafting.py) or a batch's ragged cache (batched_decoding.py); else causal.
         q_len, kv_len = q.shape[2], k.shape[2]
         if q_len <= self.grouped_query_max_len and not output_attentions:
             return self._grouped_attention(q, k, v, attention_mask), None
@@ -161,7 +162,7 @@ class DrafterAttention(nn.Module):
         # The new block sits at the end of the cache: query i sees keys 0 .. kv_len - q_len + i.
         allowed = torch.ones(q_len, kv_len, dtype=torch.bool, device=q.device).tril(kv_len - q_len)
         if attention_mask is not None:
-            allowed = attention_mask
+            allowed = attention_mask if attention_mask.dim() == 2 else attention_mask[:, None]  # (B, 1, T, L)
         if not output_attentions:
             return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=self.scaling), None
         scores = (q @ k.transpose(-1, -2)) * self.scaling
@@ -179,8 +180,12 @@ class DrafterAttention(nn.Module):
         kv_len = k.shape[2]
         grouped = q.reshape(bsz, self.num_kv_heads, self.n_rep * q_len, self.head_dim)
         scores = (grouped @ k.transpose(-1, -2)) * self.scaling  # (B, nkv, n_rep * T, L)
-        if attention_mask is not None:
-            scores = scores.masked_fill(~attention_mask.repeat(self.n_rep, 1), torch.finfo(scores.dtype).min)
+        if attention_mask is not None:  # rows of `grouped` are (rep, t): the mask repeats per query head of a group
+            if attention_mask.dim() == 2:
+                grouped_mask = attention_mask.repeat(self.n_rep, 1)  # (n_rep * T, L)
+            else:
+                grouped_mask = attention_mask.repeat(1, self.n_rep, 1)[:, None]  # (B, 1, n_rep * T, L)
+            scores = scores.masked_fill(~grouped_mask, torch.finfo(scores.dtype).min)
         elif q_len > 1:  # the new block sits at the end of the cache: query i sees keys 0 .. kv_len - q_len + i
             hidden = torch.ones(q_len, kv_len, dtype=torch.bool, device=q.device).triu(kv_len - q_len + 1)
             scores = scores.masked_fill(hidden.repeat(self.n_rep, 1), torch.finfo(scores.dtype).min)
@@ -557,8 +562,10 @@ class DrafterPreTrainedModel(PreTrainedModel):
             Without `return_dict=True` it still returns the bare list, deprecated (FutureWarning): call `ttt_forward`
             for the list; from the next release on `forward` returns a `DrafterOutput` in every case.
         past_key_values: deprecated alias of `cache` (transformers < 5.24 naming).
-        attention_mask (`(T, kv_len)` bool, True = visible): replaces the causal mask of the new block against the
-            cache (a draft tree's mask: each node sees the cached prefix and its ancestors; see `tree_drafting.py`).
+        attention_mask (`(T, kv_len)` or `(B, T, kv_len)` bool, True = visible): replaces the causal mask of the new
+            block against the cache (a draft tree's mask: each node sees the cached prefix and its ancestors, see
+            `tree_drafting.py`; per row, a batch whose rows accepted different numbers of tokens, see
+            `batched_decoding.py`).
         """
         cache = _cache_argument(cache, past_key_values)
         if ttt_steps is not None:

@@ -31,8 +31,9 @@ import time
 
 import torch
 
+from .batched_decoding import batched_speculative_decoding
 from .candidate_generator import check_transformers_version
-from .drafting_settings import CHAIN_HINT, TREE_FIELDS
+from .drafting_settings import CHAIN_HINT, TREE_FIELDS, DraftingSettings
 
 
 class SequenceContext:
@@ -91,6 +92,10 @@ def speculative_decoding(
     from transformers.generation.utils import GenerateDecoderOnlyOutput
 
     _check_call(model, input_ids, generation_config, synced_gpus)
+    if input_ids.shape[0] > 1:  # ragged rows: batched_decoding.py
+        settings = DraftingSettings.resolve(generation_config, drafter)
+        return batched_speculative_decoding(model, input_ids, logits_processor, stopping_criteria, generation_config,
+                                            drafter, settings, streamer=streamer, **model_kwargs)
     cache_name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     gen = drafter.get_candidate_generator(
         target=model, generation_config=generation_config, input_ids=input_ids, logits_processor=logits_processor,
@@ -172,11 +177,6 @@ def speculative_decoding(
 
 
 def _check_call(model, input_ids, generation_config, synced_gpus):
-    if input_ids.shape[0] != 1:
-        raise ValueError(
-            f"EAGLE speculative decoding supports batch size 1 only; got batch size {input_ids.shape[0]}: call generate "
-            "once per prompt (or serve batches with vLLM/SGLang, which read this drafter's checkpoint)."
-        )
     if model.config.is_encoder_decoder:
         raise ValueError("EAGLE speculative decoding supports decoder-only targets only.")
     if synced_gpus:
