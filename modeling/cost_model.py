@@ -33,12 +33,12 @@ Prediction for n tokens (context part added afterwards):
   nothing observed yet          prior_verify_s * n ** prior_growth (only the first cycle of a process sees this).
 `prior_growth` = 0.5 is conservative: steeper than every curve measured (fp32 CPU ~0.32, bf16 ~0.07, GPU ~0) and
 below the linear bound that concavity implies, so an unmeasured size looks expensive and the planner sticks to what
-it knows ...
+it knows, except on exploring cycles.
 
-Exploration (explicit, so an unmeasured size is ever measured): ... except on exploring cycles. `exploring(max_tokens)`
-is True on every `explore_every`-th call while some bucket up to `max_tokens` is weak (fewer than 2 observations, or
-none in the last `stale_after` verify observations); on such a cycle the planner prices weak buckets with
-`optimistic=True`, the lowest cost monotonicity and concavity allow:
+Exploration (explicit, or a size never picked is never measured): `exploring(max_tokens)` is True on every
+`explore_every`-th call while some bucket up to `max_tokens` is weak (fewer than 2 observations, or none in the last
+`stale_after` verify observations); on such a cycle the planner prices weak buckets with `optimistic=True`, the
+lowest cost monotonicity and concavity allow:
   inside the observed range      the nearest strong point to the left (flat: it cannot cost less);
   below the first strong point   y_0 * n / x_0 (linear: the cost per token only falls with n);
   above the last strong point    y_L (flat).
