@@ -1,8 +1,12 @@
 # `hf_eagle31.modeling`: the self-contained remote-code files that every drafter checkpoint carries.
+from .acceptance_model import AcceptanceModel, CopyAcceptanceModel
 from .candidate_generator import EagleCandidateGenerator
 from .configuration_common import SWITCH_NAMES, VARIANTS, Variant, get_variant, variant_of
 from .configuration_eagle3 import Eagle3Config
 from .configuration_mtp import MtpConfig
+from .context_index import ContextIndex
+from .cost_model import CostModel
+from .draft_planner import DraftGate, TreePlan, plan_tree, should_grow
 from .drafting_settings import DraftingSettings, TreeSettings, parse_policy
 from .modeling_eagle3 import Eagle3Drafter
 from .modeling_mtp import MtpDrafter
@@ -22,6 +26,14 @@ DRAFTER_CLASSES = {entry.model_type: variant_classes(entry)[1] for entry in VARI
 
 
 __all__ = [
+    "AcceptanceModel",
+    "ContextIndex",
+    "CopyAcceptanceModel",
+    "CostModel",
+    "DraftGate",
+    "TreePlan",
+    "plan_tree",
+    "should_grow",
     "DRAFTER_CLASSES",
     "Eagle3Config",
     "Eagle3Drafter",
