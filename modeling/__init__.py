@@ -1,4 +1,5 @@
 # `hf_eagle31.modeling`: the self-contained remote-code files that every drafter checkpoint carries.
+from .adaptive_drafting import AdaptiveTreeGenerator
 from .acceptance_model import AcceptanceModel, CopyAcceptanceModel
 from .candidate_generator import EagleCandidateGenerator
 from .configuration_common import SWITCH_NAMES, VARIANTS, Variant, get_variant, variant_of
@@ -27,6 +28,7 @@ DRAFTER_CLASSES = {entry.model_type: variant_classes(entry)[1] for entry in VARI
 
 __all__ = [
     "AcceptanceModel",
+    "AdaptiveTreeGenerator",
     "ContextIndex",
     "CopyAcceptanceModel",
     "CostModel",
