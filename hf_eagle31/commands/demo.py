@@ -39,6 +39,12 @@ def describe_policy(config, num_assistant_tokens=None) -> str:
     """The drafting policy a drafter's generation config selects, in words (what `demo` ran)."""
     copy = config.prompt_lookup_num_tokens or 0
     copied = f" + context copy of up to {copy} tokens" if copy else ""
+    if getattr(config, "draft_tree", None) == "auto":
+        return (
+            f"auto: per cycle the shape with the most expected tokens per second under costs measured on this "
+            f"machine (no draft, a chain or a tree of up to depth {config.tree_depth}, top-{config.tree_topk}, "
+            f"{config.tree_total_tokens} nodes){copied}"
+        )
     if getattr(config, "draft_tree", None):
         gate = getattr(config, "tree_min_probability", None) or 0
         deeper = f", a further depth only while its best node is >= {gate:g} likely" if gate else ""
@@ -127,10 +133,14 @@ def run(args):
     print(f"drafting policy: {describe_policy(drafter.generation_config, args.num_assistant_tokens)}")
     print(f"user: {prompts[0]}")
     print(f"assistant: {tokenizer.decode(runs[0].new_tokens, skip_special_tokens=True).strip()}")
-    print(
-        f"tau {stats.tau:.2f} tokens per target forward over {len(prompts)} prompt(s) ({stats.drafted_per_cycle:.2f} "
-        f"tokens verified per cycle; {stats.copied_cycles} of {stats.cycles} cycles copied from the context)"
-    )
+    if stats.cycles:
+        print(
+            f"tau {stats.tau:.2f} tokens per target forward over {len(prompts)} prompt(s) "
+            f"({stats.drafted_per_cycle:.2f} tokens verified per cycle; {stats.copied_cycles} of {stats.cycles} "
+            "cycles copied from the context)"
+        )
+    if stats.shapes:  # the auto policy: which shapes it chose
+        print(f"shapes chosen: {stats.shape_summary()}")
     print(
         f"plain greedy {statistics.median(plain_tps):.1f} tok/s, with drafter {statistics.median(drafter_tps):.1f} "
         f"tok/s: speed-up x{statistics.median(speedups):.2f} (median over {len(prompts)} prompt(s) of "

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache
 
 from ..errors import InputError
-from ..modeling import SpeculationStats, tau_from_forwards  # the one definition of tau and acceptance
+from ..modeling import CostModel, SpeculationStats, tau_from_forwards  # the one definition of tau and acceptance
 from ..utils import device_sync, text_config
 from .calibration import Calibration, format_calibration, format_spread, median_range
 from .evaluate import check_context, pool_speculation_stats
@@ -159,6 +159,7 @@ def benchmark(
                     "drafter_forwards",
                     "wasted_draft_tokens",
                     "copied_cycles",
+                    "shapes",
                 )
             }
             if constant_speeds is not None:
@@ -235,6 +236,9 @@ def benchmark(
         report["profile"]["method"] = profiled
         if calibration is not None:
             calibration.sample("after profile")
+        cost = CostModel.registry.get(CostModel.key_of(target))
+        if cost is not None:  # what the auto policy measured on this machine (this process, this target and dtype)
+            report["profile"]["cost_model"] = cost.summary()
     report["calibration"] = calibration.summary() if calibration is not None else None
     return report
 
@@ -511,6 +515,23 @@ def profile_drafter(
     }
 
 
+def format_cost_model(summary: dict) -> str:
+    """`CostModel.summary()` in lines: mean seconds per verified-token bucket and per drafter width."""
+
+    def buckets(rows, key):
+        return ", ".join(f"{size}: {1e3 * row[key]:.2f} ms ({row['count']})" for size, row in rows.items()) or "—"
+
+    return "\n".join(
+        [
+            f"cost model (auto policy, measured online): verify by tokens {buckets(summary['verify'], 'seconds')}; "
+            f"+{1e6 * summary['verify_seconds_per_context_token']:.3f} us per context token; "
+            f"{summary['verify_observations']} observations",
+            f"drafter forward by width {buckets(summary['draft'], 'seconds')}; "
+            f"{summary['draft_observations']} observations",
+        ]
+    )
+
+
 def format_profile(profile: dict) -> str:
     """The profile as a markdown table of parts per cycle, then the bare times and the ceiling."""
     k, cycles = profile["num_assistant_tokens"], profile["cycles"]
@@ -613,10 +634,15 @@ def format_report(report: dict) -> str:
             f"{count(r, 'wasted_draft_tokens')} | {count(r, 'copied_cycles')} | {t['target_forwards']:.2f} | "
             f"{t['drafter_forwards']:.2f} | {t['other']:.2f} |"
         )
+    for r in report["results"]:
+        if r.get("shapes"):
+            lines.append(f"shapes chosen by {r['method']}: {r['shapes']}")
     same = "yes" if report["outputs_identical"] else f"NO (prompts {report['mismatched_prompts']})"
     lines.append(f"\ngreedy outputs identical across methods: {same}")
     if report.get("calibration"):
         lines.append(format_calibration(report["calibration"]))
     if report.get("profile"):
         lines.append("\n" + format_profile(report["profile"]))
+        if report["profile"].get("cost_model"):
+            lines.append(format_cost_model(report["profile"]["cost_model"]))
     return "\n".join(lines)

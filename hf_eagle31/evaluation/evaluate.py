@@ -52,6 +52,7 @@ def pool_speculation_stats(stats_list: Sequence[SpeculationStats]) -> dict:
         "drafted_per_cycle": pooled.drafted_per_cycle,
         "wasted_draft_tokens": pooled.wasted_draft_tokens,
         "copied_cycles": pooled.copied_cycles,
+        "shapes": pooled.shape_summary(),  # the auto policy's choices (None for a fixed policy)
     }
 
 
