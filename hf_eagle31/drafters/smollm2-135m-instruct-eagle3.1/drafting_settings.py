@@ -44,6 +44,13 @@ class TreeSettings:
     min_probability: float = 0.1
 
 
+# `draft_tree="auto"` (`adaptive_drafting.AdaptiveTreeGenerator`): the tree fields are bounds on the shapes it may
+# choose, not the shape. Its defaults leave the choice to the measured costs: up to 8 depths, the 4 best children
+# per fed node, 32 verified nodes (a long copy branch included), no probability gate (growth is priced instead).
+AUTO_TREE = TreeSettings(depth=8, topk=4, total=32, min_probability=0.0)
+AUTO_COPY_TOKENS = 32  # the `auto` policy's longest copy branch (each copied token is priced, the cap only bounds)
+
+
 @dataclass(frozen=True)
 class DraftingSettings:
     """What a `generate` call with a drafter drafts each cycle (docs/ARCHITECTURE.md, "Drafting policies")."""
@@ -54,10 +61,11 @@ class DraftingSettings:
     copy_tokens: int = 0  # copy-aware drafting: up to this many tokens continuing an n-gram match (0 = off)
     copy_ngram: int = 2  # the longest n-gram matched (down to 1)
     tree: TreeSettings | None = None  # a draft tree instead of a chain
+    adaptive: bool = False  # draft_tree="auto": the shape is chosen per cycle under measured costs (`tree` = bounds)
 
     @property
     def policy(self) -> str:
-        return "tree" if self.tree is not None else "chain"
+        return "auto" if self.adaptive else "tree" if self.tree is not None else "chain"
 
     @classmethod
     def resolve(cls, generation_config, drafter=None) -> "DraftingSettings":
@@ -89,14 +97,15 @@ class DraftingSettings:
         ngram = _integer("max_matching_ngram_size", *get("max_matching_ngram_size", 2), minimum=1,
                          what="copy-aware drafting needs an n-gram size >= 1")
         draft_tree, source = get("draft_tree", False)
-        if not isinstance(draft_tree, bool):
+        if not isinstance(draft_tree, bool) and draft_tree != "auto":
             raise ValueError(
-                f"draft_tree={draft_tree!r}: use a boolean, True or False (JSON true / false), not "
-                f"{type(draft_tree).__name__}{_where(source)}."
+                f"draft_tree={draft_tree!r}: use True, False (JSON true / false) or \"auto\" (the shape chosen per "
+                f"cycle from measured costs), not {type(draft_tree).__name__} {draft_tree!r}{_where(source)}."
             )
+        adaptive = draft_tree == "auto"
         tree = None
         if draft_tree:
-            base = TreeSettings()
+            base = AUTO_TREE if adaptive else TreeSettings()
             tree = TreeSettings(
                 depth=_integer("tree_depth", *get("tree_depth", base.depth), minimum=1, what=_TREE_SIZES),
                 topk=_integer("tree_topk", *get("tree_topk", base.topk), minimum=1, what=_TREE_SIZES),
@@ -104,7 +113,7 @@ class DraftingSettings:
                 min_probability=_probability("tree_min_probability", *get("tree_min_probability", base.min_probability),
                                              what="use a probability in [0, 1) (0 = always grow)"),
             )
-        return cls(k, schedule, threshold, copy_tokens, ngram, tree)
+        return cls(k, schedule, threshold, copy_tokens, ngram, tree, adaptive)
 
 
 # The generation-config fields of the settings (what `generate` must accept as kwargs).
@@ -121,7 +130,7 @@ _TREE_SIZES = "a draft tree needs tree_depth, tree_topk and tree_total_tokens al
 
 # ---------------------------------------------------------------------- policy strings (bench / eval)
 
-POLICIES = ("constant", "heuristic", "confidence", "copy", "confidence+copy", "tree", "tree+copy")
+POLICIES = ("constant", "heuristic", "confidence", "copy", "confidence+copy", "tree", "tree+copy", "auto")
 DEFAULT_CONFIDENCE_THRESHOLD = 0.5
 DEFAULT_COPY_TOKENS = 8
 
@@ -130,7 +139,9 @@ def parse_policy(name: str, confidence_threshold: float = DEFAULT_CONFIDENCE_THR
                  copy_tokens: int = DEFAULT_COPY_TOKENS) -> dict:
     """
     The `generate` options of a named drafting policy: one of `POLICIES`; a confidence policy may name its threshold
-    (`confidence@0.2`, `confidence+copy@0.5`); a tree its shape and gate (`tree@5x4x16`, `tree+copy@3x4x10:0.05`).
+    (`confidence@0.2`, `confidence+copy@0.5`); a tree its shape and gate (`tree@5x4x16`, `tree+copy@3x4x10:0.05`);
+    `auto` picks the shape per cycle from measured costs (`draft_tree="auto"`, its bounds and copies of up to
+    `AUTO_COPY_TOKENS` tokens; it takes no @ suffix).
     Every policy sets every field, so a drafter's saved defaults never leak into another policy. The options go
     through `DraftingSettings.resolve` like any `generate` kwargs.
     """
@@ -140,6 +151,15 @@ def parse_policy(name: str, confidence_threshold: float = DEFAULT_CONFIDENCE_THR
             f"unknown drafting policy {name!r}: use one of {', '.join(POLICIES)} (confidence policies may add "
             "@<threshold>, e.g. confidence@0.2; trees a shape, e.g. tree@5x4x16)."
         )
+    if base == "auto":
+        if at:
+            raise ValueError(f"drafting policy {name!r}: `auto` takes no @ suffix (it picks its shape per cycle).")
+        return {
+            "draft_tree": "auto", "tree_depth": AUTO_TREE.depth, "tree_topk": AUTO_TREE.topk,
+            "tree_total_tokens": AUTO_TREE.total, "tree_min_probability": AUTO_TREE.min_probability,
+            "num_assistant_tokens_schedule": "constant", "assistant_confidence_threshold": 0.0,
+            "prompt_lookup_num_tokens": AUTO_COPY_TOKENS,
+        }
     if base.startswith("tree"):
         tree = TreeSettings()
         if at:

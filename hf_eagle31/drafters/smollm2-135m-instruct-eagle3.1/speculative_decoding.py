@@ -9,6 +9,8 @@ The speculation loop of `target.generate(**inputs, assistant_model=drafter)`, an
              emitted  = generator.accept(ids, draft, logits)       n_accepted + 1 tokens (host list)
              trim at eos / max_length; ids += emitted; stop?
              generator.update(ids, draft, n_accepted, ...)         target cache to the accepted tokens; drafter fed
+    (propose may return None: one plain target step instead, whose features reach the generator's next `update`
+    with draft None; `adaptive_drafting.AdaptiveTreeGenerator` chooses such steps when drafting does not pay)
 
 The generators (`candidate_generator.EagleCandidateGenerator` for chains, `tree_drafting.TreeCandidateGenerator`
 for trees) own every drafting decision; this loop owns the sequence, the stopping rules, the streamer and the output.
@@ -140,8 +142,8 @@ def speculative_decoding(
         elif pending is not None:
             gen.emitted(emitted)
             gen.update(input_ids, pending[0], len(emitted) - 1, pending[1], outputs, cache)
-        draft = gen.propose(input_ids)  # candidates (n,), or None at the length budget
-        if draft is None:  # 2a. no room to draft: one plain step
+        draft = gen.propose(input_ids)  # candidates (n,), or None: a plain step (the length budget, or its choice)
+        if draft is None:  # 2a. one plain step; the next cycle hands its features to `gen.update` (draft None)
             step = model(input_ids=input_ids[:, -1:], position_ids=context.positions(1),
                          attention_mask=context.mask_2d(1), use_cache=True, **{cache_name: cache}, **out.request(gen))
             stats.target_forwards += 1
@@ -149,13 +151,7 @@ def speculative_decoding(
             processed = choose.process(input_ids, row)
             token = int(torch.multinomial(processed.softmax(-1), 1)) if choose.do_sample else int(processed.argmax(-1))
             out.add(step, [0], processed, row)
-            emitted, pending = [token], None
-            input_ids = torch.cat([input_ids, torch.tensor([emitted], device=input_ids.device)], dim=-1)
-            context.advance(1)
-            if streamer is not None:
-                streamer.put(torch.tensor([emitted]))
-            if _finished(stopping_criteria, stop_on_host, input_ids, emitted, eos, generation_config, out):
-                break
+            emitted, outputs, pending = [token], step, (None, [0])
             continue
         # 2. Verify every candidate in one target forward.
         inputs = gen.verify_inputs(input_ids, draft, context)  # input_ids / position_ids (1, n + 1), mask

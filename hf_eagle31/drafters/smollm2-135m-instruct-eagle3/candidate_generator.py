@@ -387,8 +387,9 @@ class EagleCandidateGenerator(SpeculativeGenerator):
 
     def update(self, input_ids: torch.Tensor, draft: Draft, accepted: int, path, outputs, cache) -> None:
         """After `accepted` of the draft's n candidates: the target's cache keeps the bonus and the accepted tokens,
-        the drafter is fed their features (`input_ids` now ends with the new bonus token)."""
-        rejected = draft.size - accepted
+        the drafter is fed their features (`input_ids` now ends with the new bonus token). `draft` None: the last
+        cycle was a plain step (nothing to crop; its one position is fed)."""
+        rejected = draft.size - accepted if draft is not None else 0
         if rejected > 0:
             cache.crop(-rejected)
         self.timed(self.state.feed, input_ids, outputs.hidden_states)

@@ -22,6 +22,7 @@ from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from transformers.utils import ModelOutput
 
+from .adaptive_drafting import AdaptiveTreeGenerator
 from .candidate_generator import EagleCandidateGenerator, SpeculativeGenerator
 from .drafting_settings import DraftingSettings
 from .speculative_decoding import install_generation_door
@@ -381,7 +382,10 @@ class DrafterPreTrainedModel(PreTrainedModel):
         """The generator of one `generate` call (`speculative_decoding.py`): a `TreeCandidateGenerator` when the call's
         settings (its kwargs over this drafter's generation_config.json) ask for a tree, else the chain's."""
         settings = DraftingSettings.resolve(generation_config, self)
-        cls = TreeCandidateGenerator if settings.tree is not None else EagleCandidateGenerator
+        if settings.adaptive:
+            cls = AdaptiveTreeGenerator
+        else:
+            cls = TreeCandidateGenerator if settings.tree is not None else EagleCandidateGenerator
         return cls(drafter=self, generation_config=generation_config, settings=settings, **kwargs)
 
     # ------------------------------------------------------------------ embeddings and draft vocabulary

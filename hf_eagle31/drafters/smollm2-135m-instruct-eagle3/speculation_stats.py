@@ -38,6 +38,8 @@ class SpeculationStats:
     policy: str | None = None
     # With a batch (B > 1 rows): each row's own cycles; the fields above then pool every row's cycles.
     rows: list | None = None
+    # The `auto` policy's choice per cycle: (verified nodes, depth, copied nodes); (0, 0, 0) is a plain step.
+    shapes: list = field(default_factory=list)
 
     @property
     def cycles(self) -> int:
@@ -77,6 +79,23 @@ class SpeculationStats:
             rates.append(sum(1 for a in reached if a >= d) / len(reached) if reached else None)
         return rates
 
+    def shape_summary(self) -> str | None:
+        """One line on the shapes the `auto` policy chose (None for a fixed policy)."""
+        if not self.shapes:
+            return None
+        plain = sum(1 for n, _, _ in self.shapes if n == 0)
+        chains = [(n, d) for n, d, _ in self.shapes if n and n == d]
+        trees = [(n, d) for n, d, _ in self.shapes if n and n != d]
+        copied = sum(1 for n, _, c in self.shapes if n and c)
+        parts = [f"{len(self.shapes)} cycles", f"{plain} plain steps"]
+        if chains:
+            parts.append(f"{len(chains)} chains (mean {sum(n for n, _ in chains) / len(chains):.1f} tokens)")
+        if trees:
+            parts.append(f"{len(trees)} trees (mean {sum(n for n, _ in trees) / len(trees):.1f} nodes, depth "
+                         f"{sum(d for _, d in trees) / len(trees):.1f})")
+        parts.append(f"{copied} with copied tokens")
+        return ", ".join(parts)
+
     @classmethod
     def pooled(cls, stats_list: "list[SpeculationStats]") -> "SpeculationStats":
         """One `SpeculationStats` over the cycles of several (e.g. one per prompt), in order."""
@@ -88,6 +107,7 @@ class SpeculationStats:
             drafter_time_s=sum(s.drafter_time_s for s in stats_list),
             copied_cycles=sum(s.copied_cycles for s in stats_list),
             policy=",".join(sorted({s.policy for s in stats_list if s.policy})) or None,
+            shapes=[shape for s in stats_list for shape in s.shapes],
         )
 
     def to_dict(self) -> dict:
@@ -104,6 +124,7 @@ class SpeculationStats:
             "policy": self.policy,
             "drafted_per_cycle": self.drafted_per_cycle,
             "wasted_draft_tokens": self.wasted_draft_tokens,
+            "shapes": [list(shape) for shape in self.shapes],
         }
 
 

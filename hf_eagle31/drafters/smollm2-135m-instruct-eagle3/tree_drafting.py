@@ -106,6 +106,9 @@ class TreeCandidateGenerator(SpeculativeGenerator):
         return emitted, torch.cat(processed), path
 
     def update(self, input_ids: torch.Tensor, draft: Draft, accepted: int, path, outputs, cache) -> None:
+        if draft is None:  # a plain step: its one position is fed
+            self.timed(self.state.feed, input_ids, outputs.hidden_states)
+            return
         keep = path[: accepted + 1]  # block rows: the root and the accepted nodes
         keep_accepted_path(cache, draft.size + 1, keep)
         index = torch.tensor(keep, device=outputs.logits.device)
