@@ -31,6 +31,7 @@ import torch
 from transformers.cache_utils import DynamicCache
 
 from .candidate_generator import check_assisted_target
+from .sequence_rules import TargetChoice, eos_ids, host_stopping_rule, trim
 from .speculation_stats import SpeculationStats
 
 
@@ -150,8 +151,6 @@ def batched_speculative_decoding(model, input_ids, logits_processor, stopping_cr
     """Speculative decoding of B > 1 rows; returns what `generate` returns (sequences, right-padded per row)."""
     from transformers.generation.utils import GenerateDecoderOnlyOutput
 
-    from .speculative_decoding import TargetChoice, _eos_ids
-
     batch = input_ids.shape[0]
     if streamer is not None:
         raise ValueError("`streamer` supports batch size 1 only (as in transformers): generate one prompt at a time "
@@ -163,7 +162,7 @@ def batched_speculative_decoding(model, input_ids, logits_processor, stopping_cr
                          "output_scores / output_logits / output_hidden_states / output_attentions, or pass one row.")
     gen = BatchedChainGenerator(drafter, model, generation_config, settings, batch)
     choose = TargetChoice(logits_processor, bool(generation_config.do_sample))
-    stats, eos = gen.stats, _eos_ids(generation_config)
+    stats, eos = gen.stats, eos_ids(generation_config)
     pad = generation_config._pad_token_tensor
     pad = int(pad) if pad is not None else (min(eos) if eos else 0)
     device = input_ids.device
@@ -290,14 +289,12 @@ def _accept(choose, gen, input_ids, rows, candidates, draft_logits, logits):
 
 def _extend(rows, done, emitted, budget, eos) -> list[int]:
     """Appends each unfinished row's tokens (cut at its budget and first eos); returns how many each row took."""
-    from .speculative_decoding import _trim
-
     taken = []
     for b, tokens in enumerate(emitted):
         if done[b]:
             taken.append(0)
             continue
-        tokens = _trim(tokens, budget - len(rows[b]), eos)
+        tokens = trim(tokens, budget - len(rows[b]), eos)
         rows[b].extend(tokens)
         taken.append(len(tokens))
         if len(rows[b]) >= budget or (tokens and tokens[-1] in eos):
@@ -308,9 +305,7 @@ def _extend(rows, done, emitted, budget, eos) -> list[int]:
 def _all_done(done, rows, stopping_criteria, input_ids, pad) -> bool:
     """Every row finished (eos or length, decided on the host); other stopping criteria are called on each row's
     sequence, right-padded, as plain decoding would see it, once per cycle."""
-    from .speculative_decoding import _host_stopping_rule
-
-    if not all(done) and not _host_stopping_rule(stopping_criteria):
+    if not all(done) and not host_stopping_rule(stopping_criteria):
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), pad, dtype=input_ids.dtype, device=input_ids.device)
         for b, r in enumerate(rows):
