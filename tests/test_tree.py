@@ -398,3 +398,36 @@ def test_min_probability_stops_growth_without_changing_the_output(target):
         assert torch.equal(target.generate(ids, generation_config=config, assistant_model=drafter), reference)
     with pytest.raises(ValueError, match="tree_min_probability=1.5"):
         target.generate(ids, generation_config=tree_config(3, 2, 6, tree_min_probability=1.5), assistant_model=drafter)
+
+
+def test_settings_are_typed_and_name_their_source(target, tmp_path):
+    """`draft_tree="false"`, `tree_depth=2.7` or `"three"`, in `generate` or in the drafter's generation_config.json,
+    are refused in one line naming the setting and where it came from (never read loosely)."""
+    import json
+
+    from hf_eagle31 import Eagle3Drafter
+
+    drafter = make_drafter(target, "eagle3.1")
+    prompt = torch.tensor([[1, 2, 3]])
+    for kwargs, what in (
+        ({"draft_tree": "false"}, r"draft_tree='false': use a boolean.*\(in generate\(\)\)"),
+        ({"draft_tree": True, "tree_depth": 2.7}, r"tree_depth=2.7: use an integer >= 1, not float"),
+        ({"draft_tree": True, "tree_depth": "three"}, r"tree_depth='three': use an integer"),
+        ({"draft_tree": True, "tree_min_probability": float("nan")}, r"tree_min_probability=nan must lie in"),
+        ({"num_assistant_tokens_schedule": "sometimes"}, r"num_assistant_tokens_schedule='sometimes'"),
+    ):
+        with pytest.raises(ValueError, match=what) as error:
+            target.generate(prompt, max_new_tokens=3, do_sample=False, assistant_model=drafter, **kwargs)
+        assert "\n" not in str(error.value)
+    drafter.save_pretrained(tmp_path / "d")
+    config_file = tmp_path / "d" / "generation_config.json"
+    config = json.loads(config_file.read_text())
+    config["draft_tree"] = "false"
+    config_file.write_text(json.dumps(config))
+    loaded = Eagle3Drafter.from_pretrained(tmp_path / "d")
+    with pytest.raises(ValueError, match=r"draft_tree='false'.*" + str(config_file)) as error:
+        target.generate(prompt, max_new_tokens=3, do_sample=False, assistant_model=loaded)
+    assert "\n" not in str(error.value)
+    # a call's value wins over the file, typed the same way
+    out = target.generate(prompt, max_new_tokens=3, do_sample=False, assistant_model=loaded, draft_tree=False)
+    assert torch.equal(out, target.generate(prompt, max_new_tokens=3, do_sample=False))
