@@ -63,7 +63,7 @@ class LoopCost:
         }
 
 
-class _Probe:
+class SyncProbe:
     """Forward hooks that time the target's and the drafter's forwards, and wrappers that count sync points."""
 
     def __init__(self, target, drafter, cost: LoopCost):
@@ -138,7 +138,7 @@ def measure_loop_cost(target, drafter, prompts, max_new_tokens: int = 64, warmup
     cost, policy = LoopCost(), None
     for ids in prompts:
         tensor = torch.tensor([ids], device=device)
-        with _Probe(target, drafter, cost), contextlib.nullcontext():
+        with SyncProbe(target, drafter, cost), contextlib.nullcontext():
             start = time.perf_counter()
             target.generate(tensor, assistant_model=drafter, **options)
             cost.wall_s += time.perf_counter() - start
