@@ -6,8 +6,9 @@ loop (`hf_eagle31.evaluation.loop_cost`). Prints one row per policy, side by sid
 
     OMP_NUM_THREADS=1 python benchmarks/loop_cost.py [--prompts 6] [--max-new-tokens 96] [--json out.json]
 
-The drafter is random, so acceptance is low; a cycle's host cost depends on the shapes drafted and verified, which the
-policy fixes (chains of K tokens, trees of N nodes).
+Tree policies get a second row with the growth gate decided on the device (`TreeCandidateGenerator.gate_on_host =
+False`, what the generator does off the CPU). The drafter is random, so acceptance is low; a cycle's host cost
+depends on the shapes drafted and verified, which the policy fixes (chains of K tokens, trees of N nodes).
 """
 
 import argparse
@@ -19,6 +20,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from hf_eagle31 import Eagle3Config, Eagle3Drafter
 from hf_eagle31.evaluation.loop_cost import measure_loop_cost
 from hf_eagle31.evaluation.policies import drafting_policy
+from hf_eagle31.modeling import TreeCandidateGenerator
 
 
 POLICIES = ("constant", "confidence", "confidence+copy", "tree", "tree+copy")
@@ -59,6 +61,14 @@ def main(argv=None):
         rows[policy] = measure_loop_cost(
             target, drafter, prompts, max_new_tokens=args.max_new_tokens, **drafting_policy(policy)
         )
+        if policy.startswith("tree"):  # the accelerator default: the growth gate decided on the device
+            TreeCandidateGenerator.gate_on_host = False
+            try:
+                rows[f"{policy}, gate on the device"] = measure_loop_cost(
+                    target, drafter, prompts, max_new_tokens=args.max_new_tokens, **drafting_policy(policy)
+                )
+            finally:
+                TreeCandidateGenerator.gate_on_host = None
     print("| policy | host ms / cycle | syncs / cycle | syncs inside forwards / cycle | cycles | where |")
     print("|---|---|---|---|---|---|")
     for policy, row in rows.items():

@@ -431,3 +431,41 @@ def test_settings_are_typed_and_name_their_source(target, tmp_path):
     # a call's value wins over the file, typed the same way
     out = target.generate(prompt, max_new_tokens=3, do_sample=False, assistant_model=loaded, draft_tree=False)
     assert torch.equal(out, target.generate(prompt, max_new_tokens=3, do_sample=False))
+
+
+def test_gate_on_the_device_gives_the_same_tree_and_output(target, monkeypatch):
+    """`gate_on_host=False` (the accelerator default: no device read per gated depth) drafts every depth but keeps
+    exactly the nodes the host-read gate keeps, so greedy output is unchanged; it then reads the device twice per
+    cycle (the tree, the target's choices)."""
+    from hf_eagle31.evaluation.loop_cost import measure_loop_cost
+    from hf_eagle31.modeling import TreeCandidateGenerator
+
+    drafter = make_drafter(target, "eagle3.1")
+    ids = torch.randint(0, 64, (1, 9), generator=torch.Generator().manual_seed(3))
+    for gate in (0.0, 0.05, 0.3, 0.999):
+        trees = []
+        for on_host in (True, False):
+            gen = EagleCandidateGenerator(drafter, target, GenerationConfig(max_length=40), ids)
+            gen.begin(torch.cat([ids, ids[:, :1]], dim=-1), target(ids, output_hidden_states=True), offset=0)
+            out = tree_drafting.grow_tree(
+                gen.state, depth=4, topk=3, total=12, min_probability=gate, gate_on_host=on_host
+            )
+            host = [t.tolist() for t in out]
+            trees.append(tree_drafting._drop_gated(*host) if 0 in host[2] else tuple(host))
+        assert [list(x) for x in trees[0]] == [list(x) for x in trees[1]], gate
+    reference = target.generate(ids, max_new_tokens=16, do_sample=False)
+    monkeypatch.setattr(TreeCandidateGenerator, "gate_on_host", False)
+    config = tree_config(3, 4, 10, max_new_tokens=16, do_sample=False, tree_min_probability=0.05)
+    assert torch.equal(target.generate(ids, generation_config=config, assistant_model=drafter), reference)
+    cost = measure_loop_cost(
+        target,
+        drafter,
+        [ids[0].tolist()] * 2,
+        max_new_tokens=16,
+        draft_tree=True,
+        tree_min_probability=0.05,
+        prompt_lookup_num_tokens=0,
+    )
+    reads = dict(cost["sync_sites"])
+    assert reads.pop("tolist") == 2 * cost["cycles"]  # per cycle: the tree, the target's choices
+    assert sum(reads.values()) <= 4 * cost["calls"]  # per call: generate's own checks, eos ids, the first token
