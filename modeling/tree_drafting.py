@@ -97,22 +97,20 @@ class TreeCandidateGenerator(SpeculativeGenerator):
         fast = not self.do_sample and self.logits_processor is None
         greedy = logits.argmax(-1).tolist() if fast else None  # one host read (argmax exact in the target's dtype)
         node, path, emitted, processed = 0, [0], [], []
-        block = torch.cat([input_ids[:, -1:], draft.tokens.to(input_ids.device)[None]], dim=-1)
+        block = None if fast else torch.cat([input_ids[:, -1:], draft.tokens.to(input_ids.device)[None]], dim=-1)
         while True:
-            row = logits[node : node + 1].float()
             if fast:
                 token = greedy[node]
-                processed.append(row)
             else:
                 prefix = torch.cat([input_ids, block[:, path[1:]]], dim=-1) if len(path) > 1 else input_ids
-                token, row = target_choice(choose.logits_processor, self.do_sample, prefix, row)
+                token, row = target_choice(choose.logits_processor, self.do_sample, prefix, logits[node : node + 1].float())
                 processed.append(row)
             emitted.append(token)
             node = children.get((node, token))
             if node is None:
                 break
             path.append(node)
-        return emitted, torch.cat(processed), path
+        return emitted, (torch.cat(processed) if processed else None), path
 
     def update(self, input_ids: torch.Tensor, draft: Draft, accepted: int, path, outputs, cache) -> None:
         keep = path[: accepted + 1]  # block rows: the root and the accepted nodes

@@ -157,7 +157,7 @@ def speculative_decoding(
         emitted = trim(emitted, generation_config.max_length - input_ids.shape[1], eos)
         gen.record(draft, len(emitted) - 1)
         rows = path[: len(emitted)] if path is not None else list(range(len(emitted)))
-        out.add(outputs, rows, processed[: len(emitted)], logits[rows].float())
+        out.add(outputs, rows, processed, logits)
         pending = (draft, path if path is not None else rows)
     # (the last cycle's caches are not updated: generation ended)
 
@@ -212,10 +212,13 @@ class _Outputs:
         return extra
 
     def add(self, outputs, rows, processed, raw, prefill=False):
+        """The entries of tokens chosen from block `rows` of `raw` (M, V) logits: `processed` holds their processed
+        rows in order (None: no processors, the raw rows). Nothing is computed unless the caller asked for it."""
         if self.scores is not None:
-            self.scores.extend(processed[i : i + 1] for i in range(len(rows)))
+            chosen = processed[: len(rows)] if processed is not None else raw[rows].float()
+            self.scores.extend(chosen[i : i + 1] for i in range(len(rows)))
         if self.logits is not None:
-            self.logits.extend(raw[i : i + 1] for i in range(len(rows)))
+            self.logits.extend(raw[i : i + 1].float() for i in rows)
         for kept, name in ((self.hidden, "hidden_states"), (self.attentions, "attentions")):
             if kept is None:
                 continue
