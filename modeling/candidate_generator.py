@@ -286,7 +286,8 @@ class EagleCandidateGenerator(SpeculativeGenerator):
                         processed.append(full_logits)
                     return self._with_copy([token[0]], copy[1:], processed)
             picked.append(token[0])
-            ids = torch.cat([ids, token], dim=-1)
+            if self.do_sample or self.logits_processor is not None:  # (only processors read the drafted prefix)
+                ids = torch.cat([ids, token], dim=-1)
             if full_logits is not None:
                 processed.append(full_logits)
             if step == k - 1 or (probability is not None and probability.item() < self.confidence_threshold):
