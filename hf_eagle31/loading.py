@@ -38,18 +38,7 @@ def load_drafter_checkpoint(
     except OSError as error:
         raise InputError(f"{name_or_path} is not a drafter checkpoint (no readable config.json): {error}") from None
     model_type = config.get("model_type")
-    check_known_drafter_type(config, name_or_path, trust_remote_code)
-    foreign_drafter = model_type not in DRAFTER_CLASSES and (
-        any(k in config for k in FOREIGN_FORMAT_KEYS) or "draft_vocab_size" in config
-    )
-    if not config or (foreign_drafter and not (trust_remote_code and "auto_map" in config)):
-        # no config.json, or an EAGLE / vLLM / speculators drafter (no code of its own to trust): convert it
-        check_checkpoint_config(Eagle3Config, config, name_or_path)
-    if model_type not in DRAFTER_CLASSES and not trust_remote_code:
-        raise InputError(
-            f"{name_or_path} is a {model_type or 'config-less'} checkpoint, not an hf-eagle31 drafter: convert it "
-            "(`hf-eagle31 convert SRC DST --to hf-eagle31`), or pass --trust-remote-code to run its own code."
-        )
+    check_drafter_config(config, name_or_path, trust_remote_code)
     if model_type in DRAFTER_CLASSES:  # (their from_pretrained already names the checkpoint on unreadable weights)
         loaded = DRAFTER_CLASSES[model_type].from_pretrained(name_or_path, **kwargs)
     else:
@@ -68,9 +57,41 @@ def load_drafter_checkpoint(
     return loaded
 
 
-def check_known_drafter_type(config: dict, name_or_path, trust_remote_code: bool = False) -> None:
+@modeling_checks_are_input_errors()
+def check_drafter_config(config: dict, name_or_path, trust_remote_code: bool = False) -> None:
+    """
+    What `load_drafter_checkpoint` refuses from the checkpoint's config.json alone, before any weight is read (the
+    CLI runs it before loading the target): a drafter type this release does not know, an EAGLE / vLLM /
+    speculators drafter (convert it), a model that is not a drafter, and a checkpoint with its own code without
+    `trust_remote_code`.
+    """
+    model_type = config.get("model_type")
+    check_known_drafter_type(config, name_or_path, trust_remote_code)
+    remote = trust_remote_code and "auto_map" in config
+    foreign_drafter = model_type not in DRAFTER_CLASSES and (
+        any(k in config for k in FOREIGN_FORMAT_KEYS) or "draft_vocab_size" in config
+    )
+    if not config or (foreign_drafter and not remote):
+        # no config.json, or an EAGLE / vLLM / speculators drafter (no code of its own to trust): convert it
+        check_checkpoint_config(Eagle3Config, config, name_or_path)
+    if model_type in DRAFTER_CLASSES or remote:
+        return
+    if "auto_map" in config:
+        raise InputError(
+            f"{name_or_path} is a `{model_type}` checkpoint with its own code, not an hf-eagle31 drafter: pass "
+            "--trust-remote-code to run that code."
+        )
+    # --trust-remote-code cannot help: transformers would build a plain `model_type` model, never a drafter
+    raise InputError(
+        f"{name_or_path} is a `{model_type or 'config-less'}` model, not a drafter checkpoint: pass a drafter folder "
+        "(EAGLE / vLLM / speculators drafters: `hf-eagle31 convert SRC DST --to hf-eagle31` first)."
+    )
+
+
+def check_known_drafter_type(config: dict, name_or_path, trust_remote_code: bool = False, remote_code=True) -> None:
     """Refuses a drafter `model_type` this release does not know (a newer variant: `*_drafter`) instead of taking
-    it for a foreign format to convert, which would silently make a different model."""
+    it for a foreign format to convert, which would silently make a different model. `remote_code`: whether the
+    caller can run the checkpoint's own code (`convert` cannot: it reads weights with this release's layouts)."""
     model_type = config.get("model_type")
     if (
         isinstance(model_type, str)
@@ -79,10 +100,14 @@ def check_known_drafter_type(config: dict, name_or_path, trust_remote_code: bool
         and not any(k in config for k in FOREIGN_FORMAT_KEYS)
         and not (trust_remote_code and "auto_map" in config)
     ):
+        fix = (
+            ", or pass --trust-remote-code to run the checkpoint's own code"
+            if remote_code and "auto_map" in config
+            else " to load or convert it"
+        )
         raise InputError(
             f"{name_or_path} is a `{model_type}` drafter, which this hf-eagle31 release does not know (known: "
-            f"{', '.join(sorted(DRAFTER_CLASSES))}): upgrade hf-eagle31, or pass --trust-remote-code to run the "
-            "checkpoint's own code."
+            f"{', '.join(sorted(DRAFTER_CLASSES))}): upgrade hf-eagle31{fix}."
         )
 
 

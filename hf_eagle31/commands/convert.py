@@ -2,83 +2,152 @@
 """`hf-eagle31 convert`: drafter checkpoints between hf-eagle31, EAGLE, speculators and vLLM formats."""
 
 import argparse
+import json
+from pathlib import Path
 
 from ..convert import EAGLE_CONSUMERS, EMBEDDING_MODES, FORMATS, NORM_OUTPUT_SEMANTICS, SWITCHES, convert_checkpoint
+from ..convert.checkpoint import detect_format
+from ..convert.neutral import local_dir
+from ..convert.specforge import SEMANTICS_KEY
+from ..errors import InputError
 from ..hub import norm_output_meaning
 from ..modeling import variant_of
-from .common import add_model_argument, add_output_dir_argument, add_target_argument
+from ..utils.io import check_destination, is_drafter_dir
+from .common import (
+    Bound,
+    When,
+    add,
+    add_check,
+    add_count_argument,
+    add_fact,
+    add_model_argument,
+    add_output_dir_argument,
+    check_drafter_source,
+)
 
 
 def _layer_ids(text: str) -> list:
-    """argparse type of --target-layer-ids: "2 4 5" and "2,4,5" both work."""
+    """argparse type of --target-layer-ids: "2 4 5" and "2,4,5" both work; each an index >= 0."""
     try:
-        return [int(part) for part in text.split(",") if part.strip()]
+        ids = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid layer ids {text!r}: pass integers, e.g. 2 4 5 or 2,4,5") from None
+    if not ids or min(ids) < 0:
+        raise argparse.ArgumentTypeError(f"invalid layer ids {text!r}: pass indices >= 0, e.g. 2 4 5 or 2,4,5")
+    return ids
+
+
+def _source_format(ctx):
+    """The format SRC is read as: --from, else detected from its config.json (and weight names)."""
+    return ctx.source_format or detect_format(local_dir(ctx.src))
+
+
+def _norm_output_unrecorded(ctx) -> bool:
+    """Whether SRC is a SpecForge/EAGLE `midlayer` checkpoint whose norm_output: true records no meaning: the one
+    case --norm-output-semantics decides (`convert.specforge.norm_output_on_import`)."""
+    if not Path(ctx.src).expanduser().is_dir():
+        return True  # a Hub checkpoint: not read before the conversion downloads it
+    if ctx.source_format_read != "eagle":
+        return False
+    config = json.loads((local_dir(ctx.src) / "config.json").read_text())
+    switch = config.get("norm_output", (config.get("eagle_config") or {}).get("norm_output", False))
+    return bool(switch) and config.get(SEMANTICS_KEY) is None
+
+
+def check_dst(ctx):
+    """DST: new, or with --overwrite a drafter folder of ours, never one that is or holds SRC / the target."""
+    try:
+        check_destination(ctx.dst, ctx.overwrite, (ctx.src, ctx.target), is_drafter_dir, "drafter")
+    except InputError as error:
+        raise InputError(f"DST: {error}") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_model_argument(
-        parser, "src", flag="SRC", help="drafter checkpoint directory (or Hub id) in any supported format"
+    add(
+        parser,
+        "src",
+        check=check_drafter_source,
+        flag="SRC",
+        help="drafter checkpoint directory (or Hub id) in any supported format",
     )
     add_output_dir_argument(parser, "dst", flag="DST", help="output directory (created)")
-    parser.add_argument("--to", required=True, choices=FORMATS, help="output format")
-    parser.add_argument(
+    add(parser, "--to", required=True, choices=FORMATS, help="output format")
+    add(
+        parser,
         "--from",
         dest="source_format",
         choices=FORMATS,
         default=None,
         help="source format (default: detected from config.json and weight names)",
     )
-    add_target_argument(
+    add_model_argument(
         parser,
+        "--target",
+        default=None,
         help="the target (directory, Hub id or embedded name): supplies embeddings the source lacks, "
         "checks the ones it has, and gives the layer count EAGLE checkpoints imply",
     )
-    parser.add_argument(
+    add(
+        parser,
         "--embeddings",
         choices=EMBEDDING_MODES,
         default="auto",
         help="auto: keep/verify the source's, else take the target's, else write none where the "
         "format loads them from the target; target: replace; source: keep unchecked; none: drop",
     )
-    parser.add_argument(
+    add(
+        parser,
         "--target-layer-ids",
         type=_layer_ids,
         nargs="+",
         default=None,
+        # hidden_states has num_hidden_layers + 1 entries: index L is the last layer's output
+        at_most=Bound(lambda ctx: ctx.num_hidden_layers, "the target's num_hidden_layers (hidden_states indices)"),
         help="aux layers as indices into the target's HF hidden_states (= input of layer i); "
         "overrides what the source says or implies",
     )
-    parser.add_argument(
+    add_count_argument(
+        parser,
         "--num-speculative-tokens",
-        type=int,
         default=None,
+        applies=When("only a speculators config records a draft length", to="speculators"),
         help="default draft length recorded in a speculators config (default: the source's, else 3)",
     )
-    parser.add_argument(
+    add_fact(parser, "source_format_read", _source_format)
+    add_fact(parser, "norm_output_unrecorded", _norm_output_unrecorded)
+    add(
+        parser,
         "--norm-output-semantics",
         choices=NORM_OUTPUT_SEMANTICS,
         default=None,
+        applies=When(
+            "it only says what norm_output: true means in a SpecForge/EAGLE (midlayer) SRC that does not record it",
+            norm_output_unrecorded=True,
+        ),
         help="what norm_output: true means in a SpecForge/EAGLE (midlayer) SRC that does not record it: "
         "post-norm-feed (SpecForge from PR #879, vLLM, SGLang: the next chain step gets the post-norm state) or "
         "pre-norm-feed (SpecForge before #879: norm before lm_head only; imported as norm_output=false)",
     )
-    parser.add_argument(
+    add(
+        parser,
         "--eagle-consumer",
         choices=EAGLE_CONSUMERS,
         default=None,
+        applies=When("it says who reads an EAGLE export", to="eagle"),
         help="who loads a --to eagle export of a drafter with fc_norm/norm_output/... on: specforge (SpecForge from "
         "PR #879, SGLang, vLLM read the switches) writes it; safeailab refuses (SafeAILab EAGLE drops fc_norm.* and "
         "runs plain EAGLE-3)",
     )
-    parser.add_argument(
+    add(
+        parser,
         "--allow-missing-embeddings",
         action="store_true",
+        applies=When("only a speculators export may lack them", to="speculators"),
         help="--to speculators without embeddings (no --target): vLLM takes the target's, but speculators 0.9.0 "
         "loads ZEROS and drafts garbage",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    add(parser, "--overwrite", action="store_true", help="replace DST if it exists")
+    add_check(parser, check_dst)
 
 
 def run(args) -> int:

@@ -429,7 +429,7 @@ def convert_checkpoint(
     """Reads `src` (any format, detected), settles its embeddings, writes `dst` as `to`. Returns what was written."""
     target_path = target
     if Path(src, "config.json").is_file():  # a newer drafter variant is not a foreign format to convert
-        check_known_drafter_type(json.loads(Path(src, "config.json").read_text()), src)
+        check_known_drafter_type(json.loads(Path(src, "config.json").read_text()), src, remote_code=False)
     target = load_target_parts(target) if target is not None else None
     ckpt = read_checkpoint(
         src,
