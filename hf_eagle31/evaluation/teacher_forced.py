@@ -65,6 +65,7 @@ from ..errors import InputError
 from ..features import capture_target_features, chunked_argmax, output_head
 from ..loading import check_drafters_fit
 from ..utils import text_config
+from ..utils.io import write_errors_name
 
 
 logger = logging.get_logger(__name__)
@@ -123,7 +124,13 @@ class AnswerCache:
         self.hits = 0
         self.misses = 0
         if self.directory is not None:
-            os.makedirs(self.directory, exist_ok=True)
+            if os.path.exists(self.directory) and not os.path.isdir(self.directory):
+                raise InputError(
+                    f"answer cache {self.directory} is a file, not a folder: pass a folder for the cached answers "
+                    "(or None / --answer-cache none to keep them in memory)."
+                )
+            with write_errors_name(self.directory):
+                os.makedirs(self.directory, exist_ok=True)
 
     @staticmethod
     def key(target_id: str, prompt_ids: Sequence[int], max_new_tokens: int) -> str:
@@ -160,6 +167,10 @@ class AnswerCache:
         if self.directory is None:
             return
         path = self._path(key)
+        with write_errors_name(self.directory):
+            self._write(path, key, target_id, prompt_ids, max_new_tokens)
+
+    def _write(self, path, key, target_id, prompt_ids, max_new_tokens):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         record = {
             "format": ANSWER_CACHE_FORMAT,

@@ -61,7 +61,7 @@ from ..loading import load_drafter_checkpoint
 from ..modeling import DRAFTER_CLASSES, VARIANTS, variant_classes
 from ..modeling.drafter_common import DrafterPreTrainedModel
 from ..utils import text_config
-from ..utils.io import output_lock, write_errors_name
+from ..utils.io import output_lock, read_errors_name, write_errors_name
 from .draft_vocab import draft_vocab_from_dataset
 from .loss import DEFAULT_TTT_DECAY, LOSS_OBJECTIVES, loss_token_count, ttt_loss
 
@@ -516,6 +516,12 @@ class EagleTrainer(Trainer):
             and self.args.num_train_epochs <= epochs
             and (state["global_step"] >= state["max_steps"] > 0)
         )
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, *args, **kwargs):
+        # a truncated model.safetensors in a checkpoint is a read failure of that checkpoint, named with the fix
+        fix = "resume from another checkpoint-N (--resume_from_checkpoint DIR/checkpoint-N)"
+        with read_errors_name(resume_from_checkpoint, "the checkpoint's weights", fix):
+            return super()._load_from_checkpoint(resume_from_checkpoint, *args, **kwargs)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         try:
