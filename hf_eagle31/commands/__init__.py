@@ -74,6 +74,7 @@ def build_parser():
         description=__doc__.splitlines()[0],
         epilog=f"--debug (before the command) or {DEBUG_ENV}=1: show the full traceback of an error.",
     )
+    parser.hint = " (hf-eagle31 --help lists the commands)"
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module, help_text) in SUBCOMMANDS.items():

@@ -49,8 +49,10 @@ class OneLineErrors:
     """`argparse.ArgumentParser` mixin: a bad argument is one line on stderr, `PROG: error: MESSAGE`, exit 2 (no
     usage block: `--help` shows it), like every other bad input."""
 
+    hint = ""  # appended to the line (the top-level parser: where the commands are listed)
+
     def error(self, message):
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {' '.join(str(message).split())}\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {' '.join(str(message).split())}{self.hint}\n")
 
 
 class CommandParser(OneLineErrors, argparse.ArgumentParser):

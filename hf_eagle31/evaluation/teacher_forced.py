@@ -604,6 +604,23 @@ def format_summary(summary: dict, metrics: Sequence[str] | None = None, title: s
 # ---------------------------------------------------------------------------------------------- one call
 
 
+def check_sizes(drafters: dict, max_new_tokens: int, max_depth: int, top_ks: Sequence[int]) -> None:
+    """The sizes the answers and the drafters bound, before any work: depth j needs an answer longer than j tokens
+    (a depth past it scores nothing and costs a drafter pass per position), and a top-k as large as a drafter's
+    draft vocabulary agrees on every drafted token (a random drafter would score 1.0)."""
+    if max_depth >= max_new_tokens:
+        raise InputError(
+            f"max_depth={max_depth}: depths beyond max_new_tokens - 1 = {max_new_tokens - 1} have no answer position "
+            "(--max-depth <= --max-new-tokens - 1)."
+        )
+    vocab = min(int(getattr(d.config, "draft_vocab_size", None) or d.config.vocab_size) for d in drafters.values())
+    if max(top_ks) >= vocab:
+        raise InputError(
+            f"top_ks={list(top_ks)}: a k >= the draft vocabulary size {vocab} counts every drafted token as agreeing "
+            f"(--top-k below {vocab})."
+        )
+
+
 def evaluate_teacher_forced(
     target: PreTrainedModel,
     tokenizer,
@@ -630,6 +647,7 @@ def evaluate_teacher_forced(
         raise InputError("pass at least one drafter.")
     if not prompts:
         raise InputError("no prompts to evaluate.")
+    check_sizes(drafters, max_new_tokens, max_depth, top_ks)
     cache = answer_cache if isinstance(answer_cache, AnswerCache) else AnswerCache(answer_cache)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     sequences = build_sequences(
