@@ -21,6 +21,7 @@ from ..evaluation.policies import DEFAULT_CONFIDENCE_THRESHOLD, DEFAULT_COPY_TOK
 from ..evaluation.prompts import read_prompt_file, suite_prompts
 from ..evaluation.timing import compile_target_generation
 from ..loading import DEFAULT_DRAFTER, check_drafter_config, native_bf16
+from ..modeling import DRAFTER_CLASSES
 from ..modeling.configuration_common import FOREIGN_FORMAT_KEYS
 from ..small_batch import enable
 from ..small_batch import wanted as small_batch_wanted
@@ -770,7 +771,22 @@ def add_target_argument(parser, help="target model: Hub id, folder or .gguf (def
     add_model_argument(parser, "--target", default=None, help=help)
 
 
-def add_trust_remote_code_argument(parser, applies=When("hf-eagle31 drafters need no code of their own", drafter=True)):
+def needs_own_code(names) -> bool:
+    """Whether any of the drafters `names` (None: none) may run code of its own: a Hub id (not read here), or a
+    local checkpoint that is not an hf-eagle31 drafter (`--trust-remote-code` has an effect only on those)."""
+    for name in names if isinstance(names, list) else [] if names is None else [names]:
+        path = os.path.expanduser(str(name))
+        config = read_json_file(os.path.join(path, "config.json")) if os.path.isdir(path) else None
+        if config is None or config.get("model_type") not in DRAFTER_CLASSES:
+            return True
+    return False
+
+
+REMOTE_CODE = When("hf-eagle31 drafters load with this package's classes and run no code of their own", own_code=True)
+FACTS["own_code"] = lambda ctx: needs_own_code(getattr(ctx.args, "drafter", None))
+
+
+def add_trust_remote_code_argument(parser, applies=REMOTE_CODE):
     add(
         parser,
         "--trust-remote-code",

@@ -23,6 +23,7 @@ from .common import (
     add_model_argument,
     add_output_dir_argument,
     check_drafter_source,
+    local_model_config,
 )
 
 
@@ -113,6 +114,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         applies=When("only a speculators config records a draft length", to="speculators"),
         help="default draft length recorded in a speculators config (default: the source's, else 3)",
     )
+    # convert's target is the one given, never the embedded default (without --target the source's config decides)
+    add_fact(parser, "target_config", lambda ctx: local_model_config(ctx.target) if ctx.target else None)
     add_fact(parser, "source_format_read", _source_format)
     add_fact(parser, "norm_output_unrecorded", _norm_output_unrecorded)
     add(

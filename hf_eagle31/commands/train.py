@@ -49,6 +49,7 @@ from .common import (
     check_model_path,
     check_output_path,
     declare,
+    needs_own_code,
     read_json_file,
 )
 
@@ -236,7 +237,11 @@ OPTIONS = {
     "loss_chunk_size": dict(type=Integer(0), applies=NOT_FEATURES),
     "loss_objective": dict(applies=TRAINING),
     "init_from": dict(check=check_drafter_path, applies=NOT_FEATURES),
-    "trust_remote_code": dict(applies=When("only an --init-from checkpoint may have code of its own", init_from=True)),
+    "trust_remote_code": dict(
+        applies=When(
+            "only an --init-from checkpoint that is not an hf-eagle31 drafter runs code of its own", own_code=True
+        )
+    ),
     "overwrite": dict(applies=TRAINING),
     "lora_r": dict(
         type=Integer(0),
@@ -494,6 +499,7 @@ def build_parser(prog: str | None = None, description: str | None = None) -> HfA
         "cuda": lambda ctx: torch.cuda.is_available(),
         "ampere": _ampere,
         "never": lambda ctx: False,
+        "own_code": lambda ctx: needs_own_code(ctx.init_from),
         "distributed": lambda ctx: int(os.environ.get("WORLD_SIZE", "1")) > 1,
     }.items():
         add_fact(parser, name, compute)
