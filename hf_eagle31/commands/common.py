@@ -217,14 +217,6 @@ def checked(action, check, flag=None):
     return declare(action, check, flag=flag)
 
 
-def declare_all(parser, **contract):
-    """`declare(action, **contract)` for every argument of `parser` that has no contract yet (a verb whose
-    arguments all apply alike)."""
-    for action in parser._actions:
-        if not isinstance(action, argparse._HelpAction) and not hasattr(action, "contract"):
-            declare(action, **contract)
-
-
 def restrict(parser, when, *flags):
     """Narrows where the arguments named by `flags` apply to where `when` also holds (shared arguments that one
     mode of a verb does not read)."""
@@ -381,13 +373,6 @@ def check_contract(parser, args, argv=None):
 # ---------------------------------------------------------------------------------------------- value checks
 # `check(value, flag)` functions for `declare`: each refuses, in one line naming the flag and the fix, a well-formed
 # value that cannot work, reading at most a config.json or a small file.
-
-
-def check_count(value, flag):
-    """Check of a count where 0 or a negative number would silently mean something else (--num-prompts 0 ran one
-    prompt)."""
-    if value < 1:
-        raise InputError(f"{flag} {value}: must be >= 1.")
 
 
 def check_text(value, flag):

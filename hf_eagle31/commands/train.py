@@ -5,6 +5,7 @@ then `train_drafter` (or only the offline features, or only the memory estimate)
 
 import argparse
 import atexit
+import contextlib
 import dataclasses
 import functools
 import importlib.util
@@ -13,9 +14,11 @@ import math
 import os
 import shutil
 import tempfile
+import warnings
 
 import torch
 from transformers import HfArgumentParser, Trainer, TrainingArguments, get_scheduler
+from transformers.utils import logging as transformers_logging
 
 from ..data.prepare import load_prepared, with_loss_on_every_token
 from ..errors import InputError
@@ -192,8 +195,9 @@ def _check_torch_compile_backend(value, flag):
 def _check_optim(value, flag):
     """--optim: an optimizer transformers can build here (some need a package: bitsandbytes, galore_torch, ...)."""
     try:
-        probe = TrainingArguments(output_dir=tempfile.gettempdir(), optim=value, use_cpu=True, report_to="none")
-        Trainer.get_optimizer_cls_and_kwargs(probe)
+        with quietly():
+            probe = TrainingArguments(output_dir=tempfile.gettempdir(), optim=value, use_cpu=True, report_to="none")
+            Trainer.get_optimizer_cls_and_kwargs(probe)
     except (ImportError, ValueError) as error:
         text = " ".join(str(error).split())
         if "optim_target_modules" not in text:  # (GaLore / APOLLO: --optim_target_modules is checked with the rest)
@@ -552,21 +556,39 @@ def check_training_arguments(ctx):
     if ctx.features_only or ctx.estimate_memory:
         return
     try:
-        _, _, training_args = parse_cli_arguments(ctx.args)
-        optimizer, _ = Trainer.get_optimizer_cls_and_kwargs(training_args)
-        steps = training_args.max_steps if training_args.max_steps > 0 else 100
-        probe = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=training_args.learning_rate)
-        get_scheduler(
-            training_args.lr_scheduler_type,
-            probe,
-            num_warmup_steps=training_args.get_warmup_steps(steps),
-            num_training_steps=steps,
-            scheduler_specific_kwargs=training_args.lr_scheduler_kwargs,
-        )
+        with quietly():  # a dry run: its warnings come again when the run builds them
+            _check_trainer_setup(ctx)
     except InputError:
         raise
     except (ValueError, TypeError, ImportError, KeyError) as error:
         raise InputError(f"TrainingArguments: {' '.join(str(error).split())}") from None
+
+
+@contextlib.contextmanager
+def quietly():
+    """transformers' log warnings and Python warnings muted (the pre-flight builds what the run builds again)."""
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+
+
+def _check_trainer_setup(ctx):
+    _, _, training_args = parse_cli_arguments(ctx.args)
+    Trainer.get_optimizer_cls_and_kwargs(training_args)
+    steps = training_args.max_steps if training_args.max_steps > 0 else 100
+    probe = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=training_args.learning_rate)
+    get_scheduler(
+        training_args.lr_scheduler_type,
+        probe,
+        num_warmup_steps=min(int(training_args.warmup_steps * (steps if training_args.warmup_steps < 1 else 1)), steps),
+        num_training_steps=steps,
+        scheduler_specific_kwargs=training_args.lr_scheduler_kwargs,
+    )
 
 
 def parse_cli_arguments(args: argparse.Namespace) -> tuple[DrafterArguments, DataArguments, TrainingArguments]:
