@@ -1,8 +1,8 @@
 """Helpers of the transformers canary in `.ci/run`.
 
 python .ci/canary.py in-range VERSION   exit 0 when VERSION is inside pyproject.toml's transformers range
-python .ci/canary.py failed VERSION     after a failed canary run: one line naming the release and the members of
-                                        its assisted loop the drafters' candidate generator lacks; exit 0 only when
+python .ci/canary.py failed VERSION     after a failed canary run: one line naming the release and what the drafters'
+                                        speculation loop uses that it lacks; exit 0 only when
                                         .ci/known-broken.txt records VERSION (a line "VERSION: reason")
 """
 
@@ -62,18 +62,15 @@ def known_broken(path=None):
 
 
 def what_is_missing():
-    """What the installed transformers asks of a candidate generator that the drafters' generator lacks: the
-    assisted-loop protocol read from its source, and the members all of its built-in generators add to the base."""
+    """What the installed transformers lacks of what the drafters' speculation loop uses (by name and signature)."""
     try:
         from hf_eagle31.modeling import candidate_generator as ours
     except Exception as error:  # the import itself may be what broke
         return f"importing the drafters' code fails ({type(error).__name__}: {error})"
-    generator = ours.EagleCandidateGenerator
-    gaps = ours.protocol_gaps(generator)
-    gaps += [gap for gap in ours.builtin_surface_gaps(generator) if gap not in gaps]
+    gaps = ours.door_gaps()
     if gaps:
-        return f"its assisted loop needs {', '.join(gaps)} from a candidate generator"
-    return "no missing generator member found: see the failing tests above"
+        return f"it lacks {', '.join(gaps)}, which the drafters' speculation loop uses"
+    return "nothing the speculation loop uses by name is missing: see the failing tests above"
 
 
 def main(command, version):

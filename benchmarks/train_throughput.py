@@ -27,7 +27,7 @@ from hf_eagle31.evaluation.calibration import Calibration, format_calibration
 from hf_eagle31.features import capture_target_features
 from hf_eagle31.modeling.configuration_common import default_target_layer_ids
 from hf_eagle31.targets import load_target
-from hf_eagle31.training import train_drafter
+from hf_eagle31.training import DrafterArguments, train_drafter
 
 
 BASELINE = {
@@ -121,17 +121,16 @@ def time_training(setting, rows, targets, steps, batch):
             dataloader_num_workers=0,
         )
         reset_peak_memory()
-        train_drafter(
-            rows,
-            out,
-            target=targets[setting["target_dtype"]],
+        drafter_args = DrafterArguments(
+            out=out,
             variant="eagle3.1",
             draft_vocab_size=setting["draft_vocab_size"],
             ttt_steps=setting["ttt_steps"],
-            training_args=args,
-            callbacks=[timer],
             overwrite=True,
             loss_chunk_size=setting["loss_chunk_size"],
+        )
+        train_drafter(
+            rows, drafter_args, training_args=args, target=targets[setting["target_dtype"]], callbacks=[timer]
         )
     return statistics.median(timer.seconds[1:]), peak_memory_gib()
 

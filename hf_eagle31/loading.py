@@ -13,8 +13,10 @@ from pathlib import Path
 import torch
 from transformers import AutoModel, PretrainedConfig, PreTrainedModel
 
+from .convert.checkpoint import check_known_drafter_type
 from .errors import InputError, modeling_checks_are_input_errors
 from .modeling import DRAFTER_CLASSES, Eagle3Config
+from .modeling.checkpoint_formats import is_foreign_config
 from .modeling.configuration_common import FOREIGN_FORMAT_KEYS, check_checkpoint_config
 from .modeling.drafter_common import check_finite_weights
 
@@ -25,12 +27,19 @@ DEFAULT_DRAFTER = SHIPPED_DRAFTERS / "smollm2-135m-instruct-eagle3.1"
 
 @modeling_checks_are_input_errors()
 def load_drafter_checkpoint(
-    name_or_path: str | os.PathLike, trust_remote_code: bool = False, **kwargs
+    name_or_path: str | os.PathLike,
+    trust_remote_code: bool = False,
+    target=None,
+    norm_output_semantics: str | None = None,
+    **kwargs,
 ) -> PreTrainedModel | tuple[PreTrainedModel, dict]:
     """
     A drafter checkpoint (directory or Hub id). hf-eagle31 checkpoints (a `model_type` of the variant registry:
-    `modeling.DRAFTER_CLASSES`) load with this package's classes, no remote code; any other checkpoint runs its own
-    code only with `trust_remote_code=True` (as transformers). `kwargs` go to `from_pretrained` (dtype, ...; with
+    `modeling.DRAFTER_CLASSES`) load with this package's classes, no remote code; EAGLE / SpecForge / vLLM /
+    speculators drafters are converted in memory with `hf-eagle31 convert`'s rules (`convert.load_foreign_drafter`:
+    `target` supplies the layer count EAGLE implies and the embeddings, checked as `convert --target` checks them;
+    `norm_output_semantics` as `--norm-output-semantics`); any other checkpoint runs its own code only with
+    `trust_remote_code=True` (as transformers). `kwargs` go to `from_pretrained` (dtype, ...; with
     `output_loading_info=True` the result is `(drafter, loading_info)`, as there).
     """
     try:
@@ -38,7 +47,19 @@ def load_drafter_checkpoint(
     except OSError as error:
         raise InputError(f"{name_or_path} is not a drafter checkpoint (no readable config.json): {error}") from None
     model_type = config.get("model_type")
-    check_drafter_config(config, name_or_path, trust_remote_code)
+    foreign_drafter = check_drafter_config(config, name_or_path, trust_remote_code)
+    if foreign_drafter:
+        # an EAGLE / SpecForge / vLLM / speculators drafter (no code of its own to trust): converted in memory
+        from .convert.checkpoint import load_foreign_drafter
+
+        want_info = kwargs.pop("output_loading_info", False)
+        drafter = load_foreign_drafter(
+            name_or_path, target=target, dtype=kwargs.pop("dtype", None), norm_output_semantics=norm_output_semantics
+        )
+        if kwargs:
+            raise InputError(f"{name_or_path} is converted in memory, where {sorted(kwargs)} do not apply.")
+        info = {"missing_keys": [] if drafter.embeddings_ready else ["embed_tokens.weight"], "unexpected_keys": []}
+        return (drafter, info) if want_info else drafter
     if model_type in DRAFTER_CLASSES:  # (their from_pretrained already names the checkpoint on unreadable weights)
         loaded = DRAFTER_CLASSES[model_type].from_pretrained(name_or_path, **kwargs)
     else:
@@ -58,24 +79,25 @@ def load_drafter_checkpoint(
 
 
 @modeling_checks_are_input_errors()
-def check_drafter_config(config: dict, name_or_path, trust_remote_code: bool = False) -> None:
+def check_drafter_config(config: dict, name_or_path, trust_remote_code: bool = False) -> bool:
     """
     What `load_drafter_checkpoint` refuses from the checkpoint's config.json alone, before any weight is read (the
-    CLI runs it before loading the target): a drafter type this release does not know, an EAGLE / vLLM /
-    speculators drafter (convert it), a model that is not a drafter, and a checkpoint with its own code without
-    `trust_remote_code`.
+    CLI runs it before loading the target): a drafter type this release does not know, no config, a model that is
+    not a drafter, a checkpoint with code of its own without `trust_remote_code`. Returns whether it is an EAGLE /
+    SpecForge / vLLM / speculators drafter (converted in memory).
     """
     model_type = config.get("model_type")
     check_known_drafter_type(config, name_or_path, trust_remote_code)
+    if not config:
+        check_checkpoint_config(Eagle3Config, config, name_or_path)
     remote = trust_remote_code and "auto_map" in config
     foreign_drafter = model_type not in DRAFTER_CLASSES and (
-        any(k in config for k in FOREIGN_FORMAT_KEYS) or "draft_vocab_size" in config
+        any(k in config for k in FOREIGN_FORMAT_KEYS) or is_foreign_config(config)
     )
-    if not config or (foreign_drafter and not remote):
-        # no config.json, or an EAGLE / vLLM / speculators drafter (no code of its own to trust): convert it
-        check_checkpoint_config(Eagle3Config, config, name_or_path)
+    if foreign_drafter and not remote:
+        return True
     if model_type in DRAFTER_CLASSES or remote:
-        return
+        return False
     if "auto_map" in config:
         raise InputError(
             f"{name_or_path} is a `{model_type}` checkpoint with its own code, not an hf-eagle31 drafter: pass "
@@ -84,31 +106,8 @@ def check_drafter_config(config: dict, name_or_path, trust_remote_code: bool = F
     # --trust-remote-code cannot help: transformers would build a plain `model_type` model, never a drafter
     raise InputError(
         f"{name_or_path} is a `{model_type or 'config-less'}` model, not a drafter checkpoint: pass a drafter folder "
-        "(EAGLE / vLLM / speculators drafters: `hf-eagle31 convert SRC DST --to hf-eagle31` first)."
+        "(EAGLE / SpecForge / vLLM / speculators drafters load as they are)."
     )
-
-
-def check_known_drafter_type(config: dict, name_or_path, trust_remote_code: bool = False, remote_code=True) -> None:
-    """Refuses a drafter `model_type` this release does not know (a newer variant: `*_drafter`) instead of taking
-    it for a foreign format to convert, which would silently make a different model. `remote_code`: whether the
-    caller can run the checkpoint's own code (`convert` cannot: it reads weights with this release's layouts)."""
-    model_type = config.get("model_type")
-    if (
-        isinstance(model_type, str)
-        and model_type.endswith("_drafter")
-        and model_type not in DRAFTER_CLASSES
-        and not any(k in config for k in FOREIGN_FORMAT_KEYS)
-        and not (trust_remote_code and "auto_map" in config)
-    ):
-        fix = (
-            ", or pass --trust-remote-code to run the checkpoint's own code"
-            if remote_code and "auto_map" in config
-            else " to load or convert it"
-        )
-        raise InputError(
-            f"{name_or_path} is a `{model_type}` drafter, which this hf-eagle31 release does not know (known: "
-            f"{', '.join(sorted(DRAFTER_CLASSES))}): upgrade hf-eagle31{fix}."
-        )
 
 
 @modeling_checks_are_input_errors()
@@ -117,17 +116,24 @@ def load_drafter(
     target: PreTrainedModel,
     trust_remote_code: bool = False,
     dtype: torch.dtype | None = None,
+    norm_output_semantics: str | None = None,
 ) -> PreTrainedModel:
     """
     A drafter checkpoint (local folder or Hub id) in `dtype` (default: the target's) on the target's device, checked
     against the target
     (`check_target` raises a one-line ValueError on a mismatch) and with the target's embeddings when the checkpoint
     did not carry them. hf-eagle31 checkpoints load with this package's classes; any other checkpoint runs its own
-    code only with `trust_remote_code` (`training.load_drafter_checkpoint`); EAGLE / vLLM / speculators formats are
-    refused with the `hf-eagle31 convert` command that makes them loadable.
+    code only with `trust_remote_code` (`training.load_drafter_checkpoint`); EAGLE / SpecForge / vLLM / speculators
+    drafters are converted in memory with `hf-eagle31 convert`'s rules (the target gives the layer count and the
+    embeddings, checked as `convert --target` checks them).
     """
     drafter, info = load_drafter_checkpoint(
-        name_or_path, trust_remote_code=trust_remote_code, dtype=dtype or target.dtype, output_loading_info=True
+        name_or_path,
+        trust_remote_code=trust_remote_code,
+        target=target,
+        norm_output_semantics=norm_output_semantics,
+        dtype=dtype or target.dtype,
+        output_loading_info=True,
     )
     # Embeddings may be absent (they are the target's, loaded below); any other missing weight is an error.
     missing = [k for k in info.get("missing_keys", ()) if not k.endswith("embed_tokens.weight")]
@@ -150,13 +156,19 @@ def load_drafter(
 
 
 def load_drafters(
-    names: list[str], target: PreTrainedModel, trust_remote_code: bool = False, dtype: torch.dtype | None = None
+    names: list[str],
+    target: PreTrainedModel,
+    trust_remote_code: bool = False,
+    dtype: torch.dtype | None = None,
+    norm_output_semantics: str | None = None,
 ) -> dict[str, PreTrainedModel]:
     """`{name as given: drafter}`; the same checkpoint given twice is loaded twice under distinct labels."""
     drafters = {}
     for name in names:
         label = name if name not in drafters else f"{name}#{len(drafters)}"
-        drafters[label] = load_drafter(name, target, trust_remote_code=trust_remote_code, dtype=dtype)
+        drafters[label] = load_drafter(
+            name, target, trust_remote_code=trust_remote_code, dtype=dtype, norm_output_semantics=norm_output_semantics
+        )
     return drafters
 
 

@@ -14,7 +14,6 @@ EAGLE-3 / EAGLE-3.1 drafter (remote code: `AutoModel.from_pretrained(dir, trust_
 import torch
 from torch import nn
 
-from .candidate_generator import install_generate_hook
 from .configuration_eagle3 import Eagle3Config
 from .drafter_common import (
     DrafterAttention,
@@ -22,9 +21,7 @@ from .drafter_common import (
     DrafterMLP,
     DrafterPreTrainedModel,
     DrafterRMSNorm,
-    install_target_check_hook,
 )
-from .tree_drafting import install_tree_hook
 
 
 class Eagle3DecoderLayer(nn.Module):
@@ -91,8 +88,5 @@ class Eagle3Drafter(DrafterPreTrainedModel):
 
 Eagle3Config.register_for_auto_class()
 Eagle3Drafter.register_for_auto_class("AutoModel")
-install_generate_hook()
-install_target_check_hook()
-install_tree_hook()
 
 __all__ = ["Eagle3Drafter", "Eagle3DecoderLayer"]

@@ -12,7 +12,6 @@ DeepSeek-V3-style MTP drafter head (remote code: `AutoModel.from_pretrained(dir,
 import torch
 from torch import nn
 
-from .candidate_generator import install_generate_hook
 from .configuration_mtp import MtpConfig
 from .drafter_common import (
     DrafterAttention,
@@ -20,9 +19,7 @@ from .drafter_common import (
     DrafterMLP,
     DrafterPreTrainedModel,
     DrafterRMSNorm,
-    install_target_check_hook,
 )
-from .tree_drafting import install_tree_hook
 
 
 # Adapted from modeling_eagle3.Eagle3DecoderLayer: eh_proj of the two normed inputs (H-wide attention input) instead
@@ -75,11 +72,8 @@ class MtpDrafter(DrafterPreTrainedModel):
         return target_hidden_states.to(self.lm_head.weight.dtype)
 
 
-# Copied from modeling_eagle3 with Eagle3->Mtp (the process-wide hooks of docs/ARCHITECTURE.md; each is idempotent).
+# Copied from modeling_eagle3 with Eagle3->Mtp.
 MtpConfig.register_for_auto_class()
 MtpDrafter.register_for_auto_class("AutoModel")
-install_generate_hook()
-install_target_check_hook()
-install_tree_hook()
 
 __all__ = ["MtpDrafter", "MtpDecoderLayer"]

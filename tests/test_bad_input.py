@@ -19,6 +19,7 @@ from hf_eagle31.cli import main
 from hf_eagle31.data.conversations import load_conversations
 from hf_eagle31.modeling.drafter_common import DrafterPreTrainedModel
 from hf_eagle31.training import (
+    DrafterArguments,
     EagleTrainer,
     apply_lora,
     build_drafter,
@@ -300,11 +301,19 @@ def test_batch_without_a_draftable_position_trains_on(tmp_path):
 def test_training_data_without_assistant_tokens_is_refused(tmp_path):
     with pytest.raises(ValueError, match="no.*assistant|assistant.*nothing to learn"):
         train_drafter(
-            rows(n=3, masked=(0, 1, 2)), str(tmp_path / "o"), target=tiny_target(), training_args=train_args(tmp_path)
+            rows(n=3, masked=(0, 1, 2)),
+            DrafterArguments(out=str(tmp_path / "o")),
+            None,
+            train_args(tmp_path),
+            target=tiny_target(),
         )
-    with pytest.raises(ValueError, match="draft_vocab_size=0"):
+    with pytest.raises(ValueError, match="--draft-vocab-size 0"):
         train_drafter(
-            rows(), str(tmp_path / "o"), target=tiny_target(), draft_vocab_size=0, training_args=train_args(tmp_path)
+            rows(),
+            DrafterArguments(out=str(tmp_path / "o"), draft_vocab_size=0),
+            None,
+            train_args(tmp_path),
+            target=tiny_target(),
         )
 
 
@@ -550,8 +559,9 @@ def test_foreign_and_broken_checkpoints_are_refused_in_one_line(tmp_path):
     for fmt in ("vllm", "speculators", "eagle"):
         # an EAGLE-3.1 export to the EAGLE layout is written for readers of its switches (SafeAILab would drop them)
         convert_checkpoint(ours, tmp_path / fmt, fmt, eagle_consumer="specforge" if fmt == "eagle" else None)
+        Eagle3Drafter.from_pretrained(tmp_path / fmt)  # converted in memory (tests/test_convert.py)
         message = one_line_error(
-            lambda: Eagle3Drafter.from_pretrained(tmp_path / fmt), "drafter .*convert it with `hf-eagle31 convert"
+            lambda: MtpDrafter.from_pretrained(tmp_path / fmt), "drafter .*load it with Eagle3Drafter.from_pretrained"
         )
         assert str(tmp_path / fmt) in message
     target.save_pretrained(tmp_path / "llama")
@@ -568,30 +578,38 @@ def test_foreign_and_broken_checkpoints_are_refused_in_one_line(tmp_path):
     one_line_error(lambda: Eagle3Drafter.from_pretrained(tmp_path / "no-config"), "no-config has no config.json")
 
 
-def test_drafter_for_another_vocabulary_gets_our_message_in_generate():
+def test_drafter_for_another_vocabulary_gets_a_one_line_refusal():
+    """transformers validates the assistant's vocabulary before the door (one line of its own); our line, naming the
+    fix, comes from `check_target` and from the patch-free entry (ARCHITECTURE.md, "The door into transformers")."""
+    from hf_eagle31.modeling import speculative_generate
+
     target = tiny_target()
     ids = torch.randint(0, 64, (1, 5))
+    ours = "expects a target vocab size of 100 but the target has 64 .*another tokenizer"
     for other in (tiny_target(vocab_size=100), tiny_target(vocab_size=100, hidden_size=48)):
         drafter = make_drafter(other)
         one_line_error(
-            lambda: target.generate(ids, max_new_tokens=3, do_sample=False, assistant_model=drafter),
-            "expects a target vocab size of 100 but the target has 64 .*another tokenizer",
+            lambda: target.generate(ids, max_new_tokens=3, do_sample=False, assistant_model=drafter), "tokenizer"
+        )
+        one_line_error(lambda: drafter.check_target(target.config), ours)
+        one_line_error(
+            lambda: target.generate(ids, max_new_tokens=3, custom_generate=speculative_generate, drafter=drafter), ours
         )
     drafter = make_drafter(target)  # and a matching drafter still drafts
     plain = target.generate(ids, max_new_tokens=4, do_sample=False)
     assert torch.equal(target.generate(ids, max_new_tokens=4, do_sample=False, assistant_model=drafter), plain)
 
 
-def test_eval_and_info_refuse_foreign_drafters_in_one_line(tiny, tmp_path, capsys):
+def test_eval_and_info_load_foreign_drafters_and_refuse_non_drafters_in_one_line(tiny, tmp_path, capsys):
     from hf_eagle31.convert import convert_checkpoint
 
     convert_checkpoint(tiny["drafter"], tmp_path / "vllm", "vllm")
     tiny_target().save_pretrained(tmp_path / "llama")
     common = ["--target", str(tiny["target"])]
+    for flags in ([], ["--trust-remote-code"]):  # no code of its own to trust: converted in memory either way
+        assert main(["info", *common, "--drafter", str(tmp_path / "vllm"), "--max-new-tokens", "4", *flags]) == 0
+        assert "Eagle3Drafter" in capsys.readouterr().out
     for verb, extra in (("eval", ["--prompts", str(tiny["prompts"])]), ("info", [])):
-        for flags in ([], ["--trust-remote-code"]):  # no code of its own to trust: it needs converting
-            assert main([verb, *common, "--drafter", str(tmp_path / "vllm"), *extra, *flags]) == 2
-            assert "convert it with `hf-eagle31 convert" in error_line(capsys)
         assert main([verb, *common, "--drafter", str(tmp_path / "llama"), *extra]) == 2
         assert "not a drafter" in error_line(capsys)  # --trust-remote-code cannot make a LlamaModel draft
     assert main(["info", *common, "--drafter", str(tiny["drafter"]), "--max-new-tokens", "4"]) == 0

@@ -257,6 +257,8 @@ def reading(action):
         return None
     choices = [str(c.value if isinstance(c, enum.Enum) else c) for c in action.choices] if action.choices else None
     extra = EXTRA_SAMPLES.get(getattr(contract.check, "__name__", ""), []) + (choices[:1] if choices else [])
+    if getattr(contract, "within", None) is not None:
+        extra = [contract.within.sample]  # the inputs' own (a key of the drafter's config.json, the policy given)
     numeric = isinstance(action.type, (_common().Integer, _common().Number))
     names = list(NUMBERS) + ([] if numeric else list(PATHS)) + [f"={v}" for v in extra]
 
@@ -266,6 +268,8 @@ def reading(action):
         by_type = type_verdict(action, text) if action.type is not None else OK
         if by_type != OK:
             return by_type
+        if getattr(contract, "within", None) is not None and not name.startswith("="):
+            return REFUSED  # none of the fuzzed values is among the values the inputs allow
         if contract.check is _train()._check_max_steps:
             return REFUSED if int(text) == 0 else OK  # -1: the epochs decide; 0 steps: nothing
         if needs_package is not None:

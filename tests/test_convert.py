@@ -47,9 +47,9 @@ def drafting_trace(target, drafter, max_new_tokens=16):
     original = EagleCandidateGenerator._draft
 
     def spy(self, input_ids, k, copy=None):
-        ids, logits = original(self, input_ids, k, copy)
-        proposals.append(ids[0, input_ids.shape[1] :].tolist())
-        return ids, logits
+        draft = original(self, input_ids, k, copy)
+        proposals.append(draft.tokens.tolist())
+        return draft
 
     with mock.patch.object(EagleCandidateGenerator, "_draft", spy):
         out = target.generate(
@@ -305,8 +305,14 @@ def test_round_trip_is_bit_identical_and_drafts_identically(tmp_path, target, fm
 def test_exports_use_each_formats_names(tmp_path, target):
     drafter = make_drafter(target, "eagle3.1", draft_vocab_size=48, norm_before_residual=True)
     drafter.save_pretrained(tmp_path / "ours")
-    for fmt in ("eagle", "vllm", "speculators"):
-        convert_checkpoint(tmp_path / "ours", tmp_path / fmt, fmt, eagle_consumer="specforge")
+    for fmt in ("vllm", "speculators"):
+        convert_checkpoint(tmp_path / "ours", tmp_path / fmt, fmt)
+    # SpecForge's and SafeAILab's midlayer class ignores norm_before_residual: an EAGLE export would be misread
+    with pytest.raises(ValueError, match=r"norm_before_residual=True, which SpecForge's and SafeAILab's .*--to vllm"):
+        convert_checkpoint(tmp_path / "ours", tmp_path / "refused", "eagle", eagle_consumer="specforge")
+    drafter.config.norm_before_residual = False
+    drafter.save_pretrained(tmp_path / "plain-residual")
+    convert_checkpoint(tmp_path / "plain-residual", tmp_path / "eagle", "eagle", eagle_consumer="specforge")
     eagle_keys, vllm_keys = set(tensors(tmp_path / "eagle")), set(tensors(tmp_path / "vllm"))
     assert "midlayer.self_attn.q_proj.weight" in eagle_keys and not any(k.startswith("layers.") for k in eagle_keys)
     assert vllm_keys == set(tensors(tmp_path / "speculators")) == set(drafter.state_dict())
@@ -554,3 +560,175 @@ def test_config_keys_the_reader_does_not_know_are_refused_not_dropped(tmp_path, 
         read_checkpoint(edited(src, lambda c: c.update(harmless)), target_config=target.config)
         with pytest.raises(ValueError, match="sets use_sliding_window=True"):
             read_checkpoint(edited(src, lambda c: c.update(use_sliding_window=True)), target_config=target.config)
+
+
+# --------------------------------------------------------------------------- from_pretrained: other layouts in memory
+
+
+def write_vllm_layout(drafter, path):
+    """A vLLM-layout directory (`layers.N.*`, switches and aux ids at the top level), as `convert --to vllm` writes."""
+    drafter.save_pretrained(path.with_name(path.name + "-ours"))
+    convert_checkpoint(path.with_name(path.name + "-ours"), path, "vllm")
+    return path
+
+
+def assert_same_drafter(loaded, reference, embeddings=True):
+    """Same config (but where it was loaded from) and the same tensors, dtypes included (embeddings only when the
+    checkpoint holds them: otherwise neither loader has real ones)."""
+    mine, theirs = loaded.config.to_dict(), reference.config.to_dict()
+    mine.pop("_name_or_path"), theirs.pop("_name_or_path")
+    assert mine == theirs
+    a, b = loaded.state_dict(), reference.state_dict()
+    if not embeddings:
+        a.pop("embed_tokens.weight"), b.pop("embed_tokens.weight")
+    assert_same_tensors(a, b)
+    assert loaded.embeddings_ready == reference.embeddings_ready == embeddings
+
+
+# (source writer, from_pretrained / convert options, whether the source holds embeddings)
+LAYOUTS = {
+    "safeailab": (lambda d, p: write_safeailab(d, p), {}, False),
+    "specforge-3.1": (lambda d, p: write_specforge_31(d, p), {"norm_output_semantics": "post-norm-feed"}, True),
+    "speculators": (lambda d, p: write_speculators(d, p), {}, True),
+    "vllm": (write_vllm_layout, {}, True),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_from_pretrained_converts_other_layouts_in_memory_like_a_convert_round_trip(tmp_path, target, layout):
+    """`Eagle3Drafter.from_pretrained` on a foreign layout = `convert --to hf-eagle31` + `from_pretrained` of the
+    result (config and tensors bit for bit), drafts like the producer's drafter, and saves our layout."""
+    write, options, embeddings = LAYOUTS[layout]
+    variant = "eagle3" if layout == "safeailab" else "eagle3.1"
+    drafter = make_drafter(target, variant, draft_vocab_size=40)
+    src = write(drafter, tmp_path / layout)
+    loaded = Eagle3Drafter.from_pretrained(src, target_config=target.config, **options)
+    convert_checkpoint(src, tmp_path / "converted", "hf-eagle31", target_layer_ids=[2, 4, 5], **options)
+    reference = Eagle3Drafter.from_pretrained(tmp_path / "converted", target_config=target.config)
+    reference.config.target_num_hidden_layers = loaded.config.target_num_hidden_layers  # (convert had no --target)
+    assert_same_drafter(loaded, reference, embeddings)
+    loaded.save_pretrained(tmp_path / "saved")
+    assert json.loads((tmp_path / "saved" / "config.json").read_text())["model_type"] == "eagle3_drafter"
+    assert (tmp_path / "saved" / "checkpoint_formats.py").is_file()  # the reading rules travel as remote code
+    assert_same_drafter(Eagle3Drafter.from_pretrained(tmp_path / "saved"), loaded, embeddings)
+    assert drafting_trace(target, loaded) == drafting_trace(target, drafter)
+
+
+def test_from_pretrained_of_mixed_dtypes_loads_as_the_round_trip_does(tmp_path):
+    """SpecForge's fp32 export with bf16 embeddings: the round trip keeps both dtypes on disk and transformers loads it
+    in the dtype save_pretrained records (the embeddings'); in memory, the same; `dtype=` casts both the same way."""
+    from test_interop import write_specforge
+
+    target = tiny_target()
+    producer = make_drafter(target, "eagle3.1", draft_vocab_size=48)
+    producer.embed_tokens.weight.data = target.get_input_embeddings().weight.detach().to(torch.bfloat16)
+    src = write_specforge(producer, tmp_path / "specforge", "post-879")
+    options = {"norm_output_semantics": "post-norm-feed", "target_layer_ids": [2, 4, 5]}
+    convert_checkpoint(src, tmp_path / "converted", "hf-eagle31", **options)
+    for dtype in ({}, {"dtype": torch.float32}):
+        loaded = Eagle3Drafter.from_pretrained(src, **options, **dtype)
+        assert_same_drafter(loaded, Eagle3Drafter.from_pretrained(tmp_path / "converted", **dtype))
+    assert Eagle3Drafter.from_pretrained(src, **options).fc.weight.dtype == torch.bfloat16
+
+
+def test_from_pretrained_refuses_what_convert_refuses_naming_its_own_options(tmp_path, target):
+    """The same rules as convert, with the fix spelled as `from_pretrained` takes it."""
+    from hf_eagle31 import MtpDrafter
+
+    drafter = make_drafter(target, "eagle3.1", draft_vocab_size=48)
+    specforge = write_specforge_31(drafter, tmp_path / "specforge")
+    with pytest.raises(ValueError, match=r"pass target_config= \(the target's config\) or target_layer_ids=\[\.\.\.\]"):
+        Eagle3Drafter.from_pretrained(specforge, norm_output_semantics="post-norm-feed")
+    with pytest.raises(ValueError, match=r"pass norm_output_semantics='post-norm-feed' .* or 'pre-norm-feed'"):
+        Eagle3Drafter.from_pretrained(specforge, target_config=target.config)
+    edited(specforge, lambda c: c.update(use_eagle4_attention=True))
+    with pytest.raises(ValueError, match=r"`use_eagle4_attention`.*pass ignore_config_keys=\['use_eagle4_attention'\]"):
+        Eagle3Drafter.from_pretrained(specforge, target_config=target.config, norm_output_semantics="post-norm-feed")
+    loaded = Eagle3Drafter.from_pretrained(
+        specforge,
+        target_config=target,  # the target itself is accepted too
+        norm_output_semantics="post-norm-feed",
+        ignore_config_keys=["use_eagle4_attention"],
+    )
+    assert drafting_trace(target, loaded) == drafting_trace(target, drafter)
+    with pytest.raises(ValueError, match="has no `not_there` to ignore"):
+        Eagle3Drafter.from_pretrained(specforge, target_config=target, ignore_config_keys=["not_there"])
+    with pytest.raises(ValueError, match="expects a target vocab size of 64 but the target given has 100"):
+        Eagle3Drafter.from_pretrained(
+            specforge,
+            target_config=tiny_target(vocab_size=100).config,
+            norm_output_semantics="post-norm-feed",
+            ignore_config_keys=["use_eagle4_attention"],
+        )
+    with pytest.raises(ValueError, match="`quantization_config` does not apply"):
+        Eagle3Drafter.from_pretrained(specforge, target_config=target, quantization_config={})
+    with pytest.raises(ValueError, match="load it with Eagle3Drafter.from_pretrained, which converts it in memory"):
+        MtpDrafter.from_pretrained(specforge)
+
+
+def test_hub_ids_resolve_as_transformers_resolves_them(tmp_path, target):
+    """A Hub id in transformers' cache (offline, `local_files_only`): found with transformers' own resolver, with
+    `cache_dir`, `revision` and `subfolder` as from_pretrained takes them."""
+    drafter = make_drafter(target, "eagle3", draft_vocab_size=40)
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = tmp_path / "cache" / "models--org--eagle3-drafter" / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    write_safeailab(drafter, snapshot / "drafter")
+    (tmp_path / "cache" / "models--org--eagle3-drafter" / "refs").mkdir()
+    (tmp_path / "cache" / "models--org--eagle3-drafter" / "refs" / "main").write_text(commit)
+    hub = {"cache_dir": tmp_path / "cache", "local_files_only": True, "subfolder": "drafter"}
+    loaded = Eagle3Drafter.from_pretrained("org/eagle3-drafter", target_config=target.config, **hub)
+    assert drafting_trace(target, loaded) == drafting_trace(target, drafter)
+    with pytest.raises((OSError, ValueError)):
+        Eagle3Drafter.from_pretrained("org/eagle3-drafter", target_config=target.config, **{**hub, "revision": "v2"})
+
+
+# --------------------------------------------------------------------------- targets that carry their own MTP layers
+
+
+def mtp_targets(root):
+    """Tiny targets whose checkpoints carry MTP layer counts as their families publish them (DeepSeek-V3: MLA + MoE
+    MTP block; GLM-4.5 MoE: MoE MTP block; Qwen3-Next: hybrid linear attention, `mtp_num_hidden_layers`)."""
+    from transformers import DeepseekV3Config, DeepseekV3ForCausalLM, Glm4MoeConfig, Glm4MoeForCausalLM
+
+    from conftest import tiny_hybrid_target, tiny_sizes
+
+    moe = dict(n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=16, n_group=1, topk_group=1)
+    deepseek = DeepseekV3Config(
+        **tiny_sizes(num_hidden_layers=2), **moe, kv_lora_rank=16, q_lora_rank=16, qk_rope_head_dim=4,
+        qk_nope_head_dim=4, v_head_dim=8, first_k_dense_replace=1, num_nextn_predict_layers=1,
+    )  # fmt: skip
+    glm = Glm4MoeConfig(**tiny_sizes(num_hidden_layers=2), **moe, first_k_dense_replace=1, num_nextn_predict_layers=1)
+    paths = {}
+    for name, model in (("deepseek_v3", DeepseekV3ForCausalLM(deepseek)), ("glm4_moe", Glm4MoeForCausalLM(glm))):
+        model.save_pretrained(root / name)
+        paths[name] = root / name
+    tiny_hybrid_target().save_pretrained(root / "qwen3_next")
+    config = json.loads((root / "qwen3_next" / "config.json").read_text())
+    (root / "qwen3_next" / "config.json").write_text(json.dumps({**config, "mtp_num_hidden_layers": 1}))
+    paths["qwen3_next"] = root / "qwen3_next"
+    return paths
+
+
+def test_a_target_with_its_own_mtp_layers_is_named_and_refused_in_one_line(tmp_path, capsys):
+    """Not "cannot tell the format" (nor a `first_k_dense_replace` refusal with --from vllm): what the checkpoint is,
+    how transformers drafts with it, and why MtpDrafter cannot hold its MTP block."""
+    from hf_eagle31 import MtpDrafter
+
+    reasons = {
+        "deepseek_v3": r"its attention is MLA .*; its MTP block has a MoE MLP",
+        "glm4_moe": r"its MTP block has a MoE MLP",
+        "qwen3_next": r"it is a hybrid \(linear-attention",
+    }
+    for name, path in mtp_targets(tmp_path).items():
+        message = rf"`{name}` target with 1 MTP layer\(s\) .*use_mtp=True.*cannot hold them: {reasons[name]}"
+        with pytest.raises(ValueError, match=message):
+            detect_format(path)
+        with pytest.raises(ValueError, match=message):
+            read_checkpoint(path, format="vllm")
+        for drafter_class in (Eagle3Drafter, MtpDrafter):
+            with pytest.raises(ValueError, match=message):
+                drafter_class.from_pretrained(path)
+        capsys.readouterr()
+        assert cli_main(["convert", str(path), str(tmp_path / f"{name}-out"), "--to", "hf-eagle31"]) == 2
+        assert re.fullmatch(rf"hf-eagle31 convert: error: .*{message}.*", capsys.readouterr().err.strip())

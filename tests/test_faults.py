@@ -24,7 +24,7 @@ from hf_eagle31.data.prepare import load_prepared, prepare_dataset
 from hf_eagle31.errors import InputError
 from hf_eagle31.loading import load_drafter
 from hf_eagle31.targets import target_cache_dir
-from hf_eagle31.training import EagleTrainer, build_drafter, train_drafter
+from hf_eagle31.training import DrafterArguments, EagleTrainer, build_drafter, train_drafter
 from hf_eagle31.utils.io import output_lock, partial_path, write_errors_name
 
 from conftest import make_drafter, save_tiny_setup, tiny_chat_tokenizer, tiny_target, tiny_training_args
@@ -190,7 +190,11 @@ def test_output_lock_names_the_holder_and_takes_over_a_stale_lock(tmp_path):
                 pass
         with pytest.raises(InputError, match=f"pid {holder.pid}"):
             train_drafter(
-                rows(), str(tmp_path / "out"), target=tiny_target(), training_args=train_args(tmp_path / "out")
+                rows(),
+                DrafterArguments(out=str(tmp_path / "out")),
+                None,
+                train_args(tmp_path / "out"),
+                target=tiny_target(),
             )
     finally:
         holder.send_signal(signal.SIGKILL)
@@ -205,17 +209,11 @@ def test_output_lock_names_the_holder_and_takes_over_a_stale_lock(tmp_path):
 def test_finished_run_resumed_trains_nothing_and_keeps_its_drafter(tmp_path):
     target = tiny_target()
     kw = dict(max_steps=4, save_strategy="steps", save_steps=2, per_device_train_batch_size=4)
-    train_drafter(
-        rows(), str(tmp_path), target=target, draft_vocab_size=64, ttt_steps=1, training_args=train_args(tmp_path, **kw)
-    )
+    drafter_args = DrafterArguments(out=str(tmp_path), draft_vocab_size=64, ttt_steps=1)
+    train_drafter(rows(), drafter_args, None, train_args(tmp_path, **kw), target=target)
     weights = (tmp_path / "model.safetensors").read_bytes()
     again = train_drafter(
-        rows(),
-        str(tmp_path),
-        target=target,
-        draft_vocab_size=64,
-        ttt_steps=1,
-        training_args=train_args(tmp_path, resume_from_checkpoint="latest", **kw),
+        rows(), drafter_args, None, train_args(tmp_path, resume_from_checkpoint="latest", **kw), target=target
     )
     assert again.finished_before and again.state.global_step == 4
     assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
@@ -238,11 +236,9 @@ def test_time_budget_stops_unfinished_and_resumes_to_the_same_run(tmp_path):
     def run(out, **more):
         return train_drafter(
             rows(),
-            str(out),
-            target=target,
-            draft_vocab_size=64,
-            ttt_steps=1,
+            DrafterArguments(out=str(out), draft_vocab_size=64, ttt_steps=1),
             training_args=train_args(out, **kw, **more),
+            target=target,
         )
 
     torch.manual_seed(1)  # the fresh drafter's initial weights
@@ -253,12 +249,9 @@ def test_time_budget_stops_unfinished_and_resumes_to_the_same_run(tmp_path):
         resume = {"resume_from_checkpoint": "latest"} if call else {}
         trainer = train_drafter(
             rows(),
-            str(tmp_path / "b"),
-            target=target,
-            draft_vocab_size=64,
-            ttt_steps=1,
+            DrafterArguments(out=str(tmp_path / "b"), draft_vocab_size=64, ttt_steps=1, max_minutes=1e-9),
             training_args=train_args(tmp_path / "b", **kw, **resume),
-            max_minutes=1e-9,
+            target=target,
         )
         steps.append((trainer.state.global_step, trainer.stopped_by_budget, trainer.finished_before))
         if call < 3:  # stopped short of max_steps: a complete checkpoint, no drafter, not finished
@@ -278,18 +271,15 @@ def test_time_budget_without_checkpoints_saves_one_and_is_checked(tmp_path, caps
     target = tiny_target()
     trainer = train_drafter(
         rows(),
-        str(tmp_path),
-        target=target,
-        draft_vocab_size=64,
-        ttt_steps=1,
+        DrafterArguments(out=str(tmp_path), draft_vocab_size=64, ttt_steps=1, max_minutes=1e-9),
         training_args=train_args(tmp_path, max_steps=3, per_device_train_batch_size=4),  # save_strategy "no"
-        max_minutes=1e-9,
+        target=target,
     )
     assert trainer.stopped_by_budget and trainer.state.global_step == 1
     assert [p.name for p in tmp_path.glob("checkpoint-*")] == ["checkpoint-1"]
     assert not (tmp_path / "model.safetensors").exists()
     with pytest.raises(InputError, match="--max-minutes"):
-        train_drafter(rows(), str(tmp_path / "x"), target=target, max_minutes=0)
+        train_drafter(rows(), DrafterArguments(out=str(tmp_path / "x"), max_minutes=0), target=target)
     for value in ("0", "-1", "nan"):  # argparse's own one-line error (the option's declared type)
         with pytest.raises(SystemExit) as exit_:
             main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--max-minutes", value])
@@ -300,7 +290,13 @@ def test_diverged_training_stops_and_saves_nothing(tmp_path):
     target = tiny_target()
     args = train_args(tmp_path / "o", learning_rate=1e30, max_steps=6, max_grad_norm=0.0)
     with pytest.raises(InputError, match="training diverged"):
-        train_drafter(rows(), str(tmp_path / "o"), target=target, draft_vocab_size=64, ttt_steps=1, training_args=args)
+        train_drafter(
+            rows(),
+            DrafterArguments(out=str(tmp_path / "o"), draft_vocab_size=64, ttt_steps=1),
+            None,
+            args,
+            target=target,
+        )
     assert not (tmp_path / "o" / "model.safetensors").exists()
 
 
@@ -487,7 +483,13 @@ def test_two_trainings_into_one_out_one_is_refused(prepared, tmp_path):
 
 def test_ttt_steps_longer_than_the_sequences_are_refused(tmp_path):
     with pytest.raises(InputError, match="--ttt-steps 100000 is longer than the sequences allow"):
-        train_drafter(rows(), str(tmp_path), target=tiny_target(), ttt_steps=100000, training_args=train_args(tmp_path))
+        train_drafter(
+            rows(),
+            DrafterArguments(out=str(tmp_path), ttt_steps=100000),
+            None,
+            train_args(tmp_path),
+            target=tiny_target(),
+        )
 
 
 @pytest.mark.parametrize("value", ["-1", "nan", "inf"])

@@ -53,14 +53,23 @@ def make_oracle(target, variant, reference, agree, **overrides):
     return oracle.eval()
 
 
-def test_generate_hook_is_installed_and_dispatches(target):
-    assert getattr(GenerationMixin._get_candidate_generator, "_hf_eagle31_hook", False), (
-        "the generate() hook is not installed: transformers changed GenerationMixin._get_candidate_generator"
-    )
+def test_one_door_is_installed_and_dispatches(target):
+    """Building a drafter opens the one door (a wrap of `_assisted_decoding`); nothing else of transformers' generation
+    loop is wrapped, and the stats of each call are fresh."""
     drafter = make_drafter(target)
+    assert getattr(GenerationMixin._assisted_decoding, "_hf_eagle31_door", False)
+    wrapped = [
+        name
+        for name, member in vars(GenerationMixin).items()
+        if callable(member)
+        and hasattr(member, "__wrapped__")
+        and any(a.startswith("_hf_eagle31") for a in vars(member))
+    ]
+    assert wrapped == ["_assisted_decoding"]
     drafter.last_speculation_stats = None
     target.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=5, do_sample=False, assistant_model=drafter)
-    assert drafter.last_speculation_stats is not None and drafter.last_speculation_stats.target_forwards == 5
+    stats = drafter.last_speculation_stats
+    assert stats is not None and stats.target_forwards == 5 and stats.policy in ("chain", "tree")
 
 
 def test_greedy_equals_plain_generate_fuzzed():
@@ -109,8 +118,16 @@ def test_hybrid_linear_attention_target_stays_exact():
     target = tiny_hybrid_target()
     prompt = torch.tensor([[5, 9, 2, 7, 5, 9, 11, 3]])
     if not stateful_targets_supported():
-        with pytest.raises(ValueError, match=r"keeps recurrent states.*needs transformers >= 5\.25") as error:
+        # transformers < 5.25 refuses stateful targets before the door, in one line of its own (docs/ARCHITECTURE.md,
+        # "The door into transformers"); the custom_generate entry reaches ours, naming the release that supports it.
+        with pytest.raises(ValueError, match="stateful models") as error:
             target.generate(prompt, max_new_tokens=4, do_sample=False, assistant_model=make_drafter(target))
+        assert "\n" not in str(error.value)
+        from hf_eagle31.modeling import speculative_generate
+
+        with pytest.raises(ValueError, match=r"keeps recurrent states.*needs transformers >= 5\.25") as error:
+            drafter = make_drafter(target)
+            target.generate(prompt, max_new_tokens=4, custom_generate=speculative_generate, drafter=drafter)
         assert "\n" not in str(error.value)
         return
     rng = random.Random(7)
@@ -248,8 +265,6 @@ def test_eos_stopping_criteria_and_streamer(target):
 
 def test_bad_input_errors(target):
     drafter = make_drafter(target)
-    with pytest.raises(ValueError, match="batch size 1 only; got batch size 2.*once per prompt"):
-        target.generate(torch.tensor([[1, 2], [3, 4]]), max_new_tokens=3, assistant_model=drafter)
     for kwargs, what in [
         ({"hidden_size": 48}, "hidden size of 32 but the target has 48"),
         ({"num_hidden_layers": 10}, "layer count of 8 but the target has 10"),
@@ -377,15 +392,15 @@ def test_confidence_threshold_from_the_drafter_config_and_validation(target):
 
 def test_copy_aware_drafting_continues_context_matches(target):
     """An oracle drafter (always right) whose first pick agrees with a context match proposes the copied span."""
-    from hf_eagle31.modeling.candidate_generator import EagleCandidateGenerator
+    from hf_eagle31.modeling.candidate_generator import ContextHistory, EagleCandidateGenerator
 
-    generator = EagleCandidateGenerator.__new__(EagleCandidateGenerator)
-    generator.copy_ngram, generator.copy_tokens = 2, 3
-    ids = torch.tensor([5, 6, 7, 8, 9, 1, 5, 6, 2, 5, 6])
-    assert generator._context_match(ids, room=10).tolist() == [2, 5, 6]  # the latest match of (5, 6) wins
-    assert generator._context_match(ids, room=2).tolist() == [2, 5]
-    assert generator._context_match(torch.tensor([1, 2, 3, 4]), room=10) is None
-    assert generator._context_match(torch.tensor([4, 1, 2, 3, 4]), room=10).tolist() == [1, 2, 3]  # n = 1 fallback
+    history = ContextHistory([5, 6, 7, 8, 9, 1, 5, 6, 2, 5, 6], max_ngram=2)
+    assert history.continuation(10) == [2, 5, 6]  # the latest match of (5, 6) wins
+    assert history.continuation(2) == [2, 5]
+    assert ContextHistory([1, 2, 3, 4], 2).continuation(10) is None
+    assert ContextHistory([4, 1, 2, 3, 4], 2).continuation(3) == [1, 2, 3]  # n = 1 fallback
+    history.extend([9, 1])  # incremental: (9, 1) occurred once before, followed by 5, 6, 2
+    assert history.continuation(3) == [5, 6, 2]
 
     # The copy path inside generate: matches that foresee the target's output are proposed after the drafter's
     # (agreeing) first pick and accepted; wrong ones are rejected; the output is plain greedy's either way.
@@ -394,16 +409,16 @@ def test_copy_aware_drafting_continues_context_matches(target):
     future = reference[0]
     for foresee, copied_accepted in ((True, True), (False, False)):
 
-        def match(self, ids, room, foresee=foresee):
-            n = ids.shape[0]
-            span = future[n : n + min(self.copy_tokens, room)].clone()
+        def match(self, room, foresee=foresee):
+            n = len(self.history.tokens)
+            span = future[n : n + min(self.settings.copy_tokens, room)].clone()
             if not foresee and len(span) > 1:
                 span[1:] = (span[1:] + 1) % 64  # agrees on the first token only
-            return span if len(span) else None
+            return span.tolist() if len(span) else None
 
         drafter = make_oracle(target, "eagle3.1", reference, lambda q: True)
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(EagleCandidateGenerator, "_context_match", match)
+            patch.setattr(EagleCandidateGenerator, "context_copy", match)
             out = target.generate(
                 prompt,
                 max_new_tokens=16,
@@ -446,3 +461,46 @@ def test_hidden_states_requested_by_the_caller(target):
     plain, assisted = target.generate(prompt, **kwargs), target.generate(prompt, assistant_model=drafter, **kwargs)
     assert torch.equal(plain.sequences, assisted.sequences)
     assert len(assisted.hidden_states[0]) == target.config.num_hidden_layers + 1
+
+
+def test_custom_generate_entry_runs_the_same_loop(target):
+    """`custom_generate=speculative_generate` (no patch involved) returns plain greedy's tokens with the drafter's
+    policy; without a drafter it says how to pass one."""
+    from hf_eagle31.modeling import speculative_generate
+
+    drafter = make_drafter(target)
+    ids = torch.randint(0, 64, (1, 9), generator=torch.Generator().manual_seed(4))
+    plain = target.generate(ids, max_new_tokens=12, do_sample=False)
+    for tree in (False, True):
+        drafter.generation_config.draft_tree = tree
+        out = target.generate(
+            ids, max_new_tokens=12, do_sample=False, custom_generate=speculative_generate, drafter=drafter
+        )
+        assert torch.equal(out, plain) and drafter.last_speculation_stats.policy == ("tree" if tree else "chain")
+    with pytest.raises(ValueError, match="drafter=drafter"):
+        target.generate(ids, max_new_tokens=3, custom_generate=speculative_generate)
+
+
+def test_stats_are_fresh_and_left_padding_is_exact(target):
+    """Each speculating call replaces the stats; a left-padded prompt (batch size 1, `padding=True`) gives plain
+    greedy's tokens with chains and trees."""
+    drafter = make_drafter(target)
+    ids = torch.randint(1, 64, (1, 10), generator=torch.Generator().manual_seed(6))
+    padded = torch.cat([torch.zeros(1, 3, dtype=torch.long), ids], dim=-1)
+    mask = torch.cat([torch.zeros(1, 3, dtype=torch.long), torch.ones_like(ids)], dim=-1)
+    plain = target.generate(padded, attention_mask=mask, max_new_tokens=14, do_sample=False)
+    first = None
+    for tree, copy in ((False, 0), (True, 0), (True, 4), (False, 4)):
+        out = target.generate(
+            padded,
+            attention_mask=mask,
+            max_new_tokens=14,
+            do_sample=False,
+            assistant_model=drafter,
+            draft_tree=tree,
+            prompt_lookup_num_tokens=copy,
+        )
+        assert torch.equal(out, plain), (tree, copy)
+        stats = drafter.last_speculation_stats
+        assert stats is not first and stats.policy == ("tree" if tree else "chain") and stats.cycles >= 1
+        first = stats

@@ -36,7 +36,7 @@ from hf_eagle31.commands.info import describe
 from hf_eagle31.convert import convert_checkpoint, read_checkpoint
 from hf_eagle31.hub import render_model_card
 
-from conftest import tiny_target
+from conftest import tiny_chat_tokenizer, tiny_target
 
 
 @pytest.fixture(scope="module")
@@ -284,3 +284,144 @@ def test_every_layout_round_trips_bit_for_bit(tmp_path, target, draft_vocab_size
         d2t = tensors(tmp_path / "back")["d2t"]
         assert torch.equal(d2t, drafter.d2t) and d2t.dtype == torch.int64
     assert drafting_trace(target, back) == drafting_trace(target, drafter)
+
+
+# --------------------------------------------------------------------------- 5. every --drafter loads other layouts
+
+
+def test_cli_drafter_loads_a_specforge_checkpoint_with_converts_rules(tmp_path, target, capsys):
+    """`--drafter` of any command takes a SpecForge checkpoint as it is: the same refusal as convert (its meaning of
+    norm_output), the same flag, and the drafter convert would write, checked against the target."""
+    producer = make_drafter(target, "eagle3.1", draft_vocab_size=48)
+    src = write_specforge(producer, tmp_path / "specforge", "post-879")
+    target.save_pretrained(tmp_path / "target")
+    tiny_chat_tokenizer().save_pretrained(tmp_path / "target")
+    args = ["info", "--target", str(tmp_path / "target"), "--drafter", str(src), "--max-new-tokens", "4"]
+    assert cli_main(args) == 2
+    assert re.search(
+        r"error: config\.json says norm_output: true, .*--norm-output-semantics post-norm-feed", capsys.readouterr().err
+    )
+    assert cli_main([*args, "--norm-output-semantics", "post-norm-feed"]) == 0
+    out = capsys.readouterr().out
+    assert "chain feed: post-norm feed" in out and "target_layer_ids [2, 4, 5]" in out
+
+
+# --------------------------------------------------------------------------- 6. keys readers read differently
+
+
+def test_rope_parameters_beside_a_disagreeing_rope_scaling_resolve_as_transformers_does(tmp_path, target, caplog):
+    """A speculators layer config holding `rope_parameters` (default) and `rope_scaling` (llama3): speculators builds
+    it with `LlamaConfig(**dict)` and vLLM through transformers too, so it is read as the installed transformers reads
+    it (rope_scaling wins, with the top-level rope_theta), with a warning naming both; convert reads it the same."""
+    from transformers import LlamaConfig
+
+    drafter = make_drafter(target, "eagle3.1", draft_vocab_size=48)
+    src = write_speculators(drafter, tmp_path / "spec")
+    config = json.loads((src / "config.json").read_text())
+    layer = config["transformer_layer_config"]
+    layer["rope_parameters"] = {"rope_theta": 10000.0, "rope_type": "default"}
+    layer["rope_scaling"] = {
+        "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 256,
+    }  # fmt: skip
+    layer["rope_theta"] = 500000.0
+    (src / "config.json").write_text(json.dumps(config))
+    expected = dict(LlamaConfig(**layer).rope_parameters)
+    assert expected["rope_type"] == "llama3" and expected["rope_theta"] == 500000.0  # what transformers 5.23-5.25 do
+    with caplog.at_level("WARNING"):
+        loaded = Eagle3Drafter.from_pretrained(src)
+    assert loaded.config.rope_parameters == expected
+    assert "rope_parameters=" in caplog.text and "rope_scaling wins" in caplog.text
+    assert read_checkpoint(src).config.rope_parameters == expected
+    ids = torch.tensor([[3, 17, 42, 8, 25, 11]])
+    plain = target.generate(ids, max_new_tokens=12, do_sample=False)
+    assert torch.equal(target.generate(ids, max_new_tokens=12, do_sample=False, assistant_model=loaded), plain)
+
+
+def test_norm_before_residual_in_a_specforge_config_needs_a_reading(tmp_path, target, capsys):
+    """SpecForge's and SafeAILab's LlamaForCausalLMEagle3 ignore `norm_before_residual`, vLLM honours it, and no weight
+    tells which the producer trained with: refused in one line naming both choices, each of which reads it as that
+    consumer runs it."""
+    honoured = make_drafter(target, "eagle3", draft_vocab_size=48, norm_before_residual=True)
+    ignored = copy.deepcopy(honoured)
+    ignored.config.norm_before_residual = False
+    ignored.layers[0].norm_before_residual = False
+    src = tmp_path / "specforge"
+    src.mkdir()
+    (src / "config.json").write_text(json.dumps(llama_eagle_config(honoured, norm_before_residual=True)))
+    save_file(eagle_weights(honoured, embeddings=True), src / "model.safetensors")
+    message = (
+        r"norm_before_residual: true .*ignore it .*vLLM honours it"
+        r".*ignore_config_keys=\['norm_before_residual'\].*source_format='vllm'"
+    )
+    with pytest.raises(ValueError, match=message):
+        Eagle3Drafter.from_pretrained(src, target_config=target.config)
+    as_specforge = Eagle3Drafter.from_pretrained(
+        src, target_config=target.config, ignore_config_keys=["norm_before_residual"]
+    )
+    as_vllm = Eagle3Drafter.from_pretrained(src, target_config=target.config, source_format="vllm")
+    assert not as_specforge.config.norm_before_residual and as_vllm.config.norm_before_residual
+    assert drafting_trace(target, as_specforge) == drafting_trace(target, ignored)
+    assert drafting_trace(target, as_vllm) == drafting_trace(target, honoured)
+    assert drafting_trace(target, as_vllm)[1] != drafting_trace(target, as_specforge)[1]  # two different drafters
+    args = ["convert", str(src), str(tmp_path / "out"), "--to", "hf-eagle31", "--target-layer-ids", "2", "4", "5"]
+    assert cli_main(args) == 2
+    assert re.search(r"--ignore-config-key norm_before_residual .* --from vllm", capsys.readouterr().err)
+    assert cli_main([*args, "--from", "vllm"]) == 0
+    assert Eagle3Drafter.from_pretrained(tmp_path / "out").config.norm_before_residual
+
+
+def test_other_keys_that_readers_read_differently_are_refused(tmp_path, target):
+    """The rest of the class: each reader would take a different value from the same file."""
+    drafter = make_drafter(target, "eagle3.1", draft_vocab_size=48)
+    vllm_dir = write_vllm(drafter, tmp_path / "vllm")
+
+    def refused(src, edit, match, restore):
+        config = json.loads((src / "config.json").read_text())
+        edit(config)
+        (src / "config.json").write_text(json.dumps(config))
+        with pytest.raises(ValueError, match=match):
+            read_checkpoint(src, target_config=target.config)
+        restore(config)
+        (src / "config.json").write_text(json.dumps(config))
+        read_checkpoint(src, target_config=target.config)
+
+    refused(  # a switch at the top level and in eagle_config, set differently
+        vllm_dir,
+        lambda c: c.update(eagle_config={"fc_norm": False}),
+        "fc_norm=True at the top level and fc_norm=False in eagle_config",
+        lambda c: c.pop("eagle_config"),
+    )
+    refused(  # captured layers at the top level (vLLM) and in eagle_config (SGLang), different
+        vllm_dir,
+        lambda c: c.update(eagle_config={"eagle_aux_hidden_state_layer_ids": [1, 3, 4]}),
+        r"eagle_aux_hidden_state_layer_ids=\[2, 4, 5\] at the top level and \[1, 3, 4\] in eagle_config",
+        lambda c: c.pop("eagle_config"),
+    )
+    refused(  # a vocabulary size the d2t / t2d mapping contradicts
+        vllm_dir,
+        lambda c: c.update(vocab_size=100),
+        "vocab_size=100 but t2d maps 64 target tokens",
+        lambda c: c.update(vocab_size=64),
+    )
+    spec = write_speculators(drafter, tmp_path / "spec")
+    refused(  # speculators reads an absent norm_before_residual as false, vLLM as true
+        spec,
+        lambda c: c.pop("norm_before_residual"),
+        "no norm_before_residual: speculators reads its absence as false and vLLM as true",
+        lambda c: c.update(norm_before_residual=False),
+    )
+    refused(  # the draft vocabulary given twice
+        spec,
+        lambda c: c["transformer_layer_config"].update(draft_vocab_size=32),
+        r"draft_vocab_size=48 and transformer_layer_config\.draft_vocab_size=32",
+        lambda c: c["transformer_layer_config"].pop("draft_vocab_size"),
+    )
+    sglang = tmp_path / "sglang"  # SGLang's old name for fc_norm.0 beside the new one: readers keep different ones
+    sglang.mkdir()
+    (sglang / "config.json").write_text(json.dumps(llama_eagle_config(drafter, fc_norm=True)))
+    weights = eagle_weights(drafter, embeddings=True)
+    weights["aux_norm_low.weight"] = weights["fc_norm.0.weight"] + 1
+    save_file(weights, sglang / "model.safetensors")
+    with pytest.raises(ValueError, match=r"holds fc_norm\.0\.weight under two names \(aux_norm_low\.\)"):
+        read_checkpoint(sglang, target_config=target.config)

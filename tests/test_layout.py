@@ -126,6 +126,74 @@ def test_moved_names_warn_and_work():
             assert getattr(package, name) is getattr(loading, name)
 
 
+# The public names training/trainer.py defined before it was split by concern: each still resolves there (a name that
+# moved warns, naming its new module, and is that module's object).
+TRAINER_NAMES_BEFORE_THE_SPLIT = [
+    "DEFAULT_TTT_STEPS",
+    "DrafterDataCollator",
+    "TRAINER_STATE",
+    "FINAL_MODEL_FILES",
+    "FINAL_WEIGHTS",
+    "FINAL_PARTIAL",
+    "checkpoint_dirs",
+    "is_complete_checkpoint",
+    "has_final_weights",
+    "check_finite",
+    "resolve_resume_checkpoint",
+    "check_training_outputs",
+    "save_final",
+    "check_max_minutes",
+    "TrainingTimeBudget",
+    "unwrap_drafter",
+    "EagleTrainer",
+    "build_drafter",
+    "build_drafter_config",
+    "apply_lora",
+    "load_lora",
+    "merge_lora",
+    "estimate_step_memory",
+    "check_has_loss_tokens",
+    "check_ttt_steps",
+    "build_drafter_like",
+    "target_text_config_for_features",
+    "load_target_for_features",
+    "precompute_training_features",
+    "train_drafter",
+]
+
+
+@pytest.mark.parametrize("name", TRAINER_NAMES_BEFORE_THE_SPLIT)
+def test_names_that_left_training_trainer_still_import_from_there(name):
+    from hf_eagle31.training import trainer
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = getattr(trainer, name)
+    moved = [str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)]
+    if name in vars(trainer):  # still imported there for its own use: a plain attribute
+        assert not moved
+        return
+    assert len(moved) == 1 and f"hf_eagle31.training.trainer.{name} moved to " in moved[0]
+    new_module = moved[0].split(" moved to ")[1].split(";")[0].rsplit(".", 1)[0]
+    assert getattr(importlib.import_module(new_module), name) is value
+
+
+def test_training_rooms_import_downwards():
+    """docs/ARCHITECTURE.md, rule 5: inside training/, the modules beside the Trainer import none of `trainer`,
+    `arguments`, `pipeline`; `trainer` and `arguments` import neither each other nor `pipeline`; only the package and
+    the command layer import `pipeline`."""
+    graph = import_graph()
+    room = "hf_eagle31.training."
+    top = {room + m for m in ("trainer", "arguments", "pipeline")}
+    beside = {m for m in graph if m.startswith(room) and m not in top}
+    assert {room + m for m in ("collator", "checkpoints", "budget", "drafter", "lora", "memory")} <= beside
+    offenders = {m: sorted(graph[m] & top) for m in beside if graph[m] & top}
+    offenders |= {m: sorted(graph[m] & top) for m in (room + "trainer", room + "arguments") if graph[m] & top}
+    importers = {m for m, edges in graph.items() if room + "pipeline" in edges}
+    offenders |= {m: ["pipeline"] for m in importers if m != "hf_eagle31.training" and not m.startswith(COMMAND_LAYER)}
+    assert not offenders
+
+
 def test_pyproject_lists_every_package():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     on_disk = {_module_name(p) for p in PACKAGE.rglob("__init__.py") if "drafters" not in p.parts}

@@ -109,3 +109,60 @@ def test_remote_code_round_trip_without_package(child_results, variant, with_emb
     with torch.no_grad():
         expected = drafter(ids, target_hidden_states=feats).logits
     torch.testing.assert_close(child["logits"], expected)
+
+
+FOREIGN_CHILD = textwrap.dedent(
+    """
+    import sys, torch
+    sys.modules["hf_eagle31"] = None  # any `import hf_eagle31` now fails
+    from transformers import AutoModel, LlamaForCausalLM
+    target_dir, ours, foreign, out_path = sys.argv[1:]
+    target = LlamaForCausalLM.from_pretrained(target_dir).eval()
+    remote_class = type(AutoModel.from_pretrained(ours, trust_remote_code=True))
+    assert remote_class.__module__.startswith("transformers_modules"), remote_class.__module__
+    try:
+        remote_class.from_pretrained(foreign)
+        raise SystemExit("an EAGLE checkpoint loaded without its implied layer count")
+    except ValueError as error:
+        refusal = str(error)
+    drafter = remote_class.from_pretrained(foreign, target_config=target.config)
+    prompt = torch.tensor([[4, 8, 15, 16, 23, 42]])
+    plain = target.generate(prompt, max_new_tokens=20, do_sample=False)
+    assisted = target.generate(prompt, max_new_tokens=20, do_sample=False, assistant_model=drafter,
+                               num_assistant_tokens=3)
+    torch.save({"equal": bool(torch.equal(plain, assisted)), "refusal": refusal,
+                "state": {k: v for k, v in drafter.state_dict().items() if k != "embed_tokens.weight"}}, out_path)
+    """
+)
+
+
+def test_remote_code_loads_other_layouts_without_package(tmp_path):
+    """The remote code every checkpoint carries (no hf_eagle31 importable) loads a SafeAILab EAGLE-3 checkpoint with
+    the same rules and tensors as the package, and drafts exactly."""
+    from test_convert import write_safeailab
+
+    from hf_eagle31 import Eagle3Drafter
+
+    target = tiny_target()
+    target.save_pretrained(tmp_path / "target")
+    drafter = make_drafter(target, "eagle3", draft_vocab_size=48)
+    drafter.save_pretrained(tmp_path / "ours", include_embeddings=False)
+    write_safeailab(drafter, tmp_path / "safeailab")
+    (tmp_path / "child.py").write_text(FOREIGN_CHILD)
+    env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    paths = [str(tmp_path / name) for name in ("target", "ours", "safeailab")]
+    result = subprocess.run(
+        [sys.executable, str(tmp_path / "child.py"), *paths, str(tmp_path / "out.pt")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    child = torch.load(tmp_path / "out.pt")
+    assert child["equal"] and "pass target_config= (the target's config) or target_layer_ids" in child["refusal"]
+    expected = Eagle3Drafter.from_pretrained(tmp_path / "safeailab", target_config=target.config).state_dict()
+    expected.pop("embed_tokens.weight")
+    assert sorted(child["state"]) == sorted(expected)
+    assert all(torch.equal(child["state"][k], expected[k]) for k in expected)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModel, LlamaConfig, LlamaForCausalLM
+from transformers import AutoModel, GenerationConfig, LlamaConfig, LlamaForCausalLM
 
 from conftest import SMOLLM2_SIZES
 
@@ -47,13 +47,11 @@ def test_shipped_drafter_loads_with_trust_remote_code(name):
     assert drafter.generation_config.assistant_confidence_threshold == DEFAULT_CONFIDENCE_THRESHOLD
     assert drafter.generation_config.prompt_lookup_num_tokens == DEFAULT_COPY_TOKENS
     # the shipped policy is the measured-best tree with the copy branch (docs/results/bench-trees-*.log)
-    from hf_eagle31.modeling.tree_drafting import TREE_DEFAULTS
+    from hf_eagle31.modeling import DraftingSettings, TreeSettings
 
     config = drafter.generation_config
     assert config.draft_tree is True
-    assert (config.tree_depth, config.tree_topk, config.tree_total_tokens, config.tree_min_probability) == tuple(
-        TREE_DEFAULTS[k] for k in ("tree_depth", "tree_topk", "tree_total_tokens", "tree_min_probability")
-    )
+    assert DraftingSettings.resolve(GenerationConfig(), drafter).tree == TreeSettings()
     assert not drafter.embeddings_ready  # taken from the target at load time
     assert drafter.lm_head.weight.dtype == torch.bfloat16 and torch.isfinite(drafter.lm_head.weight.float()).all()
     assert int(drafter.t2d.sum()) == 8192

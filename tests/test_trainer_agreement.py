@@ -313,17 +313,15 @@ def test_train_drafter_evaluates_the_held_out_rows_at_the_end(tmp_path):
     """With an eval split and no eval_strategy, train_drafter still ends with one evaluation (loss + agreement)."""
     import json
 
-    from hf_eagle31.training import train_drafter
+    from hf_eagle31.training import DrafterArguments, train_drafter
 
     target = tiny_target()
     trainer = train_drafter(
         random_rows(8),
-        str(tmp_path / "out"),
-        target=target,
-        draft_vocab_size=48,
-        ttt_steps=2,
-        eval_dataset=random_rows(4, seed=6),
+        DrafterArguments(out=str(tmp_path / "out"), draft_vocab_size=48, ttt_steps=2),
         training_args=tiny_training_args(tmp_path / "run", max_steps=1),
+        target=target,
+        eval_dataset=random_rows(4, seed=6),
     )
     final = json.load(open(tmp_path / "run" / "eval_results.json"))
     assert {"eval_loss", "eval_acc1_depth2", "eval_tau_chain"} <= set(final)

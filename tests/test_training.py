@@ -16,6 +16,8 @@ from transformers import AutoModel, LlamaConfig, LlamaForCausalLM
 
 from hf_eagle31.features import FeatureDataset, capture_target_features, precompute_features
 from hf_eagle31.training import (
+    DataArguments,
+    DrafterArguments,
     EagleTrainer,
     apply_lora,
     build_drafter,
@@ -245,19 +247,17 @@ def test_loss_on_every_token(tmp_path):
     for tokens in ("assistant", "all"):
         trainers[tokens] = train_drafter(
             data,
-            str(tmp_path / tokens),
+            DrafterArguments(out=str(tmp_path / tokens), draft_vocab_size=16, ttt_steps=2),
+            DataArguments(loss_tokens=tokens),
+            args_for(tmp_path / tokens, max_steps=2),
             target=target,
-            draft_vocab_size=16,
-            ttt_steps=2,
-            training_args=args_for(tmp_path / tokens, max_steps=2),
-            loss_tokens=tokens,
         )
     assert all(all(m == 1 for m in row["loss_mask"]) for row in trainers["all"].train_dataset)
     assert data[0]["loss_mask"][:3] == [0, 0, 0]  # the caller's rows are unchanged
     assert torch.equal(trainers["all"].model.t2d, trainers["assistant"].model.t2d)
     assert losses(trainers["all"]) != losses(trainers["assistant"])  # more positions: another loss
     with pytest.raises(ValueError, match="loss_tokens"):
-        train_drafter(data, str(tmp_path / "x"), target=target, loss_tokens="prompt")
+        DataArguments(loss_tokens="prompt")
 
 
 def test_online_and_offline_give_the_same_losses(tmp_path):
@@ -494,13 +494,10 @@ def test_train_drafter_offline_pipeline_picks_draft_vocab(tmp_path, caplog):
     with caplog.at_level("INFO", logger="hf_eagle31"):  # the draft vocabulary's coverage is logged
         trainer = train_drafter(
             data,
-            str(tmp_path / "out"),
+            DrafterArguments(out=str(tmp_path / "out"), variant="eagle3", draft_vocab_size=40, ttt_steps=2),
+            DataArguments(offline_features=str(tmp_path / "feat")),
+            args_for(tmp_path / "run", max_steps=2),
             target=target,
-            feature_dir=str(tmp_path / "feat"),
-            variant="eagle3",
-            draft_vocab_size=40,
-            ttt_steps=2,
-            training_args=args_for(tmp_path / "run", max_steps=2),
         )
     assert trainer.target is None  # offline: the trainer never held the target
     assert "draft vocabulary: 40/64" in caplog.text
@@ -518,27 +515,113 @@ def test_train_drafter_warm_starts_the_head_from_the_target(tmp_path):
     frozen = dict(max_steps=1, learning_rate=0.0)  # no update: what is saved is the initialisation
     train_drafter(
         random_rows(4),
-        str(tmp_path / "t"),
-        target=target,
-        draft_vocab_size=40,
-        ttt_steps=1,
+        DrafterArguments(out=str(tmp_path / "t"), draft_vocab_size=40, ttt_steps=1),
         training_args=args_for(tmp_path / "rt", **frozen),
+        target=target,
     )
     train_drafter(
         random_rows(4),
-        str(tmp_path / "r"),
-        target=target,
-        draft_vocab_size=40,
-        ttt_steps=1,
+        DrafterArguments(out=str(tmp_path / "r"), draft_vocab_size=40, ttt_steps=1, head_init="random"),
         training_args=args_for(tmp_path / "rr", **frozen),
-        head_init="random",
+        target=target,
     )
     warm = AutoModel.from_pretrained(str(tmp_path / "t"), trust_remote_code=True)
     cold = AutoModel.from_pretrained(str(tmp_path / "r"), trust_remote_code=True)
     rows = target.lm_head.weight[warm.draft_to_target_ids]
     assert torch.equal(warm.lm_head.weight, rows) and not torch.allclose(cold.lm_head.weight, rows)
     with pytest.raises(ValueError, match="head_init"):
-        train_drafter(random_rows(4), str(tmp_path / "x"), target=target, head_init="zeros")
+        DrafterArguments(out=str(tmp_path / "x"), head_init="zeros")
+
+
+def test_drafter_arguments_reach_the_drafter_and_its_adapter(tmp_path):
+    """`target_name_or_path` is recorded in the drafter config; `lora_r` / `lora_dropout` / `lora_target_modules`
+    shape the adapter trained on `init_from`; bad values are refused when the arguments are built, and a call that
+    leaves out `out` or passes a name where a loaded model goes is refused naming the fix."""
+    from hf_eagle31.errors import InputError
+
+    target = tiny_target()
+    base = DrafterArguments(
+        out=str(tmp_path / "base"), draft_vocab_size=40, ttt_steps=1, target_name_or_path="org/tiny-target"
+    )
+    train_drafter(random_rows(4), base, None, args_for(tmp_path / "rb", max_steps=1), target=target)
+    assert json.load(open(tmp_path / "base" / "config.json"))["target_name_or_path"] == "org/tiny-target"
+    adapter = DrafterArguments(
+        out=str(tmp_path / "lora"),
+        init_from=str(tmp_path / "base"),
+        ttt_steps=1,
+        lora_r=2,
+        lora_dropout=0.25,
+        lora_target_modules=["fc"],
+    )
+    trainer = train_drafter(random_rows(4), adapter, None, args_for(tmp_path / "rl", max_steps=1), target=target)
+    config = trainer.model.peft_config["default"]
+    assert (config.r, config.lora_dropout, set(config.target_modules)) == (2, 0.25, {"fc"})
+    assert json.load(open(tmp_path / "lora" / "adapter_config.json"))["r"] == 2
+    bad_values = [
+        (dict(lora_dropout=1.0), "--lora-dropout"),
+        (dict(max_minutes=float("nan")), "--max-minutes"),
+        (dict(target_dtype="int8"), "target_dtype"),
+        (dict(variant="eagle9"), "variant"),
+        (dict(loss_objective="mse"), "loss_objective"),
+    ]
+    for bad, name in bad_values:
+        with pytest.raises(InputError, match=name):
+            DrafterArguments(**bad)
+    with pytest.raises(InputError, match=r"DrafterArguments\(out=DIR\)"):
+        train_drafter(random_rows(4), DrafterArguments(), target=target)
+    with pytest.raises(InputError, match="init_from="):
+        train_drafter(random_rows(4), DrafterArguments(out=str(tmp_path / "x")), drafter=str(tmp_path / "base"))
+
+
+def test_the_old_keyword_call_warns_and_trains_the_same_drafter(tmp_path):
+    """`train_drafter(dataset, output_dir, target=..., ...)`, the call before the dataclasses, still runs with a
+    DeprecationWarning and trains exactly what the dataclass call trains; its `drafter_overrides` and `lora` dict
+    reach the same options, and an override without a DrafterArguments field is refused in one line."""
+    from safetensors.torch import load_file
+
+    from hf_eagle31.errors import InputError
+
+    target = tiny_target()
+    data = random_rows(6)
+    torch.manual_seed(3)  # the fresh drafter's initial weights
+    new = train_drafter(
+        data,
+        DrafterArguments(out=str(tmp_path / "new"), draft_vocab_size=40, ttt_steps=2, num_layers=2),
+        None,
+        args_for(tmp_path / "rn", max_steps=2),
+        target=target,
+    )
+    torch.manual_seed(3)
+    with pytest.warns(DeprecationWarning, match="DrafterArguments"):
+        old = train_drafter(
+            data,
+            str(tmp_path / "old"),
+            target=target,
+            draft_vocab_size=40,
+            ttt_steps=2,
+            drafter_overrides={"num_hidden_layers": 2},
+            training_args=args_for(tmp_path / "ro", max_steps=2),
+        )
+    assert losses(old) == losses(new) and len(losses(new)) == 2
+    saved = load_file(str(tmp_path / "new" / "model.safetensors"))
+    assert saved.keys() == load_file(str(tmp_path / "old" / "model.safetensors")).keys()
+    for name, tensor in load_file(str(tmp_path / "old" / "model.safetensors")).items():
+        assert torch.equal(tensor, saved[name]), name
+    with pytest.warns(DeprecationWarning):
+        adapted = train_drafter(
+            data,
+            str(tmp_path / "lora"),
+            target=target,
+            drafter=old.model,
+            ttt_steps=2,
+            lora={"r": 2, "target_modules": ["fc"]},
+            training_args=args_for(tmp_path / "rl", max_steps=1),
+        )
+    config = adapted.model.peft_config["default"]
+    assert (config.r, config.lora_alpha, set(config.target_modules)) == (2, 16, {"fc"})
+    assert (tmp_path / "lora" / "adapter_model.safetensors").is_file()
+    with pytest.warns(DeprecationWarning), pytest.raises(InputError, match="drafter_overrides.*rms_norm_eps"):
+        train_drafter(data, str(tmp_path / "x"), target=target, drafter_overrides={"rms_norm_eps": 1e-5})
 
 
 def test_cli_train_accepts_training_arguments(tmp_path, monkeypatch):
@@ -585,7 +668,6 @@ def test_cli_train_sets_depth_and_mlp_width_of_a_fresh_drafter(tmp_path, monkeyp
     """`--num-layers` / `--intermediate-size` reach the fresh drafter's config (the target's 8 layers stay
     `target_num_hidden_layers`); they are refused with --init-from, and out-of-range values are refused."""
     from hf_eagle31 import cli
-    from hf_eagle31.training import DrafterArguments
 
     target = tiny_target()
     random_rows(6).save_to_disk(str(tmp_path / "data"))
@@ -630,13 +712,9 @@ def test_cli_train_sets_depth_and_mlp_width_of_a_fresh_drafter(tmp_path, monkeyp
     ):
         with pytest.raises(ValueError, match="--num-layers|--intermediate-size|--loss-chunk-size"):
             DrafterArguments(**bad)
-    with pytest.raises(ValueError, match="drafter_overrides"):
+    with pytest.raises(ValueError, match="num_layers"):
         train_drafter(
-            random_rows(4),
-            str(tmp_path / "x"),
-            target=target,
-            drafter=loaded,
-            drafter_overrides={"num_hidden_layers": 3},
+            random_rows(4), DrafterArguments(out=str(tmp_path / "x"), num_layers=3), target=target, drafter=loaded
         )
 
 

@@ -29,7 +29,7 @@ from transformers import (
 from transformers.cache_utils import DynamicCache
 from transformers.generation.streamers import BaseStreamer
 
-from hf_eagle31.modeling import tree_drafting
+from hf_eagle31.modeling import TreeSettings, tree_drafting
 from hf_eagle31.modeling.candidate_generator import EagleCandidateGenerator
 
 from conftest import make_drafter, tiny_sizes, tiny_target
@@ -119,12 +119,11 @@ def test_chain_shaped_tree_drafts_the_chain(target):
             ),
             ids,
         )
-        out = target(ids, output_hidden_states=True)
-        gen._feed_target_features(torch.cat([ids, ids[:, :1]], dim=-1), out)
+        gen.begin(torch.cat([ids, ids[:, :1]], dim=-1), target(ids, output_hidden_states=True), offset=0)
         states.append(gen)
-    chain, _ = states[0]._draft(torch.cat([ids, ids[:, :1]], dim=-1), 4)
-    tokens, parents, depths = tree_drafting.grow_tree(states[1], depth=4, topk=1, total=4)
-    assert tokens.tolist() == chain[0, ids.shape[1] + 1 :].tolist()
+    chain = states[0].propose(torch.cat([ids, ids[:, :1]], dim=-1)).tokens
+    tokens, parents, depths = tree_drafting.grow_tree(states[1].state, depth=4, topk=1, total=4)
+    assert tokens.tolist() == chain.tolist()
     assert parents.tolist() == [0, 1, 2, 3] and depths.tolist() == [1, 2, 3, 4]
 
 
@@ -355,10 +354,10 @@ def test_tree_drafting_policies():
 
     assert drafting_policy("tree") == {
         "draft_tree": True,
-        "tree_depth": tree_drafting.TREE_DEFAULTS["tree_depth"],
-        "tree_topk": tree_drafting.TREE_DEFAULTS["tree_topk"],
-        "tree_total_tokens": tree_drafting.TREE_DEFAULTS["tree_total_tokens"],
-        "tree_min_probability": tree_drafting.TREE_DEFAULTS["tree_min_probability"],
+        "tree_depth": TreeSettings().depth,
+        "tree_topk": TreeSettings().topk,
+        "tree_total_tokens": TreeSettings().total,
+        "tree_min_probability": TreeSettings().min_probability,
         "num_assistant_tokens_schedule": "constant",
         "assistant_confidence_threshold": 0.0,
         "prompt_lookup_num_tokens": 0,
@@ -387,9 +386,9 @@ def test_min_probability_stops_growth_without_changing_the_output(target):
     shapes = {}
     for gate in (0.0, 0.999):
         gen = EagleCandidateGenerator(drafter, target, GenerationConfig(max_length=40, prompt_lookup_num_tokens=0), ids)
-        gen._feed_target_features(torch.cat([ids, ids[:, :1]], dim=-1), target(ids, output_hidden_states=True))
+        gen.begin(torch.cat([ids, ids[:, :1]], dim=-1), target(ids, output_hidden_states=True), offset=0)
         before = gen.stats.drafter_forwards
-        _, _, depths = tree_drafting.grow_tree(gen, depth=4, topk=3, total=40, min_probability=gate)  # keeps all
+        _, _, depths = tree_drafting.grow_tree(gen.state, depth=4, topk=3, total=40, min_probability=gate)  # all
         shapes[gate] = (int(depths.max()), gen.stats.drafter_forwards - before)
     # a random drafter is never 99.9% sure of its pick: the gate keeps depth 1 and spends no forward
     assert shapes == {0.0: (4, 3), 0.999: (1, 0)}
@@ -399,3 +398,74 @@ def test_min_probability_stops_growth_without_changing_the_output(target):
         assert torch.equal(target.generate(ids, generation_config=config, assistant_model=drafter), reference)
     with pytest.raises(ValueError, match="tree_min_probability=1.5"):
         target.generate(ids, generation_config=tree_config(3, 2, 6, tree_min_probability=1.5), assistant_model=drafter)
+
+
+def test_settings_are_typed_and_name_their_source(target, tmp_path):
+    """`draft_tree="false"`, `tree_depth=2.7` or `"three"`, in `generate` or in the drafter's generation_config.json,
+    are refused in one line naming the setting and where it came from (never read loosely)."""
+    import json
+
+    from hf_eagle31 import Eagle3Drafter
+
+    drafter = make_drafter(target, "eagle3.1")
+    prompt = torch.tensor([[1, 2, 3]])
+    for kwargs, what in (
+        ({"draft_tree": "false"}, r"draft_tree='false': use a boolean.*\(in generate\(\)\)"),
+        ({"draft_tree": True, "tree_depth": 2.7}, r"tree_depth=2.7: use an integer >= 1, not float"),
+        ({"draft_tree": True, "tree_depth": "three"}, r"tree_depth='three': use an integer"),
+        ({"draft_tree": True, "tree_min_probability": float("nan")}, r"tree_min_probability=nan must lie in"),
+        ({"num_assistant_tokens_schedule": "sometimes"}, r"num_assistant_tokens_schedule='sometimes'"),
+    ):
+        with pytest.raises(ValueError, match=what) as error:
+            target.generate(prompt, max_new_tokens=3, do_sample=False, assistant_model=drafter, **kwargs)
+        assert "\n" not in str(error.value)
+    drafter.save_pretrained(tmp_path / "d")
+    config_file = tmp_path / "d" / "generation_config.json"
+    config = json.loads(config_file.read_text())
+    config["draft_tree"] = "false"
+    config_file.write_text(json.dumps(config))
+    loaded = Eagle3Drafter.from_pretrained(tmp_path / "d")
+    with pytest.raises(ValueError, match=r"draft_tree='false'.*" + str(config_file)) as error:
+        target.generate(prompt, max_new_tokens=3, do_sample=False, assistant_model=loaded)
+    assert "\n" not in str(error.value)
+    # a call's value wins over the file, typed the same way
+    out = target.generate(prompt, max_new_tokens=3, do_sample=False, assistant_model=loaded, draft_tree=False)
+    assert torch.equal(out, target.generate(prompt, max_new_tokens=3, do_sample=False))
+
+
+def test_gate_on_the_device_gives_the_same_tree_and_output(target, monkeypatch):
+    """`gate_on_host=False` (the accelerator default: no device read per gated depth) drafts every depth but keeps
+    exactly the nodes the host-read gate keeps, so greedy output is unchanged; it then reads the device twice per
+    cycle (the tree, the target's choices)."""
+    from hf_eagle31.evaluation.loop_cost import measure_loop_cost
+    from hf_eagle31.modeling import TreeCandidateGenerator
+
+    drafter = make_drafter(target, "eagle3.1")
+    ids = torch.randint(0, 64, (1, 9), generator=torch.Generator().manual_seed(3))
+    for gate in (0.0, 0.05, 0.3, 0.999):
+        trees = []
+        for on_host in (True, False):
+            gen = EagleCandidateGenerator(drafter, target, GenerationConfig(max_length=40), ids)
+            gen.begin(torch.cat([ids, ids[:, :1]], dim=-1), target(ids, output_hidden_states=True), offset=0)
+            out = tree_drafting.grow_tree(
+                gen.state, depth=4, topk=3, total=12, min_probability=gate, gate_on_host=on_host
+            )
+            host = [t.tolist() for t in out]
+            trees.append(tree_drafting._drop_gated(*host) if 0 in host[2] else tuple(host))
+        assert [list(x) for x in trees[0]] == [list(x) for x in trees[1]], gate
+    reference = target.generate(ids, max_new_tokens=16, do_sample=False)
+    monkeypatch.setattr(TreeCandidateGenerator, "gate_on_host", False)
+    config = tree_config(3, 4, 10, max_new_tokens=16, do_sample=False, tree_min_probability=0.05)
+    assert torch.equal(target.generate(ids, generation_config=config, assistant_model=drafter), reference)
+    cost = measure_loop_cost(
+        target,
+        drafter,
+        [ids[0].tolist()] * 2,
+        max_new_tokens=16,
+        draft_tree=True,
+        tree_min_probability=0.05,
+        prompt_lookup_num_tokens=0,
+    )
+    reads = dict(cost["sync_sites"])
+    assert reads.pop("tolist") == 2 * cost["cycles"]  # per cycle: the tree, the target's choices
+    assert sum(reads.values()) <= 4 * cost["calls"]  # per call: generate's own checks, eos ids, the first token

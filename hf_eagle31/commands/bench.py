@@ -3,7 +3,6 @@
 
 import torch
 
-from ..errors import InputError
 from ..evaluation.bench import benchmark, format_report
 from ..evaluation.prompts import render_prompt
 from ..loading import load_drafter
@@ -12,9 +11,9 @@ from .common import (
     WITHIN_ANSWER,
     WITHIN_CONTEXT,
     When,
+    Within,
     add,
     add_calibration_arguments,
-    add_check,
     add_common_arguments,
     add_compile_argument,
     add_count_argument,
@@ -29,15 +28,6 @@ from .common import (
     prompts_from_args,
     write_json_report,
 )
-
-
-def check_profile_policy(ctx):
-    """--profile-policy names one of --policies (the policies bench runs)."""
-    if ctx.profile_policy is not None and ctx.profile_policy not in ctx.policy_names:
-        raise InputError(
-            f"--profile-policy {ctx.profile_policy} is not one of --policies ({', '.join(ctx.policy_names) or 'none'}):"
-            " add it to --policies."
-        )
 
 
 def add_arguments(parser):
@@ -74,10 +64,10 @@ def add_arguments(parser):
         default=None,
         check=check_policies,
         applies=When(profile=True) & When("it names one of them", policies=True),
+        within=Within(lambda ctx: ctx.policy_names, "one of --policies", "constant"),
         help="with --profile: profile this policy (one of --policies) instead of the drafter as "
         "configured, e.g. --policies constant --profile-policy constant",
     )
-    add_check(parser, check_profile_policy)
     add_json_argument(parser)
 
 
@@ -86,7 +76,13 @@ def run(args):
     target, tokenizer = load_target_for_cli(args)
     calibration = calibration_from_args(args, target)
     calibration.check_load_at_start(args.strict)
-    drafter = load_drafter(args.drafter, target, trust_remote_code=args.trust_remote_code, dtype=drafter_dtype(args))
+    drafter = load_drafter(
+        args.drafter,
+        target,
+        trust_remote_code=args.trust_remote_code,
+        dtype=drafter_dtype(args),
+        norm_output_semantics=args.norm_output_semantics,
+    )
     compiled = apply_compile_argument(args, drafter, target)
     prompts = prompts_from_args(args, tokenizer)
     rendered = [render_prompt(tokenizer, p, (), args.system_prompt, args.chat_template) for p in prompts]

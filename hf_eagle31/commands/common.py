@@ -22,7 +22,8 @@ from ..evaluation.prompts import read_prompt_file, suite_prompts
 from ..evaluation.timing import compile_target_generation
 from ..loading import DEFAULT_DRAFTER, check_drafter_config, native_bf16
 from ..modeling import DRAFTER_CLASSES
-from ..modeling.configuration_common import FOREIGN_FORMAT_KEYS
+from ..modeling.checkpoint_formats import NORM_OUTPUT_SEMANTICS, SEMANTICS_KEY, is_foreign_config
+from ..modeling.configuration_common import FOREIGN_FORMAT_KEYS, mtp_target_message
 from ..small_batch import enable
 from ..small_batch import wanted as small_batch_wanted
 from ..targets import DEFAULT_TARGET, TARGETS, _cached_copy, load_target
@@ -39,7 +40,8 @@ from ..targets import DEFAULT_TARGET, TARGETS, _cached_copy, load_target
 #   `excludes=When(...)` (combinations it contradicts); given anywhere else it is refused in one line, never ignored;
 # - its bound: `declare(..., at_most=Bound(...))`, the largest value the data allows (an answer is no longer than
 #   --max-new-tokens, a top-k no larger than the draft vocabulary, ...), read from config.json / the dataset's
-#   metadata (`FACTS`) without loading weights.
+#   metadata (`FACTS`) without loading weights; or the values the inputs allow: `within=Within(...)` (the keys of a
+#   config.json, the policies given).
 #
 # `tests/test_cli_contract.py` walks every parser, feeds each declared argument the values users get wrong and
 # checks each ends in one line naming it (or works); an argument without a declaration fails its coverage check.
@@ -191,6 +193,14 @@ class Bound:
         self.limit, self.what, self.defaults = limit, what, defaults
 
 
+class Within:
+    """The values an argument may take, implied by the inputs: `values(ctx)` (None: unknown here), `what` they are
+    for the message; `sample` is one the contract test's inputs have."""
+
+    def __init__(self, values, what, sample):
+        self.values, self.what, self.sample = values, what, sample
+
+
 @dataclasses.dataclass
 class Contract:
     """What `declare` attaches to an argparse action (`action.contract`)."""
@@ -199,14 +209,16 @@ class Contract:
     applies: When | None = None
     excludes: tuple = ()
     at_most: Bound | None = None
+    within: Within | None = None
 
 
-def declare(action, check=None, *, applies=None, excludes=(), at_most=None, flag=None):
+def declare(action, check=None, *, applies=None, excludes=(), at_most=None, within=None, flag=None):
     """Declares the contract of the argument `action` (what `add_argument` returned) beside its type and choices:
     `check(value, flag)` on each parsed value that is not None (each item of a list), where it `applies`, what it
-    `excludes`, its data bound `at_most`. `flag` names it in messages (default: its first long option). Returns
-    `action`."""
-    action.contract = Contract(check, applies, (excludes,) if isinstance(excludes, When) else tuple(excludes), at_most)
+    `excludes`, its data bound `at_most` or the values the data allows `within`. `flag` names it in messages (default:
+    its first long option). Returns `action`."""
+    excludes = (excludes,) if isinstance(excludes, When) else tuple(excludes)
+    action.contract = Contract(check, applies, excludes, at_most, within)
     long = [s for s in action.option_strings if s.startswith("--")]
     action.check_flag = flag or (long[0] if long else action.metavar or action.dest)
     return action
@@ -365,6 +377,15 @@ def check_contract(parser, args, argv=None):
         for value in _items(values):
             if limit is not None and value > limit:
                 raise InputError(f"{flag} {value}: must be <= {limit:g} ({contract.at_most.what}).")
+    for action, contract, flag in contracts:
+        values = getattr(args, action.dest, None)
+        if contract.within is None or values is None or action.dest not in applicable:
+            continue
+        allowed = contract.within.values(ctx)
+        for value in _items(values):
+            if allowed is not None and value not in allowed:
+                shown = ", ".join(map(str, list(allowed)[:8])) + (", ..." if len(allowed) > 8 else "")
+                raise InputError(f"{flag} {value}: must be {contract.within.what} ({shown or 'none'}).")
     for check in getattr(parser, "contract_checks", []):
         check(ctx)
     return ctx
@@ -474,7 +495,22 @@ def _folder_kind(folder) -> str:
 
 
 def _is_drafter_config(config: dict) -> bool:
-    return "draft_vocab_size" in config or str(config.get("model_type", "")).endswith("_drafter")
+    return (
+        "draft_vocab_size" in config
+        or str(config.get("model_type", "")).endswith("_drafter")
+        or is_foreign_config(config)
+        or any(k in config for k in FOREIGN_FORMAT_KEYS)
+    )
+
+
+def _not_a_drafter(flag, name, config, fix):
+    """The refusal of a model folder given as a drafter: the modeling code's own line for a target that carries MTP
+    layers (what they are and why no drafter holds them), else what the folder is."""
+    specific = mtp_target_message(config, name)
+    if specific:
+        return InputError(f"{flag}: {specific}")
+    architectures = ", ".join(config.get("architectures") or []) or config.get("model_type")
+    return InputError(f"{flag} {name} is a model ({architectures}), not a drafter checkpoint: {fix}.")
 
 
 def _local_folder(name, flag, what):
@@ -520,11 +556,7 @@ def check_drafter_path(name, flag):
         return
     _, config = _local_folder(name, flag, "a drafter checkpoint folder (or a Hub id namespace/name)")
     if config is not None and not _is_drafter_config(config) and "auto_map" not in config:
-        architectures = ", ".join(config.get("architectures") or []) or config.get("model_type")
-        raise InputError(
-            f"{flag} {name} is a model ({architectures}), not a drafter checkpoint: pass a drafter folder (the model "
-            "it drafts for goes to --target)."
-        )
+        raise _not_a_drafter(flag, name, config, "pass a drafter folder (the model it drafts for goes to --target)")
 
 
 def check_drafter_source(name, flag):
@@ -533,15 +565,8 @@ def check_drafter_source(name, flag):
     if config is None:
         return
     architectures = config.get("architectures") or []
-    if not (
-        _is_drafter_config(config)
-        or any(k in config for k in FOREIGN_FORMAT_KEYS)
-        or any("Eagle" in a or "Speculator" in a for a in architectures)
-    ):
-        raise InputError(
-            f"{flag} {name} is a model ({', '.join(architectures) or config.get('model_type')}), not a drafter "
-            "checkpoint: pass a drafter folder (hf-eagle31, EAGLE, vLLM or speculators)."
-        )
+    if not (_is_drafter_config(config) or any("Eagle" in a or "Speculator" in a for a in architectures)):
+        raise _not_a_drafter(flag, name, config, "pass a drafter folder (hf-eagle31, EAGLE, vLLM or speculators)")
 
 
 def check_dataset_path(path, flag):
@@ -705,10 +730,10 @@ def check_drafter_configs(ctx):
 # ---------------------------------------------------------------------------------------------- argument adders
 
 
-def add(parser, *names, check=None, applies=None, excludes=(), at_most=None, flag=None, **kwargs):
+def add(parser, *names, check=None, applies=None, excludes=(), at_most=None, within=None, flag=None, **kwargs):
     """`parser.add_argument(*names, **kwargs)` with its contract declared (`declare`)."""
     action = parser.add_argument(*names, **kwargs)
-    return declare(action, check, applies=applies, excludes=excludes, at_most=at_most, flag=flag)
+    return declare(action, check, applies=applies, excludes=excludes, at_most=at_most, within=within, flag=flag)
 
 
 def add_count_argument(parser, *names, **kwargs):
@@ -767,6 +792,34 @@ def needs_own_code(names) -> bool:
     return False
 
 
+def norm_output_undecided(name, source_format=None) -> bool:
+    """Whether `--norm-output-semantics` decides anything for the drafter checkpoint `name` (read as `source_format`,
+    default: detected): a SpecForge / EAGLE `midlayer` checkpoint whose config.json says norm_output: true without
+    recording its meaning (`modeling.checkpoint_formats.norm_output_on_import`). A Hub id: True (read later)."""
+    path = os.path.expanduser(str(name))
+    if not os.path.isdir(path):
+        return True
+    config = read_json_file(os.path.join(path, "config.json")) or {}
+    switch = config.get("norm_output", (config.get("eagle_config") or {}).get("norm_output", False))
+    if not switch or config.get(SEMANTICS_KEY) is not None:
+        return False
+    if source_format is None:
+        if not is_foreign_config(config) or "speculators_model_type" in config:
+            return False
+        from ..convert.checkpoint import detect_format  # EAGLE (midlayer.*) vs vLLM: by weight names
+
+        source_format = detect_format(path)
+    return source_format == "eagle"
+
+
+def _drafter_names(ctx) -> list:
+    names = getattr(ctx.args, "drafter", None)
+    return names if isinstance(names, list) else [] if names is None else [names]
+
+
+FACTS["norm_output_undecided"] = lambda ctx: any(norm_output_undecided(n) for n in _drafter_names(ctx))
+
+
 REMOTE_CODE = When("hf-eagle31 drafters load with this package's classes and run no code of their own", own_code=True)
 FACTS["own_code"] = lambda ctx: needs_own_code(getattr(ctx.args, "drafter", None))
 
@@ -779,6 +832,20 @@ def add_trust_remote_code_argument(parser, applies=REMOTE_CODE):
         applies=applies,
         help="let a --drafter that is not an hf-eagle31 checkpoint run its own code (hf-eagle31 "
         "drafters load with this package's classes and never need it)",
+    )
+    # EAGLE / SpecForge / vLLM / speculators drafters load converted in memory (`convert`'s rules), so the one
+    # choice a SpecForge checkpoint can need is asked for here too (`loading.load_drafter`).
+    add(
+        parser,
+        "--norm-output-semantics",
+        choices=NORM_OUTPUT_SEMANTICS,
+        default=None,
+        applies=When(
+            "it only says what norm_output: true means in a SpecForge (midlayer) drafter that does not record it",
+            norm_output_undecided=True,
+        ),
+        help="what norm_output: true means in a SpecForge (midlayer) --drafter that does not record it: "
+        "post-norm-feed (SpecForge from PR #879) or pre-norm-feed (before it); see `hf-eagle31 convert --help`",
     )
 
 

@@ -2,13 +2,9 @@
 """`hf-eagle31 convert`: drafter checkpoints between hf-eagle31, EAGLE, speculators and vLLM formats."""
 
 import argparse
-import json
 from pathlib import Path
 
 from ..convert import EAGLE_CONSUMERS, EMBEDDING_MODES, FORMATS, NORM_OUTPUT_SEMANTICS, SWITCHES, convert_checkpoint
-from ..convert.checkpoint import detect_format
-from ..convert.neutral import local_dir
-from ..convert.specforge import SEMANTICS_KEY
 from ..errors import InputError
 from ..hub import norm_output_meaning
 from ..modeling import variant_of
@@ -16,6 +12,7 @@ from ..utils.io import check_destination, is_drafter_dir
 from .common import (
     Bound,
     When,
+    Within,
     add,
     add_check,
     add_count_argument,
@@ -23,7 +20,10 @@ from .common import (
     add_model_argument,
     add_output_dir_argument,
     check_drafter_source,
+    check_text,
     local_model_config,
+    norm_output_undecided,
+    read_json_file,
 )
 
 
@@ -38,21 +38,11 @@ def _layer_ids(text: str) -> list:
     return ids
 
 
-def _source_format(ctx):
-    """The format SRC is read as: --from, else detected from its config.json (and weight names)."""
-    return ctx.source_format or detect_format(local_dir(ctx.src))
-
-
-def _norm_output_unrecorded(ctx) -> bool:
-    """Whether SRC is a SpecForge/EAGLE `midlayer` checkpoint whose norm_output: true records no meaning: the one
-    case --norm-output-semantics decides (`convert.specforge.norm_output_on_import`)."""
-    if not Path(ctx.src).expanduser().is_dir():
-        return True  # a Hub checkpoint: not read before the conversion downloads it
-    if ctx.source_format_read != "eagle":
-        return False
-    config = json.loads((local_dir(ctx.src) / "config.json").read_text())
-    switch = config.get("norm_output", (config.get("eagle_config") or {}).get("norm_output", False))
-    return bool(switch) and config.get(SEMANTICS_KEY) is None
+def _config_keys(ctx):
+    """The keys of SRC's config.json (None: a Hub id, read after its download)."""
+    path = Path(ctx.src).expanduser() / "config.json"
+    config = read_json_file(path) if path.is_file() else None
+    return None if config is None else list(config)
 
 
 def check_dst(ctx):
@@ -79,7 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="source_format",
         choices=FORMATS,
         default=None,
-        help="source format (default: detected from config.json and weight names)",
+        help="source format (default: detected from config.json and weight names); --from vllm reads a midlayer "
+        "checkpoint as vLLM runs it",
     )
     add_model_argument(
         parser,
@@ -116,8 +107,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     # convert's target is the one given, never the embedded default (without --target the source's config decides)
     add_fact(parser, "target_config", lambda ctx: local_model_config(ctx.target) if ctx.target else None)
-    add_fact(parser, "source_format_read", _source_format)
-    add_fact(parser, "norm_output_unrecorded", _norm_output_unrecorded)
+    add_fact(parser, "norm_output_undecided", lambda ctx: norm_output_undecided(ctx.src, ctx.source_format))
     add(
         parser,
         "--norm-output-semantics",
@@ -125,7 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         applies=When(
             "it only says what norm_output: true means in a SpecForge/EAGLE (midlayer) SRC that does not record it",
-            norm_output_unrecorded=True,
+            norm_output_undecided=True,
         ),
         help="what norm_output: true means in a SpecForge/EAGLE (midlayer) SRC that does not record it: "
         "post-norm-feed (SpecForge from PR #879, vLLM, SGLang: the next chain step gets the post-norm state) or "
@@ -149,6 +139,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="--to speculators without embeddings (no --target): vLLM takes the target's, but speculators 0.9.0 "
         "loads ZEROS and drafts garbage",
     )
+    add(
+        parser,
+        "--ignore-config-key",
+        dest="ignore_config_keys",
+        action="append",
+        default=None,
+        metavar="KEY",
+        check=check_text,
+        within=Within(
+            _config_keys, "a key of SRC's config.json (ignoring one it lacks does nothing)", "transformers_version"
+        ),
+        help="read SRC as if its config.json had no KEY (repeatable): for a key you know does not change the model, "
+        "or norm_before_residual in a midlayer SRC read as SpecForge runs it",
+    )
     add(parser, "--overwrite", action="store_true", help="replace DST if it exists")
     add_check(parser, check_dst)
 
@@ -167,6 +171,7 @@ def run(args) -> int:
         norm_output_semantics=args.norm_output_semantics,
         eagle_consumer=args.eagle_consumer,
         allow_missing_embeddings=args.allow_missing_embeddings,
+        ignore_config_keys=args.ignore_config_keys,
     )
     cfg = ckpt.config
     variant = variant_of(cfg).label

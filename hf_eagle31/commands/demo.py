@@ -103,7 +103,11 @@ def run(args):
     target, tokenizer = load_target(args.target, dtype=getattr(torch, args.dtype))
     small_batch = apply_small_batch_argument(args, target)
     drafter = load_drafter(
-        str(drafter_path), target, trust_remote_code=args.trust_remote_code, dtype=drafter_dtype(args, target.device)
+        str(drafter_path),
+        target,
+        trust_remote_code=args.trust_remote_code,
+        dtype=drafter_dtype(args, target.device),
+        norm_output_semantics=args.norm_output_semantics,
     )
     prompts = args.prompt or list(DEFAULT_PROMPTS)
     kwargs = {"max_new_tokens": args.max_new_tokens, "num_assistant_tokens": args.num_assistant_tokens}

@@ -57,7 +57,13 @@ def add_arguments(parser):
 def run(args):
     torch.manual_seed(0)
     target, tokenizer = load_target_for_cli(args)
-    drafters = load_drafters(args.drafter, target, trust_remote_code=args.trust_remote_code, dtype=drafter_dtype(args))
+    drafters = load_drafters(
+        args.drafter,
+        target,
+        trust_remote_code=args.trust_remote_code,
+        dtype=drafter_dtype(args),
+        norm_output_semantics=args.norm_output_semantics,
+    )
     prompts = prompts_from_args(args, tokenizer, default_suite="standard")
     rendered = [
         render_prompt(tokenizer, p, system_prompt=args.system_prompt, chat_template=args.chat_template) for p in prompts

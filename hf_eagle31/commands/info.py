@@ -78,7 +78,12 @@ def run(args):
     )
     if args.drafter:
         # checked against the target, in its dtype, with its embeddings when the checkpoint has none
-        drafter = load_drafter(args.drafter, target, trust_remote_code=args.trust_remote_code)
+        drafter = load_drafter(
+            args.drafter,
+            target,
+            trust_remote_code=args.trust_remote_code,
+            norm_output_semantics=args.norm_output_semantics,
+        )
     else:
         drafter = build_drafter(target.config, args.variant, args.draft_vocab_size).load_target_embeddings(target)
         drafter = drafter.to(target.dtype).eval()

@@ -34,7 +34,8 @@ from ..training import (
     precompute_training_features,
     train_drafter,
 )
-from ..training.trainer import resolve_resume_checkpoint, target_text_config_for_features
+from ..training.checkpoints import resolve_resume_checkpoint
+from ..training.pipeline import target_text_config_for_features
 from ..utils import text_config
 from ..utils.io import is_inside
 from .common import (
@@ -51,6 +52,7 @@ from .common import (
     check_drafter_path,
     check_model_path,
     check_output_path,
+    check_text,
     declare,
     needs_own_code,
     read_json_file,
@@ -226,6 +228,7 @@ OPTIONS = {
     # --- ours: the drafter
     "out": dict(check=check_output_path, applies=TRAINING),
     "target": dict(check=check_model_path),
+    "target_name_or_path": dict(check=check_text, applies=TRAINING),
     "target_dtype": {},
     "variant": dict(applies=FRESH),
     "ttt_steps": dict(
@@ -255,6 +258,14 @@ OPTIONS = {
     ),
     "lora_alpha": dict(
         type=Integer(1), applies=TRAINING & When("it scales a LoRA adapter", lora_r=Is(lambda v: v > 0, "> 0", 2))
+    ),
+    "lora_dropout": dict(
+        type=Number(0, 1, high_open=True),
+        applies=TRAINING & When("it is a LoRA adapter's dropout", lora_r=Is(lambda v: v > 0, "> 0", 2)),
+    ),
+    "lora_target_modules": dict(
+        check=check_text,
+        applies=TRAINING & When("it picks what a LoRA adapter adapts", lora_r=Is(lambda v: v > 0, "> 0", 2)),
     ),
     "merge_lora": dict(applies=TRAINING & When("it merges a LoRA adapter", lora_r=Is(lambda v: v > 0, "> 0", 2))),
     "max_minutes": dict(type=Number(0, low_open=True, note="minutes"), applies=TRAINING),
@@ -451,10 +462,10 @@ OPTIONS = {
 }
 # DataArguments / DrafterArguments fields: everything else in OPTIONS is a TrainingArguments option
 OURS = {
-    "out", "target", "target_dtype", "variant", "ttt_steps", "draft_vocab_size", "head_init", "num_layers",
-    "intermediate_size", "loss_chunk_size", "loss_objective", "init_from", "trust_remote_code", "overwrite", "lora_r",
-    "lora_alpha", "merge_lora", "max_minutes", "estimate_memory", "data", "eval_fraction", "offline_features",
-    "features_only", "loss_tokens",
+    "out", "target", "target_name_or_path", "target_dtype", "variant", "ttt_steps", "draft_vocab_size", "head_init",
+    "num_layers", "intermediate_size", "loss_chunk_size", "loss_objective", "init_from", "trust_remote_code",
+    "overwrite", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "merge_lora", "max_minutes",
+    "estimate_memory", "data", "eval_fraction", "offline_features", "features_only", "loss_tokens",
 }  # fmt: skip
 
 
@@ -672,29 +683,7 @@ def run(args: argparse.Namespace) -> int:
     if drafter_args.estimate_memory:
         _print_memory_estimate(drafter_args, data_args, training_args, dataset)
         return 0
-    lora = {"r": drafter_args.lora_r, "alpha": drafter_args.lora_alpha} if drafter_args.lora_r > 0 else None
-    trainer = train_drafter(
-        dataset,
-        drafter_args.out,
-        target=drafter_args.target,
-        target_dtype=target_dtype,
-        feature_dir=data_args.offline_features,
-        variant=drafter_args.variant,
-        draft_vocab_size=drafter_args.draft_vocab_size,
-        ttt_steps=drafter_args.ttt_steps,
-        training_args=training_args,
-        drafter=drafter_args.init_from,
-        trust_remote_code=drafter_args.trust_remote_code,
-        eval_dataset=eval_dataset,
-        lora=lora,
-        head_init=drafter_args.head_init,
-        overwrite=drafter_args.overwrite,
-        drafter_overrides=None if drafter_args.init_from else drafter_args.drafter_overrides(),
-        loss_chunk_size=drafter_args.loss_chunk_size,
-        loss_tokens=data_args.loss_tokens,
-        loss_objective=drafter_args.loss_objective,
-        max_minutes=drafter_args.max_minutes,
-    )
+    trainer = train_drafter(dataset, drafter_args, data_args, training_args, eval_dataset=eval_dataset)
     if trainer.stopped_by_budget:
         if trainer.args.should_save:
             print(
@@ -703,7 +692,7 @@ def run(args: argparse.Namespace) -> int:
                 "continue with the same command plus --resume_from_checkpoint latest"
             )
         return 0
-    if lora and drafter_args.merge_lora and trainer.args.should_save:
+    if drafter_args.lora_r > 0 and drafter_args.merge_lora and trainer.args.should_save:
         save_drafter(merge_lora(trainer.model), os.path.join(drafter_args.out, "merged"))
     if trainer.finished_before and trainer.args.should_save:
         print(

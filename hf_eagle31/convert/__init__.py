@@ -13,6 +13,7 @@ from .checkpoint import (
     TargetSource,
     convert_checkpoint,
     detect_format,
+    load_foreign_drafter,
     load_target_parts,
     read_checkpoint,
     settle_embeddings,
@@ -43,5 +44,6 @@ __all__ = [
     "drafter_from_checkpoint",
     "convert_checkpoint",
     "load_target_parts",
+    "load_foreign_drafter",
     "TargetSource",
 ]

@@ -49,52 +49,32 @@ from transformers import AutoConfig
 from transformers.utils import logging
 
 from ..errors import InputError, modeling_checks_are_input_errors
-from ..loading import check_known_drafter_type
-from ..modeling import Eagle3Config, Eagle3Drafter, MtpConfig
+from ..modeling import DRAFTER_CLASSES, Eagle3Drafter
+from ..modeling import checkpoint_formats as formats
+from ..modeling.configuration_common import FOREIGN_FORMAT_KEYS
+from ..modeling.drafter_common import check_finite_weights
 from ..targets import load_target
 from ..utils import text_config
 from ..utils.io import atomic_directory, is_drafter_dir, output_lock, write_errors_name
 from . import eagle, native, speculators, vllm
-from .neutral import (
-    EMBEDDING_MODES,
-    FORMATS,
-    NORM_OUTPUT_SEMANTICS,
-    OPTIONAL_KEYS,
-    DrafterCheckpoint,
-    ascending,
-    local_dir,
-    read_weights,
-    write_safetensors,
-)
+from .neutral import EMBEDDING_MODES, FORMATS, NORM_OUTPUT_SEMANTICS, DrafterCheckpoint, ascending, write_safetensors
 
 
 logger = logging.get_logger(__name__)  # `hf-eagle31 convert` shows its INFO notes (cli_utils.package_log_messages)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# format detection and reading
+# format detection and reading: the rules are `modeling/checkpoint_formats.py`'s (shared with from_pretrained)
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+@modeling_checks_are_input_errors()
 def detect_format(path) -> str:
-    """One of `FORMATS` for a checkpoint directory, from its config.json (and weight names: EAGLE vs vLLM)."""
-    directory = Path(path)
-    config_path = directory / "config.json"
-    if not config_path.is_file():
-        raise InputError(f"{directory} has no config.json: point SRC at a drafter checkpoint directory.")
-    config = json.loads(config_path.read_text())
-    if "speculators_model_type" in config:
-        return "speculators"
-    if config.get("model_type") in (Eagle3Config.model_type, MtpConfig.model_type):
-        return "hf-eagle31"
-    architectures = config.get("architectures") or []
-    if any("Eagle3" in a for a in architectures) or "draft_vocab_size" in config:
-        keys = read_weights(directory).keys()
-        return "eagle" if any(k.startswith("midlayer.") for k in keys) else "vllm"
-    raise InputError(
-        f"cannot tell the format of {directory}: config.json has architectures={architectures} and no "
-        "`speculators_model_type`; pass the format explicitly (--from eagle|speculators|vllm|hf-eagle31)."
-    )
+    """One of `FORMATS` for a checkpoint directory (or Hub id), from its config.json (and weight names: EAGLE vs
+    vLLM)."""
+    config = formats.read_config_file(path)
+    eagle_or_vllm = formats.is_foreign_config(config) and "speculators_model_type" not in config
+    return formats.detect_format(config, formats.read_weights(path).keys() if eagle_or_vllm else (), path)
 
 
 @modeling_checks_are_input_errors()
@@ -105,9 +85,11 @@ def read_checkpoint(
     target_layer_ids=None,
     embeddings_from_target=False,
     norm_output_semantics=None,
+    ignore_config_keys=None,
 ) -> DrafterCheckpoint:
     """
-    Reads a drafter checkpoint directory (or Hub id) of any supported format into a [`DrafterCheckpoint`].
+    Reads a drafter checkpoint directory (or Hub id, resolved as transformers resolves it) of any supported format
+    into a [`DrafterCheckpoint`], with the rules `Eagle3Drafter.from_pretrained` applies to the same files.
 
     target_config: the target's config; gives the layer count when the checkpoint implies its aux layers (EAGLE) and
         is checked against the drafter's sizes.
@@ -117,107 +99,85 @@ def read_checkpoint(
     norm_output_semantics: what `norm_output: true` means in a `midlayer` (SpecForge) checkpoint that does not record
         it (`NORM_OUTPUT_SEMANTICS`: "post-norm-feed" = SpecForge from PR #879, vLLM, SGLang; "pre-norm-feed" =
         SpecForge before #879, read as norm_output=False). Such a checkpoint without it is refused.
+    ignore_config_keys: config keys the user knows not to change the model (--ignore-config-key), read as if absent.
     """
     if norm_output_semantics is not None and norm_output_semantics not in NORM_OUTPUT_SEMANTICS:
         raise InputError(
             f"unknown norm_output meaning {norm_output_semantics!r}: use one of {list(NORM_OUTPUT_SEMANTICS)}."
         )
-    directory = local_dir(path)
-    fmt = format or detect_format(directory)
+    config = formats.read_config_file(path)
+    weights = formats.read_weights(path)
+    fmt = format or formats.detect_format(config, weights.keys(), path)
     if fmt not in FORMATS:
         raise InputError(f"unknown format {fmt!r}: use one of {list(FORMATS)}.")
-    config = json.loads((directory / "config.json").read_text())
-    weights = read_weights(directory)
     if fmt == "hf-eagle31":
-        ckpt = native.read(directory, weights, target_layer_ids, embeddings_from_target)
-    else:
-        reader = {"eagle": eagle.read, "speculators": speculators.read, "vllm": vllm.read}[fmt]
-        ckpt = reader(directory, config, weights, target_config, target_layer_ids, norm_output_semantics)
-    _check_state_dict(ckpt)
-    ckpt = _with_identity_vocab_map(ckpt)
-    _check_layer_ids(ckpt.config)
-    if target_config is not None:
-        _check_against_target(ckpt.config, target_config)
-        _record_target_layer_count(ckpt.config, target_config)
-    return ckpt
-
-
-def _check_layer_ids(cfg: Eagle3Config):
-    """Aux layers a reader would accept: distinct, and valid for the config (in range of the target's layers when
-    known) — checked here, so that no checkpoint is written that fails only when read back."""
-    ids = list(cfg.target_layer_ids)
-    if len(set(ids)) != len(ids):
-        raise InputError(f"target_layer_ids={ids} repeats a layer: pass distinct ids (--target-layer-ids).")
-    type(cfg).from_dict(cfg.to_dict())  # the config's own checks, as on load
-
-
-def _expected_shapes(config: Eagle3Config) -> dict:
-    with torch.device("meta"):
-        model = Eagle3Drafter(config)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
-
-
-def _check_state_dict(ckpt: DrafterCheckpoint):
-    """Every tensor must have a place in the drafter and every place but the optional ones a tensor: no silent drops."""
-    expected = _expected_shapes(ckpt.config)
-    unexpected = sorted(set(ckpt.state_dict) - set(expected))
-    missing = sorted(set(expected) - set(ckpt.state_dict) - set(OPTIONAL_KEYS))
-    if unexpected or missing:
-        raise InputError(
-            f"the {ckpt.source_format} checkpoint does not match an EAGLE-3 drafter with its config "
-            f"(num_hidden_layers={ckpt.config.num_hidden_layers}, fc_norm={ckpt.config.fc_norm}, "
-            f"norm_before_fc={ckpt.config.norm_before_fc}): unexpected keys "
-            f"{unexpected[:8]}, missing keys {missing[:8]}; fix its config.json switches to match its weights."
-        )
-    for key, tensor in ckpt.state_dict.items():
-        if tuple(tensor.shape) != expected[key]:
+        if ignore_config_keys:
             raise InputError(
-                f"{key} has shape {tuple(tensor.shape)} but the config implies {expected[key]}: the config.json sizes "
-                "(hidden_size, target_hidden_size, draft_vocab_size, heads) do not match the weights."
+                "--ignore-config-key applies to EAGLE / vLLM / speculators checkpoints; an hf-eagle31 config with a "
+                "key this release does not know comes from a newer release: upgrade hf-eagle31."
             )
-    if ("d2t" in ckpt.state_dict) != ("t2d" in ckpt.state_dict):
-        raise InputError("the checkpoint has only one of d2t / t2d: both are needed to map the draft vocabulary.")
-    if "d2t" not in ckpt.state_dict and ckpt.config.draft_vocab_size != ckpt.config.vocab_size:
-        raise InputError(
-            f"draft_vocab_size={ckpt.config.draft_vocab_size} < vocab_size={ckpt.config.vocab_size} but the "
-            "checkpoint has no d2t/t2d mapping: it is incomplete; re-export it with its vocabulary mapping."
-        )
+        ckpt = native.read(path, config, weights, target_layer_ids, embeddings_from_target)
+        return formats.finish(ckpt, Eagle3Drafter, target_config)
+    where = Path(path, "config.json")
+    return formats.read_foreign(
+        where, config, weights, fmt, Eagle3Drafter, target_config, target_layer_ids, norm_output_semantics,
+        ignore_config_keys,
+    )  # fmt: skip
 
 
-def _with_identity_vocab_map(ckpt: DrafterCheckpoint) -> DrafterCheckpoint:
-    """A full draft vocabulary needs no mapping on disk (speculators writes none): give it the identity d2t / t2d
-    our drafters carry. Checkpoints that have a mapping are returned unchanged."""
-    if "d2t" in ckpt.state_dict:
-        return ckpt
-    state = dict(ckpt.state_dict)
-    state["d2t"] = torch.zeros(ckpt.config.draft_vocab_size, dtype=torch.long)
-    state["t2d"] = torch.ones(ckpt.config.vocab_size, dtype=torch.bool)
-    return replace(ckpt, state_dict=state)
-
-
-def _check_against_target(cfg: Eagle3Config, target_config):
-    text = text_config(target_config)
-    for what, mine, theirs in (
-        ("vocab size", cfg.vocab_size, text.vocab_size),
-        ("hidden size", cfg.target_hidden_size, text.hidden_size),
+def check_known_drafter_type(config: dict, name_or_path, trust_remote_code: bool = False, remote_code=True) -> None:
+    """Refuses a drafter `model_type` this release does not know (a newer variant: `*_drafter`) instead of taking
+    it for a foreign format to convert, which would silently make a different model. `remote_code`: whether the
+    caller can run the checkpoint's own code (`convert` cannot: it reads weights with this release's layouts)."""
+    model_type = config.get("model_type")
+    if (
+        isinstance(model_type, str)
+        and model_type.endswith("_drafter")
+        and model_type not in DRAFTER_CLASSES
+        and not any(k in config for k in FOREIGN_FORMAT_KEYS)
+        and not (trust_remote_code and "auto_map" in config)
     ):
-        if mine != theirs:
-            raise InputError(
-                f"the drafter expects a target {what} of {mine} but --target has {theirs}: pass the target this "
-                "drafter was trained for."
-            )
-    if max(cfg.target_layer_ids) > text.num_hidden_layers:
+        fix = (
+            ", or pass --trust-remote-code to run the checkpoint's own code"
+            if remote_code and "auto_map" in config
+            else " to load or convert it"
+        )
         raise InputError(
-            f"target_layer_ids={cfg.target_layer_ids} reach past the target's {text.num_hidden_layers} layers: pass "
-            "the right target or --target-layer-ids."
+            f"{name_or_path} is a `{model_type}` drafter, which this hf-eagle31 release does not know (known: "
+            f"{', '.join(sorted(DRAFTER_CLASSES))}): upgrade hf-eagle31{fix}."
         )
 
 
-def _record_target_layer_count(cfg: Eagle3Config, target_config):
-    """Fills in `cfg.target_num_hidden_layers` (in place) from the target when the checkpoint did not record it;
-    exports write it, so the implied EAGLE aux layers can be recovered on import."""
-    if cfg.target_num_hidden_layers is None:
-        cfg.target_num_hidden_layers = text_config(target_config).num_hidden_layers
+@modeling_checks_are_input_errors()
+def load_foreign_drafter(
+    name_or_path,
+    target=None,
+    dtype="auto",
+    norm_output_semantics=None,
+    source_format=None,
+    ignore_config_keys=None,
+    target_layer_ids=None,
+) -> Eagle3Drafter:
+    """
+    An EAGLE / SpecForge / vLLM / speculators checkpoint (directory or Hub id) as an `Eagle3Drafter`, converted in
+    memory: exactly what `convert SRC DST --to hf-eagle31 [--target T]` writes, loaded (the same refusals, the target's
+    embeddings filled in or checked, the same tensors; `dtype` as `from_pretrained` takes it). The command-line
+    `--drafter` of every command loads foreign layouts this way (`loading.load_drafter_checkpoint`).
+    """
+    target = load_target_parts(target) if target is not None else None
+    ckpt = read_checkpoint(
+        name_or_path,
+        source_format,
+        target_config=target.config if target else None,
+        target_layer_ids=target_layer_ids,
+        norm_output_semantics=norm_output_semantics,
+        ignore_config_keys=ignore_config_keys,
+    )
+    ckpt = settle_embeddings(ckpt, "hf-eagle31", target=target)
+    drafter = formats.drafter_from_checkpoint(ckpt, Eagle3Drafter, dtype=dtype or "auto")
+    drafter.config._name_or_path = str(name_or_path)
+    check_finite_weights(drafter, name_or_path, [] if ckpt.has_embeddings else ["embed_tokens.weight"])
+    return drafter
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -305,8 +265,8 @@ def settle_embeddings(
     if target is not None:
         source = load_target_parts(target)
         get_embeddings = source.get_embeddings
-        _check_against_target(ckpt.config, source.config)
-        _record_target_layer_count(ckpt.config, source.config)
+        formats.check_against_target(ckpt.config, source.config)
+        formats.record_target_layer_count(ckpt.config, source.config)
         if not ckpt.verifier.get("name_or_path") and source.name:
             architectures = list(getattr(source.config, "architectures", None) or [])
             ckpt = replace(ckpt, verifier={"name_or_path": source.name, "architectures": architectures})
@@ -425,6 +385,7 @@ def convert_checkpoint(
     norm_output_semantics=None,
     eagle_consumer=None,
     allow_missing_embeddings=False,
+    ignore_config_keys=None,
 ) -> DrafterCheckpoint:
     """Reads `src` (any format, detected), settles its embeddings, writes `dst` as `to`. Returns what was written."""
     target_path = target
@@ -438,6 +399,7 @@ def convert_checkpoint(
         target_layer_ids=target_layer_ids,
         embeddings_from_target=target is not None,
         norm_output_semantics=norm_output_semantics,
+        ignore_config_keys=ignore_config_keys,
     )
     ckpt = settle_embeddings(
         ckpt, to, target=target, mode=embeddings, allow_missing_embeddings=allow_missing_embeddings

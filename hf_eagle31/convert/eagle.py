@@ -8,50 +8,26 @@ EAGLE-3, so a drafter with any switch on needs `--eagle-consumer specforge` (Spe
 the switches) to be written; and `norm_output: true` has two meanings (see `specforge`).
 """
 
-from pathlib import Path
-
 from ..errors import InputError
+from ..modeling.checkpoint_formats import EAGLE_ARCHITECTURE
 from . import specforge
-from .neutral import (
-    SWITCHES,
-    TARGET_LAYERS_KEY,
-    DrafterCheckpoint,
-    dtype_name,
-    llama_fields,
-    read_llama_style,
-    switches_on,
-)
+from .neutral import SWITCHES, TARGET_LAYERS_KEY, DrafterCheckpoint, dtype_name, llama_fields, switches_on
 
 
-ARCHITECTURE = "LlamaForCausalLMEagle3"  # SafeAILab EAGLE-3 and SpecForge; vLLM and SGLang map it to Eagle3
-LEGACY_NAMES = {
-    "midlayer.": "layers.0.",
-    "aux_norm_low.": "fc_norm.0.",
-    "aux_norm_mid.": "fc_norm.1.",
-    "aux_norm_high.": "fc_norm.2.",
-}  # SGLang's older names for fc_norm
-
-
-def read(directory: Path, config: dict, weights: dict, target_config, layer_ids, norm_output_semantics=None):
-    if config.get("num_hidden_layers", 1) != 1:
-        raise InputError(
-            f"{directory}: the EAGLE format holds one decoder layer (`midlayer.*`); this drafter has "
-            f"{config['num_hidden_layers']} (config.json num_hidden_layers): convert its vLLM or speculators export "
-            "(`layers.N.*`) instead."
-        )
-    state = {}
-    for key, value in weights.items():
-        for old, new in LEGACY_NAMES.items():
-            if key.startswith(old):
-                key = new + key[len(old) :]
-        state[key] = value
-    ckpt = read_llama_style(directory, config, state, "eagle", target_config, layer_ids)
-    ckpt.config.norm_output = specforge.norm_output_on_import(config, norm_output_semantics)
-    return ckpt
+ARCHITECTURE = EAGLE_ARCHITECTURE  # SafeAILab EAGLE-3 and SpecForge; vLLM and SGLang map it to Eagle3
+# Reading (`midlayer.*` and SGLang's old `aux_norm_*` names, the two meanings of `norm_output`, `norm_before_residual`
+# read two ways): `modeling/checkpoint_formats.py` (`read_eagle`), shared with `Eagle3Drafter.from_pretrained`.
 
 
 def check_consumer(cfg, consumer):
-    """Refuses a drafter that SafeAILab EAGLE would load as a different model, unless the consumer reads it."""
+    """Refuses a drafter that SafeAILab EAGLE would load as a different model, unless the consumer reads it; and
+    `norm_before_residual`, which no `midlayer` producer's class reads (SpecForge and SafeAILab ignore it)."""
+    if cfg.norm_before_residual:
+        raise InputError(
+            "this drafter has norm_before_residual=True, which SpecForge's and SafeAILab's LlamaForCausalLMEagle3 "
+            "ignore in the EAGLE format (they would run a different drafter; only vLLM reads it there): use --to vllm "
+            "or --to speculators, whose readers honour it."
+        )
     on = switches_on(cfg)
     if on and consumer != "specforge":
         raise InputError(

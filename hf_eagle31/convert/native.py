@@ -1,7 +1,6 @@
 # Copyright 2026 The hf-eagle31 authors. Apache-2.0.
 """The hf-eagle31 format: `Eagle3Config` + our key names (= speculators' / vLLM's), written with a model card."""
 
-import json
 from pathlib import Path
 
 from ..errors import InputError
@@ -10,8 +9,8 @@ from ..modeling import Eagle3Config
 from .neutral import DrafterCheckpoint, drafter_from_checkpoint
 
 
-def read(directory: Path, weights: dict, layer_ids, embeddings_from_target) -> DrafterCheckpoint:
-    config = json.loads((directory / "config.json").read_text())
+def read(directory, config: dict, weights: dict, layer_ids, embeddings_from_target) -> DrafterCheckpoint:
+    """Our layout (a directory or Hub id; `config` its config.json), checked by `Eagle3Config` itself."""
     if config.get("model_type") != Eagle3Config.model_type:
         raise InputError(
             f"{directory} is an MTP drafter: MTP heads are served from the target's own checkpoint by vLLM/SGLang, so "

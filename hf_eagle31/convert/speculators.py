@@ -6,88 +6,16 @@ no `d2t` / `t2d` for a full draft vocabulary. speculators 0.9.0 loads a checkpoi
 zero embeddings (see `checkpoint.settle_embeddings`, which writes the target's or refuses).
 """
 
-from pathlib import Path
-
-import torch
 from transformers import LlamaConfig
 
 from ..errors import InputError
-from .neutral import (
-    DRAFTER_READ,
-    LLAMA_NO_EFFECT,
-    LLAMA_READ,
-    SWITCHES,
-    TARGET_LAYERS_KEY,
-    DrafterCheckpoint,
-    check_config_keys,
-    config_from_llama_dict,
-    dtype_name,
-    llama_fields,
-    resolve_layer_ids,
-    target_layers,
-)
+from .neutral import SWITCHES, TARGET_LAYERS_KEY, DrafterCheckpoint, dtype_name, llama_fields
 
 
 ARCHITECTURE = "Eagle3Speculator"  # as in published speculators checkpoints (0.9 writes Eagle3DraftModel)
-# The top level of a speculators 0.9 eagle3 config.json (besides transformers' metadata): what `read` reads, and
-# `speculators_config` (the proposal methods: serving policy, not the drafter's function; `verifier` and
-# `speculative_tokens` read). Anything else is refused (`neutral.check_config_keys`).
-TOP_LEVEL_KEYS = DRAFTER_READ | {
-    TARGET_LAYERS_KEY, "speculators_model_type", "speculators_version", "speculators_config",
-    "transformer_layer_config", "embed_requires_grad", "architectures", "auto_map", "model_type", "dtype",
-    "torch_dtype", "tie_word_embeddings", "transformers_version",
-}  # fmt: skip
-
-
-def read(directory: Path, config: dict, weights: dict, target_config, layer_ids, norm_output_semantics=None):
-    algorithm = config.get("speculators_model_type")
-    if algorithm != "eagle3":
-        raise InputError(
-            f"{directory} is a speculators `{algorithm}` checkpoint: only `eagle3` converts to an EAGLE-3 drafter."
-        )
-    if norm_output_semantics == "pre-norm-feed" and config.get("norm_output"):
-        raise InputError(
-            f"{directory} is a speculators checkpoint, whose norm_output: true means post-norm-feed for every reader: "
-            "drop --norm-output-semantics pre-norm-feed (it applies to SpecForge `midlayer` exports)."
-        )
-    layer = dict(config["transformer_layer_config"])
-    if layer.get("model_type", "llama") != "llama":
-        raise InputError(
-            f"{directory} has `{layer.get('model_type')}` draft layers: only the Llama-style layers of EAGLE-3 (no "
-            "q/k norms) convert; retrain or export with model_type llama."
-        )
-    if layer.get("mlp_bias"):
-        raise InputError(f"{directory} uses mlp_bias=True, which the EAGLE-3 drafter does not have.")
-    where = directory / "config.json"
-    check_config_keys(config, TOP_LEVEL_KEYS, str(where), "speculators")
-    check_config_keys(layer, LLAMA_READ | LLAMA_NO_EFFECT, f"{where} transformer_layer_config", "speculators")
-    verifier = dict((config.get("speculators_config") or {}).get("verifier") or {})
-    proposals = (config.get("speculators_config") or {}).get("proposal_methods") or [{}]
-    num_layers = target_layers(config, target_config)
-    ids = resolve_layer_ids(config, "speculators", num_layers, layer_ids)
-    vocab_size = layer["vocab_size"]
-    draft_vocab = config.get("draft_vocab_size") or vocab_size
-    state = dict(weights)
-    if draft_vocab == vocab_size and "d2t" not in state:
-        # speculators keeps no mapping buffers when the draft vocabulary is the whole vocabulary: identity.
-        state["d2t"] = torch.zeros(draft_vocab, dtype=torch.long)
-        state["t2d"] = torch.ones(vocab_size, dtype=torch.bool)
-    layer["draft_vocab_size"] = draft_vocab
-    cfg = config_from_llama_dict(
-        layer,
-        vocab_size=vocab_size,
-        layer_ids=ids,
-        num_layers=num_layers,
-        extra=dict(
-            target_hidden_size=config.get("target_hidden_size") or layer["hidden_size"],
-            **{name: bool(config.get(name, False)) for name in SWITCHES},
-        ),
-    )
-    if config.get("embed_requires_grad"):
-        cfg.embed_requires_grad = True  # trained embeddings: they legitimately differ from the target's
-    return DrafterCheckpoint(
-        cfg, state, "speculators", verifier=verifier, speculative_tokens=proposals[0].get("speculative_tokens")
-    )
+# Reading (the keys a speculators config may hold, `norm_before_residual` read two ways when absent, a draft
+# vocabulary given twice): `modeling/checkpoint_formats.py` (`read_speculators`), shared with
+# `Eagle3Drafter.from_pretrained`.
 
 
 def write_config(ckpt: DrafterCheckpoint, num_speculative_tokens) -> dict:

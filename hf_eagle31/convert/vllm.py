@@ -5,22 +5,13 @@ The vLLM format: an EAGLE-style Llama config (`LlamaForCausalLMEagle3`) with eve
 names. `norm_output: true` has one meaning here: the next chain step gets the post-norm state.
 """
 
-from pathlib import Path
-
-from ..errors import InputError
-from .neutral import SWITCHES, TARGET_LAYERS_KEY, DrafterCheckpoint, dtype_name, llama_fields, read_llama_style
+from ..modeling.checkpoint_formats import EAGLE_ARCHITECTURE
+from .neutral import SWITCHES, TARGET_LAYERS_KEY, DrafterCheckpoint, dtype_name, llama_fields
 
 
-ARCHITECTURE = "LlamaForCausalLMEagle3"
-
-
-def read(directory: Path, config: dict, weights: dict, target_config, layer_ids, norm_output_semantics=None):
-    if norm_output_semantics == "pre-norm-feed" and config.get("norm_output"):
-        raise InputError(
-            f"{directory} is a vLLM-layout checkpoint (`layers.N.*`), whose norm_output: true means post-norm-feed "
-            "for every reader: drop --norm-output-semantics pre-norm-feed (it applies to SpecForge `midlayer` exports)."
-        )
-    return read_llama_style(directory, config, dict(weights), "vllm", target_config, layer_ids)
+ARCHITECTURE = EAGLE_ARCHITECTURE
+# Reading (`layers.N`, or `midlayer` read as vLLM renames and runs it): `modeling/checkpoint_formats.py`
+# (`read_vllm`), shared with `Eagle3Drafter.from_pretrained`.
 
 
 def write_config(ckpt: DrafterCheckpoint) -> dict:

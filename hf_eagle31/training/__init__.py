@@ -1,32 +1,25 @@
 # Copyright 2026 The hf-eagle31 authors. Apache-2.0.
 """
-Training drafters with the HF `Trainer` (train-time test): the loss (`loss`), the trainer, data collator, LoRA and
-checkpoint handling (`trainer`), the draft vocabulary (`draft_vocab`) and the options of a run (`arguments`).
-Importing this package imports transformers' `Trainer` (slow): inference code imports `hf_eagle31.loading` instead.
+Training drafters with the HF `Trainer` (train-time test), one module per concern: the loss (`loss`), the `Trainer`
+(`trainer`), batches (`collator`), checkpoints, resume and the final save (`checkpoints`), the time budget
+(`budget`), building and unwrapping the drafter (`drafter`), LoRA (`lora`), the per-step memory estimate (`memory`),
+the draft vocabulary (`draft_vocab`), the options of a run (`arguments`) and the whole run (`pipeline`:
+`train_drafter`). Importing this package imports transformers' `Trainer` (slow): inference code imports
+`hf_eagle31.loading` instead.
 """
 
 from ..utils.deprecation import moved_names
 from .arguments import DataArguments, DrafterArguments
+from .budget import TrainingTimeBudget
+from .checkpoints import check_training_outputs, resolve_resume_checkpoint
+from .collator import DrafterDataCollator
 from .draft_vocab import DraftVocab, build_draft_vocab, count_token_frequencies, draft_vocab_from_dataset
-from .loss import DEFAULT_TTT_DECAY, loss_token_count, ttt_loss
-from .trainer import (
-    DEFAULT_TTT_STEPS,
-    DrafterDataCollator,
-    EagleTrainer,
-    TrainingTimeBudget,
-    apply_lora,
-    build_drafter,
-    build_drafter_config,
-    check_training_outputs,
-    estimate_step_memory,
-    load_lora,
-    load_target_for_features,
-    merge_lora,
-    precompute_training_features,
-    resolve_resume_checkpoint,
-    train_drafter,
-    unwrap_drafter,
-)
+from .drafter import build_drafter, build_drafter_config, unwrap_drafter
+from .lora import apply_lora, load_lora, merge_lora
+from .loss import DEFAULT_TTT_DECAY, DEFAULT_TTT_STEPS, loss_token_count, ttt_loss
+from .memory import estimate_step_memory
+from .pipeline import load_target_for_features, precompute_training_features, train_drafter
+from .trainer import EagleTrainer
 
 
 # 0.1 defined the inference loader here: now `hf_eagle31.loading` (which does not import the Trainer).

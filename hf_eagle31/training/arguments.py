@@ -1,19 +1,26 @@
 # Copyright 2026 The hf-eagle31 authors. Apache-2.0.
 """The options of a training run beside transformers' `TrainingArguments`: what drafter is trained, from what, and on
-which data. `hf-eagle31 train` parses all three with `HfArgumentParser` (commands/train.py); each dataclass checks its
-own values (`InputError`, one line naming the flag)."""
+which data. `hf-eagle31 train` parses all three with `HfArgumentParser` (commands/train.py) and Python callers build
+them: `train_drafter(dataset, DrafterArguments(...), DataArguments(...), TrainingArguments(...))`. Each dataclass
+checks its own values (`InputError`, one line): a bound a command-line value can break names the flag; a choice,
+which argparse checks first on the command line, names the field as Python spells it."""
 
 import dataclasses
+
+import torch
 
 from ..errors import InputError
 from ..modeling import VARIANTS
 from ..targets import DEFAULT_TARGET
-from .trainer import DEFAULT_TTT_STEPS
+from .budget import check_max_minutes
+from .loss import DEFAULT_TTT_STEPS, LOSS_OBJECTIVES
 
 
 @dataclasses.dataclass
 class DrafterArguments:
-    """`hf-eagle31 train` options for the drafter: what is trained, from what, and where it is saved."""
+    """`hf-eagle31 train` options for the drafter: what is trained, from what, and where it is saved. From Python,
+    `target=None` trains without a target (offline, from complete `DataArguments.offline_features`), and
+    `train_drafter(..., target=model, drafter=model)` takes loaded models in place of `target` / `init_from`."""
 
     _argument_group_name = "drafter"
 
@@ -25,9 +32,17 @@ class DrafterArguments:
             "--features-only / --estimate-memory)",
         },
     )
-    target: str = dataclasses.field(
+    target: str | None = dataclasses.field(
         default=DEFAULT_TARGET,
         metadata={"help": "target model: Hub id, folder or .gguf; the default is the embedded SmolLM2-135M-Instruct"},
+    )
+    target_name_or_path: str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "metavar": "ID",
+            "help": "the target's name recorded in the drafter config (model cards' base_model); default: the Hub id "
+            "of --target",
+        },
     )
     target_dtype: str = dataclasses.field(
         default="float32",
@@ -85,6 +100,14 @@ class DrafterArguments:
         default=0, metadata={"help": "> 0: train a LoRA adapter of this rank on --init-from"}
     )
     lora_alpha: int = dataclasses.field(default=16, metadata={"help": "LoRA alpha"})
+    lora_dropout: float = dataclasses.field(default=0.0, metadata={"help": "LoRA dropout"})
+    lora_target_modules: list[str] | None = dataclasses.field(
+        default=None,
+        metadata={
+            "metavar": "NAME",
+            "help": "module names LoRA adapts (default: the attention and MLP projections and fc / eh_proj)",
+        },
+    )
     merge_lora: bool = dataclasses.field(default=False, metadata={"help": "also save the merged drafter to OUT/merged"})
     max_minutes: float | None = dataclasses.field(
         default=None,
@@ -111,6 +134,20 @@ class DrafterArguments:
                 raise InputError(f"{flag} {value}: must be >= 1.")
         if self.loss_chunk_size < 0:
             raise InputError(f"--loss-chunk-size {self.loss_chunk_size}: must be >= 0 (0 = the whole loss at once).")
+        if self.max_minutes is not None:
+            check_max_minutes(self.max_minutes)
+        if not 0 <= self.lora_dropout < 1:
+            raise InputError(f"--lora-dropout {self.lora_dropout}: pass a probability in [0, 1).")
+        # choices: argparse refuses a bad one on the command line, so these lines only reach Python callers
+        if self.variant not in VARIANTS:
+            raise InputError(f"variant={self.variant!r}: use one of {', '.join(VARIANTS)}.")
+        if self.head_init not in ("target", "random"):
+            raise InputError(f"head_init={self.head_init!r}: use 'target' or 'random'.")
+        if self.loss_objective not in LOSS_OBJECTIVES:
+            raise InputError(f"loss_objective={self.loss_objective!r}: use one of {', '.join(LOSS_OBJECTIVES)}.")
+        dtype = getattr(torch, str(self.target_dtype), None)
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise InputError(f"target_dtype={self.target_dtype!r}: name a floating torch dtype, e.g. 'bfloat16'.")
         if self.merge_lora and self.lora_r <= 0:
             raise InputError("--merge-lora merges a LoRA adapter: pass --lora-r R (and --init-from) to train one.")
         if self.lora_r > 0 and not self.init_from:
@@ -120,6 +157,10 @@ class DrafterArguments:
                 "--num-layers / --intermediate-size shape a fresh drafter, but --init-from keeps its "
                 "checkpoint's shape: drop them or drop --init-from."
             )
+
+    def torch_target_dtype(self) -> torch.dtype:
+        """`target_dtype` as a `torch.dtype`."""
+        return getattr(torch, self.target_dtype)
 
     def drafter_overrides(self) -> dict:
         """The config fields these options set on a fresh drafter (`build_drafter(..., **overrides)`)."""
@@ -131,15 +172,18 @@ class DrafterArguments:
 
 @dataclasses.dataclass
 class DataArguments:
-    """`hf-eagle31 train` options for the training data and the target features."""
+    """`hf-eagle31 train` options for the training data and the target features. `data` is what the command loads
+    (`train_drafter` takes the loaded dataset itself, so Python callers leave it out)."""
 
     _argument_group_name = "data"
 
-    data: list[str] = dataclasses.field(
+    data: list[str] | None = dataclasses.field(
+        default=None,
         metadata={
+            "required": True,  # on the command line (argparse); Python callers pass the dataset to train_drafter
             "metavar": "DIR",
             "help": "dataset directory written by `hf-eagle31 prepare-data` (several: rows concatenated)",
-        }
+        },
     )
     eval_fraction: float = dataclasses.field(
         default=0.0, metadata={"help": "hold out this share of rows for evaluation"}
@@ -169,3 +213,5 @@ class DataArguments:
             raise InputError(f"--eval-fraction {self.eval_fraction}: pass a share in [0, 1), e.g. 0.05.")
         if self.features_only and self.offline_features is None:
             raise InputError("--features-only needs --offline-features DIR.")
+        if self.loss_tokens not in ("assistant", "all"):  # a choice: see the module docstring
+            raise InputError(f"loss_tokens={self.loss_tokens!r}: use 'assistant' or 'all'.")

@@ -9,6 +9,7 @@ from torch.utils.checkpoint import checkpoint
 from ..errors import InputError
 
 
+DEFAULT_TTT_STEPS = 7  # EAGLE-3's unroll length
 DEFAULT_TTT_DECAY = 0.8
 
 

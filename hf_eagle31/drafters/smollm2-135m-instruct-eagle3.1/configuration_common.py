@@ -307,6 +307,38 @@ def check_config_keys(config_class, keys, source=None):
     )
 
 
+# config.json keys that give a target's multi-token-prediction layer count (DeepSeek-V3 and the families transformers
+# 5.25 drafts with natively via `generate(use_mtp=True)`: GLM-4.5 MoE, ERNIE-4.5 MoE, Qwen3-Next, Nemotron-H, ...).
+MTP_LAYER_KEYS = ("num_nextn_predict_layers", "num_mtp_layers", "mtp_num_hidden_layers")
+
+
+def mtp_target_message(config_dict, source):
+    """The one-line answer for a target checkpoint that carries its own MTP layers, or None for any other config.
+    hf-eagle31's `MtpDrafter` is a dense block with Llama attention: it cannot hold an MTP block that transformers
+    builds with MLA attention or a MoE MLP (every family with `first_k_dense_replace`: transformers sets it to 0 for
+    MTP blocks), on a hybrid (linear-attention) target, or that reads [hidden, embedding] instead."""
+    text = config_dict.get("text_config") if isinstance(config_dict.get("text_config"), dict) else config_dict
+    count = next((text[k] for k in MTP_LAYER_KEYS if text.get(k)), None)
+    if not count:
+        return None
+    reasons = []
+    if text.get("kv_lora_rank") or text.get("q_lora_rank"):
+        reasons.append("its attention is MLA (multi-head latent attention), not Llama attention")
+    if "first_k_dense_replace" in text or "sparse" in (text.get("mtp_mlp_layer_types") or []):
+        reasons.append("its MTP block has a MoE MLP (transformers builds this family's MTP blocks with MoE)")
+    layer_types = set(text.get("layer_types") or []) | set(text.get("mtp_layer_types") or [])
+    if layer_types - {"full_attention", "sliding_attention"} or text.get("hybrid_override_pattern"):
+        reasons.append("it is a hybrid (linear-attention / state-space) target")
+    if text.get("mtp_hidden_states_first"):
+        reasons.append("its MTP block reads [hidden, embedding] in that order")
+    why = "; ".join(reasons) or "converting its MTP layers into an MtpDrafter is not implemented for this family"
+    return (
+        f"{source} is a `{text.get('model_type') or config_dict.get('model_type')}` target with {count} MTP layer(s) "
+        f"of its own, not a drafter: transformers drafts with them natively (`target.generate(..., use_mtp=True)`); "
+        f"hf-eagle31's MtpDrafter (a dense block with Llama attention) cannot hold them: {why}."
+    )
+
+
 def check_checkpoint_config(config_class, config_dict, source):
     """A config.json read for `config_class`: present, of this class's model_type, not a foreign drafter format."""
     if not config_dict:
@@ -332,6 +364,13 @@ def check_checkpoint_config(config_class, config_dict, source):
     else:
         what = f"a `{model_type}` checkpoint, not an hf-eagle31 drafter"
     evidence = f"config.json has `{foreign[0]}`" if foreign else f"config.json model_type={model_type!r}"
+    if not foreign and mtp_target_message(config_dict, source):
+        raise ValueError(mtp_target_message(config_dict, source))
+    if foreign or "draft_vocab_size" in config_dict:
+        raise ValueError(
+            f"{source} is {what} ({evidence}): load it with Eagle3Drafter.from_pretrained, which converts it in "
+            f"memory, or convert it with `hf-eagle31 convert {source} DST --to hf-eagle31` and load DST."
+        )
     raise ValueError(
         f"{source} is {what} ({evidence}): convert it with `hf-eagle31 convert {source} DST --to hf-eagle31` "
         "and load DST."

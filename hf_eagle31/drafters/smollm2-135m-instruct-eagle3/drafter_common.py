@@ -7,7 +7,6 @@ base that owns embeddings, the draft vocabulary and the chain/TTT loops.
 This file travels with every Hub checkpoint (remote code): it imports torch and transformers only.
 """
 
-import functools
 import json
 import os
 import warnings
@@ -23,7 +22,10 @@ from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from transformers.utils import ModelOutput
 
-from .candidate_generator import EagleCandidateGenerator, check_assisted_target
+from .candidate_generator import EagleCandidateGenerator, SpeculativeGenerator
+from .drafting_settings import DraftingSettings
+from .speculative_decoding import install_generation_door
+from .tree_drafting import TreeCandidateGenerator
 
 
 # Adapted from transformers.models.llama.modeling_llama.LlamaRMSNorm (renamed; same computation).
@@ -151,7 +153,8 @@ class DrafterAttention(nn.Module):
         return self.o_proj(out), weights
 
     def _chain_attention(self, q, k, v, output_attentions, attention_mask=None):
-        # `attention_mask` (q_len, kv_len) bool, True = visible: a draft tree's mask (tree_drafting.py); else causal.
+        # `attention_mask` (q_len, kv_len) or per row (B, q_len, kv_len) bool, True = visible: a draft tree's mask
+        # (tree_drafting.py) or a batch's ragged cache (batched_decoding.py); else causal.
         q_len, kv_len = q.shape[2], k.shape[2]
         if q_len <= self.grouped_query_max_len and not output_attentions:
             return self._grouped_attention(q, k, v, attention_mask), None
@@ -159,7 +162,7 @@ class DrafterAttention(nn.Module):
         # The new block sits at the end of the cache: query i sees keys 0 .. kv_len - q_len + i.
         allowed = torch.ones(q_len, kv_len, dtype=torch.bool, device=q.device).tril(kv_len - q_len)
         if attention_mask is not None:
-            allowed = attention_mask
+            allowed = attention_mask if attention_mask.dim() == 2 else attention_mask[:, None]  # (B, 1, T, L)
         if not output_attentions:
             return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=self.scaling), None
         scores = (q @ k.transpose(-1, -2)) * self.scaling
@@ -177,8 +180,12 @@ class DrafterAttention(nn.Module):
         kv_len = k.shape[2]
         grouped = q.reshape(bsz, self.num_kv_heads, self.n_rep * q_len, self.head_dim)
         scores = (grouped @ k.transpose(-1, -2)) * self.scaling  # (B, nkv, n_rep * T, L)
-        if attention_mask is not None:
-            scores = scores.masked_fill(~attention_mask.repeat(self.n_rep, 1), torch.finfo(scores.dtype).min)
+        if attention_mask is not None:  # rows of `grouped` are (rep, t): the mask repeats per query head of a group
+            if attention_mask.dim() == 2:
+                grouped_mask = attention_mask.repeat(self.n_rep, 1)  # (n_rep * T, L)
+            else:
+                grouped_mask = attention_mask.repeat(1, self.n_rep, 1)[:, None]  # (B, 1, n_rep * T, L)
+            scores = scores.masked_fill(~grouped_mask, torch.finfo(scores.dtype).min)
         elif q_len > 1:  # the new block sits at the end of the cache: query i sees keys 0 .. kv_len - q_len + i
             hidden = torch.ones(q_len, kv_len, dtype=torch.bool, device=q.device).triu(kv_len - q_len + 1)
             scores = scores.masked_fill(hidden.repeat(self.n_rep, 1), torch.finfo(scores.dtype).min)
@@ -235,35 +242,6 @@ def _cache_argument(cache, past_key_values):
         stacklevel=3,
     )
     return past_key_values
-
-
-def install_target_check_hook() -> None:
-    """
-    Checks a drafter against its target at the start of `target.generate(..., assistant_model=drafter)`.
-
-    transformers validates the assistant in `GenerationMixin._validate_generation_mode` (a vocab size that differs from
-    the target's is reported there as "different tokenizers") before it asks for a candidate generator, where the
-    drafter's own `check_target` runs. This wraps that method once (idempotent across copies of this file) so the
-    drafter's one-line message comes first; other assistants are untouched. If a release drops the method, nothing is
-    wrapped and the check still runs when the drafter's candidate generator is built.
-    """
-    from transformers.generation.utils import GenerationMixin
-
-    original = getattr(GenerationMixin, "_validate_generation_mode", None)
-    if original is None or getattr(original, "_hf_eagle31_target_check", False):
-        return
-
-    @functools.wraps(original)
-    def _validate_generation_mode(self, *args, **kwargs):
-        mode_kwargs = kwargs.get("generation_mode_kwargs", args[2] if len(args) > 2 else None)
-        assistant = mode_kwargs.get("assistant_model") if isinstance(mode_kwargs, dict) else None
-        if hasattr(assistant, "get_candidate_generator") and hasattr(assistant, "check_target"):
-            assistant.check_target(self.config)
-            check_assisted_target(self)  # before transformers' own refusal of stateful targets, which names no fix
-        return original(self, *args, **kwargs)
-
-    _validate_generation_mode._hf_eagle31_target_check = True
-    GenerationMixin._validate_generation_mode = _validate_generation_mode
 
 
 def _warn_renamed_output(old: str, new: str) -> None:
@@ -384,6 +362,9 @@ class DrafterPreTrainedModel(PreTrainedModel):
         if not config.embeddings_in_checkpoint:
             # Saved without embeddings on purpose (they are the target's): not a missing weight to report on load.
             self._keys_to_ignore_on_load_missing = [r"(^|\.)embed_tokens\.weight$"]
+        # The one door into transformers' generate (speculative_decoding.py): opened by the first drafter built in a
+        # process, not by importing this file.
+        install_generation_door()
         if getattr(self, "generation_config", None) is None:
             # Read by `generate(..., assistant_model=drafter)`: draft length K and its schedule.
             self.generation_config = GenerationConfig(num_assistant_tokens=6, num_assistant_tokens_schedule="constant")
@@ -396,9 +377,12 @@ class DrafterPreTrainedModel(PreTrainedModel):
             mask[: module.config.draft_vocab_size] = True
             init.copy_(module.t2d, mask)
 
-    def get_candidate_generator(self, **kwargs) -> EagleCandidateGenerator:
-        """Factory used by `target.generate(..., assistant_model=drafter)` (see `candidate_generator.py`)."""
-        return EagleCandidateGenerator(drafter=self, **kwargs)
+    def get_candidate_generator(self, generation_config, **kwargs) -> SpeculativeGenerator:
+        """The generator of one `generate` call (`speculative_decoding.py`): a `TreeCandidateGenerator` when the call's
+        settings (its kwargs over this drafter's generation_config.json) ask for a tree, else the chain's."""
+        settings = DraftingSettings.resolve(generation_config, self)
+        cls = TreeCandidateGenerator if settings.tree is not None else EagleCandidateGenerator
+        return cls(drafter=self, generation_config=generation_config, settings=settings, **kwargs)
 
     # ------------------------------------------------------------------ embeddings and draft vocabulary
 
@@ -578,8 +562,10 @@ class DrafterPreTrainedModel(PreTrainedModel):
             Without `return_dict=True` it still returns the bare list, deprecated (FutureWarning): call `ttt_forward`
             for the list; from the next release on `forward` returns a `DrafterOutput` in every case.
         past_key_values: deprecated alias of `cache` (transformers < 5.24 naming).
-        attention_mask (`(T, kv_len)` bool, True = visible): replaces the causal mask of the new block against the
-            cache (a draft tree's mask: each node sees the cached prefix and its ancestors; see `tree_drafting.py`).
+        attention_mask (`(T, kv_len)` or `(B, T, kv_len)` bool, True = visible): replaces the causal mask of the new
+            block against the cache (a draft tree's mask: each node sees the cached prefix and its ancestors, see
+            `tree_drafting.py`; per row, a batch whose rows accepted different numbers of tokens, see
+            `batched_decoding.py`).
         """
         cache = _cache_argument(cache, past_key_values)
         if ttt_steps is not None:
@@ -664,13 +650,94 @@ class DrafterPreTrainedModel(PreTrainedModel):
 
     # ------------------------------------------------------------------ loading and saving
 
+    # `from_pretrained` options of a checkpoint in another tool's layout (`checkpoint_formats.load_checkpoint`).
+    _LAYOUT_OPTIONS = ("source_format", "target_config", "norm_output_semantics", "ignore_config_keys")
+    # transformers options that keep their meaning for a checkpoint converted in memory (others are refused).
+    _IN_MEMORY_OPTIONS = ("dtype", "torch_dtype", "device_map", "trust_remote_code", "low_cpu_mem_usage", "use_safetensors")
+
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
         """
-        transformers' loader, with one-line errors naming the checkpoint: a missing config.json, another format
-        (EAGLE / vLLM / speculators: convert it with `hf-eagle31 convert`; see `DrafterConfig.get_config_dict`),
-        unknown config keys, truncated or corrupt weights, and weights holding NaN / inf (`check_finite_weights`).
+        transformers' loader, with one-line errors naming the checkpoint: a missing config.json, unknown config keys,
+        truncated or corrupt weights, and weights holding NaN / inf (`check_finite_weights`).
+
+        An EAGLE-3 drafter in another tool's layout (SafeAILab EAGLE-3 / SpecForge `midlayer`, vLLM, vllm-project/
+        speculators; a directory or Hub id) loads too, converted in memory with the rules of `hf-eagle31 convert`
+        (`checkpoint_formats.py`: the same refusals, the same tensors); `save_pretrained` then writes our layout.
+        Its options: `target_config` (the target's config, or the target: gives the layer count an EAGLE checkpoint
+        implies and is checked against the drafter), `target_layer_ids` (overrides the captured layers),
+        `norm_output_semantics` ("post-norm-feed" / "pre-norm-feed": what a SpecForge checkpoint's `norm_output: true`
+        means when it does not record it), `ignore_config_keys` (config keys known to be harmless, read as if
+        absent), `source_format` (read as that format: "eagle", "vllm", "speculators").
         """
+        source = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+        layout = {k: kwargs.pop(k) for k in cls._LAYOUT_OPTIONS if k in kwargs}
+        if layout.get("source_format") not in (None, "hf-eagle31") or cls._is_foreign_layout(source, kwargs):
+            return cls._from_foreign_layout(source, layout, kwargs)
+        loaded = cls._from_our_layout(*args, **kwargs)
+        target = layout.get("target_config")
+        if target is not None:  # checked as `hf-eagle31 convert --target` checks a checkpoint of any layout
+            (loaded[0] if isinstance(loaded, tuple) else loaded).check_target(getattr(target, "config", target))
+        return loaded
+
+    @classmethod
+    def _is_foreign_layout(cls, source, kwargs) -> bool:
+        """Whether `source`'s config.json is an EAGLE-3 drafter in another tool's layout (for an EAGLE-3 drafter class
+        only; an unreadable config is left to transformers' loader and its messages)."""
+        from .checkpoint_formats import HUB_KWARGS, is_foreign_config, read_config_file
+
+        if cls.config_class.model_type != "eagle3_drafter" or kwargs.get("config") is not None:
+            return False
+        try:
+            config = read_config_file(source, {k: kwargs[k] for k in HUB_KWARGS if k in kwargs})
+        except (OSError, ValueError):
+            return False
+        return is_foreign_config(config)
+
+    @classmethod
+    def _from_foreign_layout(cls, source, layout, kwargs):
+        from .checkpoint_formats import HUB_KWARGS, drafter_from_checkpoint, load_checkpoint
+
+        if cls.config_class.model_type != "eagle3_drafter":
+            raise ValueError(f"{source}: only EAGLE-3 drafters load from other tools' layouts: use Eagle3Drafter.from_pretrained.")
+        want_info = kwargs.pop("output_loading_info", False)
+        target_layer_ids = kwargs.pop("target_layer_ids", None)
+        hub = {k: kwargs.pop(k) for k in HUB_KWARGS if k in kwargs}
+        refused = sorted(k for k in kwargs if k not in cls._IN_MEMORY_OPTIONS)
+        if refused:
+            raise ValueError(
+                f"{source} is converted in memory from another tool's layout, where `{refused[0]}` does not apply: "
+                "load it without it, or convert it once (`hf-eagle31 convert SRC DST --to hf-eagle31`) and load DST."
+            )
+        dtype = kwargs.get("dtype", kwargs.get("torch_dtype")) or "auto"
+        if isinstance(dtype, str) and dtype != "auto":
+            dtype = getattr(torch, dtype)
+        target = layout.get("target_config")
+        ckpt = load_checkpoint(
+            source,
+            cls,
+            source_format=layout.get("source_format"),
+            target_config=getattr(target, "config", target),
+            target_layer_ids=target_layer_ids,
+            norm_output_semantics=layout.get("norm_output_semantics"),
+            ignore_config_keys=layout.get("ignore_config_keys"),
+            options="python",
+            hub_kwargs=hub,
+        )
+        model = drafter_from_checkpoint(ckpt, cls, dtype=dtype)
+        model.config._name_or_path = str(source)
+        missing = [] if ckpt.has_embeddings else ["embed_tokens.weight"]
+        check_finite_weights(model, source, missing, hub.get("subfolder") or "")
+        device = kwargs.get("device_map")
+        if device is not None:
+            if isinstance(device, dict) or device == "auto":
+                raise ValueError(f"{source}: a drafter converted in memory goes on one device: pass device_map='cuda:0' (or a torch.device), or move it with .to().")
+            model.to(device)
+        info = {"missing_keys": missing, "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []}
+        return (model, info) if want_info else model
+
+    @classmethod
+    def _from_our_layout(cls, *args, **kwargs):
         want_info = kwargs.pop("output_loading_info", False)
         source = args[0] if args else kwargs.get("pretrained_model_name_or_path")
         try:
