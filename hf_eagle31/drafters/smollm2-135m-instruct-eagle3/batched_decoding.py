@@ -29,6 +29,7 @@ import inspect
 import logging
 import math
 import time
+from dataclasses import replace
 
 import torch
 from transformers.cache_utils import DynamicCache
@@ -177,7 +178,8 @@ class BatchedTreeGenerator(BatchedGenerator):
 
     def __init__(self, drafter, target, generation_config, settings, batch_size):
         super().__init__(drafter, target, generation_config, settings, batch_size)
-        self.tree = settings.tree
+        # Nodes per row shrink with the batch as a chain's K does: B x (N + 1) verified tokens within the budget.
+        self.tree = replace(settings.tree, total=batch_draft_length(batch_size, settings.tree.total))
         if settings.copy_tokens:
             logger.warning("batch size %d: draft trees without the context copy (it runs at batch size 1)", batch_size)
 
@@ -320,7 +322,8 @@ def batched_speculative_decoding(model, input_ids, logits_processor, stopping_cr
     choose = TargetChoice(logits_processor, bool(generation_config.do_sample))
     # Trees for greedy batches without logits processors (their walk is then on the device); chains otherwise.
     tree = (settings.tree is not None and not choose.do_sample and not len(logits_processor)
-            and getattr(model.config, "_attn_implementation", None) in ("sdpa", "eager"))  # (a 4D mask per row)
+            and getattr(model.config, "_attn_implementation", None) in ("sdpa", "eager")  # (a 4D mask per row)
+            and batch_draft_length(batch, settings.tree.total) > 0)
     gen = (BatchedTreeGenerator if tree else BatchedChainGenerator)(drafter, model, generation_config, settings, batch)
     stats, eos = gen.stats, eos_ids(generation_config)
     pad = generation_config._pad_token_tensor
