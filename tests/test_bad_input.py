@@ -631,3 +631,22 @@ def test_generation_config_is_optional_but_never_silently_broken(tmp_path):
         Eagle3Drafter.from_pretrained(path)
     (path / "generation_config.json").unlink()
     assert Eagle3Drafter.from_pretrained(path).generation_config.num_assistant_tokens == 6  # the default
+
+
+def test_unknown_drafter_type_says_upgrade_in_loading_and_convert(tmp_path):
+    """A drafter type of a newer release: `from_pretrained` and `convert` both say to upgrade (neither calls it a
+    foreign layout to convert)."""
+    import json
+
+    from hf_eagle31 import Eagle3Drafter
+    from hf_eagle31.cli import main
+
+    target = tiny_target()
+    make_drafter(target).save_pretrained(tmp_path / "d")
+    config = json.loads((tmp_path / "d" / "config.json").read_text())
+    config["model_type"] = "eagle4_drafter"
+    (tmp_path / "d" / "config.json").write_text(json.dumps(config))
+    one_line_error(
+        lambda: Eagle3Drafter.from_pretrained(tmp_path / "d"), r"`eagle4_drafter` drafter.*upgrade hf-eagle31"
+    )
+    assert main(["convert", str(tmp_path / "d"), str(tmp_path / "out"), "--to", "vllm"]) == 2
