@@ -3,12 +3,16 @@
 
 import torch
 
-from ..errors import InputError
 from ..evaluation.bench import benchmark, format_report
 from ..evaluation.prompts import render_prompt
 from ..loading import load_drafter
 from ..small_batch import is_enabled as small_batch_enabled
 from .common import (
+    WITHIN_ANSWER,
+    WITHIN_CONTEXT,
+    When,
+    Within,
+    add,
     add_calibration_arguments,
     add_common_arguments,
     add_compile_argument,
@@ -17,6 +21,7 @@ from .common import (
     add_policy_arguments,
     apply_compile_argument,
     calibration_from_args,
+    check_policies,
     drafter_dtype,
     load_target_for_cli,
     policies_from_args,
@@ -27,38 +32,47 @@ from .common import (
 
 def add_arguments(parser):
     add_common_arguments(parser)
-    parser.add_argument("--max-new-tokens", type=int, default=128)
+    add_count_argument(parser, "--max-new-tokens", default=128, at_most=WITHIN_CONTEXT)
     add_count_argument(
         parser,
         "--num-assistant-tokens",
         default=None,
+        at_most=WITHIN_ANSWER,
         help="drafter's draft length K (default: the drafter's generation_config)",
     )
-    parser.add_argument("--prompt-lookup-tokens", type=int, default=10, help="HF prompt_lookup_num_tokens (default 10)")
+    add_count_argument(
+        parser,
+        "--prompt-lookup-tokens",
+        default=10,
+        at_most=WITHIN_ANSWER,
+        help="HF prompt_lookup_num_tokens (default 10)",
+    )
     add_policy_arguments(parser)
     add_calibration_arguments(parser)
-    parser.add_argument(
+    add_compile_argument(parser)
+    add(
+        parser,
         "--profile",
         action="store_true",
+        excludes=When("profiling compares against bare eager target forwards", compile_target=True),
         help="split one drafter pass's time per cycle and compare it with bare forwards (the ceiling "
         "speed-up at the measured tau)",
     )
-    parser.add_argument(
+    add(
+        parser,
         "--profile-policy",
         default=None,
+        check=check_policies,
+        applies=When(profile=True) & When("it names one of them", policies=True),
+        within=Within(lambda ctx: ctx.policy_names, "one of --policies", "constant"),
         help="with --profile: profile this policy (one of --policies) instead of the drafter as "
         "configured, e.g. --policies constant --profile-policy constant",
     )
-    add_compile_argument(parser)
     add_json_argument(parser)
 
 
 def run(args):
-    policies = policies_from_args(args)  # before loading anything: a misspelt policy fails at once
-    if args.profile and args.compile_target:
-        raise InputError(
-            "--profile sets the run against bare eager target forwards: drop --profile or --compile-target."
-        )
+    policies = policies_from_args(args)
     target, tokenizer = load_target_for_cli(args)
     calibration = calibration_from_args(args, target)
     calibration.check_load_at_start(args.strict)
