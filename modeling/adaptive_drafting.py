@@ -88,7 +88,7 @@ class AdaptiveTreeGenerator(TreeCandidateGenerator):
         self.state.offset = self.state.num_fed = offset
         if self.settings.copy_tokens:
             self.index = ContextIndex(input_ids[0, offset:].tolist())  # once per call
-        self.feed(input_ids, prefill_outputs.hidden_states, count=True)
+        self.feed_seconds = self.feed(input_ids, prefill_outputs.hidden_states, count=True)
 
     def emitted(self, tokens):
         self.last_emitted = tokens
@@ -96,13 +96,16 @@ class AdaptiveTreeGenerator(TreeCandidateGenerator):
             self.index.extend(tokens)
 
     def feed(self, input_ids, features, count=False):
-        """Feeds the drafter (timed: the feed is part of a drafted cycle's cost); `count` adds the time to the stats
-        (False inside `propose`, which is timed as a whole)."""
+        """Feeds the drafter (timed: the feed of a cycle's accepted positions is part of a drafted cycle's cost);
+        `count` adds the time to the stats (False inside `propose`, which is timed as a whole). Returns seconds."""
+        width = input_ids.shape[1] - 1 - self.state.num_fed
         start = self.now()
         self.state.feed(input_ids, features)
-        self.feed_seconds = self.now() - start
+        seconds = self.now() - start
+        self.cost.observe_draft(width, seconds)
         if count:
-            self.stats.drafter_time_s += self.feed_seconds
+            self.stats.drafter_time_s += seconds
+        return seconds
 
     # ------------------------------------------------------------------ propose
 
@@ -124,6 +127,10 @@ class AdaptiveTreeGenerator(TreeCandidateGenerator):
             layers = {i: torch.cat([f[i] for f in self.pending], dim=1) for i in self.layer_ids}
             self.pending = []
             self.feed(input_ids, layers)
+            # The catch-up is what resuming costs once, not what a drafting cycle costs: the plan is priced with the
+            # feed of a steady cycle (two positions: the bonus and one accepted token), so that a retry is judged by
+            # the rate drafting would keep, not by its one-off entry fee.
+            self.feed_seconds = self.cost.draft_time(2)
         context, bounds = input_ids.shape[1], self.tree
         max_nodes = min(bounds.total, self.cost.max_tokens - 1)
         explore = self.cost.exploring(max_nodes + 1)
@@ -262,7 +269,7 @@ class AdaptiveTreeGenerator(TreeCandidateGenerator):
         keep_accepted_path(cache, draft.size + 1, keep)
         index = torch.tensor(keep, device=outputs.logits.device)
         features = {i: outputs.hidden_states[i][:, index.to(outputs.hidden_states[i].device)] for i in self.layer_ids}
-        self.feed(input_ids, features, count=True)
+        self.feed_seconds = self.feed(input_ids, features, count=True)
 
     def _learn(self, draft, cycle, path):
         """Acceptance of the judged nodes (drafted and copied), and coverage of each accepted node's children."""
