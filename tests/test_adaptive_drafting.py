@@ -240,3 +240,26 @@ def test_auto_setting_and_policy_parse():
     assert DraftingSettings.resolve(GenerationConfig(**options)).adaptive
     with pytest.raises(ValueError, match="no @ suffix"):
         parse_policy("auto@3")
+
+
+def test_shape_summary_and_cost_model_printout():
+    from hf_eagle31.evaluation.bench import format_cost_model
+    from hf_eagle31.modeling import SpeculationStats
+
+    a = SpeculationStats(shapes=[(0, 0, 0), (3, 3, 0)])
+    b = SpeculationStats(shapes=[(10, 3, 4), (0, 0, 0)])
+    pooled = SpeculationStats.pooled([a, b])
+    assert pooled.shapes == a.shapes + b.shapes
+    assert pooled.shape_summary() == (
+        "4 cycles, 2 plain steps, 1 chains (mean 3.0 tokens), 1 trees (mean 10.0 nodes, depth 3.0), "
+        "1 with copied tokens"
+    )
+    assert SpeculationStats().shape_summary() is None  # a fixed policy prints no shape line
+    cost = CostModel()
+    for n, seconds in ((1, 0.010), (1, 0.011), (12, 0.020), (12, 0.021)):
+        cost.observe_verify(n, 100, seconds)
+    cost.observe_draft(4, 0.002)
+    text = format_cost_model(cost.summary())
+    # (a bucket keeps the lower median of its last three timings: 10 and 11 ms read 10)
+    assert "verify by tokens 1: 10.00 ms (2), 9-16: 20.00 ms (2)" in text, text
+    assert "drafter forward by width 3-4: 2.00 ms (1)" in text, text
