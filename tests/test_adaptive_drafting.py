@@ -263,3 +263,11 @@ def test_shape_summary_and_cost_model_printout():
     # (a bucket keeps the lower median of its last three timings: 10 and 11 ms read 10)
     assert "verify by tokens 1: 10.00 ms (2), 9-16: 20.00 ms (2)" in text, text
     assert "drafter forward by width 3-4: 2.00 ms (1)" in text, text
+
+
+def test_demo_names_the_auto_policy():
+    from hf_eagle31.commands.demo import describe_policy
+
+    words = describe_policy(GenerationConfig(**parse_policy("auto")))
+    assert words.startswith("auto: per cycle") and "depth 8" in words and "32 tokens" in words, words
+    assert describe_policy(GenerationConfig(**parse_policy("tree+copy"))).startswith("dynamic draft tree")
