@@ -240,6 +240,12 @@ def test_auto_setting_and_policy_parse():
     assert DraftingSettings.resolve(GenerationConfig(**options)).adaptive
     with pytest.raises(ValueError, match="no @ suffix"):
         parse_policy("auto@3")
+    from hf_eagle31.errors import InputError
+    from hf_eagle31.evaluation import DRAFTING_POLICIES, drafting_policy  # what bench / eval --policies read
+
+    assert "auto" in DRAFTING_POLICIES and drafting_policy("auto") == options
+    with pytest.raises(InputError, match="no @ suffix"):
+        drafting_policy("auto@0.5")
 
 
 def test_shape_summary_and_cost_model_printout():
