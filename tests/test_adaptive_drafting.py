@@ -277,3 +277,27 @@ def test_demo_names_the_auto_policy():
     words = describe_policy(GenerationConfig(**parse_policy("auto")))
     assert words.startswith("auto: per cycle") and "depth 8" in words and "32 tokens" in words, words
     assert describe_policy(GenerationConfig(**parse_policy("tree+copy"))).startswith("dynamic draft tree")
+
+
+def test_bench_compares_auto_and_profiles_its_cost_model(target):
+    """`bench --policies auto --profile`: a row for the auto policy, a line of the shapes it chose, the cost model."""
+    from hf_eagle31.evaluation.bench import benchmark, drafting_policy, format_report
+
+    drafter = make_drafter(target, "eagle3.1", seed=5)
+    report = benchmark(
+        target,
+        drafter,
+        [[5, 6, 7, 8] * 4],
+        max_new_tokens=16,
+        num_assistant_tokens=3,
+        warmup_tokens=2,
+        progress=False,
+        policies={"auto": drafting_policy("auto")},
+        profile=True,
+    )
+    row = next(r for r in report["results"] if r["method"] == "drafter:auto")
+    assert row["shapes"] and report["outputs_identical"]
+    assert report["profile"]["cost_model"]["verify_observations"] > 0
+    text = format_report(report)
+    assert f"shapes chosen by drafter:auto: {row['shapes']}" in text
+    assert "cost model (auto policy, measured online): verify by tokens 1:" in text
