@@ -99,8 +99,8 @@ class DraftingSettings:
         draft_tree, source = get("draft_tree", False)
         if not isinstance(draft_tree, bool) and draft_tree != "auto":
             raise ValueError(
-                f"draft_tree={draft_tree!r}: use True, False (JSON true / false) or \"auto\" (the shape chosen per "
-                f"cycle from measured costs), not {type(draft_tree).__name__} {draft_tree!r}{_where(source)}."
+                f"draft_tree={draft_tree!r}: use a boolean, True or False (JSON true / false), or \"auto\" (the shape "
+                f"chosen per cycle from measured costs), not {type(draft_tree).__name__} {draft_tree!r}{_where(source)}."
             )
         adaptive = draft_tree == "auto"
         tree = None

@@ -233,7 +233,7 @@ def test_auto_setting_and_policy_parse():
     assert DraftingSettings.resolve(GenerationConfig(draft_tree="auto", tree_depth=3)).tree.depth == 3
     assert not DraftingSettings.resolve(GenerationConfig(draft_tree=True)).adaptive
     for bad in ("yes", "Auto", 1):
-        with pytest.raises(ValueError, match=r"draft_tree=.*True, False .*\"auto\""):
+        with pytest.raises(ValueError, match=r"draft_tree=.*use a boolean, True or False .*or \"auto\""):
             DraftingSettings.resolve(GenerationConfig(draft_tree=bad))
     options = parse_policy("auto")
     assert options["draft_tree"] == "auto" and options["prompt_lookup_num_tokens"] > 8
