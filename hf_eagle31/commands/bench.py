@@ -1,9 +1,13 @@
 # Copyright 2026 The hf-eagle31 authors. Apache-2.0.
-"""`hf-eagle31 bench`: plain greedy vs prompt lookup vs drafter (and drafting policies), side by side."""
+"""`hf-eagle31 bench`: plain greedy vs prompt lookup vs drafter (and drafting policies), side by side; with
+`--batch-size`, plain batched greedy vs the drafter at each batch size."""
+
+import argparse
 
 import torch
 
 from ..errors import InputError
+from ..evaluation.batch_bench import batch_benchmark, format_batch_report
 from ..evaluation.bench import benchmark, format_report
 from ..evaluation.prompts import render_prompt
 from ..loading import load_drafter
@@ -23,6 +27,22 @@ from .common import (
     prompts_from_args,
     write_json_report,
 )
+
+
+def count_list(text):
+    """argparse type of --batch-size / --batch-token-budgets: comma-separated whole numbers >= 1 (e.g. 1,4,8,16)."""
+    values = []
+    for item in text.split(","):
+        try:
+            value = int(item.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"invalid value {item.strip()!r} in {text!r}: pass comma-separated whole numbers >= 1, e.g. 1,4,8,16"
+            ) from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be whole numbers >= 1, got {value} in {text!r}")
+        values.append(value)
+    return values
 
 
 def add_arguments(parser):
@@ -50,10 +70,28 @@ def add_arguments(parser):
         "configured, e.g. --policies constant --profile-policy constant",
     )
     add_compile_argument(parser)
+    parser.add_argument(
+        "--batch-size",
+        type=count_list,
+        default=None,
+        help="plain batched greedy vs the drafter inside generate at these batch sizes, e.g. 1,4,8,16 (the prompts "
+        "in consecutive batches, padded on the left; tok/s summed over rows)",
+    )
+    parser.add_argument(
+        "--batch-token-budgets",
+        type=count_list,
+        default=None,
+        help="with --batch-size: also the drafter with the batch rule's token budget set to each value (K = "
+        "min(K, budget // B - 1)), e.g. 8,32,64, to choose BATCH_TOKEN_BUDGET",
+    )
     add_json_argument(parser)
 
 
 def run(args):
+    if args.batch_size is not None:
+        return run_batches(args)
+    if args.batch_token_budgets is not None:
+        raise InputError("--batch-token-budgets compares budgets of batches: add --batch-size (e.g. 4,8,16).")
     policies = policies_from_args(args)  # before loading anything: a misspelt policy fails at once
     if args.profile and args.compile_target:
         raise InputError(
@@ -111,6 +149,67 @@ def run(args):
         "compile_target": compiled["target"],
     }
     print(format_report(report))
+    if args.json:
+        write_json_report(args.json, report)
+    return 0
+
+
+def run_batches(args):
+    """`bench --batch-size B[,B...]`: `evaluation.batch_bench.batch_benchmark`."""
+    for flag, given in (
+        ("--profile", args.profile),
+        ("--policies", args.policies),
+        ("--profile-policy", args.profile_policy),
+        ("--compile-target", args.compile_target),
+        ("--compile-drafter", args.compile_drafter),
+    ):
+        if given:
+            raise InputError(f"{flag} applies to one prompt at a time: drop it or drop --batch-size.")
+    target, tokenizer = load_target_for_cli(args)
+    calibration = calibration_from_args(args, target)
+    calibration.check_load_at_start(args.strict)
+    drafter = load_drafter(
+        args.drafter,
+        target,
+        trust_remote_code=args.trust_remote_code,
+        dtype=drafter_dtype(args),
+        norm_output_semantics=args.norm_output_semantics,
+    )
+    prompts = prompts_from_args(args, tokenizer)
+    rendered = [render_prompt(tokenizer, p, (), args.system_prompt, args.chat_template) for p in prompts]
+    torch.manual_seed(0)
+    report = batch_benchmark(
+        target,
+        drafter,
+        tokenizer,
+        rendered,
+        args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        num_assistant_tokens=args.num_assistant_tokens,
+        budgets=args.batch_token_budgets,
+        repeats=args.repeats,
+        calibration=calibration,
+    )
+    calibration.check(args.strict)
+    report["settings"] = {
+        "target": args.target or "smollm2-135m-instruct",
+        "drafter": args.drafter,
+        "prompts": args.prompts,
+        "prompt_ids": [p.id for p in prompts],
+        "max_new_tokens": args.max_new_tokens,
+        "num_assistant_tokens": args.num_assistant_tokens,
+        "batch_sizes": args.batch_size,
+        "batch_token_budgets": args.batch_token_budgets,
+        "dtype": args.dtype,
+        "drafter_dtype": str(drafter.dtype).removeprefix("torch."),
+        "device": str(target.device),
+        "threads": torch.get_num_threads(),
+        "repeats": args.repeats,
+        "strict": args.strict,
+        "max_drift": args.max_drift,
+        "small_batch_linears": small_batch_enabled(target),
+    }
+    print(format_batch_report(report))
     if args.json:
         write_json_report(args.json, report)
     return 0
