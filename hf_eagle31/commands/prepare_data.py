@@ -9,10 +9,13 @@ import torch
 from ..data.conversations import load_conversations
 from ..data.prepare import REPORT_NAME, keep_first_turns, prepare_dataset
 from ..data.suites import load_chat_template
+from ..errors import InputError
+from ..loading import load_drafter
 from ..targets import load_target
 from ..utils.io import check_destination, is_dataset_dir
 from .common import (
     add_chat_template_argument,
+    add_model_argument,
     add_output_dir_argument,
     add_target_argument,
     positive_int,
@@ -41,6 +44,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=int, default=2048, help="truncate sequences to this many tokens")
     parser.add_argument("--max-new-tokens", type=positive_int, default=256, help="longest regenerated reply")
     parser.add_argument("--batch-size", type=positive_int, default=8, help="conversations per generate call")
+    add_model_argument(
+        parser,
+        "--drafter",
+        default=None,
+        help="with --regenerate: a drafter for the target (folder or Hub id, e.g. the shipped "
+        "hf_eagle31/drafters/smollm2-135m-instruct-eagle3.1) that speeds regeneration up by speculative decoding "
+        "inside generate; greedy regeneration writes the same data",
+    )
     parser.add_argument("--temperature", type=temperature_value, default=0.0, help="0 = greedy regeneration")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -58,6 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.drafter is not None and not args.regenerate:
+        raise InputError("--drafter speeds up regeneration: drop it or drop --no-regenerate.")
     chat_template = load_chat_template(args.chat_template, text_formats=False)  # before any compute
     sources = (args.source, args.chat_template)
     check_destination(args.out, args.overwrite, sources, is_dataset_dir, "prepared dataset")  # before any compute
@@ -75,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     target, tokenizer = load_target(args.target, dtype=getattr(torch, args.dtype), device=device)
     if chat_template is not None:
         tokenizer.chat_template = chat_template
+    drafter = load_drafter(args.drafter, target) if args.drafter is not None else None
     dataset, report = prepare_dataset(
         tokenizer,
         conversations,
@@ -89,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         source_skipped=skipped,
         overwrite=args.overwrite,
         sources=sources,
+        drafter=drafter,
     )
     print(report.summary())
     print(f"saved {len(dataset)} sequences to {args.out} (report: {os.path.join(args.out, REPORT_NAME)})")
