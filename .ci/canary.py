@@ -26,11 +26,39 @@ def tested_range():
     raise SystemExit("pyproject.toml declares no transformers range")
 
 
-def known_broken():
-    path = ROOT / ".ci" / "known-broken.txt"
-    lines = path.read_text().splitlines() if path.exists() else []
-    entries = (line.split(":", 1) for line in lines if line.strip() and not line.startswith("#"))
-    return {version.strip(): reason.strip() for version, reason in entries}
+class KnownBrokenError(ValueError):
+    """A line of .ci/known-broken.txt that is not `VERSION: reason`; the message names the file and the line."""
+
+
+def known_broken(path=None):
+    """`{version: reason}` from .ci/known-broken.txt: one `VERSION: reason` per line, blank lines and `#` comments
+    (indented too) skipped. Strict, so a typo never silently unrecords a release: a line without a colon, an empty
+    reason, a version that is not one (PEP 440), or a version recorded twice is a `KnownBrokenError` naming the
+    line. Read as UTF-8 with an optional BOM (an editor's BOM would otherwise become part of the first version)."""
+    from packaging.version import InvalidVersion, Version
+
+    path = Path(path) if path is not None else ROOT / ".ci" / "known-broken.txt"
+    if not path.exists():
+        return {}
+    entries = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        where = f"{path.name}:{number}"
+        version, colon, reason = (part.strip() for part in text.partition(":"))
+        if not colon:
+            raise KnownBrokenError(f"{where}: {text!r} has no colon: write 'VERSION: reason'.")
+        if not reason:
+            raise KnownBrokenError(f"{where}: {version} has no reason: write 'VERSION: reason (issue)'.")
+        try:
+            Version(version)
+        except InvalidVersion:
+            raise KnownBrokenError(f"{where}: {version!r} is not a version: write e.g. '5.26.0: reason'.") from None
+        if version in entries:
+            raise KnownBrokenError(f"{where}: {version} is recorded twice: keep one line.")
+        entries[version] = reason
+    return entries
 
 
 def what_is_missing():
@@ -48,7 +76,15 @@ def what_is_missing():
 def main(command, version):
     if command == "in-range":
         return 0 if version in tested_range() else 1
-    reason = known_broken().get(version)
+    from packaging.version import Version
+
+    try:
+        recorded = known_broken()
+    except KnownBrokenError as error:
+        print(f"canary: {error}")
+        return 2
+    # "5.26" and "5.26.0" are one release
+    reason = next((why for known, why in recorded.items() if Version(known) == Version(version)), None)
     if reason is not None:
         print(f"canary: transformers {version} fails and is recorded as known-broken ({reason})")
         return 0

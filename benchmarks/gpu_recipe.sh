@@ -70,7 +70,7 @@ for k in $(seq 0 $((CHUNKS - 1))); do
   echo "step: data chunk $((k + 1)) of $CHUNKS ($n conversations from $((k * CHUNK)))"
   "${CLI[@]}" prepare-data "${TARGET_FLAG[@]}" --source "$SOURCE" --skip $((k * CHUNK)) --num-conversations "$n" \
     --max-turns 1 --max-new-tokens "$MAX_NEW_TOKENS" --max-length "$MAX_LENGTH" --batch-size "$GEN_BATCH" \
-    --dtype "$DTYPE" --device "$DEVICE" --seed "$SEED" --out "${DATA[$k]}" 2>&1 | tee -a "$RUN/logs/data.log"
+    --dtype "$DTYPE" --device "$DEVICE" --out "${DATA[$k]}" 2>&1 | tee -a "$RUN/logs/data.log"
   exit "${PIPESTATUS[0]}"
 done
 

@@ -28,14 +28,13 @@ if stage data; then
     [ -f "${DATA[$k]}/dataset_info.json" ] && continue
     # fp32 is the fastest batched generate on a CPU; greedy regeneration of the first turn of each conversation.
     hf-eagle31 prepare-data --source sharegpt --skip $((400 * k)) --num-conversations 400 --max-turns 1 \
-      --max-new-tokens 192 --batch-size 16 --dtype float32 --max-length 640 --seed "$SEED" --out "${DATA[$k]}"
+      --max-new-tokens 192 --batch-size 16 --dtype float32 --max-length 640 --out "${DATA[$k]}"
   done
 fi
 
 if stage features; then
   # Target features once (sha256-checked shards), shared by every drafter below.
-  hf-eagle31 train --data "${DATA[@]}" --variant eagle3.1 --out "$RUN/unused" --offline-features "$FEATURES" \
-    --features-only --draft-vocab-size 8192
+  hf-eagle31 train --data "${DATA[@]}" --variant eagle3.1 --offline-features "$FEATURES" --features-only
 fi
 
 train() {  # variant ttt-steps out; resumes from the newest checkpoint in out, skips a finished drafter

@@ -8,7 +8,7 @@ OUT=${OUT:-runs/offline}
 CONFIG=${CONFIG:-examples/accelerate/ddp_8gpu.yaml}
 
 # 1. features (single process; the target is loaded here only)
-hf-eagle31 train --data "$DATA" --offline-features "$OUT/features" --variant eagle3.1 --out "$OUT/drafter" --features-only
+hf-eagle31 train --data "$DATA" --offline-features "$OUT/features" --variant eagle3.1 --features-only
 # 2. training from features on every process
 accelerate launch --config_file "$CONFIG" -m hf_eagle31.cli train --data "$DATA" --offline-features "$OUT/features" \
   --variant eagle3.1 --out "$OUT/drafter" --per_device_train_batch_size 4 --learning_rate 1e-4 --num_train_epochs 2 \

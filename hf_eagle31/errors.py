@@ -14,6 +14,7 @@ exits 3.
 """
 
 import contextlib
+import re
 
 
 class InputError(ValueError):
@@ -58,7 +59,8 @@ def exit_code_for(error: BaseException) -> int:
 def one_line(error: BaseException) -> str:
     """The error's message on one line (transformers' multi-line messages included)."""
     text = " ".join(str(error).split())
-    if type(error).__name__ == "SafetensorError" and "serializ" in text.lower():  # a write failure, not a bad file
+    # safetensors says "Error while serializing" for a failed write, "Error while deserializing" for a bad file
+    if type(error).__name__ == "SafetensorError" and re.search(r"\bserializ", text, re.IGNORECASE):
         text = f"cannot write .safetensors weights (disk full, permission, or the folder was removed): {text}"
     elif type(error).__name__ == "SafetensorError":
         text = f"unreadable .safetensors weights (a truncated or corrupt file: copy or save it again): {text}"

@@ -47,13 +47,8 @@ def load_drafter_checkpoint(
     except OSError as error:
         raise InputError(f"{name_or_path} is not a drafter checkpoint (no readable config.json): {error}") from None
     model_type = config.get("model_type")
-    check_known_drafter_type(config, name_or_path, trust_remote_code)
-    foreign_drafter = model_type not in DRAFTER_CLASSES and (
-        any(k in config for k in FOREIGN_FORMAT_KEYS) or is_foreign_config(config)
-    )
-    if not config:
-        check_checkpoint_config(Eagle3Config, config, name_or_path)
-    if foreign_drafter and not (trust_remote_code and "auto_map" in config):
+    foreign_drafter = check_drafter_config(config, name_or_path, trust_remote_code)
+    if foreign_drafter:
         # an EAGLE / SpecForge / vLLM / speculators drafter (no code of its own to trust): converted in memory
         from .convert.checkpoint import load_foreign_drafter
 
@@ -65,11 +60,6 @@ def load_drafter_checkpoint(
             raise InputError(f"{name_or_path} is converted in memory, where {sorted(kwargs)} do not apply.")
         info = {"missing_keys": [] if drafter.embeddings_ready else ["embed_tokens.weight"], "unexpected_keys": []}
         return (drafter, info) if want_info else drafter
-    if model_type not in DRAFTER_CLASSES and not trust_remote_code:
-        raise InputError(
-            f"{name_or_path} is a {model_type or 'config-less'} checkpoint, not an hf-eagle31 drafter: convert it "
-            "(`hf-eagle31 convert SRC DST --to hf-eagle31`), or pass --trust-remote-code to run its own code."
-        )
     if model_type in DRAFTER_CLASSES:  # (their from_pretrained already names the checkpoint on unreadable weights)
         loaded = DRAFTER_CLASSES[model_type].from_pretrained(name_or_path, **kwargs)
     else:
@@ -86,6 +76,38 @@ def load_drafter_checkpoint(
         # check here (the decorator turns its ValueError into the one-line InputError).
         check_finite_weights(loaded[0] if isinstance(loaded, tuple) else loaded, name_or_path)
     return loaded
+
+
+@modeling_checks_are_input_errors()
+def check_drafter_config(config: dict, name_or_path, trust_remote_code: bool = False) -> bool:
+    """
+    What `load_drafter_checkpoint` refuses from the checkpoint's config.json alone, before any weight is read (the
+    CLI runs it before loading the target): a drafter type this release does not know, no config, a model that is
+    not a drafter, a checkpoint with code of its own without `trust_remote_code`. Returns whether it is an EAGLE /
+    SpecForge / vLLM / speculators drafter (converted in memory).
+    """
+    model_type = config.get("model_type")
+    check_known_drafter_type(config, name_or_path, trust_remote_code)
+    if not config:
+        check_checkpoint_config(Eagle3Config, config, name_or_path)
+    remote = trust_remote_code and "auto_map" in config
+    foreign_drafter = model_type not in DRAFTER_CLASSES and (
+        any(k in config for k in FOREIGN_FORMAT_KEYS) or is_foreign_config(config)
+    )
+    if foreign_drafter and not remote:
+        return True
+    if model_type in DRAFTER_CLASSES or remote:
+        return False
+    if "auto_map" in config:
+        raise InputError(
+            f"{name_or_path} is a `{model_type}` checkpoint with its own code, not an hf-eagle31 drafter: pass "
+            "--trust-remote-code to run that code."
+        )
+    # --trust-remote-code cannot help: transformers would build a plain `model_type` model, never a drafter
+    raise InputError(
+        f"{name_or_path} is a `{model_type or 'config-less'}` model, not a drafter checkpoint: pass a drafter folder "
+        "(EAGLE / SpecForge / vLLM / speculators drafters load as they are)."
+    )
 
 
 @modeling_checks_are_input_errors()

@@ -6,6 +6,7 @@ later load reads that copy. Any other name is handed to transformers exactly as 
 directory (`from_pretrained(name)`), or a path to a `.gguf` file (`from_pretrained(dir, gguf_file=name)`).
 """
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -15,7 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from .assets import SOURCES, cache_dir, fetch
 from .errors import InputError
-from .utils.io import output_lock, write_errors_name
+from .utils.io import output_lock, read_errors_name, write_errors_name
 
 
 __all__ = ["DEFAULT_TARGET", "TARGETS", "load_target", "target_cache_dir", "target_hub_id"]
@@ -104,16 +105,21 @@ def load_target(name_or_path: str | None = None, dtype: torch.dtype = torch.floa
     name = DEFAULT_TARGET if name_or_path is None else str(name_or_path)
     if name in TARGETS:
         directory = _cached_copy(name) or _materialize_default(name)
-        model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype)
-        tokenizer = AutoTokenizer.from_pretrained(directory)
+        with read_errors_name(
+            directory, f"the cached copy of {name}", f"rebuild it with `hf-eagle31 target --rebuild {name}`"
+        ):
+            model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype)
+            tokenizer = AutoTokenizer.from_pretrained(directory)
     elif name.endswith(".gguf"):
         path = Path(name).expanduser()
         if not path.is_file():
             raise InputError(f"{path} does not exist; pass an existing .gguf file, a model directory or a Hub id.")
         model, tokenizer = _load_gguf(path, dtype)
     else:
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
-        tokenizer = AutoTokenizer.from_pretrained(name)
+        local = Path(name).expanduser().is_dir()  # a Hub id's errors (not found, offline) are transformers' own
+        with read_errors_name(name, "the model", "copy or save the model again") if local else contextlib.nullcontext():
+            model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+            tokenizer = AutoTokenizer.from_pretrained(name)
     model.to(device)
     model.eval()
     return model, tokenizer

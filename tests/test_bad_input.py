@@ -172,6 +172,8 @@ def test_lora_example_script_runs_end_to_end(tiny, tmp_path, capsys):
     out = tmp_path / "lora"
     values = {"BASE": str(tiny["drafter"]), "DATA": str(data), "OUT": str(out)}
     argv = [re.sub(r"\$(\w+)", lambda m: values[m.group(1)], a) for a in shlex.split(command)][1:]
+    epochs = argv.index("--num_train_epochs")  # --max_steps below sets the length: epochs would have no effect
+    del argv[epochs : epochs + 2]
     argv += ["--target", str(tiny["target"]), "--max_steps", "2", "--use_cpu", "--disable_tqdm", "true"]
     assert main(argv) == 0
     assert (out / "adapter_model.safetensors").is_file()
@@ -202,8 +204,8 @@ def test_init_from_refuses_foreign_checkpoints_without_trust_remote_code(tiny, t
         "--use_cpu",
     ]
     assert main(argv) == 2
-    line = error_line(capsys)
-    assert "not an hf-eagle31 drafter" in line and "--trust-remote-code" in line
+    line = error_line(capsys)  # a plain model: --trust-remote-code would build a LlamaModel, never a drafter
+    assert "--init-from" in line and "not a drafter" in line and "--trust-remote-code" not in line
 
 
 # ------------------------------------------------------------------------------------------------ 2: nothing dropped
@@ -374,7 +376,7 @@ def test_cli_bad_input_is_one_clear_line(case, tiny, tmp_path, capsys):
     common = ["--target", str(tiny["target"]), "--drafter", str(tiny["drafter"])]
     eval_argv = ["eval", *common, "--prompts", str(tiny["prompts"])]
     expected = {
-        "num-prompts-0": (eval_argv + ["--num-prompts", "0"], "--num-prompts 0: must be >= 1"),
+        "num-prompts-0": (eval_argv + ["--num-prompts", "0"], "--num-prompts: must be >= 1, got 0"),
         "num-prompts-negative": (eval_argv + ["--num-prompts", "-1"], "must be >= 1"),
         "num-assistant-tokens-0": (
             ["bench", *common, "--prompts", str(tiny["prompts"]), "--num-assistant-tokens", "0"],
@@ -609,7 +611,7 @@ def test_eval_and_info_load_foreign_drafters_and_refuse_non_drafters_in_one_line
         assert "Eagle3Drafter" in capsys.readouterr().out
     for verb, extra in (("eval", ["--prompts", str(tiny["prompts"])]), ("info", [])):
         assert main([verb, *common, "--drafter", str(tmp_path / "llama"), *extra]) == 2
-        assert "--trust-remote-code" in error_line(capsys)
+        assert "not a drafter" in error_line(capsys)  # --trust-remote-code cannot make a LlamaModel draft
     assert main(["info", *common, "--drafter", str(tiny["drafter"]), "--max-new-tokens", "4"]) == 0
 
 
@@ -629,3 +631,22 @@ def test_generation_config_is_optional_but_never_silently_broken(tmp_path):
         Eagle3Drafter.from_pretrained(path)
     (path / "generation_config.json").unlink()
     assert Eagle3Drafter.from_pretrained(path).generation_config.num_assistant_tokens == 6  # the default
+
+
+def test_unknown_drafter_type_says_upgrade_in_loading_and_convert(tmp_path):
+    """A drafter type of a newer release: `from_pretrained` and `convert` both say to upgrade (neither calls it a
+    foreign layout to convert)."""
+    import json
+
+    from hf_eagle31 import Eagle3Drafter
+    from hf_eagle31.cli import main
+
+    target = tiny_target()
+    make_drafter(target).save_pretrained(tmp_path / "d")
+    config = json.loads((tmp_path / "d" / "config.json").read_text())
+    config["model_type"] = "eagle4_drafter"
+    (tmp_path / "d" / "config.json").write_text(json.dumps(config))
+    one_line_error(
+        lambda: Eagle3Drafter.from_pretrained(tmp_path / "d"), r"`eagle4_drafter` drafter.*upgrade hf-eagle31"
+    )
+    assert main(["convert", str(tmp_path / "d"), str(tmp_path / "out"), "--to", "vllm"]) == 2

@@ -649,9 +649,10 @@ def test_add_copy_branches_matches_add_copy_branch_for_one_copy():
         copy = torch.tensor([rng.randrange(3) for _ in range(rng.randrange(1, 12))])
         cont = SimpleNamespace(tokens=copy, agreement=torch.ones(copy.numel()), match_length=3)
         merged = add_copy_branches(tokens, parents, depths, [cont])
-        t, p, d, added = add_copy_branch(tokens, parents, depths, copy)
-        assert merged.tokens == t.tolist() and merged.parents == p.tolist()
-        assert merged.depths == d.tolist() and merged.added == added
+        t, p, d = tokens.tolist(), list(map(int, parents)), list(map(int, depths))
+        added = add_copy_branch(t, p, d, copy.tolist())  # (in place, on host lists)
+        assert merged.tokens == t and merged.parents == p
+        assert merged.depths == d and merged.added == added
         # every copied token sits on the chain that spells the copy, with its position and match length
         node = 0
         for i, token in enumerate(copy.tolist()):

@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -279,9 +280,10 @@ def test_time_budget_without_checkpoints_saves_one_and_is_checked(tmp_path, caps
     assert not (tmp_path / "model.safetensors").exists()
     with pytest.raises(InputError, match="--max-minutes"):
         train_drafter(rows(), DrafterArguments(out=str(tmp_path / "x"), max_minutes=0), target=target)
-    for value in ("0", "-1", "nan"):
-        assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--max-minutes", value]) == 2
-        assert "--max-minutes" in error_line(capsys)
+    for value in ("0", "-1", "nan"):  # argparse's own one-line error (the option's declared type)
+        with pytest.raises(SystemExit) as exit_:
+            main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--max-minutes", value])
+        assert exit_.value.code == 2 and "--max-minutes" in error_line(capsys)
 
 
 def test_diverged_training_stops_and_saves_nothing(tmp_path):
@@ -377,7 +379,8 @@ def test_unknown_drafter_type_is_not_taken_for_a_foreign_format(tmp_path, capsys
 
 
 def test_merge_lora_without_lora_r_is_refused(tmp_path, capsys):
-    assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--merge-lora"]) == 2
+    rows().save_to_disk(str(tmp_path / "data"))
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "o"), "--merge-lora"]) == 2
     assert "--merge-lora" in error_line(capsys)
 
 
@@ -622,3 +625,88 @@ def test_two_prepare_data_runs_into_one_out_one_is_refused(tmp_path, capsys):
         first.communicate(timeout=300)
     assert first.returncode == 0
     assert len(load_prepared(str(tmp_path / "data"))) == 4 and not partial_path(tmp_path / "data").exists()
+
+
+# ------------------------------------------------------------------------------------------------ read vs write (#33)
+
+
+def cut(path):
+    """Truncates a file to half its size (a copy interrupted, a disk that lost its tail)."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_a_truncated_cached_target_is_a_read_error_naming_the_rebuild(tmp_path, capsys, monkeypatch):
+    """It was reported as a *write* failure ("cannot write .safetensors weights (disk full, ...)") without a path:
+    safetensors' "Error while deserializing" contains "serializ"."""
+    from hf_eagle31.assets import SOURCES
+    from hf_eagle31.targets import DEFAULT_TARGET, TARGETS
+
+    monkeypatch.setenv("HF_EAGLE31_CACHE", str(tmp_path / "cache"))
+    _, _, target_dir, _, _ = save_tiny_setup(tmp_path)
+    copy = target_cache_dir(DEFAULT_TARGET)
+    shutil.copytree(target_dir, copy)  # stands in for the dequantized copy: same files, our marker
+    source = SOURCES[TARGETS[DEFAULT_TARGET]]
+    (copy / "hf_eagle31_source.json").write_text(json.dumps({"source": source.name, "sha256": source.sha256}))
+    cut(copy / "model.safetensors")
+    assert main(["target", "--max-new-tokens", "1"]) == 2
+    line = error_line(capsys)
+    assert "cannot write" not in line and str(copy) in line and "cannot be read" in line
+    assert f"hf-eagle31 target --rebuild {DEFAULT_TARGET}" in line
+    cut(target_dir / "model.safetensors")  # a model folder of the user's: named, with its own fix
+    assert main(["target", str(target_dir), "--max-new-tokens", "1"]) == 2
+    line = error_line(capsys)
+    assert f"the model in {target_dir} cannot be read" in line and "copy or save the model again" in line
+
+
+def test_safetensors_read_and_write_failures_are_told_apart():
+    from hf_eagle31.errors import one_line
+
+    class SafetensorError(Exception):  # matched by name, as safetensors' own
+        pass
+
+    read = one_line(SafetensorError("Error while deserializing header: invalid header length"))
+    write = one_line(SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"))
+    assert read.startswith("unreadable .safetensors weights") and write.startswith("cannot write .safetensors")
+
+
+def test_a_corrupt_dataset_and_checkpoint_are_read_errors_with_their_fix(tmp_path):
+    rows().save_to_disk(str(tmp_path / "data"))
+    cut(next((tmp_path / "data").glob("*.arrow")))
+    with pytest.raises(InputError, match=r"prepared dataset in .*data cannot be read .*prepare-data .* --overwrite"):
+        load_prepared(str(tmp_path / "data"))
+    target = tiny_target()
+    drafter = build_drafter(target.config, "eagle3", draft_vocab_size=64).load_target_embeddings(target)
+    args = train_args(tmp_path / "run", max_steps=2, save_strategy="steps", save_steps=1)
+    EagleTrainer(model=drafter, args=args, target=target, ttt_steps=1, train_dataset=rows()).train()
+    cut(tmp_path / "run" / "checkpoint-2" / "model.safetensors")
+    args = train_args(tmp_path / "run", max_steps=3, save_strategy="steps", save_steps=1)
+    trainer = EagleTrainer(model=drafter, args=args, target=target, ttt_steps=1, train_dataset=rows())
+    with pytest.raises(InputError, match=r"checkpoint's weights in .*checkpoint-2 cannot be read .*another checkpoint"):
+        trainer.train(resume_from_checkpoint="latest")
+    os.remove(tmp_path / "run" / "checkpoint-2" / "model.safetensors")  # complete, but its weights are gone
+    with pytest.raises(InputError, match=r"checkpoint-2 has no weights"):
+        trainer.train(resume_from_checkpoint="latest")
+
+
+def test_an_answer_cache_that_is_a_file_is_named(tmp_path):
+    from hf_eagle31.evaluation.teacher_forced import AnswerCache
+
+    (tmp_path / "answers").write_text("")
+    with pytest.raises(InputError, match="answers is a file, not a folder"):  # was "[Errno 17] File exists"
+        AnswerCache(tmp_path / "answers")
+
+
+def test_an_unknown_drafter_type_is_named_alike_by_loading_and_convert(tmp_path, capsys):
+    """Loading said "convert it" while `convert` refused it (and named a --trust-remote-code it does not have)."""
+    from hf_eagle31.loading import load_drafter_checkpoint
+
+    make_drafter(tiny_target()).save_pretrained(tmp_path / "d")
+    config = json.loads((tmp_path / "d" / "config.json").read_text())
+    (tmp_path / "d" / "config.json").write_text(json.dumps({**config, "model_type": "eagle4_drafter"}))
+    with pytest.raises(InputError, match="`eagle4_drafter` drafter, which this hf-eagle31 release does not know") as e:
+        load_drafter_checkpoint(tmp_path / "d")
+    assert "upgrade hf-eagle31" in str(e.value) and "convert it" not in str(e.value)
+    assert main(["convert", str(tmp_path / "d"), str(tmp_path / "out"), "--to", "hf-eagle31"]) == 2
+    line = error_line(capsys)
+    assert "does not know" in line and "upgrade hf-eagle31" in line and "--trust-remote-code" not in line

@@ -389,3 +389,16 @@ def test_trainer_learns_with_the_lk_hybrid_objective(tmp_path):
         EagleTrainer(
             model=drafter, args=args, target=target, train_dataset=datasets.Dataset.from_list(rows), loss_objective="tv"
         )
+
+
+def test_depth_and_top_k_are_bounded_by_the_answer_and_the_draft_vocabulary():
+    """Issue 33: a top-k as large as the draft vocabulary reported a random drafter as perfect (acc 1.0), a depth
+    beyond the answer ran for minutes scoring nothing; both are refused before any work, naming the bound."""
+    target = tiny_target()
+    drafters = {"d": make_drafter(target, draft_vocab_size=48)}
+    prompts = [EvalPrompt(id="p", suite="x", source="x", turns=["w1 w2"])]
+    with pytest.raises(ValueError, match=r"top_ks=\[1, 48\]: a k >= the draft vocabulary size 48"):
+        tf.evaluate_teacher_forced(target, tiny_chat_tokenizer(), drafters, prompts, max_new_tokens=16, top_ks=[1, 48])
+    with pytest.raises(ValueError, match=r"max_depth=4: depths beyond max_new_tokens - 1 = 3"):
+        tf.evaluate_teacher_forced(target, tiny_chat_tokenizer(), drafters, prompts, max_new_tokens=4, max_depth=4)
+    tf.check_sizes(drafters, max_new_tokens=4, max_depth=3, top_ks=[1, 47])  # the largest that mean something

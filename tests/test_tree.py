@@ -398,3 +398,74 @@ def test_min_probability_stops_growth_without_changing_the_output(target):
         assert torch.equal(target.generate(ids, generation_config=config, assistant_model=drafter), reference)
     with pytest.raises(ValueError, match="tree_min_probability=1.5"):
         target.generate(ids, generation_config=tree_config(3, 2, 6, tree_min_probability=1.5), assistant_model=drafter)
+
+
+def test_settings_are_typed_and_name_their_source(target, tmp_path):
+    """`draft_tree="false"`, `tree_depth=2.7` or `"three"`, in `generate` or in the drafter's generation_config.json,
+    are refused in one line naming the setting and where it came from (never read loosely)."""
+    import json
+
+    from hf_eagle31 import Eagle3Drafter
+
+    drafter = make_drafter(target, "eagle3.1")
+    prompt = torch.tensor([[1, 2, 3]])
+    for kwargs, what in (
+        ({"draft_tree": "false"}, r"draft_tree='false': use a boolean.*\(in generate\(\)\)"),
+        ({"draft_tree": True, "tree_depth": 2.7}, r"tree_depth=2.7: use an integer >= 1, not float"),
+        ({"draft_tree": True, "tree_depth": "three"}, r"tree_depth='three': use an integer"),
+        ({"draft_tree": True, "tree_min_probability": float("nan")}, r"tree_min_probability=nan must lie in"),
+        ({"num_assistant_tokens_schedule": "sometimes"}, r"num_assistant_tokens_schedule='sometimes'"),
+    ):
+        with pytest.raises(ValueError, match=what) as error:
+            target.generate(prompt, max_new_tokens=3, do_sample=False, assistant_model=drafter, **kwargs)
+        assert "\n" not in str(error.value)
+    drafter.save_pretrained(tmp_path / "d")
+    config_file = tmp_path / "d" / "generation_config.json"
+    config = json.loads(config_file.read_text())
+    config["draft_tree"] = "false"
+    config_file.write_text(json.dumps(config))
+    loaded = Eagle3Drafter.from_pretrained(tmp_path / "d")
+    with pytest.raises(ValueError, match=r"draft_tree='false'.*" + str(config_file)) as error:
+        target.generate(prompt, max_new_tokens=3, do_sample=False, assistant_model=loaded)
+    assert "\n" not in str(error.value)
+    # a call's value wins over the file, typed the same way
+    out = target.generate(prompt, max_new_tokens=3, do_sample=False, assistant_model=loaded, draft_tree=False)
+    assert torch.equal(out, target.generate(prompt, max_new_tokens=3, do_sample=False))
+
+
+def test_gate_on_the_device_gives_the_same_tree_and_output(target, monkeypatch):
+    """`gate_on_host=False` (the accelerator default: no device read per gated depth) drafts every depth but keeps
+    exactly the nodes the host-read gate keeps, so greedy output is unchanged; it then reads the device twice per
+    cycle (the tree, the target's choices)."""
+    from hf_eagle31.evaluation.loop_cost import measure_loop_cost
+    from hf_eagle31.modeling import TreeCandidateGenerator
+
+    drafter = make_drafter(target, "eagle3.1")
+    ids = torch.randint(0, 64, (1, 9), generator=torch.Generator().manual_seed(3))
+    for gate in (0.0, 0.05, 0.3, 0.999):
+        trees = []
+        for on_host in (True, False):
+            gen = EagleCandidateGenerator(drafter, target, GenerationConfig(max_length=40), ids)
+            gen.begin(torch.cat([ids, ids[:, :1]], dim=-1), target(ids, output_hidden_states=True), offset=0)
+            out = tree_drafting.grow_tree(
+                gen.state, depth=4, topk=3, total=12, min_probability=gate, gate_on_host=on_host
+            )
+            host = [t.tolist() for t in out]
+            trees.append(tree_drafting._drop_gated(*host) if 0 in host[2] else tuple(host))
+        assert [list(x) for x in trees[0]] == [list(x) for x in trees[1]], gate
+    reference = target.generate(ids, max_new_tokens=16, do_sample=False)
+    monkeypatch.setattr(TreeCandidateGenerator, "gate_on_host", False)
+    config = tree_config(3, 4, 10, max_new_tokens=16, do_sample=False, tree_min_probability=0.05)
+    assert torch.equal(target.generate(ids, generation_config=config, assistant_model=drafter), reference)
+    cost = measure_loop_cost(
+        target,
+        drafter,
+        [ids[0].tolist()] * 2,
+        max_new_tokens=16,
+        draft_tree=True,
+        tree_min_probability=0.05,
+        prompt_lookup_num_tokens=0,
+    )
+    reads = dict(cost["sync_sites"])
+    assert reads.pop("tolist") == 2 * cost["cycles"]  # per cycle: the tree, the target's choices
+    assert sum(reads.values()) <= 4 * cost["calls"]  # per call: generate's own checks, eos ids, the first token

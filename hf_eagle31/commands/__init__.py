@@ -12,8 +12,8 @@ Errors (`hf_eagle31.errors`): bad input (`InputError`, a missing or unwritable f
 the package's log messages (INFO and above) go to stderr.
 """
 
-import argparse
 import contextlib
+import functools
 import importlib
 import logging
 import os
@@ -67,11 +67,14 @@ def package_log_messages(level=logging.INFO):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    from .common import CommandParser
+
+    parser = CommandParser(
         prog="hf-eagle31",
         description=__doc__.splitlines()[0],
         epilog=f"--debug (before the command) or {DEBUG_ENV}=1: show the full traceback of an error.",
     )
+    parser.hint = " (hf-eagle31 --help lists the commands)"
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module, help_text) in SUBCOMMANDS.items():
@@ -79,18 +82,16 @@ def build_parser():
     return parser
 
 
-def check_arguments(parser, args):
+def check_arguments(parser, args, argv=None):
     """
-    Runs the check each argument declared where it was added (`commands.common.checked`) on its parsed value (each
-    item of a list; None is not checked), before the verb runs: a bad output path, a missing local model or a count
-    below 1 fails in one line before minutes of compute. The dispatcher knows no argument by name.
+    Runs the contract each argument declared where it was added (`commands.common.declare`: its value's check, where
+    it applies, its bound from the data; `argv` tells given arguments from defaults) before the verb runs: a bad
+    output path, a missing local model, a count below 1 or a flag without effect fails in one line before minutes of
+    compute. The dispatcher knows no argument by name.
     """
-    for action in parser._actions:
-        check, values = getattr(action, "check", None), getattr(args, action.dest, None)
-        if check is None or values is None:
-            continue
-        for value in values if isinstance(values, list) else [values]:
-            check(value, action.check_flag)
+    from .common import check_contract
+
+    return check_contract(parser, args, argv)
 
 
 def __getattr__(name):
@@ -102,13 +103,17 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+@functools.cache
 def command_parser(name):
-    """The argument parser of command `name` (its module's own, or an `argparse` parser it adds arguments to)."""
+    """The argument parser of command `name` (its module's own, or a `CommandParser` it adds arguments to): built
+    once per process (parsing does not change a parser)."""
+    from .common import CommandParser
+
     module = importlib.import_module(SUBCOMMANDS[name][0])
     prog, description = f"hf-eagle31 {name}", SUBCOMMANDS[name][1]
     if hasattr(module, "build_parser"):
         return module.build_parser(prog=prog, description=description)
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = CommandParser(prog=prog, description=description)
     module.add_arguments(parser)
     return parser
 
@@ -118,7 +123,7 @@ def run(argv):
     name, rest = argv[0], argv[1:]
     parser = command_parser(name)
     args = parser.parse_args(rest)
-    check_arguments(parser, args)
+    check_arguments(parser, args, rest)
     module = importlib.import_module(SUBCOMMANDS[name][0])
     with package_log_messages():
         return int(module.run(args) or 0)

@@ -1,18 +1,22 @@
 # Copyright 2026 The hf-eagle31 authors. Apache-2.0.
 """`hf-eagle31 bench`: plain greedy vs prompt lookup vs drafter (and drafting policies), side by side; with
-`--batch-size`, plain batched greedy vs the drafter at each batch size."""
+`--batch-size`, plain batched greedy vs the drafter inside generate at each batch size."""
 
 import argparse
 
 import torch
 
-from ..errors import InputError
 from ..evaluation.batch_bench import batch_benchmark, format_batch_report
 from ..evaluation.bench import benchmark, format_report
 from ..evaluation.prompts import render_prompt
 from ..loading import load_drafter
 from ..small_batch import is_enabled as small_batch_enabled
 from .common import (
+    WITHIN_ANSWER,
+    WITHIN_CONTEXT,
+    When,
+    Within,
+    add,
     add_calibration_arguments,
     add_common_arguments,
     add_compile_argument,
@@ -21,6 +25,7 @@ from .common import (
     add_policy_arguments,
     apply_compile_argument,
     calibration_from_args,
+    check_policies,
     drafter_dtype,
     load_target_for_cli,
     policies_from_args,
@@ -47,42 +52,65 @@ def count_list(text):
 
 def add_arguments(parser):
     add_common_arguments(parser)
-    parser.add_argument("--max-new-tokens", type=int, default=128)
+    add_count_argument(parser, "--max-new-tokens", default=128, at_most=WITHIN_CONTEXT)
     add_count_argument(
         parser,
         "--num-assistant-tokens",
         default=None,
+        at_most=WITHIN_ANSWER,
         help="drafter's draft length K (default: the drafter's generation_config)",
     )
-    parser.add_argument("--prompt-lookup-tokens", type=int, default=10, help="HF prompt_lookup_num_tokens (default 10)")
+    add_count_argument(
+        parser,
+        "--prompt-lookup-tokens",
+        default=10,
+        at_most=WITHIN_ANSWER,
+        help="HF prompt_lookup_num_tokens (default 10)",
+    )
     add_policy_arguments(parser)
     add_calibration_arguments(parser)
-    parser.add_argument(
+    add_compile_argument(parser)
+    add(
+        parser,
         "--profile",
         action="store_true",
+        excludes=When("profiling compares against bare eager target forwards", compile_target=True),
         help="split one drafter pass's time per cycle and compare it with bare forwards (the ceiling "
         "speed-up at the measured tau)",
     )
-    parser.add_argument(
+    add(
+        parser,
         "--profile-policy",
         default=None,
+        check=check_policies,
+        applies=When(profile=True) & When("it names one of them", policies=True),
+        within=Within(lambda ctx: ctx.policy_names, "one of --policies", "constant"),
         help="with --profile: profile this policy (one of --policies) instead of the drafter as "
         "configured, e.g. --policies constant --profile-policy constant",
     )
-    add_compile_argument(parser)
-    parser.add_argument(
+    one_prompt = "it times one prompt at a time"
+    add(
+        parser,
         "--batch-size",
         type=count_list,
         default=None,
+        excludes=(
+            When(one_prompt, profile=True),
+            When(one_prompt, policies=True),
+            When(one_prompt, compile_target=True),
+            When(one_prompt, compile_drafter=True),
+        ),
         help="plain batched greedy vs the drafter inside generate at these batch sizes, e.g. 1,4,8,16 (the prompts "
         "in consecutive batches, padded on the left; tok/s summed over rows)",
     )
-    parser.add_argument(
+    add(
+        parser,
         "--batch-token-budgets",
         type=count_list,
         default=None,
+        applies=When("it compares budgets of batches", batch_size=True),
         help="with --batch-size: also the drafter with the batch rule's token budget set to each value (K = "
-        "min(K, budget // B - 1)), e.g. 8,32,64, to choose BATCH_TOKEN_BUDGET",
+        "min(K, budget // B - 1)), e.g. 4,8,32, to choose BATCH_TOKEN_BUDGET",
     )
     add_json_argument(parser)
 
@@ -90,13 +118,7 @@ def add_arguments(parser):
 def run(args):
     if args.batch_size is not None:
         return run_batches(args)
-    if args.batch_token_budgets is not None:
-        raise InputError("--batch-token-budgets compares budgets of batches: add --batch-size (e.g. 4,8,16).")
-    policies = policies_from_args(args)  # before loading anything: a misspelt policy fails at once
-    if args.profile and args.compile_target:
-        raise InputError(
-            "--profile sets the run against bare eager target forwards: drop --profile or --compile-target."
-        )
+    policies = policies_from_args(args)
     target, tokenizer = load_target_for_cli(args)
     calibration = calibration_from_args(args, target)
     calibration.check_load_at_start(args.strict)
@@ -156,15 +178,6 @@ def run(args):
 
 def run_batches(args):
     """`bench --batch-size B[,B...]`: `evaluation.batch_bench.batch_benchmark`."""
-    for flag, given in (
-        ("--profile", args.profile),
-        ("--policies", args.policies),
-        ("--profile-policy", args.profile_policy),
-        ("--compile-target", args.compile_target),
-        ("--compile-drafter", args.compile_drafter),
-    ):
-        if given:
-            raise InputError(f"{flag} applies to one prompt at a time: drop it or drop --batch-size.")
     target, tokenizer = load_target_for_cli(args)
     calibration = calibration_from_args(args, target)
     calibration.check_load_at_start(args.strict)

@@ -17,13 +17,17 @@ from ..loading import DEFAULT_DRAFTER, load_drafter
 from ..modeling import SpeculationStats
 from ..targets import load_target
 from .common import (
+    WITHIN_ANSWER,
+    WITHIN_CONTEXT,
+    add,
     add_count_argument,
+    add_drafter_argument,
     add_drafter_dtype_argument,
-    add_model_argument,
     add_small_batch_argument,
     add_target_argument,
     add_trust_remote_code_argument,
     apply_small_batch_argument,
+    check_text,
     drafter_dtype,
 )
 
@@ -54,20 +58,29 @@ def describe_policy(config, num_assistant_tokens=None) -> str:
 
 def add_arguments(parser):
     add_target_argument(parser)
-    add_model_argument(
+    add_drafter_argument(
         parser, "--drafter", default=None, help=f"drafter dir or Hub id (default: {DEFAULT_DRAFTER.name})"
     )
     add_trust_remote_code_argument(parser)
-    parser.add_argument(
+    add(
+        parser,
         "--prompt",
         action="append",
         default=None,
+        check=check_text,
         help="a user message (repeat for several; default: three built-in prompts); the speed-up is the median "
         "over prompts of each prompt's median over alternated runs",
     )
-    parser.add_argument("--max-new-tokens", type=int, default=128)
-    add_count_argument(parser, "--num-assistant-tokens", default=None, help="draft length K (default: drafter's)")
-    parser.add_argument(
+    add_count_argument(parser, "--max-new-tokens", default=128, at_most=WITHIN_CONTEXT)
+    add_count_argument(
+        parser,
+        "--num-assistant-tokens",
+        default=None,
+        at_most=WITHIN_ANSWER,
+        help="draft length K (default: drafter's)",
+    )
+    add(
+        parser,
         "--dtype",
         default="float32",
         choices=["float32", "bfloat16"],

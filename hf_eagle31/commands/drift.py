@@ -10,6 +10,9 @@ from ..evaluation.drift import format_drift_table, measure_drift, plot_drift
 from ..evaluation.prompts import render_prompt
 from ..loading import load_drafters
 from .common import (
+    Bound,
+    Integer,
+    add,
     add_common_arguments,
     add_count_argument,
     add_output_dir_argument,
@@ -20,18 +23,34 @@ from .common import (
 )
 
 
+def _room(ctx, other):
+    """Positions the target's context leaves for one of --depth / --generate-tokens once the other and the two
+    extra tokens are placed (the prompt comes on top: checked once it is tokenized)."""
+    return None if ctx.context_length is None else ctx.context_length - other - 2
+
+
 def add_arguments(parser):
     add_common_arguments(parser, multiple_drafters=True)
     add_output_dir_argument(parser, "--out", required=True, help="output folder for drift.json and drift.png")
-    add_count_argument(parser, "--depth", default=8, help="chain depth K to measure (default 8)")
-    parser.add_argument(
+    add_count_argument(
+        parser,
+        "--depth",
+        default=8,
+        at_most=Bound(
+            lambda ctx: _room(ctx, ctx.generate_tokens), "the target's context - --generate-tokens - 2", defaults=False
+        ),
+        help="chain depth K to measure (default 8)",
+    )
+    add(
+        parser,
         "--generate-tokens",
-        type=int,
+        type=Integer(0),
         default=32,
+        at_most=Bound(lambda ctx: _room(ctx, ctx.depth), "the target's context - --depth - 2", defaults=False),
         help="tokens the target generates before drafting, so generated-token positions exist (default 32)",
     )
-    parser.add_argument(
-        "--sink-tokens", type=int, default=4, help="first positions counted as sink/template (default 4)"
+    add(
+        parser, "--sink-tokens", type=Integer(0), default=4, help="first positions counted as sink/template (default 4)"
     )
 
 

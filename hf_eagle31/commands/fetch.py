@@ -16,10 +16,25 @@ from ..data.conversations import (
     load_pg_essays,
     load_squad,
 )
+from ..errors import InputError
+from .common import add
+
+
+def check_source_name(value, flag):
+    """A pinned source's name (argparse's `choices` refuse an empty `nargs="*"` list: "fetch" alone is all)."""
+    if value not in SOURCES:
+        raise InputError(f"{flag}: unknown source {value!r}; pass any of {', '.join(SOURCES)} (none: all).")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("names", nargs="*", help=f"sources to fetch (default: all): {', '.join(SOURCES)}")
+    add(
+        parser,
+        "names",
+        nargs="*",
+        check=check_source_name,
+        flag="NAMES",
+        help=f"sources to fetch (default: all): {', '.join(SOURCES)}",
+    )
 
 
 def _summary(name: str, path: Path) -> str:

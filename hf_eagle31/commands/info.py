@@ -15,7 +15,17 @@ from ..loading import load_drafter
 from ..modeling import VARIANTS
 from ..targets import load_target
 from ..training import build_drafter  # loads transformers' Trainer: only `info` pays for it
-from .common import add_model_argument, add_target_argument, add_trust_remote_code_argument
+from .common import (
+    WITHIN_CONTEXT,
+    Bound,
+    When,
+    add,
+    add_count_argument,
+    add_drafter_argument,
+    add_target_argument,
+    add_trust_remote_code_argument,
+    check_text,
+)
 
 
 def describe(drafter):
@@ -43,12 +53,19 @@ def describe(drafter):
 
 def add_arguments(parser):
     add_target_argument(parser)
-    add_model_argument(parser, "--drafter", default=None, help="a drafter directory or Hub id to describe instead")
+    add_drafter_argument(parser, "--drafter", default=None, help="a drafter directory or Hub id to describe instead")
     add_trust_remote_code_argument(parser)
-    parser.add_argument("--variant", default="eagle3.1", choices=list(VARIANTS))
-    parser.add_argument("--draft-vocab-size", type=int, default=None)
-    parser.add_argument("--prompt", default="Name three primary colors.")
-    parser.add_argument("--max-new-tokens", type=int, default=24)
+    fresh = When("a --drafter checkpoint has its own", drafter=None)
+    add(parser, "--variant", default="eagle3.1", choices=list(VARIANTS), applies=fresh)
+    add_count_argument(
+        parser,
+        "--draft-vocab-size",
+        default=None,
+        applies=fresh,
+        at_most=Bound(lambda ctx: ctx.vocab_size, "the target's vocabulary size"),
+    )
+    add(parser, "--prompt", default="Name three primary colors.", check=check_text)
+    add_count_argument(parser, "--max-new-tokens", default=24, at_most=WITHIN_CONTEXT)
 
 
 def run(args):

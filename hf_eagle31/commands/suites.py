@@ -7,16 +7,15 @@ from transformers import AutoTokenizer
 
 from ..data.suites import long_suite, perturbed_suite, render, standard_suite
 from ..targets import DEFAULT_TARGET, TARGETS, _cached_copy, load_target
-from .common import add_target_argument, positive_int
+from .common import WITHIN_CONTEXT, add, add_count_argument, add_target_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_target_argument(parser, help="target whose tokenizer renders the prompts (default: SmolLM2)")
-
-    parser.add_argument("--num-per-source", type=positive_int, default=10)
-    parser.add_argument("--num-per-length", type=positive_int, default=2)
-    parser.add_argument("--lengths", type=positive_int, nargs="+", default=[2048, 4096, 7168])
-    parser.add_argument("--show", action="store_true", help="print the first prompt of each source, rendered")
+    add_count_argument(parser, "--num-per-source", default=10)
+    add_count_argument(parser, "--num-per-length", default=2)
+    add_count_argument(parser, "--lengths", nargs="+", default=[2048, 4096, 7168], at_most=WITHIN_CONTEXT)
+    add(parser, "--show", action="store_true", help="print the first prompt of each source, rendered")
 
 
 def run(args) -> int:

@@ -8,21 +8,35 @@ import time
 import torch
 
 from ..targets import DEFAULT_TARGET, TARGETS, load_target, target_cache_dir
-from .common import add_model_argument
+from .common import WITHIN_CONTEXT, Integer, When, add, add_fact, add_model_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_argument(
         parser,
         "target",
-        flag="--target",
+        flag="TARGET",
         nargs="?",
         default=None,
         help=f"target name or path (default: {DEFAULT_TARGET})",
     )
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--rebuild", action="store_true", help="delete the cached copy of an embedded target first")
-    parser.add_argument("--max-new-tokens", type=int, default=24, help="greedy tokens to generate as a smoke test")
+    add(parser, "--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    add_fact(parser, "embedded", lambda ctx: (ctx.target or DEFAULT_TARGET) in TARGETS)
+    add(
+        parser,
+        "--rebuild",
+        action="store_true",
+        applies=When(f"only an embedded target ({', '.join(TARGETS)}) has a cached copy to rebuild", embedded=True),
+        help="delete the cached copy of an embedded target first",
+    )
+    add(
+        parser,
+        "--max-new-tokens",
+        type=Integer(0),
+        default=24,
+        at_most=WITHIN_CONTEXT,
+        help="greedy tokens to generate as a smoke test (0: none)",
+    )
 
 
 def run(args) -> int:

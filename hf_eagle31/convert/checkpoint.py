@@ -125,9 +125,10 @@ def read_checkpoint(
     )  # fmt: skip
 
 
-def check_known_drafter_type(config: dict, name_or_path, trust_remote_code: bool = False) -> None:
+def check_known_drafter_type(config: dict, name_or_path, trust_remote_code: bool = False, remote_code=True) -> None:
     """Refuses a drafter `model_type` this release does not know (a newer variant: `*_drafter`) instead of taking
-    it for a foreign format to convert, which would silently make a different model."""
+    it for a foreign format to convert, which would silently make a different model. `remote_code`: whether the
+    caller can run the checkpoint's own code (`convert` cannot: it reads weights with this release's layouts)."""
     model_type = config.get("model_type")
     if (
         isinstance(model_type, str)
@@ -136,10 +137,14 @@ def check_known_drafter_type(config: dict, name_or_path, trust_remote_code: bool
         and not any(k in config for k in FOREIGN_FORMAT_KEYS)
         and not (trust_remote_code and "auto_map" in config)
     ):
+        fix = (
+            ", or pass --trust-remote-code to run the checkpoint's own code"
+            if remote_code and "auto_map" in config
+            else " to load or convert it"
+        )
         raise InputError(
             f"{name_or_path} is a `{model_type}` drafter, which this hf-eagle31 release does not know (known: "
-            f"{', '.join(sorted(DRAFTER_CLASSES))}): upgrade hf-eagle31, or pass --trust-remote-code to run the "
-            "checkpoint's own code."
+            f"{', '.join(sorted(DRAFTER_CLASSES))}): upgrade hf-eagle31{fix}."
         )
 
 
@@ -385,7 +390,7 @@ def convert_checkpoint(
     """Reads `src` (any format, detected), settles its embeddings, writes `dst` as `to`. Returns what was written."""
     target_path = target
     if Path(src, "config.json").is_file():  # a newer drafter variant is not a foreign format to convert
-        check_known_drafter_type(json.loads(Path(src, "config.json").read_text()), src)
+        check_known_drafter_type(json.loads(Path(src, "config.json").read_text()), src, remote_code=False)
     target = load_target_parts(target) if target is not None else None
     ckpt = read_checkpoint(
         src,

@@ -29,7 +29,7 @@ from transformers.utils import logging
 
 from ..errors import InputError
 from ..modeling import SpeculationStats
-from ..utils.io import atomic_directory, is_dataset_dir, output_lock, partial_path
+from ..utils.io import atomic_directory, is_dataset_dir, output_lock, partial_path, read_errors_name
 from .conversations import parse_turns
 
 
@@ -633,7 +633,10 @@ def load_prepared(path: str | os.PathLike | list | tuple) -> "datasets.Dataset":
             partial_path(path),
         )
     try:
-        dataset = datasets.load_from_disk(path)
+        with read_errors_name(
+            path, "the prepared dataset", f"prepare it again (`hf-eagle31 prepare-data ... --out {path} --overwrite`)"
+        ):
+            dataset = datasets.load_from_disk(path)
     except IndexError:  # datasets cannot even open a saved dataset of 0 rows
         dataset = []
     if isinstance(dataset, datasets.DatasetDict):

@@ -43,6 +43,7 @@ from ..modeling import SpeculationStats, tau_from_forwards  # the one definition
 from ..utils import device_sync, text_config
 from .calibration import Calibration, format_calibration, format_spread, median_range
 from .evaluate import check_context, pool_speculation_stats
+from .loop_cost import LoopCost, SyncProbe
 from .policies import DRAFTING_POLICIES, drafting_policy  # noqa: F401  (also importable from here)
 from .timing import ForwardHookTimer, TargetForwardTimer, timed_generate
 
@@ -427,7 +428,12 @@ def profile_drafter(
     `drafting`: `generate` options of a drafting policy to profile (default: the drafter as configured).
     """
     runs = []
-    with TargetForwardTimer(target) as timer, DrafterForwardTimer(drafter) as drafter_timer:
+    loop = LoopCost()  # host/device synchronisations outside the forwards (evaluation/loop_cost.py)
+    with (
+        TargetForwardTimer(target) as timer,
+        DrafterForwardTimer(drafter) as drafter_timer,
+        SyncProbe(target, drafter, loop),
+    ):
         for ids in prompts:
             runs.append(
                 timed_generate(
@@ -474,6 +480,13 @@ def profile_drafter(
         "forwards_counted_by_generator": counted,
     }
     glue = _part(None, wall - target_s - drafter_s, cycles, wall)
+    host_ms = 1e3 * (wall - target_s - sum(feed) - sum(chain)) / cycles  # everything outside the model forwards
+    loop_summary = {
+        "host_ms_per_cycle": host_ms,
+        "syncs_per_cycle": loop.syncs / cycles,
+        "forward_syncs_per_cycle": loop.forward_syncs / cycles,
+        "sync_sites": dict(sorted(loop.sync_sites.items())),
+    }
 
     # the bare microbenchmark, over the run's mean context (cache length), on the longest run's own tokens
     context = round(statistics.mean(len(ids) + len(r.new_tokens) / 2 for ids, r in zip(prompts, runs)))
@@ -503,6 +516,7 @@ def profile_drafter(
         "target": target_parts,
         "drafter": drafter_parts,
         "glue": glue,
+        "loop": loop_summary,
         "bare": bare,
         "ceiling_speedup": ceiling,
         "achieved_speedup": achieved_speedup,
@@ -544,7 +558,14 @@ def format_profile(profile: dict) -> str:
     row("drafter feed (verified positions)", drafter["feed"])
     row("drafter chain step", drafter["chain_step"])
     row("drafter, around its forwards", drafter["other"])
-    row("assisted loop glue", profile["glue"])
+    row("speculation loop glue", profile["glue"])
+    if "loop" in profile:
+        loop = profile["loop"]
+        lines.append(
+            f"loop on the host: {loop['host_ms_per_cycle']:.3f} ms per cycle outside the model forwards, "
+            f"{loop['syncs_per_cycle']:.2f} device reads per cycle ({loop['forward_syncs_per_cycle']:.2f} inside the "
+            f"forwards; sites {loop['sync_sites']})"
+        )
     if drafter["forwards_seen_by_hooks"] != drafter["forwards_counted_by_generator"]:
         lines.append(
             f"(hooks saw {drafter['forwards_seen_by_hooks']} drafter forwards, the generator counted "

@@ -8,6 +8,9 @@ hooks on the target and the drafter and reports, per speculation cycle:
 
     host_ms      wall time minus the time inside target and drafter forwards (Python bookkeeping, mask and index
                  building, acceptance, cache surgery);
+    host_cpu_ms  the same in this thread's CPU time (`time.thread_time`): on a machine shared with other work the
+                 wall-time figure absorbs their load, the CPU-time one does not (with OMP_NUM_THREADS=1 the
+                 forwards also run in this thread, so their CPU time is subtracted alike);
     syncs        host/device synchronisation points outside the forwards: `.item()`, `.tolist()`, `.cpu()`,
                  `.numpy()`, `bool()` / `int()` / `float()` of a tensor, `torch.equal`, `.nonzero()` — each one
                  a stall on a GPU (counted by wrapping those entry points during the run; on a CPU they cost nothing
@@ -18,7 +21,6 @@ Run it with a target whose forward is nearly free (`benchmarks/loop_cost.py` bui
 loop alone; `hf-eagle31 bench --profile` also prints it for the real target.
 """
 
-import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -37,6 +39,8 @@ class LoopCost:
     wall_s: float = 0.0
     target_s: float = 0.0
     drafter_s: float = 0.0
+    cpu_s: float = 0.0  # thread CPU time: the call, and inside the forwards
+    forward_cpu_s: float = 0.0
     syncs: int = 0
     forward_syncs: int = 0
     sync_sites: dict = field(default_factory=dict)  # method name -> count (outside forwards)
@@ -44,6 +48,10 @@ class LoopCost:
     @property
     def host_ms_per_cycle(self) -> float | None:
         return 1e3 * (self.wall_s - self.target_s - self.drafter_s) / self.cycles if self.cycles else None
+
+    @property
+    def host_cpu_ms_per_cycle(self) -> float | None:
+        return 1e3 * (self.cpu_s - self.forward_cpu_s) / self.cycles if self.cycles else None
 
     @property
     def syncs_per_cycle(self) -> float | None:
@@ -57,13 +65,14 @@ class LoopCost:
             "target_forward_s": self.target_s,
             "drafter_forward_s": self.drafter_s,
             "host_ms_per_cycle": self.host_ms_per_cycle,
+            "host_cpu_ms_per_cycle": self.host_cpu_ms_per_cycle,
             "syncs_per_cycle": self.syncs_per_cycle,
             "forward_syncs_per_cycle": self.forward_syncs / self.cycles if self.cycles else None,
             "sync_sites": dict(sorted(self.sync_sites.items())),
         }
 
 
-class _Probe:
+class SyncProbe:
     """Forward hooks that time the target's and the drafter's forwards, and wrappers that count sync points."""
 
     def __init__(self, target, drafter, cost: LoopCost):
@@ -73,7 +82,7 @@ class _Probe:
     def _pre(self, name):
         def hook(module, args, kwargs=None):
             if self.depth == 0:
-                self.started[name] = time.perf_counter()
+                self.started[name] = (time.perf_counter(), time.thread_time())
             self.depth += 1
 
         return hook
@@ -82,7 +91,9 @@ class _Probe:
         def hook(module, args, *rest):
             self.depth -= 1
             if self.depth == 0:
-                spent = time.perf_counter() - self.started.pop(name)
+                wall, cpu = self.started.pop(name)
+                spent = time.perf_counter() - wall
+                self.cost.forward_cpu_s += time.thread_time() - cpu
                 if name == "target":
                     self.cost.target_s += spent
                 else:
@@ -138,10 +149,11 @@ def measure_loop_cost(target, drafter, prompts, max_new_tokens: int = 64, warmup
     cost, policy = LoopCost(), None
     for ids in prompts:
         tensor = torch.tensor([ids], device=device)
-        with _Probe(target, drafter, cost), contextlib.nullcontext():
-            start = time.perf_counter()
+        with SyncProbe(target, drafter, cost):
+            start, cpu = time.perf_counter(), time.thread_time()
             target.generate(tensor, assistant_model=drafter, **options)
             cost.wall_s += time.perf_counter() - start
+            cost.cpu_s += time.thread_time() - cpu
         stats = drafter.last_speculation_stats
         cost.cycles += stats.cycles
         cost.calls += 1

@@ -65,6 +65,7 @@ from ..errors import InputError
 from ..features import capture_target_features, chunked_argmax, output_head
 from ..loading import check_drafters_fit
 from ..utils import text_config
+from ..utils.io import write_errors_name
 
 
 logger = logging.get_logger(__name__)
@@ -123,7 +124,13 @@ class AnswerCache:
         self.hits = 0
         self.misses = 0
         if self.directory is not None:
-            os.makedirs(self.directory, exist_ok=True)
+            if os.path.exists(self.directory) and not os.path.isdir(self.directory):
+                raise InputError(
+                    f"answer cache {self.directory} is a file, not a folder: pass a folder for the cached answers "
+                    "(or None / --answer-cache none to keep them in memory)."
+                )
+            with write_errors_name(self.directory):
+                os.makedirs(self.directory, exist_ok=True)
 
     @staticmethod
     def key(target_id: str, prompt_ids: Sequence[int], max_new_tokens: int) -> str:
@@ -160,6 +167,10 @@ class AnswerCache:
         if self.directory is None:
             return
         path = self._path(key)
+        with write_errors_name(self.directory):
+            self._write(path, key, target_id, prompt_ids, max_new_tokens)
+
+    def _write(self, path, key, target_id, prompt_ids, max_new_tokens):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         record = {
             "format": ANSWER_CACHE_FORMAT,
@@ -593,6 +604,23 @@ def format_summary(summary: dict, metrics: Sequence[str] | None = None, title: s
 # ---------------------------------------------------------------------------------------------- one call
 
 
+def check_sizes(drafters: dict, max_new_tokens: int, max_depth: int, top_ks: Sequence[int]) -> None:
+    """The sizes the answers and the drafters bound, before any work: depth j needs an answer longer than j tokens
+    (a depth past it scores nothing and costs a drafter pass per position), and a top-k as large as a drafter's
+    draft vocabulary agrees on every drafted token (a random drafter would score 1.0)."""
+    if max_depth >= max_new_tokens:
+        raise InputError(
+            f"max_depth={max_depth}: depths beyond max_new_tokens - 1 = {max_new_tokens - 1} have no answer position "
+            "(--max-depth <= --max-new-tokens - 1)."
+        )
+    vocab = min(int(getattr(d.config, "draft_vocab_size", None) or d.config.vocab_size) for d in drafters.values())
+    if max(top_ks) >= vocab:
+        raise InputError(
+            f"top_ks={list(top_ks)}: a k >= the draft vocabulary size {vocab} counts every drafted token as agreeing "
+            f"(--top-k below {vocab})."
+        )
+
+
 def evaluate_teacher_forced(
     target: PreTrainedModel,
     tokenizer,
@@ -619,6 +647,7 @@ def evaluate_teacher_forced(
         raise InputError("pass at least one drafter.")
     if not prompts:
         raise InputError("no prompts to evaluate.")
+    check_sizes(drafters, max_new_tokens, max_depth, top_ks)
     cache = answer_cache if isinstance(answer_cache, AnswerCache) else AnswerCache(answer_cache)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     sequences = build_sequences(

@@ -84,6 +84,23 @@ def _resume_requested(resume: str | bool | None) -> bool:
     return resume is not None and resume is not False and str(resume).strip().lower() not in ("", "false", "none", "no")
 
 
+# what `Trainer._load_from_checkpoint` loads a checkpoint's model from (whole, sharded, adapter, FSDP shards)
+CHECKPOINT_WEIGHTS = re.compile(
+    r"(model|pytorch_model|adapter_model)\.(safetensors|bin)(\.index\.json)?|model\.safetensors\.index\.json|"
+    r"pytorch_model\.bin\.index\.json|pytorch_model_fsdp.*"
+)
+
+
+def _check_checkpoint_weights(path: str) -> None:
+    """A complete checkpoint (its trainer_state.json is there) whose weights are gone was damaged after the save:
+    refused naming it, never resumed (the Trainer's "Can't find a valid checkpoint" names no fix)."""
+    if not any(CHECKPOINT_WEIGHTS.fullmatch(name) for name in os.listdir(path)):
+        raise InputError(
+            f"--resume_from_checkpoint {path} has no weights (model.safetensors): the checkpoint was damaged or copied "
+            "without them; resume from another checkpoint-N, or train without --resume_from_checkpoint."
+        )
+
+
 def resolve_resume_checkpoint(resume: str | bool | None, output_dir: str | None) -> str | None:
     """
     The checkpoint to resume from, never a partial one (a save killed half-way):
@@ -106,6 +123,7 @@ def resolve_resume_checkpoint(resume: str | bool | None, output_dir: str | None)
                 "(the newest complete checkpoint in --output_dir)."
             )
         if is_complete_checkpoint(asked):
+            _check_checkpoint_weights(asked)
             return asked
         folder = os.path.dirname(os.path.abspath(asked))
     steps = {p: int(_CHECKPOINT.fullmatch(os.path.basename(p)).group(1)) for p in checkpoint_dirs(folder)}
@@ -119,6 +137,7 @@ def resolve_resume_checkpoint(resume: str | bool | None, output_dir: str | None)
             f"{what} complete checkpoint in {folder} to resume from: train without --resume_from_checkpoint."
         )
     chosen = complete[-1]
+    _check_checkpoint_weights(chosen)
     skipped = [asked] if asked else [p for p in steps if steps[p] > steps[chosen]]
     if skipped:
         logger.warning(

@@ -45,7 +45,7 @@ from ..agreement import chain_ranks, point_and_interval, position_metrics, targe
 from ..errors import InputError, one_line
 from ..features import capture_target_features, chunked_argmax, draft_teacher_logits, output_head
 from ..utils.deprecation import moved_names
-from ..utils.io import write_errors_name
+from ..utils.io import read_errors_name, write_errors_name
 from .budget import TrainingTimeBudget
 from .checkpoints import (
     TRAINER_STATE,
@@ -199,11 +199,11 @@ class EagleTrainer(Trainer):
             and (state["global_step"] >= state["max_steps"] > 0)
         )
 
-    # Four private `Trainer` methods are overridden (checked on transformers 5.23-5.25); each comment says what no
+    # Five private `Trainer` methods are overridden (checked on transformers 5.23-5.25); each comment says what no
     # public hook (a `TrainerCallback`, `compute_loss`, `training_step`, `save_model`, a `TrainingArguments` field)
     # can do in its place.
 
-    # Private override 1/4: a truncated or corrupt optimizer.pt / scheduler.pt becomes one line naming the fix. The
+    # Private override 1/5: a truncated or corrupt optimizer.pt / scheduler.pt becomes one line naming the fix. The
     # Trainer loads them inside its loop (after `on_train_begin`), so no callback runs around the load, and catching
     # these exception types around the whole of `train` would also rename real errors of the training steps.
     def _load_optimizer_and_scheduler(self, checkpoint):
@@ -226,7 +226,15 @@ class EagleTrainer(Trainer):
             )
         return loss
 
-    # Private override 2/4: what must happen *before* a checkpoint is written and around all of its files. Callbacks
+    # Private override 2/5: a truncated model.safetensors in a resumed checkpoint is a *read* failure of that
+    # checkpoint, named with the fix (safetensors' own error names no file, and was taken for a write failure). The
+    # Trainer loads the weights inside `train`, where no callback runs around the load.
+    def _load_from_checkpoint(self, resume_from_checkpoint, *args, **kwargs):
+        fix = "resume from another checkpoint-N (--resume_from_checkpoint DIR/checkpoint-N)"
+        with read_errors_name(resume_from_checkpoint, "the checkpoint's weights", fix):
+            return super()._load_from_checkpoint(resume_from_checkpoint, *args, **kwargs)
+
+    # Private override 3/5: what must happen *before* a checkpoint is written and around all of its files. Callbacks
     # only hear of a save afterwards (`on_save`), and the decision to save is not final at `on_step_end` (with
     # `save_strategy="best"` the Trainer sets it after evaluating); `save_model` writes the weights only, not the
     # optimizer, RNG and trainer state this must also cover.
@@ -245,7 +253,7 @@ class EagleTrainer(Trainer):
         if _internal_call:  # the Trainer's own save of a checkpoint's weights (the final save calls it plainly)
             fault_point("checkpoint")  # the weights are saved, trainer_state.json is not: a partial checkpoint
 
-    # Private override 3/4: the columns a row keeps. The Trainer keeps the parameters of `model.forward`, which is
+    # Private override 4/5: the columns a row keeps. The Trainer keeps the parameters of `model.forward`, which is
     # the drafter's inference step (no `loss_mask` or offline features); the public alternatives are the caller's
     # `TrainingArguments` (`remove_unused_columns=False`, `label_names`), which the trainer must not rewrite.
     def _set_signature_columns_if_needed(self):
@@ -258,7 +266,7 @@ class EagleTrainer(Trainer):
                 "teacher_argmax",
             ]
 
-    # Private override 4/4: the token count `compute_loss` divides by (`num_items_in_batch`): the positions step 0
+    # Private override 5/5: the token count `compute_loss` divides by (`num_items_in_batch`): the positions step 0
     # can predict in every micro-batch of the optimizer step, on every process. The Trainer counts `labels != -100`
     # (shifted or not depending on the release, and only for models that accept loss kwargs); the drafter has no
     # labels, and there is no public hook for the count.

@@ -30,6 +30,7 @@ __all__ = [
     "atomic_directory",
     "output_lock",
     "write_errors_name",
+    "read_errors_name",
     "partial_path",
     "is_inside",
     "DRAFTER_FILES",
@@ -129,6 +130,30 @@ def write_errors_name(path: str | os.PathLike) -> Iterator[None]:
         one_line.errno = original.errno if isinstance(original, OSError) else None
         one_line.write_error = original
         raise one_line from original
+
+
+@contextlib.contextmanager
+def read_errors_name(path: str | os.PathLike, what: str, repair: str) -> Iterator[None]:
+    """
+    Re-raises a read failure inside the block as a one-line `InputError` that names what cannot be read and where
+    (`what` in `path`), the cause, and the command or step that `repair`s it: a truncated or corrupt weights file
+    (safetensors' "Error while deserializing"), an unreadable Arrow file, any `OSError` of a local read. Wrap reads
+    of local files only (a Hub id's "not found" is not a broken file). Never reports a read as a write.
+    """
+    try:
+        yield
+    except InputError:
+        raise
+    except BaseException as error:
+        name = type(error).__name__
+        if not (
+            (name == "SafetensorError" and "deserializ" in str(error).lower())
+            or name.startswith("Arrow")
+            or isinstance(error, (OSError, EOFError))
+        ):
+            raise
+        cause = " ".join(str(error).split()) or name
+        raise InputError(f"{what} in {path} cannot be read ({cause}): {repair}.") from error
 
 
 # --------------------------------------------------------------------------------------------- one writer

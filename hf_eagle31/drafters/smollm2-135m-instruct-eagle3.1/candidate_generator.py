@@ -286,7 +286,8 @@ class EagleCandidateGenerator(SpeculativeGenerator):
                         processed.append(full_logits)
                     return self._with_copy([token[0]], copy[1:], processed)
             picked.append(token[0])
-            ids = torch.cat([ids, token], dim=-1)
+            if self.do_sample or self.logits_processor is not None:  # (only processors read the drafted prefix)
+                ids = torch.cat([ids, token], dim=-1)
             if full_logits is not None:
                 processed.append(full_logits)
             if step == k - 1 or (probability is not None and probability.item() < self.confidence_threshold):
@@ -348,8 +349,9 @@ class EagleCandidateGenerator(SpeculativeGenerator):
 
     def accept(self, input_ids: torch.Tensor, draft: Draft, logits: torch.Tensor, choose):
         """
-        `logits` (n + 1, V): the target's rows for [bonus, c_1..c_n]. Returns (emitted token ids (host list), the rows
-        each was chosen from (raw, processed) when scores are wanted, None for the path: chains keep a prefix).
+        `logits` (n + 1, V): the target's rows for [bonus, c_1..c_n]. Returns (emitted token ids (host list), the
+        processed rows they were chosen from (None: the raw rows, no processors), None for the path: chains keep a
+        prefix).
         Greedy without processors: one host read. Sampling: standard speculative sampling (accept c_i with
         min(1, p/q), resample the first rejected position from norm(max(0, p - q)), else a bonus from p).
         """
@@ -360,7 +362,7 @@ class EagleCandidateGenerator(SpeculativeGenerator):
             accepted = (tokens == choice[:n]).cumprod(0).sum()
             packed = torch.cat([accepted[None], choice]).tolist()  # the cycle's one host read
             n_accepted = packed[0]
-            return packed[1 : n_accepted + 2], logits[: n_accepted + 1].float(), None
+            return packed[1 : n_accepted + 2], None, None  # (processed rows = the raw rows)
         rows = logits.float()
         prefix = torch.cat([input_ids, tokens[None]], dim=-1)
         length = input_ids.shape[1]

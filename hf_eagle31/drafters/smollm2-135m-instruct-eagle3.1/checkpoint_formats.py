@@ -471,8 +471,11 @@ def detect_format(config: dict, weight_keys, where, options: str = "cli") -> str
 
 def is_foreign_config(config: dict) -> bool:
     """Whether a config.json is an EAGLE-3 drafter in another tool's layout (what `detect_format` reads)."""
-    if config.get("model_type") in ("eagle3_drafter", "mtp_drafter"):
+    model_type = config.get("model_type")
+    if model_type in ("eagle3_drafter", "mtp_drafter"):
         return False
+    if isinstance(model_type, str) and model_type.endswith("_drafter") and "speculators_model_type" not in config:
+        return False  # an hf-eagle31 drafter of a newer release (check_checkpoint_config names it), not a layout
     architectures = config.get("architectures") or []
     return (
         "speculators_model_type" in config

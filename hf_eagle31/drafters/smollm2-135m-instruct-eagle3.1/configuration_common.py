@@ -357,6 +357,11 @@ def check_checkpoint_config(config_class, config_dict, source):
             f"{source} is an hf-eagle31 `{model_type}` checkpoint, not `{config_class.model_type}`: load it with "
             f"{drafters[model_type]}.from_pretrained (or AutoModel.from_pretrained(..., trust_remote_code=True))."
         )
+    if not foreign and isinstance(model_type, str) and model_type.endswith("_drafter"):
+        raise ValueError(
+            f"{source} is a `{model_type}` drafter, which this hf-eagle31 release does not know (known: "
+            f"{', '.join(sorted(drafters))}): upgrade hf-eagle31 to load or convert it."
+        )
     if any(k.startswith("speculators") for k in foreign):
         what = "a speculators-format drafter"
     elif foreign or "draft_vocab_size" in config_dict:

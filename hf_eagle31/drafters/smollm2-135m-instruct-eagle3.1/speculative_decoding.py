@@ -34,6 +34,7 @@ import torch
 from .batched_decoding import batched_speculative_decoding
 from .candidate_generator import check_transformers_version
 from .drafting_settings import CHAIN_HINT, TREE_FIELDS, DraftingSettings
+from .sequence_rules import TargetChoice, eos_ids, host_stopping_rule, trim
 
 
 class SequenceContext:
@@ -72,17 +73,6 @@ class SequenceContext:
             self.mask = torch.cat([self.mask, self.mask.new_ones(1, new)], dim=-1)
 
 
-class TargetChoice:
-    """How the target picks a token from its logits: the caller's logits processors, then argmax or a sample."""
-
-    def __init__(self, logits_processor, do_sample: bool):
-        self.logits_processor, self.do_sample = logits_processor, do_sample
-
-    def process(self, prefix_ids, row):
-        """(1, V) processed logits of `row` after `prefix_ids` (the row itself without processors)."""
-        return self.logits_processor(prefix_ids, row.clone()) if len(self.logits_processor) else row
-
-
 @torch.no_grad()
 def speculative_decoding(
     model, input_ids, logits_processor, stopping_criteria, generation_config, drafter=None, synced_gpus=False,
@@ -103,8 +93,8 @@ def speculative_decoding(
     )
     stats, choose = gen.stats, TargetChoice(logits_processor, bool(generation_config.do_sample))
     out = _Outputs(generation_config)
-    eos = _eos_ids(generation_config)
-    stop_on_host = _host_stopping_rule(stopping_criteria)
+    eos = eos_ids(generation_config)
+    stop_on_host = host_stopping_rule(stopping_criteria)
 
     # 1. Prefill, as transformers' loop does it (the drafter drafts nothing before the target's features exist).
     cache = model_kwargs.get(cache_name)
@@ -164,10 +154,10 @@ def speculative_decoding(
         logits = outputs.logits[0]  # (n + 1, V) in the target's dtype
         # 3. Accept: the emitted tokens, the rows they were chosen from, the block rows of the accepted path.
         emitted, processed, path = gen.accept(input_ids, draft, logits, choose)
-        emitted = _trim(emitted, generation_config.max_length - input_ids.shape[1], eos)
+        emitted = trim(emitted, generation_config.max_length - input_ids.shape[1], eos)
         gen.record(draft, len(emitted) - 1)
         rows = path[: len(emitted)] if path is not None else list(range(len(emitted)))
-        out.add(outputs, rows, processed[: len(emitted)], logits[rows].float())
+        out.add(outputs, rows, processed, logits)
         pending = (draft, path if path is not None else rows)
     # (the last cycle's caches are not updated: generation ended)
 
@@ -189,28 +179,6 @@ def _record_past(cache, recurrent_states_to_keep):
         cache.activate_past_recording(recurrent_states_to_keep=recurrent_states_to_keep)
     else:
         cache.activate_past_recording()
-
-
-def _eos_ids(generation_config) -> set:
-    eos = getattr(generation_config, "_eos_token_tensor", None)
-    return set(eos.flatten().tolist()) if eos is not None else set()  # one host read per call
-
-
-def _trim(emitted, budget, eos):
-    """The max length and the first eos cut the accepted tokens, as in transformers' loop."""
-    emitted = emitted[:budget]
-    for i, token in enumerate(emitted):
-        if token in eos:
-            return emitted[: i + 1]
-    return emitted
-
-
-def _host_stopping_rule(stopping_criteria):
-    """Whether every stopping criterion can be decided from host values (max length, eos, max time): then no cycle
-    reads the device to stop. Any other criterion is called as transformers calls it."""
-    from transformers.generation.stopping_criteria import EosTokenCriteria, MaxLengthCriteria, MaxTimeCriteria
-
-    return all(isinstance(c, (MaxLengthCriteria, EosTokenCriteria, MaxTimeCriteria)) for c in stopping_criteria)
 
 
 def _finished(stopping_criteria, on_host, input_ids, emitted, eos, generation_config, out) -> bool:
@@ -244,10 +212,13 @@ class _Outputs:
         return extra
 
     def add(self, outputs, rows, processed, raw, prefill=False):
+        """The entries of tokens chosen from block `rows` of `raw` (M, V) logits: `processed` holds their processed
+        rows in order (None: no processors, the raw rows). Nothing is computed unless the caller asked for it."""
         if self.scores is not None:
-            self.scores.extend(processed[i : i + 1] for i in range(len(rows)))
+            chosen = processed[: len(rows)] if processed is not None else raw[rows].float()
+            self.scores.extend(chosen[i : i + 1] for i in range(len(rows)))
         if self.logits is not None:
-            self.logits.extend(raw[i : i + 1] for i in range(len(rows)))
+            self.logits.extend(raw[i : i + 1].float() for i in rows)
         for kept, name in ((self.hidden, "hidden_states"), (self.attentions, "attentions")):
             if kept is None:
                 continue

@@ -60,11 +60,20 @@ class TreeCandidateGenerator(SpeculativeGenerator):
             return None
         return self.timed(self._grow, depth, room)
 
+    # Whether the growth gate reads the device once per gated depth (None: on a CPU, where a read is free, yes; on an
+    # accelerator, no: every depth is drafted and the gate applied on the device, see `grow_tree`).
+    gate_on_host: bool | None = None
+
     def _grow(self, depth, room):
-        tokens, parents, depths = grow_tree(self.state, depth, self.tree.topk, self.tree.total, self.tree.min_probability)
+        on_host = self.gate_on_host if self.gate_on_host is not None else self.device.type == "cpu"
+        tokens, parents, depths = grow_tree(
+            self.state, depth, self.tree.topk, self.tree.total, self.tree.min_probability, gate_on_host=on_host
+        )
         n = tokens.shape[0]
         host = torch.cat([tokens, parents, depths]).tolist()  # the tree's one host read (for the walk and the copy)
         tokens, parents, depths = host[:n], host[n : 2 * n], host[2 * n :]
+        if 0 in depths:  # nodes below a failed device-side gate; kept nodes come first in every parent chain
+            tokens, parents, depths = _drop_gated(tokens, parents, depths)
         copy = self.context_copy(room)
         if copy:
             added = add_copy_branch(tokens, parents, depths, copy)
@@ -88,22 +97,20 @@ class TreeCandidateGenerator(SpeculativeGenerator):
         fast = not self.do_sample and self.logits_processor is None
         greedy = logits.argmax(-1).tolist() if fast else None  # one host read (argmax exact in the target's dtype)
         node, path, emitted, processed = 0, [0], [], []
-        block = torch.cat([input_ids[:, -1:], draft.tokens.to(input_ids.device)[None]], dim=-1)
+        block = None if fast else torch.cat([input_ids[:, -1:], draft.tokens.to(input_ids.device)[None]], dim=-1)
         while True:
-            row = logits[node : node + 1].float()
             if fast:
                 token = greedy[node]
-                processed.append(row)
             else:
                 prefix = torch.cat([input_ids, block[:, path[1:]]], dim=-1) if len(path) > 1 else input_ids
-                token, row = target_choice(choose.logits_processor, self.do_sample, prefix, row)
+                token, row = target_choice(choose.logits_processor, self.do_sample, prefix, logits[node : node + 1].float())
                 processed.append(row)
             emitted.append(token)
             node = children.get((node, token))
             if node is None:
                 break
             path.append(node)
-        return emitted, torch.cat(processed), path
+        return emitted, (torch.cat(processed) if processed else None), path
 
     def update(self, input_ids: torch.Tensor, draft: Draft, accepted: int, path, outputs, cache) -> None:
         keep = path[: accepted + 1]  # block rows: the root and the accepted nodes
@@ -117,12 +124,17 @@ class TreeCandidateGenerator(SpeculativeGenerator):
 
 
 @torch.no_grad()
-def grow_tree(state, depth: int, topk: int, total: int, min_probability: float = 0.0):
+def grow_tree(state, depth: int, topk: int, total: int, min_probability: float = 0.0, gate_on_host: bool = True):
     """
     Grows a dynamic tree from a `DrafterState` whose last fed position is the root. Returns (tokens (n,) target ids,
     parents (n,) indices into [root] + nodes, depths (n,)), nodes in an order where every parent precedes its
     children. Growth stops before `depth` once no frontier node has a cumulative draft probability of
     `min_probability` (the shape depends on the draft side only, so verification stays exact).
+
+    `gate_on_host=False` decides the gate without reading the device: every depth is drafted, and the nodes below a
+    failed gate get score -inf (the caller drops them when it reads the tree). A drafter forward is then spent where
+    the host read would have stopped growth — the better trade on a GPU, where a read stalls the queue and a small
+    drafter forward costs little; on a CPU a read is free and the forward is not.
     """
     device, d2t = state.device, state.drafter.d2t
     logp = state.logits.float().log_softmax(-1)[0]  # (D,)
@@ -137,13 +149,19 @@ def grow_tree(state, depth: int, topk: int, total: int, min_probability: float =
     created = k
     eye = torch.eye(k, dtype=torch.bool, device=device)
     gate = math.log(min_probability) if min_probability > 0 else None
+    open_gate = None  # (1,) bool on the device, with gate_on_host=False: every gate so far passed
     for d in range(1, depth):
-        if gate is not None and frontier_scores.max().item() < gate:  # a host read per gated depth
+        if gate is not None and gate_on_host and frontier_scores.max().item() < gate:  # a host read per gated depth
             break
+        if gate is not None and not gate_on_host:
+            passed = frontier_scores.max(0, keepdim=True).values >= gate
+            open_gate = passed if open_gate is None else open_gate & passed
         mask = torch.cat([torch.ones(k, prefix, dtype=torch.bool, device=device), ancestors, eye], dim=1)  # (k, kv)
         out = state.step((frontier_tokens + d2t[frontier_tokens])[None], hidden, depth=d, attention_mask=mask)
         child_scores, child_tokens = out.logits[0].float().log_softmax(-1).topk(k, dim=-1)  # (k, k)
         cumulative = (frontier_scores[:, None] + child_scores).flatten()  # (k * k,)
+        if open_gate is not None:  # below a failed gate: never kept
+            cumulative = torch.where(open_gate, cumulative, float("-inf"))
         all_scores.append(cumulative)
         all_tokens.append(child_tokens.flatten())
         all_parents.append(frontier.repeat_interleave(k))
@@ -168,7 +186,20 @@ def grow_tree(state, depth: int, topk: int, total: int, min_probability: float =
     kept_parents = parents[keep]
     new_parents = torch.where(kept_parents < 0, 0, position[kept_parents.clamp(min=0)])
     kept_tokens = tokens[keep]
+    if open_gate is not None:  # -inf scores mark nodes below a failed gate: depth 0 tells the caller to drop them
+        return kept_tokens + d2t[kept_tokens], new_parents, torch.where(scores[keep].isfinite(), depths[keep], 0)
     return kept_tokens + d2t[kept_tokens], new_parents, depths[keep]
+
+
+def _drop_gated(tokens, parents, depths):
+    """Removes the nodes marked depth 0 (below a failed gate; their descendants are marked too) and re-indexes."""
+    index, kept = {0: 0}, ([], [], [])
+    for i, (t, p, d) in enumerate(zip(tokens, parents, depths), start=1):
+        if d and p in index:
+            index[i] = len(kept[0]) + 1
+            for column, value in zip(kept, (t, index[p], d)):
+                column.append(value)
+    return kept
 
 
 def add_copy_branch(tokens: list, parents: list, depths: list, copy: list) -> int:
