@@ -543,8 +543,9 @@ def test_bench_cli_batch_sizes_json_shape(tmp_path, capsys):
         (["--batch-size", "4,x"], r"argument --batch-size: invalid value 'x' in '4,x'"),
         (["--batch-size", "2.5"], r"argument --batch-size: invalid value '2.5'"),
         (["--batch-size", "4", "--batch-token-budgets", "-8"], r"--batch-token-budgets: must be whole numbers >= 1"),
-        (["--batch-token-budgets", "8"], r"--batch-token-budgets compares budgets of batches: add --batch-size"),
-        (["--batch-size", "4", "--profile"], r"--profile applies to one prompt at a time"),
+        (["--batch-token-budgets", "8"], r"--batch-token-budgets has no effect without --batch-size"),
+        (["--batch-size", "4", "--profile"], r"--batch-size cannot be combined with --profile"),
+        (["--batch-size", "4", "--policies", "constant"], r"--batch-size cannot be combined with --policies"),
     ],
 )
 def test_bench_cli_refuses_bad_batch_options(tmp_path, capsys, flags, message):
@@ -556,3 +557,22 @@ def test_bench_cli_refuses_bad_batch_options(tmp_path, capsys, flags, message):
     assert rc == 2
     err = capsys.readouterr().err
     assert re.search(r"^hf-eagle31 bench: error: .*" + message, err, re.M) and err.count("error:") == 1
+
+
+def test_batch_benchmark_shrinks_tree_nodes_by_the_rule(target):
+    """A tree drafter's greedy batches draft trees per row: the rule (and each budget method) sets the nodes per row
+    from the tree's total, and every row stays plain batched greedy's."""
+    drafter = make_drafter(target, "eagle3.1", seed=2)
+    drafter.generation_config.update(draft_tree=True, tree_depth=2, tree_topk=2, tree_total_tokens=5)
+    drafter.generation_config.tree_min_probability = 0.0
+    generator = torch.Generator().manual_seed(1)
+    prompts = [torch.randint(3, 64, (n,), generator=generator).tolist() for n in (6, 9)]
+    report = batch_benchmark(
+        target, drafter, tiny_chat_tokenizer(), prompts, [2], max_new_tokens=10, budgets=[4, 32], progress=False
+    )
+    assert report["drafts_trees"] and report["configured_draft_length"] == 5 and report["outputs_identical"]
+    by = {r["method"]: r for r in report["results"]}
+    # budget 16 at B = 2: min(5, 7) = 5 nodes; 4: 1 node; 32: min(5, 15) = 5, the same work, not run again
+    assert list(by) == ["plain", "drafter", "drafter:budget=4"]
+    assert [by[m]["rule_draft_length"] for m in ("drafter", "drafter:budget=4")] == [5, 1]
+    assert by["drafter"]["policy"] == "batched tree" and by["drafter"]["tau"] >= 1

@@ -201,14 +201,18 @@ def batch_benchmark(
         drafter.load_target_embeddings(target)
     for ids in prompts:
         check_context(target, ids, max_new_tokens, f"a prompt of {len(ids)} tokens")
-    configured_k = num_assistant_tokens or drafter.generation_config.num_assistant_tokens
+    config = drafter.generation_config
+    configured_k = num_assistant_tokens or config.num_assistant_tokens
+    # what the batch rule shrinks: a chain's K, or a tree's nodes per row (a greedy batch of a tree drafter)
+    trees = bool(getattr(config, "draft_tree", False)) and getattr(config, "tree_total_tokens", None) is not None
+    units = config.tree_total_tokens if trees else configured_k
     eos = _eos_ids(target)
     options = {"plain": {}, "drafter": {"drafter": drafter, "num_assistant_tokens": num_assistant_tokens}}
     for budget in budgets:
         options[f"drafter:budget={budget}"] = {**options["drafter"], "budget": budget}
 
     def rule(size, method):
-        return batch_draft_length(size, configured_k, options[method].get("budget", BATCH_TOKEN_BUDGET))
+        return batch_draft_length(size, units, options[method].get("budget", BATCH_TOKEN_BUDGET))
 
     # A budget method runs at B > 1 only (B = 1 runs the drafter's own policy) and only where its K differs from the
     # methods before it (the same K is the same computation): size -> methods
@@ -297,7 +301,8 @@ def batch_benchmark(
         "batch_sizes": batch_sizes,
         "budget": BATCH_TOKEN_BUDGET,
         "budgets": budgets,
-        "configured_draft_length": configured_k,
+        "configured_draft_length": units,
+        "drafts_trees": trees,
         "outputs_identical": not mismatched,
         "mismatched": mismatched,
         "repeats": repeats,
@@ -313,8 +318,9 @@ def format_batch_report(report: dict) -> str:
     if report.get("repeats", 1) > 1:
         lines.append(f"{report['repeats']} passes; tok/s and × plain: median (min–max) over passes")
     lines += [
-        f"batch rule: K = min({report['configured_draft_length']}, budget // B - 1), budget "
-        f"{report['budget']} (BATCH_TOKEN_BUDGET); B = 1 runs the drafter's own policy",
+        f"batch rule: {'tree nodes' if report.get('drafts_trees') else 'K'} per row = "
+        f"min({report['configured_draft_length']}, budget // B - 1), budget {report['budget']} (BATCH_TOKEN_BUDGET); "
+        "B = 1 runs the drafter's own policy",
         "| B | method | tok/s (all rows) | × plain | tau | K | policy | new tokens | wall s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
