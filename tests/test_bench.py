@@ -22,7 +22,7 @@ from hf_eagle31.evaluation.bench import (
     format_report,
     profile_drafter,
 )
-from hf_eagle31.modeling.batched_decoding import batch_draft_length
+from hf_eagle31.modeling.batched_decoding import BATCH_TOKEN_BUDGET, batch_draft_length
 
 from conftest import TinyCliSetup, make_drafter, save_tiny_setup, tiny_chat_tokenizer, tiny_target
 
@@ -460,16 +460,18 @@ def test_batch_benchmark_counts_real_tokens_and_chooses_k_by_the_rule():
     assert batched_decoding.batch_draft_length is rule
     assert report["outputs_identical"] and report["mismatched"] == []
     by = {(r["batch_size"], r["method"]): r for r in report["results"]}
-    # B = 1: the drafter's own policy; B = 2: budget 32 gives the K of budget 16 (3), so it is not run again
+    # B = 1: the drafter's own policy; B = 4: budget 4 gives the shipped budget's K (0), so it is not run again
+    assert BATCH_TOKEN_BUDGET < 4
     assert list(by) == [
         (1, "plain"),
         (1, "drafter"),
         (2, "plain"),
         (2, "drafter"),
         (2, "drafter:budget=4"),
+        (2, "drafter:budget=32"),
         (4, "plain"),
         (4, "drafter"),
-        (4, "drafter:budget=4"),
+        (4, "drafter:budget=32"),
     ]
     for (size, method), r in by.items():
         used = len(prompts) // size * size  # a shorter last batch is left out
@@ -479,15 +481,16 @@ def test_batch_benchmark_counts_real_tokens_and_chooses_k_by_the_rule():
             assert r["tau"] is None and r["speedup_vs_plain"] == pytest.approx(1.0)
             continue
         if size > 1:
-            budget = 4 if method.endswith("=4") else 16
+            budget = int(method.split("=")[1]) if "=" in method else BATCH_TOKEN_BUDGET
             assert r["rule_draft_length"] == batch_draft_length(size, 3, budget) == r["draft_length"]
-            assert r["policy"] == "batched chain"
+            assert r["policy"] == "batched chain" and r["budget"] == budget
         assert (r["tau"] is None) == (r["draft_length"] == 0) == (r["cycles"] == 0)
         if r["tau"] is not None:
             assert 1 <= r["tau"] <= r["draft_length"] + 1
-    assert [by[2, "drafter:budget=4"]["draft_length"], by[4, "drafter:budget=4"]["draft_length"]] == [1, 0]
+    assert [by[2, m]["draft_length"] for m in ("drafter", "drafter:budget=4", "drafter:budget=32")] == [0, 1, 3]
+    assert by[4, "drafter:budget=32"]["draft_length"] == 3
     text = format_batch_report(report)
-    assert "| 4 | drafter:budget=4 |" in text and "identical to plain batched greedy: yes" in text
+    assert "| 4 | drafter:budget=32 |" in text and "identical to plain batched greedy: yes" in text
 
 
 def test_left_padded_batches_pad_on_the_left_and_restore_the_tokenizer():
@@ -572,7 +575,8 @@ def test_batch_benchmark_shrinks_tree_nodes_by_the_rule(target):
     )
     assert report["drafts_trees"] and report["configured_draft_length"] == 5 and report["outputs_identical"]
     by = {r["method"]: r for r in report["results"]}
-    # budget 16 at B = 2: min(5, 7) = 5 nodes; 4: 1 node; 32: min(5, 15) = 5, the same work, not run again
-    assert list(by) == ["plain", "drafter", "drafter:budget=4"]
-    assert [by[m]["rule_draft_length"] for m in ("drafter", "drafter:budget=4")] == [5, 1]
-    assert by["drafter"]["policy"] == "batched tree" and by["drafter"]["tau"] >= 1
+    # at B = 2, budget 4: 1 node per row; 32: min(5, 15) = 5 nodes; the shipped budget: none (plain batched steps)
+    assert list(by) == ["plain", "drafter", "drafter:budget=4", "drafter:budget=32"]
+    assert [by[m]["rule_draft_length"] for m in ("drafter", "drafter:budget=4", "drafter:budget=32")] == [0, 1, 5]
+    assert by["drafter:budget=32"]["policy"] == "batched tree" and by["drafter:budget=32"]["tau"] >= 1
+    assert by["drafter"]["tau"] is None
