@@ -14,9 +14,10 @@ For every (B, method):
                       eos; the pad columns after it are not counted) / wall time of the pass's generate calls;
                       median over passes with [min, max], and `speedup_vs_plain` likewise, pass by pass
     tau               tokens per row per verification (pooled over every row's cycles, `SpeculationStats.rows`)
-    draft_length      the K the drafter drafted per row and cycle (the batch rule's choice at B > 1, checked against
-                      `batch_draft_length`; 0 = plain batched steps); at B = 1 the drafter's own policy runs
-                      (trees included), and `draft_length` is its most common draft length
+    draft_length      what the drafter drafted per row and cycle, most often (a chain's K or a tree's nodes; 0 =
+                      plain batched steps), beside `rule_draft_length`, what the batch rule gives at B > 1 (a
+                      greedy batch of a tree drafter drafts trees: the rule then sets nodes per row); at B = 1 the
+                      drafter's own policy runs (trees included)
 
 `budgets` adds one method `drafter:budget=N` per value: the same drafter with the batch rule's token budget set to
 N (`batch_token_budget`), the measurement that chooses `BATCH_TOKEN_BUDGET` (modeling/batched_decoding.py). It runs
@@ -33,7 +34,7 @@ import statistics
 import sys
 import time
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 from tqdm.auto import tqdm
@@ -142,7 +143,7 @@ def _timed_batch(target, batch: dict, pad_token_id: int, eos: set[int], max_new_
         if options.get("num_assistant_tokens") is not None:
             kwargs["num_assistant_tokens"] = options["num_assistant_tokens"]
     budget = options.get("budget")
-    with batch_token_budget(budget) if budget is not None else _nothing():
+    with batch_token_budget(budget) if budget is not None else nullcontext():
         device_sync(target.device)
         start = time.perf_counter()
         out = target.generate(**inputs, pad_token_id=pad_token_id, **kwargs)
@@ -150,11 +151,6 @@ def _timed_batch(target, batch: dict, pad_token_id: int, eos: set[int], max_new_
         wall = time.perf_counter() - start
     rows = _real_rows(out[:, inputs["input_ids"].shape[1] :], eos)
     return {"rows": rows, "wall_s": wall, "stats": drafter.last_speculation_stats if drafter is not None else None}
-
-
-@contextmanager
-def _nothing():
-    yield
 
 
 def _row_stats(stats: SpeculationStats | None) -> list[SpeculationStats]:
