@@ -238,9 +238,6 @@ def type_verdict(action, text):
     if getattr(kind, "__name__", "") == "_layer_ids":
         parts = [p for p in text.split(",") if p.strip()]
         return OK if parts and all(re.fullmatch(r"\s*\d+\s*", p) for p in parts) else REFUSED
-    if getattr(kind, "__name__", "") == "count_list":  # bench --batch-size 1,4,8,16: whole numbers >= 1
-        parts = text.split(",")
-        return OK if all(re.fullmatch(r"\s*\d+\s*", p) and int(p) >= 1 for p in parts) else REFUSED
     if kind is None or kind is str or action.choices is not None:
         return OK
     return None

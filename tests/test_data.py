@@ -234,6 +234,8 @@ def test_prepare_with_regeneration_reports_everything(tmp_path):
 def test_regeneration_with_a_drafter_writes_the_same_bytes(tmp_path):
     """Greedy self-distillation with the drafter inside generate (a batch of 3 drafting chains, a last batch of 2,
     rows of several turns and lengths) writes byte-identical shards and the same dataset as without it."""
+    from hf_eagle31.evaluation.batch_bench import batch_token_budget
+
     from conftest import make_drafter
 
     tok = chat_tokenizer()
@@ -248,7 +250,9 @@ def test_regeneration_with_a_drafter_writes_the_same_bytes(tmp_path):
     ]
     kw = dict(target=target, regenerate=True, batch_size=3, max_new_tokens=12, max_length=128, show_progress=False)
     plain, _ = prepare_dataset(tok, conversations, out_dir=str(tmp_path / "plain"), **kw)
-    drafted, report = prepare_dataset(tok, conversations, out_dir=str(tmp_path / "drafted"), drafter=drafter, **kw)
+    # the shipped budget runs batches of 2+ rows as plain steps: draft chains in them here (budget 16: K = 4 at 3 rows)
+    with batch_token_budget(16):
+        drafted, report = prepare_dataset(tok, conversations, out_dir=str(tmp_path / "drafted"), drafter=drafter, **kw)
     stats = drafter.last_speculation_stats
     assert stats is not None and stats.cycles > 0  # the drafter drafted (last call: the batch of 2)
     shards = sorted(os.listdir(tmp_path / "plain" / "regenerated"))
@@ -328,6 +332,7 @@ def test_prepare_data_cli_drafter(tmp_path, capsys):
     assert report["regeneration_drafter"] == str(cli.drafter_dirs[0]) and report["regeneration_tau"] >= 1
     assert json.loads((tmp_path / "plain" / REPORT_NAME).read_text())["regeneration_drafter"] is None
     capsys.readouterr()
-    argv = [*base, "--no-regenerate", "--drafter", str(cli.drafter_dirs[0]), "--out", str(tmp_path / "x")]
-    assert main(argv) == 2
-    assert "error: --drafter has no effect without --regenerate" in capsys.readouterr().err
+    argv = ["prepare-data", "--target", str(cli.target_dir), "--source", str(source), "--no-regenerate"]
+    assert main([*argv, "--drafter", str(cli.drafter_dirs[0]), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--drafter has no effect without --regenerate" in err

@@ -1,8 +1,5 @@
 # Copyright 2026 The hf-eagle31 authors. Apache-2.0.
-"""`hf-eagle31 bench`: plain greedy vs prompt lookup vs drafter (and drafting policies), side by side; with
-`--batch-size`, plain batched greedy vs the drafter inside generate at each batch size."""
-
-import argparse
+"""`hf-eagle31 bench`: plain greedy vs prompt lookup vs drafter (and drafting policies), side by side."""
 
 import torch
 
@@ -14,6 +11,7 @@ from ..small_batch import is_enabled as small_batch_enabled
 from .common import (
     WITHIN_ANSWER,
     WITHIN_CONTEXT,
+    IntegerList,
     When,
     Within,
     add,
@@ -32,22 +30,6 @@ from .common import (
     prompts_from_args,
     write_json_report,
 )
-
-
-def count_list(text):
-    """argparse type of --batch-size / --batch-token-budgets: comma-separated whole numbers >= 1 (e.g. 1,4,8,16)."""
-    values = []
-    for item in text.split(","):
-        try:
-            value = int(item.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"invalid value {item.strip()!r} in {text!r}: pass comma-separated whole numbers >= 1, e.g. 1,4,8,16"
-            ) from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"must be whole numbers >= 1, got {value} in {text!r}")
-        values.append(value)
-    return values
 
 
 def add_arguments(parser):
@@ -88,17 +70,16 @@ def add_arguments(parser):
         help="with --profile: profile this policy (one of --policies) instead of the drafter as "
         "configured, e.g. --policies constant --profile-policy constant",
     )
-    one_prompt = "it times one prompt at a time"
     add(
         parser,
         "--batch-size",
-        type=count_list,
+        type=IntegerList(1),
         default=None,
         excludes=(
-            When(one_prompt, profile=True),
-            When(one_prompt, policies=True),
-            When(one_prompt, compile_target=True),
-            When(one_prompt, compile_drafter=True),
+            When("batches compare plain batched greedy with the drafter as shipped", policies=True),
+            When("profiling splits one prompt's cycles", profile=True),
+            When("compiled targets run one prompt at a time here", compile_target=True),
+            When("compiled drafters run one prompt at a time here", compile_drafter=True),
         ),
         help="plain batched greedy vs the drafter inside generate at these batch sizes, e.g. 1,4,8,16 (the prompts "
         "in consecutive batches, padded on the left; tok/s summed over rows)",
@@ -106,11 +87,11 @@ def add_arguments(parser):
     add(
         parser,
         "--batch-token-budgets",
-        type=count_list,
+        type=IntegerList(1),
         default=None,
         applies=When("it compares budgets of batches", batch_size=True),
         help="with --batch-size: also the drafter with the batch rule's token budget set to each value (K = "
-        "min(K, budget // B - 1)), e.g. 4,8,32, to choose BATCH_TOKEN_BUDGET",
+        "min(K, budget // B - 1)), e.g. 8,32,64, to choose BATCH_TOKEN_BUDGET",
     )
     add_json_argument(parser)
 

@@ -77,6 +77,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="longest regenerated reply",
     )
     add_count_argument(parser, "--batch-size", default=8, applies=regenerating, help="conversations per generate call")
+    add_drafter_argument(
+        parser,
+        "--drafter",
+        default=None,
+        applies=regenerating,
+        help="a drafter for the target (folder or Hub id, e.g. the shipped "
+        "hf_eagle31/drafters/smollm2-135m-instruct-eagle3.1) that speeds regeneration up by speculative decoding "
+        "inside generate; greedy regeneration writes the same data",
+    )
     add(
         parser,
         "--temperature",
@@ -84,15 +93,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         applies=regenerating,
         help="0 = greedy regeneration",
-    )
-    add_drafter_argument(
-        parser,
-        "--drafter",
-        default=None,
-        applies=regenerating,
-        help="a drafter for the target (folder or Hub id, e.g. the shipped "
-        "hf_eagle31/drafters/smollm2-135m-instruct-eagle3.1): speculative decoding inside each batched generate "
-        "call; greedy regeneration writes the same data",
     )
     add(
         parser,
@@ -150,9 +150,9 @@ def run(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         seed=args.seed,
         source_skipped=skipped,
-        drafter=drafter,
         overwrite=args.overwrite,
         sources=sources,
+        drafter=drafter,
     )
     print(report.summary())
     print(f"saved {len(dataset)} sequences to {args.out} (report: {os.path.join(args.out, REPORT_NAME)})")
