@@ -43,7 +43,7 @@ logger = logging.getLogger("hf_eagle31.modeling")
 
 # Verified tokens per cycle summed over the batch: K = max(0, floor(BATCH_TOKEN_BUDGET / B) - 1), at most the
 # configured K. Measured on this CPU (docs/results.md, "Batches"): see `batch_draft_length`.
-BATCH_TOKEN_BUDGET = 16
+BATCH_TOKEN_BUDGET = 3
 
 
 def batch_draft_length(batch_size: int, num_assistant_tokens: int, budget: int = BATCH_TOKEN_BUDGET) -> int:

@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from hf_eagle31.cli import main
+from hf_eagle31.errors import InputError
 from hf_eagle31.evaluation import TargetForwardTimer, tau_from_forwards, timed_generate
+from hf_eagle31.evaluation.batch_bench import batch_benchmark, format_batch_report, left_padded_batches
 from hf_eagle31.evaluation.bench import (
     METHODS,
     DrafterForwardTimer,
@@ -20,8 +22,9 @@ from hf_eagle31.evaluation.bench import (
     format_report,
     profile_drafter,
 )
+from hf_eagle31.modeling.batched_decoding import BATCH_TOKEN_BUDGET, batch_draft_length
 
-from conftest import TinyCliSetup, make_drafter, save_tiny_setup, tiny_target
+from conftest import TinyCliSetup, make_drafter, save_tiny_setup, tiny_chat_tokenizer, tiny_target
 
 
 @pytest.mark.parametrize("variant", ["eagle3", "mtp"])
@@ -408,3 +411,172 @@ def test_static_cache_warm_up_reaches_every_graph(target, monkeypatch):
         warmups = [4, 2] if static_cache else [4]
         assert calls[: len(warmups) * methods] == warmups * methods
         assert calls.count(6) == methods  # then one timed pass
+
+
+# ---------------------------------------------------------------------------------------------- batches
+
+
+def _single_greedy_lengths(target, prompts, max_new_tokens):
+    """Each prompt's greedy continuation length, one unpadded prompt at a time (eos included, nothing after it)."""
+    lengths = []
+    for ids in prompts:
+        out = target.generate(
+            torch.tensor([ids]), max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=0, top_k=None, top_p=None
+        )
+        lengths.append(out.shape[1] - len(ids))
+    return lengths
+
+
+def test_batch_benchmark_counts_real_tokens_and_chooses_k_by_the_rule():
+    """Rows that stop at eos count only up to it; every batch size and method gives plain batched greedy's tokens;
+    each budget method drafts the K its rule gives (measured from the drafter's stats), once per distinct K, and the
+    package's rule is restored afterwards."""
+    from hf_eagle31.modeling import batched_decoding
+
+    tokenizer = tiny_chat_tokenizer()
+    target = tiny_target()
+    drafter = make_drafter(target, "eagle3.1", seed=2)
+    generator = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(3, 64, (n,), generator=generator).tolist() for n in (5, 9, 7, 12, 6)]
+    assert _single_greedy_lengths(target, prompts, 16) == [16] * 5
+    # an eos that row 0 (and maybe others) emits early: its row must end there while the others go on
+    row0 = target.generate(torch.tensor([prompts[0]]), max_new_tokens=16, do_sample=False, pad_token_id=0)[0, 5:]
+    target.generation_config.eos_token_id = int(row0[3])
+    lengths = _single_greedy_lengths(target, prompts, 16)
+    assert lengths[0] == 4 and sum(lengths) < 5 * 16  # the eos cut row 0 (and maybe others)
+    rule = batched_decoding.batch_draft_length
+    report = batch_benchmark(
+        target,
+        drafter,
+        tokenizer,
+        prompts,
+        [1, 2, 4],
+        max_new_tokens=16,
+        num_assistant_tokens=3,
+        budgets=[4, 32],
+        warmup_tokens=2,
+        progress=False,
+    )
+    assert batched_decoding.batch_draft_length is rule
+    assert report["outputs_identical"] and report["mismatched"] == []
+    by = {(r["batch_size"], r["method"]): r for r in report["results"]}
+    # B = 1: the drafter's own policy; B = 4: budget 4 gives the shipped budget's K (0), so it is not run again
+    assert BATCH_TOKEN_BUDGET < 4
+    assert list(by) == [
+        (1, "plain"),
+        (1, "drafter"),
+        (2, "plain"),
+        (2, "drafter"),
+        (2, "drafter:budget=4"),
+        (2, "drafter:budget=32"),
+        (4, "plain"),
+        (4, "drafter"),
+        (4, "drafter:budget=32"),
+    ]
+    for (size, method), r in by.items():
+        used = len(prompts) // size * size  # a shorter last batch is left out
+        assert r["prompts"] == used and r["new_tokens"] == sum(lengths[:used]) and r["identical_to_plain"]
+        assert r["tokens_per_s"] > 0 and r["tokens_per_s"] == pytest.approx(r["new_tokens"] / r["wall_s"])
+        if method == "plain":
+            assert r["tau"] is None and r["speedup_vs_plain"] == pytest.approx(1.0)
+            continue
+        if size > 1:
+            budget = int(method.split("=")[1]) if "=" in method else BATCH_TOKEN_BUDGET
+            assert r["rule_draft_length"] == batch_draft_length(size, 3, budget) == r["draft_length"]
+            assert r["policy"] == "batched chain" and r["budget"] == budget
+        assert (r["tau"] is None) == (r["draft_length"] == 0) == (r["cycles"] == 0)
+        if r["tau"] is not None:
+            assert 1 <= r["tau"] <= r["draft_length"] + 1
+    assert [by[2, m]["draft_length"] for m in ("drafter", "drafter:budget=4", "drafter:budget=32")] == [0, 1, 3]
+    assert by[4, "drafter:budget=32"]["draft_length"] == 3
+    text = format_batch_report(report)
+    assert "| 4 | drafter:budget=32 |" in text and "identical to plain batched greedy: yes" in text
+
+
+def test_left_padded_batches_pad_on_the_left_and_restore_the_tokenizer():
+    tokenizer = tiny_chat_tokenizer()
+    tokenizer.padding_side = "right"
+    batches = left_padded_batches(tokenizer, [[5, 6], [7, 8, 9], [10]], 2)
+    assert [b["input_ids"].tolist() for b in batches] == [
+        [[tokenizer.eos_token_id, 5, 6], [7, 8, 9]]
+    ]  # eos pads; tail left out
+    assert batches[0]["attention_mask"].tolist() == [[0, 1, 1], [1, 1, 1]]
+    assert tokenizer.padding_side == "right" and tokenizer.pad_token is None
+
+
+def test_batch_benchmark_refuses_bad_sizes_and_budgets(target):
+    drafter = make_drafter(target, "eagle3.1")
+    for sizes, budgets, message in (
+        ([0], None, "batch size 0"),
+        ([2, 1.5], None, "batch size 1.5"),
+        ([], None, "no batch size"),
+        ([2], [0], "batch token budget 0"),
+        ([3], None, "batch size 3 needs at least as many prompts, got 2"),
+    ):
+        with pytest.raises(InputError, match=message):
+            batch_benchmark(
+                target, drafter, tiny_chat_tokenizer(), [[5, 6]] * 2, sizes, budgets=budgets, progress=False
+            )
+
+
+def test_bench_cli_batch_sizes_json_shape(tmp_path, capsys):
+    cli = TinyCliSetup(tmp_path)
+    out = tmp_path / "bench.json"
+    argv = cli.argv("bench", max_new_tokens=8, num_prompts=3, batch_size="1,3", repeats=2, json=str(out))
+    assert main(argv) == 0
+    report = json.loads(out.read_text())
+    assert [(r["batch_size"], r["method"]) for r in report["results"]] == [
+        (1, "plain"),
+        (1, "drafter"),
+        (3, "plain"),
+        (3, "drafter"),
+    ]
+    for r in report["results"]:
+        assert r["new_tokens"] == 3 * 8 and len(r["tokens_per_s_per_pass"]) == 2  # no eos: every row runs to 8
+    assert report["outputs_identical"] and report["settings"]["batch_sizes"] == [1, 3]
+    assert [s["label"] for s in report["calibration"]["samples"]] == ["before", "after pass 1", "after pass 2"]
+    printed = capsys.readouterr().out
+    assert "| 3 | drafter |" in printed and "greedy outputs identical to plain batched greedy: yes" in printed
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--batch-size", "0"], r"argument --batch-size: must be >= 1, got 0"),
+        (["--batch-size", "4,x"], r"argument --batch-size: invalid integer 'x'"),
+        (["--batch-size", "2.5"], r"argument --batch-size: invalid integer '2.5'"),
+        (["--batch-size", "4", "--batch-token-budgets", "-8"], r"--batch-token-budgets: must be >= 1, got -8"),
+        (["--batch-token-budgets", "8"], r"--batch-token-budgets.*compares budgets of batches"),
+        (["--batch-size", "4", "--profile"], r"--profile.*--batch-size|--batch-size.*--profile"),
+        (["--batch-size", "4", "--policies", "constant"], r"--batch-size cannot be combined with --policies"),
+    ],
+)
+def test_bench_cli_refuses_bad_batch_options(tmp_path, capsys, flags, message):
+    cli = TinyCliSetup(tmp_path)
+    try:
+        rc = main(cli.argv("bench", max_new_tokens=4) + flags)
+    except SystemExit as exit:  # argparse refuses a malformed value: usage, then one `error:` line
+        rc = exit.code
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert re.search(r"^hf-eagle31 bench: error: .*" + message, err, re.M) and err.count("error:") == 1
+
+
+def test_batch_benchmark_shrinks_tree_nodes_by_the_rule(target):
+    """A tree drafter's greedy batches draft trees per row: the rule (and each budget method) sets the nodes per row
+    from the tree's total, and every row stays plain batched greedy's."""
+    drafter = make_drafter(target, "eagle3.1", seed=2)
+    drafter.generation_config.update(draft_tree=True, tree_depth=2, tree_topk=2, tree_total_tokens=5)
+    drafter.generation_config.tree_min_probability = 0.0
+    generator = torch.Generator().manual_seed(1)
+    prompts = [torch.randint(3, 64, (n,), generator=generator).tolist() for n in (6, 9)]
+    report = batch_benchmark(
+        target, drafter, tiny_chat_tokenizer(), prompts, [2], max_new_tokens=10, budgets=[4, 32], progress=False
+    )
+    assert report["drafts_trees"] and report["configured_draft_length"] == 5 and report["outputs_identical"]
+    by = {r["method"]: r for r in report["results"]}
+    # at B = 2, budget 4: 1 node per row; 32: min(5, 15) = 5 nodes; the shipped budget: none (plain batched steps)
+    assert list(by) == ["plain", "drafter", "drafter:budget=4", "drafter:budget=32"]
+    assert [by[m]["rule_draft_length"] for m in ("drafter", "drafter:budget=4", "drafter:budget=32")] == [0, 1, 5]
+    assert by["drafter:budget=32"]["policy"] == "batched tree" and by["drafter:budget=32"]["tau"] >= 1
+    assert by["drafter"]["tau"] is None

@@ -231,6 +231,41 @@ def test_prepare_with_regeneration_reports_everything(tmp_path):
     assert len(load_prepared(str(tmp_path / "d"))) == 2
 
 
+def test_regeneration_with_a_drafter_writes_the_same_bytes(tmp_path):
+    """Greedy self-distillation with the drafter inside generate (a batch of 3 drafting chains, a last batch of 2,
+    rows of several turns and lengths) writes byte-identical shards and the same dataset as without it."""
+    from hf_eagle31.evaluation.batch_bench import batch_token_budget
+
+    from conftest import make_drafter
+
+    tok = chat_tokenizer()
+    target = tiny_target()
+    drafter = make_drafter(target, "eagle3.1", seed=5)
+    conversations = [
+        conv(("hello", "x"), ("how are you", "y"), system="be brief"),
+        conv(("what is two plus two", None)),
+        conv(("hi", "z")),
+        conv(("fine thank you", "a"), ("bye", None)),
+        conv(("there you are", "b")),
+    ]
+    kw = dict(target=target, regenerate=True, batch_size=3, max_new_tokens=12, max_length=128, show_progress=False)
+    plain, _ = prepare_dataset(tok, conversations, out_dir=str(tmp_path / "plain"), **kw)
+    # the shipped budget runs batches of 2+ rows as plain steps: draft chains in them here (budget 16: K = 4 at 3 rows)
+    with batch_token_budget(16):
+        drafted, report = prepare_dataset(tok, conversations, out_dir=str(tmp_path / "drafted"), drafter=drafter, **kw)
+    stats = drafter.last_speculation_stats
+    assert stats is not None and stats.cycles > 0  # the drafter drafted (last call: the batch of 2)
+    shards = sorted(os.listdir(tmp_path / "plain" / "regenerated"))
+    assert shards == sorted(os.listdir(tmp_path / "drafted" / "regenerated"))
+    assert len([s for s in shards if s.startswith("shard_")]) == 2
+    for name in shards:
+        original = (tmp_path / "plain" / "regenerated" / name).read_bytes()
+        assert (tmp_path / "drafted" / "regenerated" / name).read_bytes() == original, name
+    assert report.regenerated_turns == 7
+    assert report.regeneration_tau >= 1 and "tau" in report.summary()
+    assert plain.to_dict() == drafted.to_dict()
+
+
 # ------------------------------------------------------------------------------------------------ draft vocabulary
 
 
@@ -274,3 +309,30 @@ def test_keep_first_turns_cuts_before_the_next_user_turn():
     ]
     assert keep_first_turns(chat, 1) == chat[:3]
     assert keep_first_turns(chat, 2) == chat and keep_first_turns(chat, None) == chat
+
+
+def test_prepare_data_cli_drafter(tmp_path, capsys):
+    """`prepare-data --drafter D` regenerates the same data as without it; without regeneration it is refused."""
+    from hf_eagle31.cli import main
+
+    from conftest import TinyCliSetup
+
+    cli = TinyCliSetup(tmp_path)
+    source = tmp_path / "c.jsonl"
+    lines = [conv((f"w{i} w{i + 1} w{i + 2}", "w1")) for i in range(3)]
+    source.write_text("".join(json.dumps({"messages": m}) + "\n" for m in lines))
+    base = ["prepare-data", "--target", str(cli.target_dir), "--source", str(source)]
+    regenerating = ["--max-new-tokens", "8", "--batch-size", "2"]
+    assert main([*base, *regenerating, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*base, *regenerating, "--drafter", str(cli.drafter_dirs[0]), "--out", str(tmp_path / "drafted")]) == 0
+    for name in ("shard_00000.jsonl", "shard_00001.jsonl"):
+        expected = (tmp_path / "plain" / "regenerated" / name).read_bytes()
+        assert (tmp_path / "drafted" / "regenerated" / name).read_bytes() == expected
+    report = json.loads((tmp_path / "drafted" / REPORT_NAME).read_text())
+    assert report["regeneration_drafter"] == str(cli.drafter_dirs[0]) and report["regeneration_tau"] >= 1
+    assert json.loads((tmp_path / "plain" / REPORT_NAME).read_text())["regeneration_drafter"] is None
+    capsys.readouterr()
+    argv = ["prepare-data", "--target", str(cli.target_dir), "--source", str(source), "--no-regenerate"]
+    assert main([*argv, "--drafter", str(cli.drafter_dirs[0]), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--drafter has no effect without --regenerate" in err

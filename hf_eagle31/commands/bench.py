@@ -3,6 +3,7 @@
 
 import torch
 
+from ..evaluation.batch_bench import batch_benchmark, format_batch_report
 from ..evaluation.bench import benchmark, format_report
 from ..evaluation.prompts import render_prompt
 from ..loading import load_drafter
@@ -10,6 +11,7 @@ from ..small_batch import is_enabled as small_batch_enabled
 from .common import (
     WITHIN_ANSWER,
     WITHIN_CONTEXT,
+    IntegerList,
     When,
     Within,
     add,
@@ -68,10 +70,35 @@ def add_arguments(parser):
         help="with --profile: profile this policy (one of --policies) instead of the drafter as "
         "configured, e.g. --policies constant --profile-policy constant",
     )
+    add(
+        parser,
+        "--batch-size",
+        type=IntegerList(1),
+        default=None,
+        excludes=(
+            When("batches compare plain batched greedy with the drafter as shipped", policies=True),
+            When("profiling splits one prompt's cycles", profile=True),
+            When("compiled targets run one prompt at a time here", compile_target=True),
+            When("compiled drafters run one prompt at a time here", compile_drafter=True),
+        ),
+        help="plain batched greedy vs the drafter inside generate at these batch sizes, e.g. 1,4,8,16 (the prompts "
+        "in consecutive batches, padded on the left; tok/s summed over rows)",
+    )
+    add(
+        parser,
+        "--batch-token-budgets",
+        type=IntegerList(1),
+        default=None,
+        applies=When("it compares budgets of batches", batch_size=True),
+        help="with --batch-size: also the drafter with the batch rule's token budget set to each value (K = "
+        "min(K, budget // B - 1)), e.g. 8,32,64, to choose BATCH_TOKEN_BUDGET",
+    )
     add_json_argument(parser)
 
 
 def run(args):
+    if args.batch_size is not None:
+        return run_batches(args)
     policies = policies_from_args(args)
     target, tokenizer = load_target_for_cli(args)
     calibration = calibration_from_args(args, target)
@@ -125,6 +152,58 @@ def run(args):
         "compile_target": compiled["target"],
     }
     print(format_report(report))
+    if args.json:
+        write_json_report(args.json, report)
+    return 0
+
+
+def run_batches(args):
+    """`bench --batch-size B[,B...]`: `evaluation.batch_bench.batch_benchmark`."""
+    target, tokenizer = load_target_for_cli(args)
+    calibration = calibration_from_args(args, target)
+    calibration.check_load_at_start(args.strict)
+    drafter = load_drafter(
+        args.drafter,
+        target,
+        trust_remote_code=args.trust_remote_code,
+        dtype=drafter_dtype(args),
+        norm_output_semantics=args.norm_output_semantics,
+    )
+    prompts = prompts_from_args(args, tokenizer)
+    rendered = [render_prompt(tokenizer, p, (), args.system_prompt, args.chat_template) for p in prompts]
+    torch.manual_seed(0)
+    report = batch_benchmark(
+        target,
+        drafter,
+        tokenizer,
+        rendered,
+        args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        num_assistant_tokens=args.num_assistant_tokens,
+        budgets=args.batch_token_budgets,
+        repeats=args.repeats,
+        calibration=calibration,
+    )
+    calibration.check(args.strict)
+    report["settings"] = {
+        "target": args.target or "smollm2-135m-instruct",
+        "drafter": args.drafter,
+        "prompts": args.prompts,
+        "prompt_ids": [p.id for p in prompts],
+        "max_new_tokens": args.max_new_tokens,
+        "num_assistant_tokens": args.num_assistant_tokens,
+        "batch_sizes": args.batch_size,
+        "batch_token_budgets": args.batch_token_budgets,
+        "dtype": args.dtype,
+        "drafter_dtype": str(drafter.dtype).removeprefix("torch."),
+        "device": str(target.device),
+        "threads": torch.get_num_threads(),
+        "repeats": args.repeats,
+        "strict": args.strict,
+        "max_drift": args.max_drift,
+        "small_batch_linears": small_batch_enabled(target),
+    }
+    print(format_batch_report(report))
     if args.json:
         write_json_report(args.json, report)
     return 0

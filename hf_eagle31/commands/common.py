@@ -86,6 +86,15 @@ class Integer:
         return value
 
 
+class IntegerList(Integer):
+    """argparse `type=`: a comma list of integers, each in [low, high] (e.g. `--batch-size 1,4,8,16`)."""
+
+    def __call__(self, text):
+        items = str(text).split(",")
+        values = [Integer.__call__(self, item) for item in items]
+        return values
+
+
 class Number:
     """argparse `type=`: a finite number in a range; `low_open` / `high_open` exclude the end itself (`note` says
     what a special value means, e.g. "0 = greedy"). `low`/`high`/`*_open` are read by the contract test."""

@@ -10,6 +10,7 @@ from ..data.conversations import load_conversations
 from ..data.prepare import REPORT_NAME, keep_first_turns, prepare_dataset
 from ..data.suites import load_chat_template
 from ..errors import InputError
+from ..loading import load_drafter
 from ..targets import load_target
 from ..utils.io import check_destination, is_dataset_dir
 from .common import (
@@ -24,6 +25,7 @@ from .common import (
     add_check,
     add_count_argument,
     add_device_argument,
+    add_drafter_argument,
     add_output_dir_argument,
     add_target_argument,
     check_conversation_source,
@@ -75,6 +77,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="longest regenerated reply",
     )
     add_count_argument(parser, "--batch-size", default=8, applies=regenerating, help="conversations per generate call")
+    add_drafter_argument(
+        parser,
+        "--drafter",
+        default=None,
+        applies=regenerating,
+        help="a drafter for the target (folder or Hub id, e.g. the shipped "
+        "hf_eagle31/drafters/smollm2-135m-instruct-eagle3.1) that speeds regeneration up by speculative decoding "
+        "inside generate; greedy regeneration writes the same data",
+    )
     add(
         parser,
         "--temperature",
@@ -126,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
     target, tokenizer = load_target(args.target, dtype=getattr(torch, args.dtype), device=device)
     if chat_template is not None:
         tokenizer.chat_template = chat_template
+    drafter = load_drafter(args.drafter, target) if args.drafter is not None else None
     dataset, report = prepare_dataset(
         tokenizer,
         conversations,
@@ -140,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
         source_skipped=skipped,
         overwrite=args.overwrite,
         sources=sources,
+        drafter=drafter,
     )
     print(report.summary())
     print(f"saved {len(dataset)} sequences to {args.out} (report: {os.path.join(args.out, REPORT_NAME)})")

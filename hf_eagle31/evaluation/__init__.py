@@ -1,9 +1,9 @@
 # Copyright 2026 The hf-eagle31 authors. Apache-2.0.
 """
 Measuring drafters: acceptance and speed on prompt suites (`evaluate`), plain vs prompt lookup vs drafter
-(`bench`), the attention-drift diagnostic (`drift`), and what they share: timing `generate` (`timing`),
-drafting policies (`policies`), prompts (`prompts`), machine-noise calibration (`calibration`) and tables
-(`report`).
+(`bench`; at several batch sizes: `batch_bench`), the attention-drift diagnostic (`drift`), and what they share:
+timing `generate` (`timing`), drafting policies (`policies`), prompts (`prompts`), machine-noise calibration
+(`calibration`) and tables (`report`).
 """
 
 from ..modeling import SpeculationStats, tau_from_forwards  # noqa: F401  (the one definition of tau and acceptance)
