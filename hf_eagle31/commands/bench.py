@@ -24,7 +24,7 @@ from .common import (
     apply_compile_argument,
     calibration_from_args,
     check_policies,
-    drafter_dtype,
+    drafter_options,
     load_target_for_cli,
     policies_from_args,
     prompts_from_args,
@@ -103,13 +103,7 @@ def run(args):
     target, tokenizer = load_target_for_cli(args)
     calibration = calibration_from_args(args, target)
     calibration.check_load_at_start(args.strict)
-    drafter = load_drafter(
-        args.drafter,
-        target,
-        trust_remote_code=args.trust_remote_code,
-        dtype=drafter_dtype(args),
-        norm_output_semantics=args.norm_output_semantics,
-    )
+    drafter = load_drafter(args.drafter, target, **drafter_options(args))
     compiled = apply_compile_argument(args, drafter, target)
     prompts = prompts_from_args(args, tokenizer)
     rendered = [render_prompt(tokenizer, p, (), args.system_prompt, args.chat_template) for p in prompts]
@@ -162,13 +156,7 @@ def run_batches(args):
     target, tokenizer = load_target_for_cli(args)
     calibration = calibration_from_args(args, target)
     calibration.check_load_at_start(args.strict)
-    drafter = load_drafter(
-        args.drafter,
-        target,
-        trust_remote_code=args.trust_remote_code,
-        dtype=drafter_dtype(args),
-        norm_output_semantics=args.norm_output_semantics,
-    )
+    drafter = load_drafter(args.drafter, target, **drafter_options(args))
     prompts = prompts_from_args(args, tokenizer)
     rendered = [render_prompt(tokenizer, p, (), args.system_prompt, args.chat_template) for p in prompts]
     torch.manual_seed(0)

@@ -1092,6 +1092,16 @@ def drafter_dtype(args, device="cpu"):
     return None if value in (None, "same") else getattr(torch, value)
 
 
+def drafter_options(args, device="cpu") -> dict:
+    """How a verb's drafters load: its --trust-remote-code, --drafter-dtype and --norm-output-semantics, as keyword
+    arguments of `loading.load_drafter` / `load_drafters`."""
+    return {
+        "trust_remote_code": getattr(args, "trust_remote_code", False),
+        "dtype": drafter_dtype(args, device),
+        "norm_output_semantics": getattr(args, "norm_output_semantics", None),
+    }
+
+
 def prompts_from_args(args, tokenizer, default_suite="standard"):
     """The prompts of `--prompts FILE` (first `--num-prompts`), or of `--suite` / `--sources` / `--long-lengths`."""
     if getattr(args, "prompts", None):

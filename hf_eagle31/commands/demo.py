@@ -28,7 +28,7 @@ from .common import (
     add_trust_remote_code_argument,
     apply_small_batch_argument,
     check_text,
-    drafter_dtype,
+    drafter_options,
 )
 
 
@@ -108,13 +108,7 @@ def run(args):
     torch.manual_seed(0)
     target, tokenizer = load_target(args.target, dtype=getattr(torch, args.dtype))
     small_batch = apply_small_batch_argument(args, target)
-    drafter = load_drafter(
-        str(drafter_path),
-        target,
-        trust_remote_code=args.trust_remote_code,
-        dtype=drafter_dtype(args, target.device),
-        norm_output_semantics=args.norm_output_semantics,
-    )
+    drafter = load_drafter(str(drafter_path), target, **drafter_options(args, target.device))
     prompts = args.prompt or list(DEFAULT_PROMPTS)
     kwargs = {"max_new_tokens": args.max_new_tokens, "num_assistant_tokens": args.num_assistant_tokens}
     speedups, plain_tps, drafter_tps, runs, identical = [], [], [], [], True

@@ -16,7 +16,7 @@ from .common import (
     add_common_arguments,
     add_count_argument,
     add_output_dir_argument,
-    drafter_dtype,
+    drafter_options,
     load_target_for_cli,
     prompts_from_args,
     write_json_report,
@@ -57,13 +57,7 @@ def add_arguments(parser):
 def run(args):
     torch.manual_seed(0)
     target, tokenizer = load_target_for_cli(args)
-    drafters = load_drafters(
-        args.drafter,
-        target,
-        trust_remote_code=args.trust_remote_code,
-        dtype=drafter_dtype(args),
-        norm_output_semantics=args.norm_output_semantics,
-    )
+    drafters = load_drafters(args.drafter, target, **drafter_options(args))
     prompts = prompts_from_args(args, tokenizer, default_suite="standard")
     rendered = [
         render_prompt(tokenizer, p, system_prompt=args.system_prompt, chat_template=args.chat_template) for p in prompts

@@ -25,7 +25,7 @@ from .common import (
     calibration_from_args,
     check_answer_cache,
     check_policies,
-    drafter_dtype,
+    drafter_options,
     load_target_for_cli,
     policies_from_args,
     prompts_from_args,
@@ -111,13 +111,7 @@ def run(args: argparse.Namespace) -> int:
     target, tokenizer = load_target_for_cli(args)
     calibration = calibration_from_args(args, target)
     calibration.check_load_at_start(args.strict)
-    drafters = load_drafters(
-        args.drafter,
-        target,
-        trust_remote_code=args.trust_remote_code,
-        dtype=drafter_dtype(args),
-        norm_output_semantics=args.norm_output_semantics,
-    )
+    drafters = load_drafters(args.drafter, target, **drafter_options(args))
     prompts = prompts_from_args(args, tokenizer)
     results, _ = evaluate(
         target,
@@ -208,13 +202,7 @@ def add_teacher_forced_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_teacher_forced(args: argparse.Namespace) -> int:
     target, tokenizer = load_target_for_cli(args)
-    drafters = load_drafters(
-        args.drafter,
-        target,
-        trust_remote_code=args.trust_remote_code,
-        dtype=drafter_dtype(args),
-        norm_output_semantics=args.norm_output_semantics,
-    )
+    drafters = load_drafters(args.drafter, target, **drafter_options(args))
     short = [os.path.basename(os.path.normpath(label)) for label in drafters]  # table labels: folder names
     if len(set(short)) == len(short):
         drafters = dict(zip(short, drafters.values()))
