@@ -7,6 +7,8 @@ criteria decided on the host where they can be (no device read per cycle).
 This file travels with every Hub checkpoint (remote code): it imports torch and transformers only.
 """
 
+import torch
+
 
 class TargetChoice:
     """How the target picks a token from its logits: the caller's logits processors, then argmax or a sample."""
@@ -17,6 +19,14 @@ class TargetChoice:
     def process(self, prefix_ids, row):
         """(1, V) processed logits of `row` after `prefix_ids` (the row itself without processors)."""
         return self.logits_processor(prefix_ids, row.clone()) if len(self.logits_processor) else row
+
+    def choose(self, prefix_ids, rows):
+        """The target's next token of each row, (B,), from its raw (B, V) `rows` after `prefix_ids` (B, L): a sample
+        or the argmax of the processed logits; also returns those processed logits."""
+        processed = self.process(prefix_ids, rows)
+        if self.do_sample:
+            return torch.multinomial(processed.softmax(-1), 1)[:, 0], processed
+        return processed.argmax(-1), processed
 
 
 def eos_ids(generation_config) -> set:

@@ -349,7 +349,7 @@ def batched_speculative_decoding(model, input_ids, logits_processor, stopping_cr
     rows = [[] for _ in range(batch)]  # each row's generated tokens (host)
     done = [False] * batch
     budget = generation_config.max_length - input_ids.shape[1]
-    bonus = _choose_rows(choose, input_ids, outputs.logits[:, -1].float())  # (B,)
+    bonus, _ = choose.choose(input_ids, outputs.logits[:, -1].float())  # (B,)
     _extend(rows, done, [[t] for t in bonus.tolist()], budget, eos)
     position = valid.sum(-1)  # (B,) position id of each row's bonus token
 
@@ -423,12 +423,6 @@ def keep_paths(cache, block: int, path: torch.Tensor) -> None:
         layer.values[:, :, base : base + width] = layer.values.gather(2, index)
     if block > width:
         cache.crop(-(block - width))
-
-
-def _choose_rows(choose, prefix_rows, logits):
-    """(B,) the target's token per row from (B, V) logits after `prefix_rows` (B, L)."""
-    processed = choose.process(prefix_rows, logits)
-    return torch.multinomial(processed.softmax(-1), 1)[:, 0] if choose.do_sample else processed.argmax(-1)
 
 
 def _accept(choose, input_ids, rows, candidates, logits):

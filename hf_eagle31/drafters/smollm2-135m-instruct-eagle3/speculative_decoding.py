@@ -114,10 +114,9 @@ def speculative_decoding(
     stats.target_forwards += 1
     context = SequenceContext(model, cache, model_kwargs.get("attention_mask"), input_ids.shape[1])
     row = outputs.logits[:, -1].float()
-    processed = choose.process(input_ids, row)
-    token = int(torch.multinomial(processed.softmax(-1), 1)) if choose.do_sample else int(processed.argmax(-1))
-    emitted, rows, raw = [token], processed, row
-    out.add(outputs, [0], rows, raw, prefill=True)
+    token, processed = choose.choose(input_ids, row)
+    emitted = [int(token)]
+    out.add(outputs, [0], processed, row, prefill=True)
     pending = None  # (draft, accepted path) of the last cycle, whose caches are updated before the next draft
 
     while True:
@@ -125,7 +124,7 @@ def speculative_decoding(
         context.advance(len(emitted))
         if streamer is not None:
             streamer.put(torch.tensor([emitted]))
-        if _finished(stopping_criteria, stop_on_host, input_ids, emitted, eos, generation_config, out):
+        if _finished(stopping_criteria, stop_on_host, input_ids, emitted, eos, out):
             break
         if stats.target_forwards == 1:
             gen.begin(input_ids, outputs, context.padding)
@@ -138,10 +137,9 @@ def speculative_decoding(
                          attention_mask=context.mask_2d(1), use_cache=True, **{cache_name: cache}, **out.request(gen))
             stats.target_forwards += 1
             row = step.logits[:, -1].float()
-            processed = choose.process(input_ids, row)
-            token = int(torch.multinomial(processed.softmax(-1), 1)) if choose.do_sample else int(processed.argmax(-1))
+            token, processed = choose.choose(input_ids, row)
             out.add(step, [0], processed, row)
-            emitted, outputs, pending = [token], step, (None, [0])
+            emitted, outputs, pending = [int(token)], step, (None, [0])
             continue
         # 2. Verify every candidate in one target forward.
         inputs = gen.verify_inputs(input_ids, draft, context)  # input_ids / position_ids (1, n + 1), mask
@@ -177,17 +175,17 @@ def _record_past(cache, recurrent_states_to_keep):
         cache.activate_past_recording()
 
 
-def _finished(stopping_criteria, on_host, input_ids, emitted, eos, generation_config, out) -> bool:
+def _finished(stopping_criteria, on_host, input_ids, emitted, eos, out) -> bool:
     if not on_host:
         return bool(stopping_criteria(input_ids, out.scores_tuple()).all())
-    from transformers.generation.stopping_criteria import MaxLengthCriteria, MaxTimeCriteria
+    from transformers.generation.stopping_criteria import EosTokenCriteria, MaxLengthCriteria, MaxTimeCriteria
 
     for criterion in stopping_criteria:
         if isinstance(criterion, MaxLengthCriteria) and input_ids.shape[1] >= criterion.max_length:
             return True
         if isinstance(criterion, MaxTimeCriteria) and time.time() - criterion.initial_timestamp > criterion.max_time:
             return True
-    return bool(eos) and emitted[-1] in eos and any(type(c).__name__ == "EosTokenCriteria" for c in stopping_criteria)
+    return bool(eos) and emitted[-1] in eos and any(isinstance(c, EosTokenCriteria) for c in stopping_criteria)
 
 
 class _Outputs:
